@@ -88,6 +88,11 @@ def _apply_activation_inplace(z, name, alpha=0.2):
     return activation(z, name, alpha)
 
 
+def scatter_add(target, index, values):
+    """target[index] += values, accumulating repeated indices (the backward of gathers)."""
+    np.add.at(target, index, values)
+
+
 # -- dense ---------------------------------------------------------------------------------------
 
 def dense_forward(x, w, b, activation_name="linear", alpha=0.2):
