@@ -23,7 +23,7 @@ from dlgpu import callbacks, layers, models, datasets  # noqa: E402
 from dlgpu.layers import Input, InputSpec, Layer  # noqa: E402
 from dlgpu.models import Model, Sequential  # noqa: E402
 from dlgpu import utils  # noqa: E402
-from dlgpu.utils import random  # noqa: E402
+from dlgpu import random  # noqa: E402
 
 backend = ops  # keras.backend-style access to the ops (floatx etc. live in dlgpu.utils)
 

@@ -1,0 +1,467 @@
+"""Callbacks driven by the training loop: History, the progress bar, early stopping, checkpoints, LR control."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+
+class Callback:
+    """Base class: override the hooks you need; ``self.model`` and ``self.params`` are set by fit."""
+
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None): pass
+    def on_train_end(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_epoch_end(self, epoch, logs=None): pass
+    def on_train_batch_begin(self, batch, logs=None): pass
+    def on_train_batch_end(self, batch, logs=None): pass
+    def on_test_begin(self, logs=None): pass
+    def on_test_end(self, logs=None): pass
+    def on_test_batch_begin(self, batch, logs=None): pass
+    def on_test_batch_end(self, batch, logs=None): pass
+    def on_predict_begin(self, logs=None): pass
+    def on_predict_end(self, logs=None): pass
+    def on_predict_batch_begin(self, batch, logs=None): pass
+    def on_predict_batch_end(self, batch, logs=None): pass
+
+    # Keras 2 names
+    def on_batch_begin(self, batch, logs=None): pass
+    def on_batch_end(self, batch, logs=None): pass
+
+
+class CallbackList:
+    """Calls every callback's hook in order.  Batch-end logs are passed lazily (a function) and only
+    computed when some callback actually overrides a batch-end hook, which keeps the hot loop cheap."""
+
+    def __init__(self, callbacks=None, add_history=None, add_progbar=False, model=None, **params):
+        self.callbacks = list(callbacks or [])
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be dlgpu.callbacks.Callback instances; received {cb!r}")
+        if add_progbar and not any(isinstance(cb, ProgbarLogger) for cb in self.callbacks):
+            self.callbacks.append(ProgbarLogger())
+        if add_history is not None:
+            self.callbacks.insert(0, add_history)
+        mode = params.pop("mode", "train")
+        self.params = dict(params, mode=mode)
+        for cb in self.callbacks:
+            cb.set_model(model)
+            cb.set_params(self.params)
+        self._batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_train_batch_end") or _overrides(cb, "on_batch_end")]
+        self._test_batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_test_batch_end")]
+
+    def _call(self, hook, *args):
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args)
+
+    def on_train_begin(self, logs=None): self._call("on_train_begin", logs)
+    def on_train_end(self, logs=None): self._call("on_train_end", logs)
+    def on_epoch_begin(self, epoch, logs=None): self._call("on_epoch_begin", epoch, logs)
+    def on_epoch_end(self, epoch, logs=None): self._call("on_epoch_end", epoch, logs)
+    def on_test_begin(self, logs=None): self._call("on_test_begin", logs)
+    def on_test_end(self, logs=None): self._call("on_test_end", logs)
+    def on_predict_begin(self, logs=None): self._call("on_predict_begin", logs)
+    def on_predict_end(self, logs=None): self._call("on_predict_end", logs)
+    def on_predict_batch_begin(self, batch, logs=None): self._call("on_predict_batch_begin", batch, logs)
+    def on_predict_batch_end(self, batch, logs=None): self._call("on_predict_batch_end", batch, logs)
+    def on_test_batch_begin(self, batch, logs=None): self._call("on_test_batch_begin", batch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_batch_begin(batch, logs)
+            cb.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs_fn):
+        if self._batch_end:
+            logs = logs_fn() if callable(logs_fn) else logs_fn
+            for cb in self._batch_end:
+                cb.on_train_batch_end(batch, logs)
+                cb.on_batch_end(batch, logs)
+
+    def on_test_batch_end(self, batch, logs_fn):
+        if self._test_batch_end:
+            logs = logs_fn() if callable(logs_fn) else logs_fn
+            for cb in self._test_batch_end:
+                cb.on_test_batch_end(batch, logs)
+
+
+def _overrides(cb, hook):
+    # LambdaCallback sets hooks on the instance; other callbacks override them in their class.
+    return hook in cb.__dict__ or getattr(type(cb), hook) is not getattr(Callback, hook)
+
+
+class History(Callback):
+    """Records every epoch's logs: ``history.history['loss']`` is a list with one value per epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_train_begin(self, logs=None):
+        self.epoch = []
+        self.history = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(v)
+
+    def plot(self, metrics=None, ax=None):
+        """Plot each log (loss, accuracy…) per epoch, val_* beside its training curve (needs matplotlib)."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError("History.plot needs matplotlib: pip install matplotlib") from exc
+        names = metrics or [k for k in self.history if not k.startswith("val_")]
+        if ax is None:
+            fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+            axes = axes[0]
+        else:
+            axes = [ax] * len(names)
+        epochs = [e + 1 for e in self.epoch]
+        for axis, name in zip(axes, names):
+            axis.plot(epochs, self.history[name], marker="o", label=name)
+            if f"val_{name}" in self.history:
+                axis.plot(epochs, self.history[f"val_{name}"], marker="o", label=f"val_{name}")
+            axis.set_xlabel("epoch")
+            axis.set_title(name)
+            axis.legend()
+        return axes
+
+
+def _format_logs(logs):
+    return " - ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in logs.items())
+
+
+class ProgbarLogger(Callback):
+    """verbose=1: a tqdm bar per epoch (a notebook widget under Jupyter via tqdm.auto); verbose=2: one line
+    per epoch.  Without tqdm installed, verbose=1 falls back to one line per epoch."""
+
+    def __init__(self, count_mode="steps", stateful_metrics=None, refresh_every=0.1):
+        super().__init__()
+        self._bar = None
+        self._refresh_every = refresh_every
+        self._last = 0.0
+        self._epoch_start = 0.0
+
+    def _tqdm(self):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None
+        return tqdm
+
+    def _start(self, desc, total):
+        self._epoch_start = time.perf_counter()
+        verbose = self.params.get("verbose", 1)
+        tqdm = self._tqdm() if verbose == 1 else None
+        self._bar = tqdm(total=total, desc=desc, unit="step", leave=True, dynamic_ncols=True, file=sys.stdout) if tqdm else None
+        self._last = 0.0
+
+    def _advance(self, logs_fn=None):
+        if self._bar is None:
+            return
+        self._bar.update(1)
+        now = time.perf_counter()
+        if logs_fn is not None and now - self._last >= self._refresh_every:
+            self._last = now
+            logs = logs_fn() if callable(logs_fn) else logs_fn
+            self._bar.set_postfix_str(_format_logs(logs), refresh=False)
+
+    def _finish(self, logs, prefix=""):
+        seconds = time.perf_counter() - self._epoch_start
+        if self._bar is not None:
+            if logs:
+                self._bar.set_postfix_str(_format_logs(logs), refresh=False)
+            self._bar.close()
+            self._bar = None
+        elif self.params.get("verbose", 1):
+            print(f"{prefix}{seconds:.1f}s - {_format_logs(logs or {})}", flush=True)
+
+    # train
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.params.get("mode") == "train":
+            self._start(f"Epoch {epoch + 1}/{self.params.get('epochs')}", self.params.get("steps"))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._advance(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._finish(logs, prefix=f"Epoch {epoch + 1}/{self.params.get('epochs')} - ")
+
+    # evaluate / predict
+    def on_test_begin(self, logs=None):
+        if self.params.get("mode") == "test":
+            self._start("Evaluate", self.params.get("steps"))
+
+    def on_test_batch_end(self, batch, logs=None):
+        if self.params.get("mode") == "test":
+            self._advance(logs)
+
+    def on_test_end(self, logs=None):
+        if self.params.get("mode") == "test":
+            self._finish(logs, prefix="Evaluate - ")
+
+    def on_predict_begin(self, logs=None):
+        self._start("Predict", self.params.get("steps"))
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self._advance(None)
+
+    def on_predict_end(self, logs=None):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _monitor_op(mode, monitor):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max'; received mode={mode!r}")
+    if mode == "max" or (mode == "auto" and any(k in monitor for k in ("acc", "auc", "precision", "recall", "f1"))):
+        return np.greater, -np.inf
+    return np.less, np.inf
+
+
+class EarlyStopping(Callback):
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None,
+                 restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
+        self.monitor = monitor
+        self.min_delta = abs(min_delta)
+        self.patience = patience
+        self.verbose = verbose
+        self.baseline = baseline
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = start_from_epoch
+        self.monitor_op, self._initial = _monitor_op(mode, monitor)
+        if self.monitor_op is np.less:
+            self.min_delta *= -1
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = self._initial if self.baseline is None else self.baseline
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            warnings.warn(f"EarlyStopping: metric '{self.monitor}' is not in the logs (available: "
+                          f"{sorted(logs or {})}); nothing is monitored.")
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+        self.wait += 1
+        if self.monitor_op(current - self.min_delta, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self.monitor_op(current - self.min_delta, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None and self.stopped_epoch > 0:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (or its weights) after each epoch, or only when the monitored value improves.
+
+    ``filepath`` may contain format fields: ``"ckpt-{epoch:02d}-{val_loss:.3f}.dlgpu"``.
+    """
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
+                 mode="auto", save_freq="epoch", initial_value_threshold=None):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = save_best_only
+        self.save_weights_only = save_weights_only
+        if save_freq != "epoch":
+            raise ValueError(f"ModelCheckpoint: only save_freq='epoch' is supported; received {save_freq!r}")
+        self.monitor_op, initial = _monitor_op(mode, monitor)
+        self.best = initial if initial_value_threshold is None else initial_value_threshold
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                warnings.warn(f"ModelCheckpoint: can save best model only with '{self.monitor}' available, "
+                              f"skipping (available: {sorted(logs)}).")
+                return
+            if not self.monitor_op(current, self.best):
+                if self.verbose:
+                    print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                return
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, saving to {path}")
+            self.best = current
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+
+
+class LearningRateScheduler(Callback):
+    """Sets the learning rate at each epoch start from ``schedule(epoch, lr)``."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = float(self.model.optimizer.learning_rate)
+        new_lr = self.schedule(epoch, lr)
+        if not isinstance(new_lr, (float, int, np.floating, np.integer)) or not math.isfinite(float(new_lr)):
+            raise ValueError(f"LearningRateScheduler: the schedule must return a finite float; returned {new_lr!r}")
+        self.model.optimizer.learning_rate = float(new_lr)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(new_lr)}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+class ReduceLROnPlateau(Callback):
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
+                 cooldown=0, min_lr=0.0):
+        super().__init__()
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0; received factor={factor}")
+        self.monitor = monitor
+        self.factor = factor
+        self.patience = patience
+        self.verbose = verbose
+        self.min_delta = min_delta
+        self.cooldown = cooldown
+        self.min_lr = min_lr
+        self.mode = mode
+        self.monitor_op, self._initial = _monitor_op(mode, monitor)
+
+    def on_train_begin(self, logs=None):
+        self.best = self._initial
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def _improved(self, current):
+        if self.monitor_op is np.less:
+            return current < self.best - self.min_delta
+        return current > self.best + self.min_delta
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"ReduceLROnPlateau: metric '{self.monitor}' is not in the logs (available: {sorted(logs)}).")
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(current):
+            self.best = current
+            self.wait = 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = float(self.model.optimizer.learning_rate)
+                if old > self.min_lr:
+                    new = max(old * self.factor, self.min_lr)
+                    self.model.optimizer.learning_rate = new
+                    if self.verbose:
+                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+class CSVLogger(Callback):
+    """Streams epoch results to a CSV file (one row per epoch)."""
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.separator = separator
+        self.append = append
+        self._file = None
+        self._writer = None
+        self._keys = None
+
+    def on_train_begin(self, logs=None):
+        append_header = not (self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0)
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
+        self._append_header = append_header
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._writer is None:
+            self._keys = sorted(logs)
+            self._writer = csv.DictWriter(self._file, fieldnames=["epoch"] + self._keys, delimiter=self.separator)
+            if self._append_header:
+                self._writer.writeheader()
+        self._writer.writerow({"epoch": epoch, **{k: logs.get(k, "NA") for k in self._keys}})
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class TerminateOnNaN(Callback):
+    """Stops training as soon as the loss becomes NaN or infinite."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+
+
+class LambdaCallback(Callback):
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
+                 on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
+        super().__init__()
+        for name, fn in dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end, on_train_begin=on_train_begin,
+                             on_train_end=on_train_end, on_train_batch_begin=on_train_batch_begin,
+                             on_train_batch_end=on_train_batch_end, **kwargs).items():
+            if fn is not None:
+                setattr(self, name, fn)
+

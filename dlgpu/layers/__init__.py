@@ -1,0 +1,44 @@
+"""Layers, one small file per family, and (de)serialization by class name."""
+
+from dlgpu.layers.base import Input, InputLayer, InputSpec, KerasTensor, Layer
+from dlgpu.layers.conv import Conv2D, Convolution2D
+from dlgpu.layers.core import Activation, Dense, Dropout, Embedding, Flatten, Lambda, Reshape
+from dlgpu.layers.merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
+                                concatenate)
+from dlgpu.layers.normalization import BatchNormalization, LayerNormalization
+from dlgpu.layers.pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
+                                  GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
+
+_BUILTIN = {cls.__name__: cls for cls in (
+    InputLayer, Dense, Activation, Dropout, Flatten, Reshape, Embedding, Conv2D, MaxPooling2D, AveragePooling2D,
+    GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization, LayerNormalization, Add, Subtract, Multiply,
+    Average, Maximum, Minimum, Concatenate)}
+_custom = {}
+
+
+def register(cls=None, name=None):
+    """Make a custom layer loadable by class name (like keras.saving.register_keras_serializable)."""
+    def wrap(c):
+        _custom[name or c.__name__] = c
+        return c
+    return wrap(cls) if cls is not None else wrap
+
+
+def serialize(layer):
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize(config, custom_objects=None):
+    """A layer from {"class_name": ..., "config": ...}; only known classes, never arbitrary code."""
+    name = config.get("class_name")
+    lookup = {**_BUILTIN, **_custom, **(custom_objects or {})}
+    from dlgpu import models
+    lookup.setdefault("Sequential", models.Sequential)
+    lookup.setdefault("Functional", models.Model)
+    lookup.setdefault("Model", models.Model)
+    if name not in lookup:
+        raise ValueError(f"Unknown layer class {name!r}. Built-in layers are {sorted(_BUILTIN)}; pass custom "
+                         f"classes with custom_objects={{'{name}': {name}}} or register them with "
+                         f"dlgpu.layers.register.")
+    cls = lookup[name]
+    return cls.from_config(dict(config.get("config", {}))) if hasattr(cls, "from_config") else cls(**config["config"])

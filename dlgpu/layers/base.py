@@ -1,0 +1,462 @@
+"""The Layer base class, symbolic tensors for the functional API, and Input.
+
+A layer creates its weights in ``build(input_shape)`` (called once, on first use) and computes in
+``call(inputs, training=None)``.  Calling a layer on a :class:`KerasTensor` (what ``Input`` returns)
+records a :class:`Node` instead of computing, which is how functional models are wired.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+from collections import defaultdict
+
+import numpy as np
+
+from dlgpu import ops
+from dlgpu.autograd import Tensor, Variable, no_grad
+from dlgpu.backend import device as _device
+
+_name_counts = defaultdict(int)
+
+
+def _snake_case(name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("2_d", "2d").replace("1_d", "1d")
+
+
+def unique_name(base):
+    """dense, dense_1, dense_2… as Keras names layers."""
+    count = _name_counts[base]
+    _name_counts[base] += 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def reset_names():
+    """Forget the counters behind automatic names (keras.backend.clear_session)."""
+    _name_counts.clear()
+
+
+class _CallContext(threading.local):
+    def __init__(self):
+        self.training = None  # set by the outermost call that was given `training`
+
+
+_call_context = _CallContext()
+
+
+class KerasTensor:
+    """A symbolic tensor: a shape (None for the batch) and dtype, and the layer call that made it."""
+
+    def __init__(self, shape, dtype="float32", name=None, history=None):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype).name
+        self.name = name
+        self._history = history  # (layer, node_index, tensor_index)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
+
+    # Arithmetic on symbolic tensors becomes a layer, as in Keras.
+    def __add__(self, other):
+        from dlgpu.layers.merge import Add
+        return Add()([self, other])
+
+    def __getitem__(self, index):
+        return _Lambda(lambda t: t[index], name=unique_name("get_item"))(self)
+
+
+def is_symbolic(structure):
+    return any(isinstance(t, KerasTensor) for t in flatten(structure))
+
+
+def flatten(structure):
+    if isinstance(structure, (list, tuple)):
+        out = []
+        for item in structure:
+            out.extend(flatten(item))
+        return out
+    if isinstance(structure, dict):
+        return flatten(list(structure.values()))
+    return [structure]
+
+
+def map_structure(fn, structure):
+    if isinstance(structure, list):
+        return [map_structure(fn, s) for s in structure]
+    if isinstance(structure, tuple):
+        return tuple(map_structure(fn, s) for s in structure)
+    if isinstance(structure, dict):
+        return {k: map_structure(fn, v) for k, v in structure.items()}
+    return fn(structure)
+
+
+class Node:
+    """One call of a layer in a functional graph: its symbolic inputs and outputs."""
+
+    def __init__(self, layer, inputs, outputs, kwargs):
+        self.layer = layer
+        self.inputs = inputs              # nested structure of KerasTensors, as passed to the layer
+        self.outputs = outputs            # nested structure of KerasTensors
+        self.kwargs = kwargs              # non-tensor keyword arguments of the call
+        self.parent_tensors = [t for t in flatten(inputs) if isinstance(t, KerasTensor)]
+
+
+class InputSpec:
+    """What a layer accepts: ndim / min_ndim and fixed sizes on given axes (as keras.InputSpec)."""
+
+    def __init__(self, dtype=None, shape=None, ndim=None, max_ndim=None, min_ndim=None, axes=None):
+        self.dtype = dtype
+        self.shape = shape
+        self.ndim = len(shape) if shape is not None else ndim
+        self.max_ndim = max_ndim
+        self.min_ndim = min_ndim
+        self.axes = axes or {}
+
+    def check(self, layer_name, shape):
+        rank = len(shape)
+        if self.ndim is not None and rank != self.ndim:
+            raise ValueError(f"Input 0 of layer '{layer_name}' is incompatible with the layer: expected ndim={self.ndim}, "
+                             f"found ndim={rank}. Full shape received: {tuple(shape)}")
+        if self.min_ndim is not None and rank < self.min_ndim:
+            raise ValueError(f"Input 0 of layer '{layer_name}' is incompatible with the layer: expected min_ndim="
+                             f"{self.min_ndim}, found ndim={rank}. Full shape received: {tuple(shape)}")
+        if self.max_ndim is not None and rank > self.max_ndim:
+            raise ValueError(f"Input 0 of layer '{layer_name}' is incompatible with the layer: expected max_ndim="
+                             f"{self.max_ndim}, found ndim={rank}. Full shape received: {tuple(shape)}")
+        for axis, size in self.axes.items():
+            if shape[axis] is not None and shape[axis] != size:
+                raise ValueError(f"Input 0 of layer '{layer_name}' is incompatible with the layer: expected axis {axis} "
+                                 f"of input shape to have value {size}, but received input with shape {tuple(shape)}")
+
+
+_LAYER_KWARGS = {"input_shape", "batch_input_shape", "batch_size", "input_dim", "dynamic", "autocast"}
+
+
+class Layer:
+    """Base class of every layer (and of Model)."""
+
+    _accepts_integer_inputs = False
+
+    def __init__(self, trainable=True, name=None, dtype=None, **kwargs):
+        unknown = set(kwargs) - _LAYER_KWARGS
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.__init__() got unexpected keyword argument(s) {sorted(unknown)}; "
+                            f"valid base-layer arguments are trainable, name, dtype, input_shape, batch_size")
+        object.__setattr__(self, "_layers", [])
+        object.__setattr__(self, "_tracked_variables", [])
+        self.name = name or unique_name(_snake_case(type(self).__name__))
+        self._trainable = bool(trainable)
+        self.dtype = np.dtype(dtype or "float32").name if not isinstance(dtype, dict) else "float32"
+        self.built = False
+        self.input_spec = None
+        self._inbound_nodes = []
+        self._losses = []
+        self._build_shapes = None
+        input_shape = kwargs.get("input_shape")
+        if kwargs.get("input_dim") is not None and input_shape is None:
+            input_shape = (kwargs["input_dim"],)
+        if input_shape is not None:
+            self._batch_input_shape = (kwargs.get("batch_size"),) + tuple(input_shape)
+        elif kwargs.get("batch_input_shape") is not None:
+            self._batch_input_shape = tuple(kwargs["batch_input_shape"])
+        else:
+            self._batch_input_shape = None
+        params = inspect.signature(self.call).parameters
+        self._call_takes_training = "training" in params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+    # -- attribute tracking: sub-layers and variables assigned as attributes -----------------
+    def __setattr__(self, name, value):
+        if "_layers" in self.__dict__ and not name.startswith("__"):
+            for item in (value if isinstance(value, (list, tuple)) else [value]):
+                if isinstance(item, Layer) and item is not self and not any(item is l for l in self._layers):
+                    self._layers.append(item)
+                elif isinstance(item, Variable) and not any(item is v for v in self._tracked_variables):
+                    self._tracked_variables.append(item)
+        object.__setattr__(self, name, value)
+
+    # -- weights ------------------------------------------------------------------------------
+    def add_weight(self, shape=None, initializer="glorot_uniform", dtype=None, trainable=True, name=None,
+                   regularizer=None, constraint=None, **kwargs):
+        from dlgpu import initializers, regularizers
+        shape = tuple(int(s) for s in (shape or ()))
+        init = initializers.get(initializer)
+        value = init(shape, dtype or self.dtype) if callable(init) else init
+        variable = Variable(value, dtype=dtype or self.dtype, trainable=trainable,
+                            name=name, regularizer=regularizers.get(regularizer), constraint=constraint)
+        variable.path = f"{self.name}/{name}" if name else self.name
+        if not any(variable is v for v in self._tracked_variables):
+            self._tracked_variables.append(variable)
+        return variable
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        for layer in self._layers:
+            layer.trainable = value
+
+    def _all_variables(self, seen=None):
+        seen = set() if seen is None else seen
+        out = []
+        for v in self._tracked_variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+        for layer in self._layers:
+            out.extend(layer._all_variables(seen))
+        return out
+
+    @property
+    def variables(self):
+        return self._all_variables()
+
+    weights = variables
+
+    @property
+    def trainable_variables(self):
+        return self._collect(trainable=True)
+
+    trainable_weights = trainable_variables
+
+    @property
+    def non_trainable_variables(self):
+        return self._collect(trainable=False)
+
+    non_trainable_weights = non_trainable_variables
+
+    def _collect(self, trainable, seen=None):
+        """Variables split by effective trainability: a frozen layer freezes all its weights."""
+        seen = set() if seen is None else seen
+        out = []
+        for v in self._tracked_variables:
+            if id(v) in seen:
+                continue
+            effective = v.trainable and self._trainable
+            if effective == trainable:
+                seen.add(id(v))
+                out.append(v)
+        for layer in self._layers:
+            if not self._trainable and trainable:
+                continue
+            if not self._trainable and not trainable:
+                for v in layer._all_variables():
+                    if id(v) not in seen:
+                        seen.add(id(v))
+                        out.append(v)
+                continue
+            out.extend(layer._collect(trainable, seen))
+        return out
+
+    def get_weights(self):
+        return [v.numpy() for v in self.weights]
+
+    def set_weights(self, weights):
+        params = self.weights
+        if len(weights) != len(params):
+            raise ValueError(f"Layer '{self.name}' expects {len(params)} weight arrays but received {len(weights)}.")
+        for v, w in zip(params, weights):
+            w = np.asarray(w)
+            if tuple(w.shape) != v.shape:
+                raise ValueError(f"Layer '{self.name}': weight '{v.path}' has shape {v.shape}, received {tuple(w.shape)}.")
+        for v, w in zip(params, weights):
+            v.assign(_device.to_device(np.asarray(w, dtype=v.data.dtype), v.device))
+
+    def count_params(self):
+        if not self.built:
+            raise ValueError(f"You tried to call `count_params` on layer '{self.name}', but the layer isn't built. "
+                             f"Build it first by calling it on data or with build(input_shape).")
+        return int(sum(int(np.prod(v.shape)) for v in self.weights))
+
+    # -- losses added during the forward pass (activity regularizers, add_loss) ---------------
+    def add_loss(self, loss):
+        self._losses.append(loss)
+
+    @property
+    def losses(self):
+        """Regularization penalties of every weight plus losses added during the last call."""
+        out = list(self._losses)
+        for layer in self._layers:
+            out.extend(layer.losses)
+        for v in self._tracked_variables:
+            if v._regularizer is not None and v.trainable:
+                out.append(v._regularizer(v))
+        return out
+
+    def _clear_losses(self):
+        self._losses = []
+        for layer in self._layers:
+            layer._clear_losses()
+
+    # -- building and calling -----------------------------------------------------------------
+    def build(self, input_shape):
+        self.built = True
+
+    def call(self, inputs, *args, **kwargs):
+        raise NotImplementedError(f"Layer {type(self).__name__} must implement call()")
+
+    def compute_output_shape(self, input_shape):
+        """Shape inference by running the layer on zeros (built-in layers override with a formula)."""
+        def zeros_for(shape):
+            return Tensor(np.zeros(tuple(1 if s is None else s for s in shape), np.float32))
+        dummy = map_structure(zeros_for, input_shape) if not _is_shape(input_shape) else zeros_for(input_shape)
+        with no_grad():
+            out = self.call(dummy, **({"training": False} if self._call_takes_training else {}))
+        return map_structure(lambda t: (None,) + tuple(t.shape[1:]), out)
+
+    def _maybe_build(self, input_shape):
+        if not self.built:
+            if self.input_spec is not None and _is_shape(input_shape):
+                self.input_spec.check(self.name, input_shape)
+            self._build_shapes = input_shape
+            self.build(input_shape)
+            self.built = True
+
+    def __call__(self, *args, **kwargs):
+        if not args:
+            raise ValueError(f"Layer '{self.name}' was called without inputs.")
+        inputs = args[0]
+        if is_symbolic(inputs):
+            return self._symbolic_call(inputs, *args[1:], **kwargs)
+        inputs = map_structure(self._convert_input, inputs)
+        shapes = map_structure(lambda t: t.shape if isinstance(t, Tensor) else None, inputs)
+        if not self.built:
+            self._maybe_build(shapes)
+        elif self.input_spec is not None and isinstance(inputs, Tensor):
+            self.input_spec.check(self.name, inputs.shape)
+        training = kwargs.pop("training", None)
+        outer = _call_context.training
+        if training is None:
+            training = outer
+        if self._call_takes_training:
+            kwargs["training"] = training
+        _call_context.training = training
+        try:
+            return self.call(inputs, *args[1:], **kwargs)
+        finally:
+            _call_context.training = outer
+
+    def _convert_input(self, x):
+        if x is None or isinstance(x, (int, float, str, bool)) and not isinstance(x, (np.generic,)):
+            return x
+        t = x if isinstance(x, Tensor) else ops.convert_to_tensor(x)
+        if not self._accepts_integer_inputs and t.data.dtype.kind in "iub":
+            t = ops.cast(t, self.dtype)
+        elif t.data.dtype.kind == "f" and t.dtype != self.dtype and self.dtype == "float32":
+            t = ops.cast(t, self.dtype)
+        return t
+
+    def _symbolic_call(self, inputs, *args, **kwargs):
+        shapes = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else None, inputs)
+        if not self.built:
+            self._maybe_build(shapes)
+        elif self.input_spec is not None and isinstance(inputs, KerasTensor):
+            self.input_spec.check(self.name, inputs.shape)
+        out_shapes = self.compute_output_shape(shapes)
+        node_index = len(self._inbound_nodes)
+        counter = iter(range(1 << 30))
+
+        def make(shape):
+            i = next(counter)
+            return KerasTensor(shape, self._output_dtype(), name=self.name if i == 0 else f"{self.name}_{i}",
+                               history=(self, node_index, i))
+        outputs = map_structure(make, out_shapes) if not _is_shape(out_shapes) else make(out_shapes)
+        self._inbound_nodes.append(Node(self, inputs, outputs, dict(kwargs)))
+        return outputs
+
+    def _output_dtype(self):
+        return self.dtype
+
+    # -- config -------------------------------------------------------------------------------
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        if self._batch_input_shape is not None:
+            config["batch_input_shape"] = list(self._batch_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def get_build_config(self):
+        return {"input_shape": _to_list(self._build_shapes)} if self._build_shapes is not None else None
+
+    def build_from_config(self, build_config):
+        if build_config and build_config.get("input_shape") is not None:
+            shape = _to_tuple(build_config["input_shape"])
+            self._maybe_build(shape)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _is_shape(obj):
+    return isinstance(obj, tuple) and all(s is None or isinstance(s, (int, np.integer)) for s in obj)
+
+
+def _to_list(obj):
+    if isinstance(obj, (list, tuple)):
+        return [_to_list(o) for o in obj]
+    return obj
+
+
+def _to_tuple(obj):
+    if isinstance(obj, list) and all(o is None or isinstance(o, int) for o in obj):
+        return tuple(obj)
+    if isinstance(obj, list):
+        return [_to_tuple(o) for o in obj]
+    return obj
+
+
+class _Lambda(Layer):
+    """A function of tensors as a layer (used for slicing symbolic tensors)."""
+
+    def __init__(self, fn, **kwargs):
+        super().__init__(**kwargs)
+        self.fn = fn
+
+    def call(self, inputs):
+        return self.fn(inputs)
+
+
+class InputLayer(Layer):
+    """The layer behind ``Input``: it holds the model's input KerasTensor."""
+
+    _accepts_integer_inputs = True
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, input_shape=None, **kwargs):
+        super().__init__(name=name or unique_name("input_layer"), dtype=dtype)
+        shape = shape if shape is not None else input_shape
+        if batch_shape is None:
+            if shape is None:
+                raise ValueError("Input: give `shape` (without the batch axis), e.g. Input(shape=(28, 28)).")
+            if isinstance(shape, int):
+                shape = (shape,)
+            batch_shape = (batch_size,) + tuple(shape)
+        for s in batch_shape[1:]:
+            if s is not None and (not isinstance(s, (int, np.integer)) or s <= 0):
+                raise ValueError(f"Input '{self.name}': shape entries must be positive integers or None; "
+                                 f"received shape={tuple(batch_shape[1:])}")
+        self.batch_shape = tuple(batch_shape)
+        self.built = True
+        self.output = KerasTensor(self.batch_shape, self.dtype, name=self.name, history=(self, 0, 0))
+        self._inbound_nodes.append(Node(self, [], self.output, {}))
+
+    def call(self, inputs):
+        return inputs
+
+    def get_config(self):
+        return {"batch_shape": list(self.batch_shape), "dtype": self.dtype, "name": self.name}
+
+
+def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kwargs):  # noqa: N802 - Keras API
+    """A symbolic input for functional models: ``x = Input(shape=(28, 28))``."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, batch_shape=batch_shape, **kwargs).output

@@ -1,0 +1,211 @@
+"""Dense, Activation, Dropout, Flatten, Reshape, Lambda, Embedding."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlgpu import activations, initializers, ops, regularizers
+from dlgpu.layers.base import InputSpec, Layer
+
+
+def _positive_int(layer, name, value):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"Received an invalid value for `{name}` of layer {layer}, expected a positive integer. "
+                         f"Received: {name}={value!r}")
+    return int(value)
+
+
+class Dense(Layer):
+    """activation(inputs @ kernel + bias), run as one fused op when the activation allows it."""
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = _positive_int(type(self).__name__, "units", units)
+        self.activation = activations.get(activation)
+        self._fused = activations.fused_name(self.activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.input_spec = InputSpec(min_ndim=2)
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        if features is None:
+            raise ValueError(f"Layer '{self.name}': the last axis of the input must be known; received {input_shape}")
+        self.kernel = self.add_weight((features, self.units), self.kernel_initializer, name="kernel",
+                                      regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight((self.units,), self.bias_initializer, name="bias",
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
+        self.input_spec = InputSpec(min_ndim=2, axes={-1: features})
+        self.built = True
+
+    def call(self, inputs):
+        if self._fused is not None:
+            out = ops.dense(inputs, self.kernel, self.bias, self._fused)
+        else:
+            out = self.activation(ops.dense(inputs, self.kernel, self.bias))
+        if self.activity_regularizer is not None:
+            self.add_loss(self.activity_regularizer(out))
+        return out
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer)}
+
+
+class Activation(Layer):
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def call(self, inputs):
+        return self.activation(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}
+
+
+class Dropout(Layer):
+    """Zeroes a fraction ``rate`` of the inputs during training only; identity at inference."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"Invalid value received for argument `rate` of layer {self.name}. Expected a float "
+                             f"value between 0 and 1. Received: rate={rate!r}")
+        self.rate = float(rate)
+        self.noise_shape = noise_shape
+        self.seed = seed
+
+    def call(self, inputs, training=None):
+        if training and self.rate > 0:
+            return ops.dropout(inputs, self.rate, self.noise_shape)
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}
+
+
+class Flatten(Layer):
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = data_format
+
+    def call(self, inputs):
+        return ops.reshape(inputs, (inputs.shape[0], -1))
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        size = None if any(s is None for s in rest) else int(np.prod(rest))
+        return (input_shape[0], size)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
+
+
+class Reshape(Layer):
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(target_shape)
+        if sum(1 for s in self.target_shape if s == -1) > 1:
+            raise ValueError(f"Layer '{self.name}': target_shape may contain at most one -1; received {self.target_shape}")
+
+    def _resolve(self, input_shape):
+        known = [s for s in input_shape[1:]]
+        if any(s is None for s in known):
+            return tuple(None if s == -1 else s for s in self.target_shape)
+        total = int(np.prod(known))
+        fixed = int(np.prod([s for s in self.target_shape if s != -1]))
+        if -1 in self.target_shape:
+            if total % fixed:
+                raise ValueError(f"Layer '{self.name}': cannot reshape input of shape {tuple(input_shape)} "
+                                 f"into target_shape {self.target_shape}")
+            return tuple(total // fixed if s == -1 else s for s in self.target_shape)
+        if total != fixed:
+            raise ValueError(f"Layer '{self.name}': total size of the input {tuple(input_shape[1:])} ({total}) does "
+                             f"not match target_shape {self.target_shape} ({fixed})")
+        return self.target_shape
+
+    def build(self, input_shape):
+        self._resolve(input_shape)
+        self.built = True
+
+    def call(self, inputs):
+        return ops.reshape(inputs, (inputs.shape[0],) + self._resolve(inputs.shape))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + self._resolve(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+class Lambda(Layer):
+    """Wraps a Python function of tensors.  Not saved with the model: loading needs the function again."""
+
+    def __init__(self, function, output_shape=None, arguments=None, **kwargs):
+        super().__init__(**kwargs)
+        self.function = function
+        self.arguments = arguments or {}
+        self._output_shape = output_shape
+
+    def call(self, inputs):
+        return self.function(inputs, **self.arguments)
+
+    def get_config(self):
+        raise ValueError(f"Layer '{self.name}' (Lambda) wraps Python code, which dlgpu never saves or loads; "
+                         f"rewrite it as a subclassed Layer with get_config, or save only the weights.")
+
+
+class Embedding(Layer):
+    """Rows of a (input_dim, output_dim) table looked up by integer ids."""
+
+    _accepts_integer_inputs = True
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.input_dim = _positive_int(type(self).__name__, "input_dim", input_dim)
+        self.output_dim = _positive_int(type(self).__name__, "output_dim", output_dim)
+        self.embeddings_initializer = initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight((self.input_dim, self.output_dim), self.embeddings_initializer,
+                                          name="embeddings", regularizer=self.embeddings_regularizer)
+        self.built = True
+
+    def call(self, inputs):
+        ids = inputs.data
+        if ids.dtype.kind == "f":
+            ids = ids.astype(np.int64)
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= self.input_dim):
+            raise ValueError(f"Layer '{self.name}': ids must lie in [0, {self.input_dim}); received values from "
+                             f"{int(ids.min())} to {int(ids.max())}")
+        return ops.take(self.embeddings, ids, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def get_config(self):
+        return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
+                "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
+                "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer)}

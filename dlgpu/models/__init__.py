@@ -1,0 +1,7 @@
+"""Models: functional and subclassed (Model), Sequential, and loading saved models."""
+
+from dlgpu.models.model import Model
+from dlgpu.models.sequential import Sequential
+from dlgpu.models.saving import load_model, save_model
+
+__all__ = ["Model", "Sequential", "load_model", "save_model"]

@@ -1,0 +1,83 @@
+"""A functional model's graph as JSON-ready config, and back (Keras's layout: layers with inbound nodes)."""
+
+from __future__ import annotations
+
+from dlgpu.layers.base import InputLayer, KerasTensor, map_structure
+
+
+def functional_config(model):
+    # Node indices are counted within this model, so layers shared with other graphs still round-trip.
+    local_index = {}
+    per_layer = {}
+    for node in model._nodes:
+        k = per_layer.get(id(node.layer), 0)
+        local_index[id(node)] = k
+        per_layer[id(node.layer)] = k + 1
+
+    def ref(tensor):
+        layer, node_index, tensor_index = tensor._history
+        node = layer._inbound_nodes[node_index]
+        return [layer.name, local_index[id(node)], tensor_index]
+
+    layers = []
+    for layer in model._layers:
+        nodes = [n for n in model._nodes if n.layer is layer]
+        entry = {"class_name": type(layer).__name__, "name": layer.name, "config": layer.get_config(),
+                 "inbound_nodes": [] if isinstance(layer, InputLayer) else
+                 [{"args": map_structure(lambda t: ref(t) if isinstance(t, KerasTensor) else t, n.inputs),
+                   "kwargs": n.kwargs} for n in nodes]}
+        if not isinstance(layer, InputLayer) and layer.built and layer._build_shapes is not None:
+            entry["build_config"] = layer.get_build_config()
+        layers.append(entry)
+    return {"name": model.name, "trainable": model.trainable, "layers": layers,
+            "input_layers": map_structure(ref, model._nested_inputs),
+            "output_layers": map_structure(ref, model._nested_outputs)}
+
+
+def _is_ref(obj):
+    return isinstance(obj, list) and len(obj) == 3 and isinstance(obj[0], str) and isinstance(obj[1], int)
+
+
+def _map_refs(fn, obj):
+    if _is_ref(obj):
+        return fn(obj)
+    if isinstance(obj, list):
+        return [_map_refs(fn, o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _map_refs(fn, v) for k, v in obj.items()}
+    return obj
+
+
+def functional_from_config(cls, config, custom_objects=None):
+    from dlgpu import layers as layers_module
+    created = {}
+    outputs_of = {}  # (layer name, local node index) -> output structure
+
+    def tensor_for(ref):
+        name, node_index, tensor_index = ref
+        out = outputs_of[(name, node_index)]
+        return out if isinstance(out, KerasTensor) else _flat(out)[tensor_index]
+
+    for entry in config["layers"]:
+        layer = layers_module.deserialize({"class_name": entry["class_name"], "config": entry["config"]},
+                                          custom_objects)
+        created[entry["name"]] = layer
+        if isinstance(layer, InputLayer):
+            outputs_of[(entry["name"], 0)] = layer.output
+            continue
+        for k, node in enumerate(entry["inbound_nodes"]):
+            try:
+                args = _map_refs(tensor_for, node["args"])
+            except KeyError as exc:
+                raise ValueError(f"Corrupt model config: layer {entry['name']!r} refers to {exc.args[0]}, "
+                                 f"which comes later or does not exist") from None
+            outputs_of[(entry["name"], k)] = layer(args, **node.get("kwargs", {}))
+    inputs = _map_refs(tensor_for, config["input_layers"])
+    outputs = _map_refs(tensor_for, config["output_layers"])
+    return cls(inputs=inputs, outputs=outputs, name=config.get("name"))
+
+
+def _flat(obj):
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _flat(o)]
+    return [obj]

@@ -1,0 +1,182 @@
+"""Model: a functional graph of layer calls (``Model(inputs, outputs)``) or a subclass with ``call``.
+
+Training, evaluation and prediction live in dlgpu/models/training.py (the one training loop).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlgpu.autograd import Tensor, no_grad
+from dlgpu.layers import base as layer_base
+from dlgpu.layers.base import InputLayer, KerasTensor, Layer, flatten, map_structure
+from dlgpu.models.training import Trainer
+
+
+class Model(Trainer, Layer):
+    """Group layers into an object with training and inference features (as keras.Model)."""
+
+    def __init__(self, *args, **kwargs):
+        inputs = kwargs.pop("inputs", args[0] if len(args) > 0 else None)
+        outputs = kwargs.pop("outputs", args[1] if len(args) > 1 else None)
+        layer_kwargs = {k: kwargs.pop(k) for k in ("name", "trainable", "dtype") if k in kwargs}
+        if kwargs:
+            raise TypeError(f"Model.__init__() got unexpected keyword argument(s) {sorted(kwargs)}")
+        Layer.__init__(self, **layer_kwargs)
+        Trainer.__init__(self)
+        self._functional = inputs is not None or outputs is not None
+        if self._functional:
+            if inputs is None or outputs is None:
+                raise ValueError("A functional Model needs both `inputs` and `outputs`, e.g. Model(inputs=x_in, outputs=y).")
+            self._init_graph(inputs, outputs)
+
+    # -- functional graph ---------------------------------------------------------------------
+    def _init_graph(self, inputs, outputs):
+        for t in flatten(inputs) + flatten(outputs):
+            if not isinstance(t, KerasTensor):
+                raise ValueError(f"Model inputs and outputs must be symbolic tensors from dlgpu.Input(...) and "
+                                 f"layer calls on them; received {type(t).__name__}")
+        self._nested_inputs = inputs if not isinstance(inputs, tuple) else list(inputs)
+        self._nested_outputs = outputs if not isinstance(outputs, tuple) else list(outputs)
+        self.inputs = flatten(inputs)
+        self.outputs = flatten(outputs)
+        for t in self.inputs:
+            if not isinstance(t._history[0], InputLayer):
+                raise ValueError(f"Model input {t.name!r} is not an Input(); functional models start from "
+                                 f"dlgpu.Input tensors.")
+        self._nodes = self._ordered_nodes()
+        known_inputs = {id(t) for t in self.inputs}
+        for node in self._nodes:
+            if isinstance(node.layer, InputLayer) and id(node.outputs) not in known_inputs:
+                raise ValueError(f"Graph disconnected: the output depends on input {node.outputs.name!r}, "
+                                 f"which is not among the model's inputs {[t.name for t in self.inputs]}")
+        seen = []
+        for node in self._nodes:
+            if not any(node.layer is layer for layer in seen):
+                seen.append(node.layer)
+        object.__setattr__(self, "_layers", seen)
+        self.built = True
+        self._build_shapes = map_structure(lambda t: t.shape, self._nested_inputs)
+
+    def _ordered_nodes(self):
+        order, visited = [], set()
+
+        def visit(tensor):
+            layer, node_index, _ = tensor._history
+            node = layer._inbound_nodes[node_index]
+            if id(node) in visited:
+                return
+            visited.add(id(node))
+            for parent in node.parent_tensors:
+                visit(parent)
+            order.append(node)
+        for out in self.outputs:
+            visit(out)
+        return order
+
+    def _run_graph(self, inputs, training=None):
+        flat = self._match_inputs(inputs)
+        values = {id(kt): t for kt, t in zip(self.inputs, flat)}
+        for node in self._nodes:
+            if isinstance(node.layer, InputLayer):
+                continue
+            args = map_structure(lambda kt: values[id(kt)], node.inputs)
+            out = node.layer(args, training=training, **node.kwargs)
+            for kt, t in zip(flatten(node.outputs), flatten(out)):
+                values[id(kt)] = t
+        return map_structure(lambda kt: values[id(kt)], self._nested_outputs)
+
+    def _match_inputs(self, inputs):
+        if isinstance(inputs, dict):
+            names = [t.name for t in self.inputs]
+            missing = [n for n in names if n not in inputs]
+            if missing:
+                raise ValueError(f"Model '{self.name}': missing inputs {missing}; the model's inputs are {names}")
+            return [inputs[n] for n in names]
+        flat = flatten(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if len(flat) != len(self.inputs):
+            raise ValueError(f"Model '{self.name}' expects {len(self.inputs)} input(s) "
+                             f"({[t.name for t in self.inputs]}) but received {len(flat)}")
+        for i, (t, kt) in enumerate(zip(flat, self.inputs)):
+            shape = getattr(t, "shape", None)
+            if shape is not None and len(shape) != len(kt.shape):
+                raise ValueError(f"Input {i} ('{kt.name}') of model '{self.name}' is incompatible: expected shape "
+                                 f"{kt.shape}, found shape {tuple(shape)}")
+            if shape is not None and any(a is not None and a != b for a, b in zip(kt.shape[1:], tuple(shape)[1:])):
+                raise ValueError(f"Input {i} ('{kt.name}') of model '{self.name}' is incompatible: expected shape "
+                                 f"{kt.shape}, found shape {tuple(shape)}")
+        return flat
+
+    def call(self, inputs, training=None):
+        if not getattr(self, "_functional", False):
+            raise NotImplementedError(f"Model '{self.name}' is a subclass without a `call` method: define "
+                                      f"call(self, inputs, training=None), or build a functional Model(inputs, outputs).")
+        return self._run_graph(inputs, training)
+
+    @property
+    def layers(self):
+        return [layer for layer in self._layers if not isinstance(layer, InputLayer) or self._functional]
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: {[l.name for l in self.layers]}.")
+
+    def build(self, input_shape):
+        """Create the weights of a subclassed model by running it once on zeros of that shape."""
+        if self._functional or self.built:
+            self.built = True
+            return
+        def zeros(shape):
+            return Tensor(np.zeros(tuple(1 if s is None else s for s in shape), np.float32))
+        dummy = zeros(input_shape) if layer_base._is_shape(tuple(input_shape)) else map_structure(zeros, input_shape)
+        with no_grad():
+            self(dummy, training=False)
+        self._build_shapes = tuple(input_shape) if layer_base._is_shape(tuple(input_shape)) else input_shape
+        self.built = True
+
+    def _maybe_build(self, input_shape):
+        if not self.built:
+            self._build_shapes = input_shape
+            self.built = True  # a subclass builds its sub-layers lazily inside call
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False):
+        from dlgpu.models.summary import print_summary
+        print_summary(self, line_length=line_length, print_fn=print_fn, show_trainable=show_trainable)
+
+    # -- saving -------------------------------------------------------------------------------
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Architecture + weights (+ compile settings) in one ``.dlgpu`` file, written atomically."""
+        from dlgpu.models.saving import save_model
+        save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        from dlgpu.models.saving import save_weights
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False):
+        from dlgpu.models.saving import load_weights
+        load_weights(self, filepath)
+
+    # -- config -------------------------------------------------------------------------------
+    def get_config(self):
+        if not self._functional:
+            base = {"name": self.name, "trainable": self.trainable}
+            if type(self).get_config is Model.get_config and type(self).__init__ is not Model.__init__:
+                raise NotImplementedError(
+                    f"Model '{self.name}' is a subclassed model ({type(self).__name__}) without get_config(); "
+                    f"dlgpu never saves Python code, so implement get_config()/from_config(), or use "
+                    f"save_weights()/load_weights().")
+            return base
+        from dlgpu.models.functional_config import functional_config
+        return functional_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        if "layers" in config and "input_layers" in config:
+            from dlgpu.models.functional_config import functional_from_config
+            return functional_from_config(cls, config, custom_objects)
+        return cls(**config)

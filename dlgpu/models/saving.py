@@ -1,0 +1,218 @@
+"""Saving and loading: one ``.dlgpu`` file = a zip of config.json, metadata.json and model.weights.npz.
+
+The architecture is JSON and the weights are an ``.npz`` read with ``allow_pickle=False``: loading never
+unpickles and never runs code from the file.  Files are written to a temporary file beside the target
+and renamed over it, so a crash mid-save never leaves a half-written model where a good one was.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+import zipfile
+
+import numpy as np
+
+FORMAT = "dlgpu-model"
+FORMAT_VERSION = 1
+_CONFIG, _METADATA, _WEIGHTS = "config.json", "metadata.json", "model.weights.npz"
+
+
+class SavedModelError(ValueError):
+    """A file that is not a dlgpu model, or one that is damaged or does not fit the model."""
+
+
+def _atomic_write(path, write):
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Cannot save to {path!r}: the directory {directory!r} does not exist.")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _weights_bytes(model):
+    arrays = {}
+    for i, v in enumerate(model.weights):
+        arrays[f"{i:05d}:{v.path}"] = v.numpy()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _compile_config(model):
+    if not getattr(model, "compiled", False):
+        return None
+    from dlgpu import optimizers
+    config = {}
+    try:
+        config["optimizer"] = optimizers.serialize(model.optimizer)
+    except Exception:  # a custom optimizer without a config: the architecture and weights still save
+        config["optimizer"] = None
+    loss = getattr(model, "_loss_config", None)
+    config["loss"] = loss if isinstance(loss, (str, list, dict, type(None))) and _jsonable(loss) else None
+    metrics = getattr(model, "_compile_metrics", None)
+    config["metrics"] = metrics if _jsonable(metrics) else None
+    return config
+
+
+def _jsonable(obj):
+    try:
+        json.dumps(obj)
+        return True
+    except TypeError:
+        return False
+
+
+def save_model(model, filepath, overwrite=True):
+    filepath = os.fspath(filepath)
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{filepath!r} exists; pass overwrite=True to replace it.")
+    if not model.built:
+        raise ValueError(f"Model '{model.name}' is not built yet, so it has no weights to save; call it on data, "
+                         f"fit it, or build(input_shape) first.")
+    config = {"class_name": type(model).__name__, "config": model.get_config(),
+              "compile_config": _compile_config(model), "build_input_shape": _jsonable_shape(model._build_shapes)}
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "dlgpu_version": _version(), "num_weights": len(model.weights)}
+    weights = _weights_bytes(model)
+
+    def write(handle):
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr(_METADATA, json.dumps(metadata, indent=1))
+            archive.writestr(_CONFIG, json.dumps(config, indent=1))
+            archive.writestr(_WEIGHTS, weights)
+    _atomic_write(filepath, write)
+
+
+def _jsonable_shape(shape):
+    if shape is None:
+        return None
+    if isinstance(shape, (list, tuple)):
+        return [_jsonable_shape(s) for s in shape]
+    return shape
+
+
+def _version():
+    from dlgpu import __version__
+    return __version__
+
+
+def _open(filepath):
+    filepath = os.fspath(filepath)
+    if not os.path.exists(filepath):
+        raise FileNotFoundError(f"No such file: {filepath!r}")
+    if not zipfile.is_zipfile(filepath):
+        raise SavedModelError(f"{filepath!r} is not a dlgpu model file (expected a zip archive written by "
+                              f"model.save or model.save_weights).")
+    try:
+        archive = zipfile.ZipFile(filepath)
+        names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SavedModelError(f"{filepath!r} is damaged: {exc}") from None
+    if _METADATA not in names:
+        raise SavedModelError(f"{filepath!r} is a zip archive but not a dlgpu model (no {_METADATA}); "
+                              f"it contains {sorted(names)[:5]}")
+    metadata = _read_json(archive, _METADATA, filepath)
+    if metadata.get("format") != FORMAT:
+        raise SavedModelError(f"{filepath!r}: unknown format {metadata.get('format')!r}")
+    if metadata.get("format_version", 0) > FORMAT_VERSION:
+        raise SavedModelError(f"{filepath!r} was written by a newer dlgpu (format {metadata['format_version']}); "
+                              f"upgrade dlgpu to read it.")
+    return archive, names
+
+
+def _read_json(archive, name, filepath):
+    try:
+        return json.loads(archive.read(name).decode("utf-8"))
+    except (KeyError, UnicodeDecodeError, json.JSONDecodeError, zipfile.BadZipFile, OSError) as exc:
+        raise SavedModelError(f"{filepath!r}: cannot read {name}: {exc}") from None
+
+
+def _read_weights(archive, filepath):
+    try:
+        data = archive.read(_WEIGHTS)
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            keys = sorted(npz.files)
+            return [(k.split(":", 1)[1], npz[k]) for k in keys]
+    except KeyError:
+        raise SavedModelError(f"{filepath!r} holds no weights ({_WEIGHTS} is missing).") from None
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise SavedModelError(f"{filepath!r}: the weights are damaged or not plain arrays: {exc}") from None
+
+
+def _assign_weights(model, saved, filepath):
+    variables = model.weights
+    if len(saved) != len(variables):
+        raise SavedModelError(f"{filepath!r} holds {len(saved)} weight arrays but model '{model.name}' has "
+                              f"{len(variables)}; the file was saved from a different architecture.")
+    for v, (path, array) in zip(variables, saved):
+        if tuple(array.shape) != v.shape:
+            raise SavedModelError(f"{filepath!r}: weight {path!r} has shape {tuple(array.shape)} but the model's "
+                                  f"{v.path!r} has shape {v.shape}.")
+    from dlgpu.backend.device import to_device
+    for v, (_, array) in zip(variables, saved):  # checked everything first: a mismatch changes nothing
+        v.assign(to_device(array.astype(v.data.dtype, copy=False), v.device))
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # noqa: A002 - Keras signature
+    """Rebuild a model saved with ``model.save``: architecture, weights and (if any) compile settings."""
+    from dlgpu import layers
+    archive, names = _open(filepath)
+    with archive:
+        if _CONFIG not in names:
+            raise SavedModelError(f"{os.fspath(filepath)!r} holds only weights (written by save_weights); build the "
+                                  f"model in code and call model.load_weights on it.")
+        config = _read_json(archive, _CONFIG, filepath)
+        saved = _read_weights(archive, filepath)
+    try:
+        model = layers.deserialize({"class_name": config["class_name"], "config": config["config"]}, custom_objects)
+    except (KeyError, TypeError) as exc:
+        raise SavedModelError(f"{os.fspath(filepath)!r}: the architecture config is damaged: {exc}") from None
+    if not model.built and config.get("build_input_shape") is not None:
+        shape = config["build_input_shape"]
+        model.build(tuple(shape) if all(s is None or isinstance(s, int) for s in shape) else shape)
+    _assign_weights(model, saved, filepath)
+    compile_config = config.get("compile_config")
+    if compile and compile_config and compile_config.get("optimizer") is not None:
+        from dlgpu import optimizers
+        model.compile(optimizer=optimizers.deserialize(compile_config["optimizer"]), loss=compile_config.get("loss"),
+                      metrics=compile_config.get("metrics"))
+    return model
+
+
+def save_weights(model, filepath, overwrite=True):
+    filepath = os.fspath(filepath)
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{filepath!r} exists; pass overwrite=True to replace it.")
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "weights_only": True,
+                "num_weights": len(model.weights), "dlgpu_version": _version()}
+    weights = _weights_bytes(model)
+
+    def write(handle):
+        with zipfile.ZipFile(handle, "w") as archive:
+            archive.writestr(_METADATA, json.dumps(metadata))
+            archive.writestr(_WEIGHTS, weights)
+    _atomic_write(filepath, write)
+
+
+def load_weights(model, filepath):
+    archive, _ = _open(filepath)
+    with archive:
+        saved = _read_weights(archive, filepath)
+    if not model.built:
+        raise ValueError(f"Model '{model.name}' is not built, so its weights cannot be loaded yet; call it on data "
+                         f"or build(input_shape) first.")
+    _assign_weights(model, saved, filepath)

@@ -1,0 +1,518 @@
+"""The training loop, in one place: compile, fit, evaluate, predict and the *_on_batch variants.
+
+One step of ``fit``: slice a batch on the host, move it to the model's device once, run the model under
+a GradientTape, compute the loss (+ regularization), take gradients, hand them to the optimizer, update
+the metrics, drive the callbacks (the progress bar is one of them).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from dlgpu import callbacks as callbacks_module
+from dlgpu import losses as losses_module
+from dlgpu import metrics as metrics_module
+from dlgpu import optimizers as optimizers_module
+from dlgpu.autograd import GradientTape, Tensor, no_grad
+from dlgpu.backend import device as _device
+from dlgpu.layers.base import flatten
+
+
+class Trainer:
+    """Mixed into Model: everything about compiling and running training/evaluation/prediction."""
+
+    def __init__(self):
+        self.optimizer = None
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        self._loss_fns = None
+        self._compile_metrics = None
+        self._metric_objects = None
+        self._loss_tracker = None
+
+    # -- compile ------------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
+                run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
+        """Configure the model for training (strings, functions and objects as Keras accepts)."""
+        optimizer = optimizers_module.get(optimizer)
+        n_out = self._num_outputs()
+        loss_fns = self._resolve_per_output(loss, "loss", losses_module.get, n_out, allow_none=False)
+        if loss_weights is not None:
+            weights = self._per_output(loss_weights, "loss_weights", n_out)
+            loss_weights = [1.0 if w is None else float(w) for w in weights]
+        self.optimizer = optimizer
+        self._loss_fns = loss_fns
+        self._loss_config = loss
+        self._loss_weights = loss_weights
+        self._compile_metrics = metrics
+        self._metric_objects = None  # resolved on the first batch, when output shapes are known
+        self._loss_tracker = metrics_module.Mean(name="loss")
+        self.compiled = True
+        self.stop_training = False
+
+    def _num_outputs(self):
+        outputs = getattr(self, "outputs", None) if getattr(self, "_functional", False) else None
+        return len(outputs) if outputs else None
+
+    def _output_names(self, n):
+        if getattr(self, "_functional", False) and len(self.outputs) == n:
+            return [t._history[0].name for t in self.outputs]
+        return [f"output_{i + 1}" for i in range(n)]
+
+    def _per_output(self, spec, what, n):
+        if isinstance(spec, dict):
+            names = self._output_names(n or len(spec))
+            unknown = set(spec) - set(names)
+            if unknown:
+                raise ValueError(f"compile: `{what}` has keys {sorted(unknown)} that are not outputs of the model "
+                                 f"({names})")
+            return [spec.get(name) for name in names]
+        if isinstance(spec, (list, tuple)):
+            if n is not None and len(spec) != n:
+                raise ValueError(f"compile: `{what}` has {len(spec)} entries but the model has {n} outputs")
+            return list(spec)
+        return [spec] * (n or 1)
+
+    def _resolve_per_output(self, spec, what, getter, n, allow_none):
+        if spec is None:
+            return None
+        return [None if s is None else getter(s) for s in self._per_output(spec, what, n)]
+
+    def _check_compiled(self, method):
+        if not self.compiled:
+            raise RuntimeError(f"You must call `compile()` before using the model's `{method}()`; "
+                               f"e.g. model.compile(optimizer='adam', loss='sparse_categorical_crossentropy').")
+        if self._loss_fns is None and method in ("fit", "train_on_batch", "evaluate", "test_on_batch"):
+            raise ValueError(f"`{method}()` needs a loss: pass loss=... to compile().")
+
+    # -- metrics ------------------------------------------------------------------------------
+    def _build_metrics(self, y_true, y_pred):
+        outputs_pred = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
+        n = len(outputs_pred)
+        specs = self._compile_metrics
+        per_output = [[] for _ in range(n)]
+        if specs:
+            if isinstance(specs, dict):
+                per = self._per_output(specs, "metrics", n)
+            elif n > 1 and isinstance(specs, (list, tuple)) and specs and all(isinstance(s, (list, tuple)) or s is None for s in specs):
+                per = list(specs)
+            else:
+                per = [specs] * n
+            for i, entry in enumerate(per):
+                for spec in ([] if entry is None else entry if isinstance(entry, (list, tuple)) else [entry]):
+                    if isinstance(spec, str) and spec in ("accuracy", "acc"):
+                        metric = metrics_module.resolve_accuracy(self._loss_fns[i] if self._loss_fns else None,
+                                                                 np.shape(y_true[i]) if n > 1 else np.shape(y_true),
+                                                                 outputs_pred[i].shape)
+                        metric.name = spec
+                    else:
+                        metric = metrics_module.get(spec)
+                    per_output[i].append(metric)
+        names = self._output_names(n)
+        self._metric_objects = [(i, (f"{names[i]}_{m.name}" if n > 1 else m.name), m)
+                                for i in range(n) for m in per_output[i]]
+
+    def _reset_metrics(self):
+        self._loss_tracker.reset_state()
+        for _, _, metric in self._metric_objects or []:
+            metric.reset_state()
+
+    def _logs(self):
+        logs = {"loss": float(self._loss_tracker.result())}
+        for name, tracker in getattr(self, "_output_loss_trackers", {}).items():
+            logs[name] = float(tracker.result())
+        for _, name, metric in self._metric_objects or []:
+            logs[name] = float(metric.result())
+        return logs
+
+    @property
+    def metrics_names(self):
+        return ["loss"] + [name for _, name, _ in self._metric_objects or []]
+
+    @property
+    def metrics(self):
+        return [self._loss_tracker] + [m for _, _, m in self._metric_objects or []] if self.compiled else []
+
+    # -- one step -----------------------------------------------------------------------------
+    def _compute_loss(self, y_true, y_pred, sample_weight=None, training=True):
+        preds = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
+        trues = y_true if isinstance(y_true, (list, tuple)) and len(preds) > 1 else [y_true]
+        if len(trues) != len(preds):
+            raise ValueError(f"The model has {len(preds)} outputs but {len(trues)} targets were given.")
+        total = None
+        per_output = []
+        for i, (t, p) in enumerate(zip(trues, preds)):
+            fn = self._loss_fns[i] if i < len(self._loss_fns) else self._loss_fns[-1]
+            if fn is None:
+                continue
+            value = fn(t, p, sample_weight=sample_weight)
+            per_output.append(value)
+            if self._loss_weights is not None:
+                value = value * self._loss_weights[i]
+            total = value if total is None else total + value
+        if training:
+            extra = self.losses
+            if extra:
+                for penalty in extra:
+                    total = total + penalty
+                self._clear_losses()
+        return total, per_output
+
+    def _update_metrics(self, y_true, y_pred, loss, per_output, batch_size, sample_weight=None):
+        self._loss_tracker.update_state(loss, sample_weight=batch_size)
+        preds = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
+        trues = y_true if isinstance(y_true, (list, tuple)) and len(preds) > 1 else [y_true]
+        if len(preds) > 1:
+            trackers = getattr(self, "_output_loss_trackers", None)
+            names = self._output_names(len(preds))
+            if trackers is None:
+                trackers = {f"{n}_loss": metrics_module.Mean(name=f"{n}_loss") for n in names}
+                self._output_loss_trackers = trackers
+            for n, value in zip(names, per_output):
+                trackers[f"{n}_loss"].update_state(value, sample_weight=batch_size)
+        for i, _, metric in self._metric_objects:
+            metric.update_state(trues[i], preds[i], sample_weight=sample_weight)
+
+    def train_step(self, x, y, sample_weight=None):
+        """Forward under the tape, loss, gradients, one optimizer update.  Returns (loss, y_pred)."""
+        variables = self.trainable_variables
+        with GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss, per_output = self._compute_loss(y, y_pred, sample_weight, training=True)
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply(grads, variables)
+        return loss, per_output, y_pred
+
+    def test_step(self, x, y, sample_weight=None):
+        with no_grad():
+            y_pred = self(x, training=False)
+            loss, per_output = self._compute_loss(y, y_pred, sample_weight, training=False)
+        return loss, per_output, y_pred
+
+    # -- data handling ------------------------------------------------------------------------
+    def _device(self):
+        variables = self.variables
+        return variables[0].device if variables else _device.get_device()
+
+    def _prepare(self, x, y=None, sample_weight=None, what="fit"):
+        """Host arrays (numpy) for x, y, sample_weight, with every check that can fail done up front."""
+        xs = _as_host_structure(x, "x", what)
+        ys = None if y is None else _as_host_structure(y, "y", what)
+        lengths = {len(a) for a in flatten(xs)}
+        if ys is not None:
+            lengths |= {len(a) for a in flatten(ys)}
+        sw = None if sample_weight is None else np.asarray(sample_weight, np.float32)
+        if sw is not None:
+            lengths.add(len(sw))
+        if len(lengths) > 1:
+            shapes = {"x": [a.shape for a in flatten(xs)]}
+            if ys is not None:
+                shapes["y"] = [a.shape for a in flatten(ys)]
+            raise ValueError(f"{what}: data cardinality is ambiguous: x and y (and sample_weight) must have the same "
+                             f"number of samples. Received shapes {shapes}" +
+                             (f", sample_weight {sw.shape}" if sw is not None else ""))
+        n = lengths.pop() if lengths else 0
+        if n == 0:
+            raise ValueError(f"{what}: received empty data (0 samples); pass at least one sample.")
+        for name, arrays in (("x", xs), ("y", ys)):
+            for a in flatten(arrays) if arrays is not None else []:
+                if a.dtype.kind == "f" and not np.isfinite(a).all():
+                    bad = int(np.size(a) - np.isfinite(a).sum())
+                    raise ValueError(f"{what}: `{name}` contains {bad} NaN or infinite value(s) (shape {a.shape}); "
+                                     f"clean the data first (e.g. np.nan_to_num).")
+        return xs, ys, sw, n
+
+    def _to_device(self, structure, dev, index=None):
+        def move(a):
+            part = a if index is None else a[index]
+            return Tensor(part if dev.kind == "cpu" else _device.to_device(part, dev))
+        if isinstance(structure, dict):
+            return {k: move(v) for k, v in structure.items()}
+        if isinstance(structure, list):
+            return [move(a) for a in structure]
+        return move(structure)
+
+    def _dry_run(self, xs, ys, sw):
+        """Run forward + loss on two samples without touching the weights: shape, dtype and label errors
+        surface before training changes anything."""
+        dev = self._device()
+        sl = slice(0, min(2, _length(xs)))
+        xb = self._to_device(xs, dev, sl)
+        yb = None if ys is None else self._to_device(ys, dev, sl)
+        with no_grad():
+            y_pred = self(xb, training=False)
+            if yb is not None:
+                self._compute_loss(yb, y_pred, None if sw is None else Tensor(sw[sl]), training=False)
+                self._clear_losses()
+        if self._metric_objects is None and yb is not None:
+            self._build_metrics(ys, y_pred)
+        if yb is not None:
+            self._check_labels(ys, y_pred)
+
+    def _check_labels(self, ys, y_pred):
+        """Sparse labels out of range anywhere in y are caught before the first step, not at batch 400."""
+        preds = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
+        trues = ys if isinstance(ys, list) and len(preds) > 1 else [ys]
+        for fn, t, p in zip(self._loss_fns, trues, preds):
+            check = getattr(fn, "check_labels", None)
+            if check is not None:
+                check(t, p.shape)
+
+    # -- fit ------------------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1):
+        """Train for ``epochs`` epochs; returns a History whose ``.history`` maps each log name to a list."""
+        self._check_compiled("fit")
+        if x is None:
+            raise ValueError("fit: `x` is required.")
+        batch_size = _check_batch_size(batch_size, "fit")
+        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"fit: `epochs` must be a non-negative integer; received epochs={epochs!r}")
+        if not 0.0 <= float(validation_split) < 1.0:
+            raise ValueError(f"fit: `validation_split` must be in [0, 1); received validation_split={validation_split}")
+        if validation_data is not None and validation_split:
+            warnings.warn("fit: both validation_data and validation_split were given; validation_data is used.")
+        xs, ys, sw, n = self._prepare(x, y, sample_weight, "fit")
+        if ys is None:
+            raise ValueError("fit: `y` is required (targets for the loss).")
+        if class_weight is not None:
+            sw = _class_weights_to_sample_weights(class_weight, ys, sw)
+        val = None
+        if validation_data is not None:
+            val = _unpack_validation(validation_data)
+        elif validation_split:
+            split_at = int(n * (1.0 - validation_split))
+            if split_at == 0 or split_at == n:
+                raise ValueError(f"fit: validation_split={validation_split} leaves no training or validation samples "
+                                 f"out of {n}")
+            val = (_slice_structure(xs, slice(split_at, n)), _slice_structure(ys, slice(split_at, n)),
+                   None if sw is None else sw[split_at:])
+            xs, ys = _slice_structure(xs, slice(0, split_at)), _slice_structure(ys, slice(0, split_at))
+            sw = None if sw is None else sw[:split_at]
+            n = split_at
+        val_prepared = None
+        if val is not None:
+            vxs, vys, vsw, _ = self._prepare(val[0], val[1], val[2], "fit (validation_data)")
+            val_prepared = (vxs, vys, vsw)
+
+        self._dry_run(xs, ys, sw)  # raises before any weight changes
+        if val_prepared is not None:
+            self._check_labels(val_prepared[1], self(self._to_device(_slice_structure(val_prepared[0], slice(0, 1)),
+                                                                     self._device()), training=False))
+
+        steps = math.ceil(n / batch_size) if steps_per_epoch is None else int(steps_per_epoch)
+        verbose = 1 if verbose == "auto" else int(verbose)
+        history = callbacks_module.History()
+        cbs = callbacks_module.CallbackList(callbacks, add_history=history, add_progbar=verbose != 0, model=self,
+                                            verbose=verbose, epochs=epochs, steps=steps)
+        self.stop_training = False
+        self.history = history
+        dev = self._device()
+        rng = np.random.default_rng()
+        cbs.on_train_begin()
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            self._reset_metrics()
+            cbs.on_epoch_begin(epoch)
+            order = rng.permutation(n) if shuffle and shuffle != "batch" else np.arange(n)
+            for step in range(steps):
+                start = (step * batch_size) % n
+                index = order[start:start + batch_size]
+                if len(index) == 0:
+                    break
+                cbs.on_train_batch_begin(step)
+                if not shuffle:
+                    index = slice(start, start + batch_size)
+                xb = self._to_device(xs, dev, index)
+                yb = self._to_device(ys, dev, index)
+                swb = None if sw is None else Tensor(_device.to_device(sw[index], dev) if dev.kind != "cpu" else sw[index])
+                loss, per_output, y_pred = self.train_step(xb, yb, swb)
+                self._update_metrics(yb, y_pred, loss, per_output, _length(yb), swb)
+                cbs.on_train_batch_end(step, self._logs)
+                if self.stop_training:
+                    break
+            logs = self._logs()
+            if val_prepared is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._evaluate_prepared(*val_prepared, validation_batch_size or batch_size, cbs=None)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end(logs)
+        return history
+
+    # -- evaluate / predict ---------------------------------------------------------------------
+    def _evaluate_prepared(self, xs, ys, sw, batch_size, cbs=None):
+        n = _length(xs)
+        dev = self._device()
+        self._reset_metrics()
+        trackers = getattr(self, "_output_loss_trackers", {})
+        for t in trackers.values():
+            t.reset_state()
+        steps = math.ceil(n / batch_size)
+        for step in range(steps):
+            index = slice(step * batch_size, (step + 1) * batch_size)
+            if cbs is not None:
+                cbs.on_test_batch_begin(step)
+            xb = self._to_device(xs, dev, index)
+            yb = self._to_device(ys, dev, index)
+            swb = None if sw is None else Tensor(_device.to_device(sw[index], dev) if dev.kind != "cpu" else sw[index])
+            loss, per_output, y_pred = self.test_step(xb, yb, swb)
+            self._update_metrics(yb, y_pred, loss, per_output, _length(yb), swb)
+            if cbs is not None:
+                cbs.on_test_batch_end(step, self._logs)
+        return self._logs()
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict=False):
+        """Loss (and metrics) on the data: a float, or [loss, metric…], or a dict with return_dict=True."""
+        self._check_compiled("evaluate")
+        batch_size = _check_batch_size(batch_size, "evaluate")
+        xs, ys, sw, n = self._prepare(x, y, sample_weight, "evaluate")
+        if ys is None:
+            raise ValueError("evaluate: `y` is required.")
+        self._dry_run(xs, ys, sw)
+        verbose = 1 if verbose == "auto" else int(verbose)
+        n_steps = math.ceil(n / batch_size)
+        cbs = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                                            epochs=1, steps=n_steps, mode="test")
+        cbs.on_test_begin()
+        logs = self._evaluate_prepared(xs, ys, sw, batch_size, cbs)
+        cbs.on_test_end(logs)
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Outputs for x, in batches, as numpy arrays (a list of them for multi-output models)."""
+        batch_size = _check_batch_size(batch_size, "predict")
+        xs, _, _, n = self._prepare(x, None, None, "predict")
+        dev = self._device()
+        verbose = 1 if verbose == "auto" else int(verbose)
+        n_steps = math.ceil(n / batch_size)
+        cbs = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                                            epochs=1, steps=n_steps, mode="predict")
+        cbs.on_predict_begin()
+        chunks = []
+        with no_grad():
+            for step in range(n_steps):
+                cbs.on_predict_batch_begin(step)
+                index = slice(step * batch_size, (step + 1) * batch_size)
+                out = self(self._to_device(xs, dev, index), training=False)
+                chunks.append([o.numpy() for o in flatten(out)])
+                cbs.on_predict_batch_end(step, {})
+        cbs.on_predict_end()
+        outputs = [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+        return outputs[0] if len(outputs) == 1 and not isinstance(out, (list, tuple)) else outputs
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        self._check_compiled("train_on_batch")
+        xs, ys, sw, _ = self._prepare(x, y, sample_weight, "train_on_batch")
+        if class_weight is not None:
+            sw = _class_weights_to_sample_weights(class_weight, ys, sw)
+        self._dry_run(xs, ys, sw)
+        dev = self._device()
+        self._reset_metrics()
+        xb, yb = self._to_device(xs, dev), self._to_device(ys, dev)
+        swb = None if sw is None else self._to_device(sw, dev)
+        loss, per_output, y_pred = self.train_step(xb, yb, swb)
+        self._update_metrics(yb, y_pred, loss, per_output, _length(yb), swb)
+        return _format_logs(self._logs(), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        self._check_compiled("test_on_batch")
+        xs, ys, sw, _ = self._prepare(x, y, sample_weight, "test_on_batch")
+        self._dry_run(xs, ys, sw)
+        dev = self._device()
+        self._reset_metrics()
+        xb, yb = self._to_device(xs, dev), self._to_device(ys, dev)
+        loss, per_output, y_pred = self.test_step(xb, yb, None if sw is None else self._to_device(sw, dev))
+        self._update_metrics(yb, y_pred, loss, per_output, _length(yb), None)
+        return _format_logs(self._logs(), return_dict)
+
+    def predict_on_batch(self, x):
+        xs, _, _, _ = self._prepare(x, None, None, "predict_on_batch")
+        with no_grad():
+            out = self(self._to_device(xs, self._device()), training=False)
+        arrays = [o.numpy() for o in flatten(out)]
+        return arrays[0] if not isinstance(out, (list, tuple)) else arrays
+
+
+def _format_logs(logs, return_dict):
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
+
+
+def _check_batch_size(batch_size, what):
+    if batch_size is None:
+        return 32
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise ValueError(f"{what}: `batch_size` must be a positive integer; received batch_size={batch_size!r}")
+    return int(batch_size)
+
+
+def _as_host_array(a, name, what):
+    if isinstance(a, Tensor):
+        a = a.numpy()
+    elif type(a).__module__.startswith("cupy"):
+        a = a.get()
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:
+        raise TypeError(f"{what}: `{name}` must be array-like (numpy array, list, dlgpu tensor); "
+                        f"received {type(a).__name__}: {exc}") from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: `{name}` must hold numbers; received dtype {arr.dtype} with shape {arr.shape}")
+    if arr.ndim == 0:
+        raise ValueError(f"{what}: `{name}` must have a batch axis; received a scalar")
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def _as_host_structure(data, name, what):
+    if isinstance(data, dict):
+        return {k: _as_host_array(v, f"{name}[{k!r}]", what) for k, v in data.items()}
+    if isinstance(data, (list, tuple)) and data and all(
+            isinstance(d, (np.ndarray, Tensor)) or type(d).__module__.startswith("cupy") for d in data):
+        return [_as_host_array(d, f"{name}[{i}]", what) for i, d in enumerate(data)]
+    return _as_host_array(data, name, what)
+
+
+def _length(structure):
+    return len(flatten(list(structure.values())) [0]) if isinstance(structure, dict) else len(flatten(structure)[0])
+
+
+def _slice_structure(structure, index):
+    if isinstance(structure, dict):
+        return {k: v[index] for k, v in structure.items()}
+    if isinstance(structure, list):
+        return [a[index] for a in structure]
+    return structure[index]
+
+
+def _unpack_validation(data):
+    if not isinstance(data, (list, tuple)) or len(data) not in (2, 3):
+        raise ValueError("fit: `validation_data` must be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight); "
+                         f"received {type(data).__name__} of length {len(data) if hasattr(data, '__len__') else '?'}")
+    return (data[0], data[1], data[2] if len(data) == 3 else None)
+
+
+def _class_weights_to_sample_weights(class_weight, ys, sw):
+    if isinstance(ys, (list, dict)):
+        raise ValueError("fit: `class_weight` is only supported for single-output models.")
+    labels = ys.argmax(axis=-1) if ys.ndim > 1 and ys.shape[-1] > 1 else ys.reshape(len(ys), -1)[:, 0]
+    labels = labels.astype(np.int64)
+    table = np.ones(int(max(labels.max(), max(class_weight)) + 1), np.float32)
+    for cls, weight in class_weight.items():
+        table[int(cls)] = weight
+    weights = table[labels]
+    return weights if sw is None else sw * weights

@@ -1,0 +1,39 @@
+"""Utilities with keras.utils names."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_categorical(y, num_classes=None, dtype="float32"):
+    """One-hot encode integer class labels (keras.utils.to_categorical)."""
+    y = np.asarray(y)
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise ValueError("to_categorical: labels must be whole numbers")
+    y = y.astype(np.int64)
+    shape = y.shape[:-1] if y.ndim > 1 and y.shape[-1] == 1 else y.shape
+    y = y.reshape(-1)
+    if num_classes is None:
+        num_classes = int(y.max()) + 1 if y.size else 0
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"to_categorical: labels must lie in [0, {num_classes}); received values from {y.min()} "
+                         f"to {y.max()}")
+    out = np.zeros((y.size, num_classes), dtype=dtype)
+    out[np.arange(y.size), y] = 1
+    return out.reshape(shape + (num_classes,))
+
+
+def normalize(x, axis=-1, order=2):
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, ord=order, axis=axis, keepdims=True)
+    return x / np.where(norm == 0, 1, norm)
+
+
+def set_random_seed(seed):
+    """Seed Python's, numpy's and dlgpu's generators (keras.utils.set_random_seed)."""
+    import random as _random
+    from dlgpu import ops
+    _random.seed(seed)
+    np.random.seed(seed)
+    ops.set_random_seed(seed)
