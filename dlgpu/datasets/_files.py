@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import http.client
 import logging
 import os
 import tempfile
@@ -43,6 +44,8 @@ _CHUNK = 1 << 20
 
 class DatasetNotFoundError(FileNotFoundError):
     """The files of a dataset are not on this machine and could not be downloaded."""
+
+    __module__ = "dlgpu.datasets"  # the public name, in tracebacks
 
 
 def cache_root():
@@ -126,23 +129,24 @@ def _download(filename, expected_md5, mirrors, dest, failures):
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            if digest.hexdigest() != expected_md5:
-                os.unlink(tmp)
-                reason = (
-                    f"{url}: checksum mismatch (md5 {digest.hexdigest()}, expected {expected_md5}); "
-                    "deleted the partial download"
-                )
-                logger.warning(reason)
-                failures.append(reason)
-                continue
-            os.replace(tmp, dest)
-            return True
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            # URLError: no network or DNS; HTTPError (a URLError): 404 and friends; OSError: timeouts,
-            # resets, disk full; ValueError: a malformed mirror URL.
+            if digest.hexdigest() == expected_md5:
+                os.replace(tmp, dest)
+                return True
+            reason = (
+                f"{url}: checksum mismatch (md5 {digest.hexdigest()}, expected {expected_md5}); "
+                "deleted the partial download"
+            )
+            logger.warning(reason)
+            failures.append(reason)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+            # URLError: no network or DNS; HTTPError (a URLError): 404 and friends; HTTPException:
+            # IncompleteRead when the connection drops; OSError: timeouts, resets, disk full;
+            # ValueError: a malformed mirror URL.
+            failures.append(f"{url}: {type(e).__name__}: {e}")
+        finally:
+            # Whatever happened (Ctrl-C included), no partial file stays in the cache.
             if os.path.exists(tmp):
                 os.unlink(tmp)
-            failures.append(f"{url}: {type(e).__name__}: {e}")
     return False
 
 

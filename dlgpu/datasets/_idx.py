@@ -24,6 +24,8 @@ LABELS_MAGIC = 2049
 class IDXFormatError(ValueError):
     """A file is not a well-formed gzip IDX file of the expected kind (truncated, corrupt, foreign)."""
 
+    __module__ = "dlgpu.datasets"  # the public name, in tracebacks
+
 
 def read_idx_gz(path, magic, shape=None):
     """Read one gzip IDX file of unsigned bytes and return it as a read-only uint8 array.
