@@ -37,7 +37,6 @@ from dlgpu.models import Model, Sequential  # noqa: E402
 from dlgpu import utils  # noqa: E402
 from dlgpu import random  # noqa: E402
 
-backend = ops  # keras.backend-style access to the ops (floatx etc. live in dlgpu.utils)
 
 __all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceError", "device", "get_device",
            "gpu_available", "set_device", "to_device", "to_numpy", "ops", "stop_gradient", "set_random_seed",
