@@ -258,7 +258,8 @@ class GradientTape:
             g = grads.get(id(s))
             if g is None and unconnected_gradients == "zero":
                 g = s.data * 0
-            result.append(None if g is None else Tensor(g))
+            # Keep the gradient's own dtype: Tensor() alone would turn float64 gradients into float32.
+            result.append(None if g is None else Tensor(g, dtype=g.dtype))
         if not self.persistent:
             self._release()
         return rebuild(result)
@@ -308,9 +309,11 @@ def backward(targets, seeds):
         if not isinstance(t, Tensor):
             raise TypeError(f"GradientTape.gradient: target must be a dlgpu tensor, received {type(t).__name__}.")
         if seed is None:
-            g = t.data * 0 + 1 if t.data.ndim else t.data.dtype.type(1) + t.data * 0
+            g = t.data * 0 + 1
         else:
             g = seed.data if isinstance(seed, Tensor) else seed
+        if isinstance(g, np.generic):  # numpy turns 0-d results into scalars; backwards expect arrays
+            g = np.asarray(g)
         _accumulate(grads, t, g)
     for node in reversed(_topological_order(targets)):
         g = grads.get(id(node))
