@@ -213,11 +213,12 @@ def matmul(a, b):
     def backward(g):
         x2 = x[None] if x.ndim == 1 else x
         y2 = y[..., None] if y.ndim == 1 else y
-        g2 = g
-        if x.ndim == 1:
-            g2 = g2[..., None, :]
+        # Undo numpy's 1-D promotion: y's axis first, so 1-D @ 1-D (a 0-d g) becomes (1, 1).
+        g2 = xp.asarray(g)
         if y.ndim == 1:
             g2 = g2[..., None]
+        if x.ndim == 1:
+            g2 = g2[..., None, :]
         gx = unbroadcast(xp.matmul(g2, xp.swapaxes(y2, -1, -2)), x2.shape) if a._tracked else None
         gy = unbroadcast(xp.matmul(xp.swapaxes(x2, -1, -2), g2), y2.shape) if b._tracked else None
         if gx is not None and x.ndim == 1:
