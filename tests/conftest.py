@@ -14,5 +14,5 @@ def pytest_collection_modifyitems(config, items):
         return
     skip_gpu = pytest.mark.skip(reason=f"no CUDA GPU visible to CuPy: {_device.gpu_unavailable_reason()}")
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:  # not item.keywords: a param id "gpu" is a keyword too
             item.add_marker(skip_gpu)
