@@ -49,8 +49,14 @@ def floor_divide(a, b):
 
 
 def mod(a, b):
+    # a mod b = a - b floor(a / b): d/da = 1, d/db = -floor(a / b) (away from the jumps)
     a, b = binary_operands("mod", a, b)
-    return make_result(a.data % b.data, (a, b), lambda g: (g, None))
+    x, y = a.data, b.data
+
+    def backward(g):
+        gy = unbroadcast(-g * array_module(x).floor(x / y), y.shape) if b._tracked else None
+        return unbroadcast(g, x.shape), gy
+    return make_result(x % y, (a, b), backward)
 
 
 def power(a, b):

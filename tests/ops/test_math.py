@@ -164,3 +164,12 @@ def test_comparison_has_no_gradient():
         tape.watch(x)
         y = ops.greater(x, 0.0)
     assert tape.gradient(y, x) is None
+
+
+@pytest.mark.parametrize("shapes", [((3, 4), (3, 4)), ((4,), (3, 4)), ((3, 4), ())], ids=str)
+def test_mod_gradient_broadcast(shapes):
+    a = rng.uniform(0.1, 10, shapes[0])
+    b = rng.uniform(1, 3, shapes[1])
+    r = np.mod(a, b)
+    a = np.where((r < 0.05) | (r > b - 0.05), a + 0.1, a)  # stay off the jumps
+    check_gradients(ops.mod, [a, b])
