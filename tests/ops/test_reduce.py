@@ -94,3 +94,16 @@ def test_sum_of_scalar_target_gradient():
         tape.watch(x)
         y = ops.sum(x * x)
     np.testing.assert_allclose(tape.gradient(y, x).numpy(), 2 * x.numpy())
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, (0, 1)], ids=str)
+@pytest.mark.parametrize("zeros", [[(0, 0)], [(0, 0), (1, 2)], [(0, 0), (0, 1)]], ids=["one", "two apart", "two together"])
+def test_prod_gradient_with_zeros(zeros, axis):
+    x = distinct(2, 3)
+    for index in zeros:
+        x[index] = 0.0
+    check_gradients(lambda t: ops.prod(t, axis=axis), [x])
+
+
+def test_prod_gradient_of_scalar():
+    check_gradients(ops.prod, [np.array(1.5)])
