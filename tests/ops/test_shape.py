@@ -179,3 +179,9 @@ def test_creation_defaults_float32():
         assert t.dtype == "float32"
     assert ops.arange(3).dtype.startswith("int")
     assert ops.convert_to_tensor([1, 2]).dtype.startswith("int")
+
+
+def test_reshape_to_int_shape():
+    assert ops.reshape(Tensor(np.ones(6, np.float32)), 6).shape == (6,)
+    with pytest.raises(ValueError, match=r"\(6,\).*into \(7,\)"):
+        ops.reshape(Tensor(np.ones(6, np.float32)), 7)
