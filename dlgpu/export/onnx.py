@@ -20,6 +20,7 @@ nothing behind; every check (built model, supported layers, onnx.checker) runs b
 
 from __future__ import annotations
 
+import errno
 import os
 
 import numpy as np
@@ -365,10 +366,13 @@ def export(model, filepath, opset=OPSET):
     proto = to_onnx_model(model, opset=opset)  # every refusal happens here, before the file system is touched
     data = proto.SerializeToString()
     from dlgpu.models.saving import _atomic_write
+    what = f"ONNX export of model '{model.name}' could not write {path!r}"
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, f"{what}: the directory {directory!r} does not exist")
     try:
         _atomic_write(path, lambda handle: handle.write(data))
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        # OSError(errno, message) comes back as the matching subclass (FileNotFoundError, PermissionError…).
-        raise OSError(exc.errno, f"ONNX export of model '{model.name}' could not write {path!r}: {reason}") from exc
+        # OSError(errno, message) comes back as the matching subclass (PermissionError, IsADirectoryError…).
+        raise OSError(exc.errno, f"{what}: {exc.strerror or exc}") from exc
     return path
