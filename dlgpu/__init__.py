@@ -15,7 +15,19 @@ from dlgpu.ops import set_random_seed, stop_gradient
 
 __version__ = "0.1.0"
 
-_logging.getLogger("dlgpu").addHandler(_logging.NullHandler())
+
+def _default_log_handler():
+    """dlgpu says a few things worth seeing (which device `auto` chose and why) on stderr, unless the
+    application configured logging itself."""
+    logger = _logging.getLogger("dlgpu")
+    if not logger.handlers and not _logging.getLogger().handlers:
+        handler = _logging.StreamHandler()
+        handler.setFormatter(_logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(_logging.INFO)
+
+
+_default_log_handler()
 
 from dlgpu import activations, initializers, regularizers  # noqa: E402
 from dlgpu import losses, metrics, optimizers  # noqa: E402

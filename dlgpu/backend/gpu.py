@@ -1,0 +1,85 @@
+"""The backend primitives on an NVIDIA GPU: our CUDA kernels where we have them, CuPy otherwise.
+
+Same names and signatures as dlgpu/backend/cpu.py.  With kernels enabled (the default) each primitive
+calls its wrapper in dlgpu/backend/kernel_ops/ (which launches kernels/*.cu); with
+``DLGPU_KERNELS=generic``, or for a primitive without a kernel, it runs the reference algorithm of
+cpu.py on CuPy arrays (cpu.py is written against the array module of its inputs), which is what
+"generic CuPy" means in bench/.  Forward primitives tag their ``ctx`` with the backward to use, so a
+forward and its backward always take the same path.
+"""
+
+from __future__ import annotations
+
+import cupy
+import cupyx
+
+from dlgpu.backend import cpu as reference
+from dlgpu.backend.kernels import gpu_library, kernels_enabled
+
+xp = cupy
+ACTIVATIONS = reference.ACTIVATIONS
+
+
+def _library():
+    """The kernel library of the current CUDA device, or None when our kernels are switched off."""
+    return gpu_library() if kernels_enabled() else None
+
+
+def _implementation(name):
+    lib = _library()
+    if lib is not None and hasattr(lib, name):
+        return getattr(lib, name)
+    return getattr(reference, name)
+
+
+def _with_backward(forward_name, backward_name):
+    def forward(*args, **kwargs):
+        lib = _library()
+        use_kernel = lib is not None and hasattr(lib, forward_name) and hasattr(lib, backward_name)
+        owner = lib if use_kernel else reference
+        y, ctx = getattr(owner, forward_name)(*args, **kwargs)
+        return y, (getattr(owner, backward_name), ctx)
+    forward.__name__ = forward_name
+    forward.__doc__ = getattr(reference, forward_name).__doc__
+    return forward
+
+
+def _tagged_backward(name):
+    def backward(dy, ctx, need_dx=True):
+        implementation, inner = ctx
+        return implementation(dy, inner, need_dx=need_dx)
+    backward.__name__ = name
+    return backward
+
+
+dense_forward = _with_backward("dense_forward", "dense_backward")
+dense_backward = _tagged_backward("dense_backward")
+conv2d_forward = _with_backward("conv2d_forward", "conv2d_backward")
+conv2d_backward = _tagged_backward("conv2d_backward")
+
+
+def _simple(name):
+    def primitive(*args, **kwargs):
+        return _implementation(name)(*args, **kwargs)
+    primitive.__name__ = name
+    primitive.__doc__ = getattr(reference, name).__doc__
+    return primitive
+
+
+activation = _simple("activation")
+activation_grad = _simple("activation_grad")
+softmax = _simple("softmax")
+softmax_cross_entropy = _simple("softmax_cross_entropy")
+softmax_cross_entropy_backward = _simple("softmax_cross_entropy_backward")
+max_pool2d_forward = _simple("max_pool2d_forward")
+max_pool2d_backward = _simple("max_pool2d_backward")
+avg_pool2d_forward = _simple("avg_pool2d_forward")
+avg_pool2d_backward = _simple("avg_pool2d_backward")
+adam_update = _simple("adam_update")
+sgd_update = _simple("sgd_update")
+sigmoid = reference.sigmoid
+
+
+def scatter_add(target, index, values):
+    """target[index] += values with repeated indices accumulated (atomics)."""
+    cupyx.scatter_add(target, index, values)
