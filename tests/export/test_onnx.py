@@ -11,6 +11,7 @@ ort = pytest.importorskip("onnxruntime")
 
 import dlgpu as keras  # noqa: E402
 from dlgpu import activations, layers  # noqa: E402
+from dlgpu.examples.mnist import build as build_seed_model  # noqa: E402
 from dlgpu.export.onnx import CONVERTERS, ExportError  # noqa: E402
 
 RTOL, ATOL = 1e-4, 1e-6
@@ -40,13 +41,11 @@ def images(n=4, size=28, channels=1, seed=0):
 # -- the seed models ------------------------------------------------------------------------------
 
 def seed_mlp():
-    """The MNIST MLP of the README."""
-    return keras.Sequential([keras.Input((28, 28)), layers.Flatten(), layers.Dense(128, activation="relu"),
-                             layers.Dropout(0.2), layers.Dense(10, activation="softmax")])
+    return build_seed_model("mlp")
 
 
 def seed_cnn(padding="valid", strides=1, size=28):
-    """The Keras 'simple MNIST convnet', with padding and the first convolution's stride as knobs."""
+    """The seed CNN with padding, the first convolution's stride and the image size as knobs (plus a Dropout)."""
     return keras.Sequential([
         keras.Input((size, size, 1)),
         layers.Conv2D(32, 3, strides=strides, padding=padding, activation="relu"),
@@ -64,9 +63,14 @@ def test_seed_mlp(tmp_path):
     assert_export_matches(seed_mlp(), images(5)[..., 0], tmp_path=tmp_path)
 
 
+def test_seed_cnn(tmp_path):
+    keras.set_random_seed(2)
+    assert_export_matches(build_seed_model("cnn"), images(3), tmp_path=tmp_path)
+
+
 @pytest.mark.parametrize("padding,strides,size", [("valid", 1, 28), ("same", 1, 28), ("valid", 2, 28),
                                                   ("same", 2, 28), ("same", 2, 27)])
-def test_seed_cnn(tmp_path, padding, strides, size):
+def test_seed_cnn_variants(tmp_path, padding, strides, size):
     # size 27 with stride 2 and 'same' pads unevenly (the extra row at the bottom, TensorFlow's rule).
     keras.set_random_seed(2)
     assert_export_matches(seed_cnn(padding, strides, size), images(3, size), tmp_path=tmp_path)
@@ -294,8 +298,7 @@ def test_missing_onnx_package_says_what_to_install(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not keras.gpu_available(), reason="needs a CUDA GPU and CuPy")
+@pytest.mark.gpu  # skipped with the reason by tests/conftest.py when there is no GPU
 def test_export_of_a_model_on_the_gpu(tmp_path):
     with keras.device("gpu"):
         model = seed_cnn()
