@@ -83,6 +83,13 @@ def test_batch_size_is_free(tmp_path):
                                rtol=RTOL, atol=ATOL)
 
 
+def test_sequential_built_by_calling_it_on_data(tmp_path):
+    model = keras.Sequential([layers.Dense(4, activation="relu"), layers.Dense(2)])
+    x = np.random.default_rng(9).standard_normal((3, 5)).astype(np.float32)
+    model.predict(x, verbose=0)
+    assert_export_matches(model, x, tmp_path=tmp_path)
+
+
 def test_flatten_keeps_keras_nhwc_order(tmp_path):
     # Flatten of a (2, 3, 4) activation: a channels-first flatten would permute the Dense inputs.
     model = keras.Sequential([keras.Input((2, 3, 4)), layers.Flatten(), layers.Dense(5)])
