@@ -161,6 +161,11 @@ class Model(Trainer, Layer):
         from dlgpu.models.saving import load_weights
         load_weights(self, filepath)
 
+    def export(self, filepath, format="onnx", **kwargs):  # noqa: A002 - Keras's argument name
+        """Write the model for inference elsewhere: ``format="onnx"`` (needs ``pip install 'dlgpu[onnx]'``)."""
+        from dlgpu.export import export
+        return export(self, filepath, format=format, **kwargs)
+
     # -- config -------------------------------------------------------------------------------
     def get_config(self):
         if not self._functional:
