@@ -1,0 +1,33 @@
+"""dlgpu: a GPU-accelerated deep-learning framework with a Keras-shaped API.
+
+``import dlgpu as keras`` and Keras code runs: layers, models, compile/fit/evaluate/predict, losses,
+optimizers, metrics, callbacks, GradientTape.  Arrays live on the CPU (numpy) or an NVIDIA GPU (CuPy with
+our own CUDA kernels); see :func:`set_device`.
+"""
+
+import logging as _logging
+
+from dlgpu.autograd import GradientTape, Tensor, Variable, no_grad
+from dlgpu.backend.device import (Device, DeviceError, device, get_device, gpu_available, set_device, to_device,
+                                  to_numpy)
+from dlgpu import ops
+from dlgpu.ops import set_random_seed, stop_gradient
+
+__version__ = "0.1.0"
+
+_logging.getLogger("dlgpu").addHandler(_logging.NullHandler())
+
+from dlgpu import activations, initializers, regularizers  # noqa: E402
+from dlgpu import losses, metrics, optimizers  # noqa: E402
+from dlgpu import callbacks, layers, models, datasets  # noqa: E402
+from dlgpu.layers import Input, InputSpec, Layer  # noqa: E402
+from dlgpu.models import Model, Sequential  # noqa: E402
+from dlgpu import utils  # noqa: E402
+from dlgpu.utils import random  # noqa: E402
+
+backend = ops  # keras.backend-style access to the ops (floatx etc. live in dlgpu.utils)
+
+__all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceError", "device", "get_device",
+           "gpu_available", "set_device", "to_device", "to_numpy", "ops", "stop_gradient", "set_random_seed",
+           "activations", "initializers", "regularizers", "losses", "metrics", "optimizers", "callbacks",
+           "layers", "models", "datasets", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils"]

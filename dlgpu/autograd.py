@@ -1,0 +1,354 @@
+"""Tensors, variables and the reverse-mode tape.
+
+A :class:`Tensor` wraps one numpy or CuPy array.  While a :class:`GradientTape` is recording, every op
+whose inputs include a *tracked* tensor (a trainable :class:`Variable`, a watched tensor, or the result
+of a recorded op) stores its parents and a ``backward`` closure on its output.  ``tape.gradient`` sorts
+that graph topologically and walks it in reverse (micrograd's shape, with arrays instead of scalars).
+Outside a tape nothing is recorded, so inference pays no bookkeeping.
+
+Backward closures take the upstream gradient (an array) and return one array (or None) per parent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import numpy as np
+
+from dlgpu.backend import device as _device
+
+FLOATX = "float32"
+
+
+class _TapeState(threading.local):
+    def __init__(self):
+        self.tapes = []  # active GradientTapes, innermost last
+        self.paused = 0  # >0 inside no_grad / stop_recording
+
+
+_tape_state = _TapeState()
+
+
+def is_recording():
+    return bool(_tape_state.tapes) and not _tape_state.paused
+
+
+class Tensor:
+    """An immutable array on a device, with an optional link into the autograd graph."""
+
+    __slots__ = ("data", "_parents", "_backward", "_tracked", "_logits", "__weakref__")
+    __array_priority__ = 100  # numpy defers `ndarray op Tensor` to our reflected operators
+
+    def __init__(self, data, dtype=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        data = _as_array(data, dtype)
+        self.data = data
+        self._parents = None
+        self._backward = None
+        self._tracked = False
+        self._logits = None  # set by softmax: lets cross-entropy fuse with it (Keras does the same)
+
+    # -- array facts -------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype.name
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return int(self.data.size)
+
+    @property
+    def device(self):
+        return _device.device_of_array(self.data)
+
+    def numpy(self):
+        """A numpy array with the values (copied from the GPU when the tensor lives there)."""
+        return _device.to_numpy(self.data)
+
+    def __array__(self, dtype=None, copy=None):
+        array = self.numpy()
+        return array.astype(dtype) if dtype is not None else array
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        dev = "" if isinstance(self.data, np.ndarray) else f", device={self.device}"
+        return f"<{type(self).__name__} shape={self.shape}, dtype={self.dtype}{dev}, numpy=\n{self.numpy()!r}>"
+
+    def __bool__(self):
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.data)
+
+    def __int__(self):
+        return int(self.data)
+
+    def __index__(self):
+        return int(self.data)
+
+    def __hash__(self):
+        return id(self)
+
+    def item(self):
+        return self.data.item()
+
+    def to(self, dev):
+        """An explicit copy of this tensor on another device (not differentiable)."""
+        return Tensor(_device.to_device(self.data, dev))
+
+    # Operators are attached in dlgpu/ops/__init__.py, where the ops are defined.
+
+
+def _as_array(data, dtype=None):
+    """numpy/cupy array from any array-like.  float64 becomes float32 unless a dtype is asked for:
+    float32 is the default everywhere, and a stray float64 would halve the speed of every op after it."""
+    if not (isinstance(data, np.ndarray) or type(data).__module__.startswith("cupy")):
+        data = np.asarray(data, dtype=dtype)
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        return data if data.dtype == dtype else data.astype(dtype)
+    return data.astype(np.float32) if data.dtype == np.float64 else data
+
+
+def make_result(data, parents, backward):
+    """Wrap an op's output array; link it into the graph when recording and some parent is tracked."""
+    out = Tensor.__new__(Tensor)
+    out.data = data
+    out._logits = None
+    if _tape_state.tapes and not _tape_state.paused:
+        for p in parents:
+            if p._tracked:
+                out._tracked = True
+                out._parents = parents
+                out._backward = backward
+                return out
+    out._tracked = False
+    out._parents = None
+    out._backward = None
+    return out
+
+
+_variable_ids = itertools.count()
+
+
+class Variable(Tensor):
+    """A mutable tensor: model weights and optimizer state.
+
+    ``trainable`` variables are watched by every GradientTape automatically, as in Keras.
+    """
+
+    __slots__ = ("name", "trainable", "_regularizer", "_constraint", "path")
+
+    def __init__(self, initializer=None, shape=None, dtype=None, trainable=True, name=None,
+                 regularizer=None, constraint=None):
+        if callable(initializer) and not isinstance(initializer, (np.ndarray, Tensor)):
+            if shape is None:
+                raise ValueError("dlgpu.Variable: an initializer function needs `shape`.")
+            value = initializer(tuple(shape), dtype or FLOATX)
+        else:
+            value = initializer
+        dev = _device.get_device()
+        value = _as_array(value.data if isinstance(value, Tensor) else value, dtype)
+        if dev.kind != "cpu" and isinstance(value, np.ndarray):
+            value = _device.to_device(value, dev)
+        super().__init__(value)
+        if shape is not None and tuple(self.data.shape) != tuple(shape):
+            raise ValueError(f"dlgpu.Variable '{name}': initial value has shape {self.data.shape}, expected {tuple(shape)}.")
+        self.name = name or f"variable_{next(_variable_ids)}"
+        self.path = self.name
+        self.trainable = bool(trainable)
+        self._tracked = self.trainable
+        self._regularizer = regularizer
+        self._constraint = constraint
+
+    def __setattr__(self, key, value):
+        if key == "trainable":
+            object.__setattr__(self, "_tracked", bool(value))
+        object.__setattr__(self, key, value)
+
+    @property
+    def value(self):
+        return Tensor(self.data)
+
+    def assign(self, value):
+        new = value.data if isinstance(value, Tensor) else value
+        if _device.device_of_array(new) != self.device if not np.isscalar(new) else False:
+            raise _device.DeviceError(
+                f"Variable '{self.name}' lives on {self.device} but the assigned value is on "
+                f"{_device.device_of_array(new)}; move it with dlgpu.to_device first.")
+        new = self.data.dtype.type(new) if np.isscalar(new) else new
+        if getattr(new, "shape", ()) != self.data.shape and np.ndim(new) != 0:
+            raise ValueError(f"Variable '{self.name}': cannot assign shape {tuple(new.shape)} to shape {self.shape}.")
+        self.data[...] = new
+        return self
+
+    def assign_add(self, delta):
+        self.data += delta.data if isinstance(delta, Tensor) else delta
+        return self
+
+    def assign_sub(self, delta):
+        self.data -= delta.data if isinstance(delta, Tensor) else delta
+        return self
+
+    def __repr__(self):
+        return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}, value={self.numpy()!r}>"
+
+
+class GradientTape:
+    """Records ops on trainable variables and watched tensors, like ``tf.GradientTape``."""
+
+    def __init__(self, persistent=False, watch_accessed_variables=True):
+        self.persistent = persistent
+        self.watch_accessed_variables = watch_accessed_variables
+        self._watched = []
+        self._used = False
+        self._recording = False
+
+    def __enter__(self):
+        _tape_state.tapes.append(self)
+        self._recording = True
+        return self
+
+    def __exit__(self, *exc):
+        _tape_state.tapes.remove(self)
+        self._recording = False
+        return False
+
+    def watch(self, tensor):
+        """Track gradients with respect to a tensor that is not a trainable variable."""
+        for t in tensor if isinstance(tensor, (list, tuple)) else [tensor]:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"GradientTape.watch expects dlgpu tensors, received {type(t).__name__}.")
+            if not t._tracked:
+                t._tracked = True
+                self._watched.append(t)
+
+    def stop_recording(self):
+        return no_grad()
+
+    def gradient(self, target, sources, output_gradients=None, unconnected_gradients="none"):
+        """d(sum of target)/d(source) for each source; None for unconnected sources (as in Keras)."""
+        if self._used and not self.persistent:
+            raise RuntimeError("A non-persistent GradientTape can only compute one gradient; "
+                               "use GradientTape(persistent=True) to call gradient() several times.")
+        self._used = True
+        flat_sources, rebuild = _flatten(sources)
+        targets, _ = _flatten(target)
+        if output_gradients is not None:
+            seeds, _ = _flatten(output_gradients)
+        else:
+            seeds = [None] * len(targets)
+        grads = backward(targets, seeds)
+        result = []
+        for s in flat_sources:
+            if not isinstance(s, Tensor):
+                raise TypeError(f"GradientTape.gradient: sources must be dlgpu tensors or variables, received {type(s).__name__}.")
+            g = grads.get(id(s))
+            if g is None and unconnected_gradients == "zero":
+                g = s.data * 0
+            result.append(None if g is None else Tensor(g))
+        if not self.persistent:
+            self._release()
+        return rebuild(result)
+
+    def _release(self):
+        for t in self._watched:
+            t._tracked = isinstance(t, Variable) and t.trainable
+        self._watched = []
+
+
+def _flatten(obj):
+    if isinstance(obj, (list, tuple)):
+        items = list(obj)
+        return items, (lambda xs: list(xs))
+    if isinstance(obj, dict):
+        keys = list(obj)
+        return [obj[k] for k in keys], (lambda xs: dict(zip(keys, xs)))
+    return [obj], (lambda xs: xs[0])
+
+
+def _topological_order(roots):
+    """Recorded tensors reachable from roots, each after all of its parents (iterative DFS)."""
+    order, seen = [], set()
+    for root in roots:
+        if id(root) in seen or root._parents is None:
+            continue
+        stack = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            for p in node._parents:
+                if p._parents is not None and id(p) not in seen:
+                    stack.append((p, False))
+    return order
+
+
+def backward(targets, seeds):
+    """Reverse-mode sweep: returns {id(tensor): gradient array} for every tracked tensor reached."""
+    grads = {}
+    for t, seed in zip(targets, seeds):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"GradientTape.gradient: target must be a dlgpu tensor, received {type(t).__name__}.")
+        if seed is None:
+            g = t.data * 0 + 1 if t.data.ndim else t.data.dtype.type(1) + t.data * 0
+        else:
+            g = seed.data if isinstance(seed, Tensor) else seed
+        _accumulate(grads, t, g)
+    for node in reversed(_topological_order(targets)):
+        g = grads.get(id(node))
+        if g is None:
+            continue
+        parent_grads = node._backward(g)
+        for p, pg in zip(node._parents, parent_grads):
+            if pg is not None and p._tracked:
+                _accumulate(grads, p, pg)
+    return grads
+
+
+def _accumulate(grads, tensor, g):
+    key = id(tensor)
+    prev = grads.get(key)
+    if prev is None:
+        if g.shape != tensor.data.shape:  # broadcasting leftovers must already be reduced by the op
+            g = g.reshape(tensor.data.shape)
+        grads[key] = g
+    else:
+        grads[key] = prev + g
+
+
+class no_grad:
+    """Context manager (and decorator) under which nothing is recorded: inference mode."""
+
+    def __enter__(self):
+        _tape_state.paused += 1
+        return self
+
+    def __exit__(self, *exc):
+        _tape_state.paused -= 1
+        return False
+
+    def __call__(self, fn):
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return fn(*args, **kwargs)
+        wrapper.__wrapped__ = fn
+        wrapper.__name__ = getattr(fn, "__name__", "wrapper")
+        return wrapper

@@ -1,0 +1,61 @@
+"""Differentiable ops with the keras.ops names: ``from dlgpu import ops; ops.matmul(a, b)``."""
+
+from dlgpu.autograd import Tensor
+from dlgpu.ops.conv import average_pool, avg_pool2d, conv, conv2d, max_pool, max_pool2d, resolve_padding
+from dlgpu.ops.math import (abs, absolute, add, cast, ceil, clip, cos, divide, dot, equal, exp, expm1, floor,
+                            floor_divide, greater, greater_equal, isfinite, isinf, isnan, less, less_equal, log,
+                            log1p, log2, log10, logical_and, logical_not, logical_or, matmul, maximum, minimum,
+                            mod, multiply, negative, not_equal, power, reciprocal, round, rsqrt, sign, sin, sqrt,
+                            square, subtract, true_divide, where)
+from dlgpu.ops.nn import (batch_norm_train, batch_normalization, dense, dropout, elu, exponential, gelu,
+                          hard_sigmoid, leaky_relu, log_sigmoid, log_softmax, mish, relu, relu6, selu,
+                          set_random_seed, sigmoid, sigmoid_cross_entropy, silu, softmax, softmax_cross_entropy,
+                          softplus, softsign, swish, tanh)
+from dlgpu.ops.reduce import (all, amax, amin, any, argmax, argmin, count_nonzero, cumsum, logsumexp, max, mean,
+                              min, moments, norm, prod, std, sum, var)
+from dlgpu.ops.shape import (arange, broadcast_to, concatenate, convert_to_numpy, convert_to_tensor, empty,
+                             expand_dims, eye, flatten, flip, full, full_like, linspace, moveaxis, ndim, one_hot,
+                             ones, ones_like, pad, repeat, reshape, shape, size, split, squeeze, stack,
+                             stop_gradient, swapaxes, take, take_along_axis, tile, transpose, zeros, zeros_like)
+from dlgpu.ops.shape import _getitem
+
+
+def _install_operators():
+    """Python operators on Tensor map to the ops above (kept here, where the ops are defined)."""
+    def reflected(fn):
+        return lambda self, other: fn(other, self)
+
+    Tensor.__add__ = add
+    Tensor.__radd__ = reflected(add)
+    Tensor.__sub__ = subtract
+    Tensor.__rsub__ = reflected(subtract)
+    Tensor.__mul__ = multiply
+    Tensor.__rmul__ = reflected(multiply)
+    Tensor.__truediv__ = divide
+    Tensor.__rtruediv__ = reflected(divide)
+    Tensor.__floordiv__ = floor_divide
+    Tensor.__mod__ = mod
+    Tensor.__pow__ = power
+    Tensor.__rpow__ = reflected(power)
+    Tensor.__matmul__ = matmul
+    Tensor.__rmatmul__ = reflected(matmul)
+    Tensor.__neg__ = negative
+    Tensor.__pos__ = lambda self: self
+    Tensor.__abs__ = abs
+    Tensor.__eq__ = equal
+    Tensor.__ne__ = not_equal
+    Tensor.__lt__ = less
+    Tensor.__le__ = less_equal
+    Tensor.__gt__ = greater
+    Tensor.__ge__ = greater_equal
+    Tensor.__getitem__ = lambda self, index: _getitem(self, index)
+    Tensor.__hash__ = lambda self: id(self)
+    Tensor.T = property(lambda self: transpose(self))
+    Tensor.reshape = lambda self, *shape: reshape(self, shape[0] if len(shape) == 1 else shape)
+    Tensor.astype = cast
+    Tensor.sum = lambda self, axis=None, keepdims=False: sum(self, axis, keepdims)
+    Tensor.mean = lambda self, axis=None, keepdims=False: mean(self, axis, keepdims)
+
+
+_install_operators()
+del _install_operators

@@ -1,0 +1,282 @@
+"""Elementwise and linear-algebra ops, each with its backward beside its forward."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlgpu.ops._core import array_module, binary_operands, make_result, to_tensor, unbroadcast
+
+# Each backward closure receives the upstream gradient ``g`` and returns one gradient per parent.
+# Closures never write into ``g``: the same array may be handed to several parents.
+
+
+def add(a, b):
+    a, b = binary_operands("add", a, b)
+    sa, sb = a.data.shape, b.data.shape
+    return make_result(a.data + b.data, (a, b), lambda g: (unbroadcast(g, sa), unbroadcast(g, sb)))
+
+
+def subtract(a, b):
+    a, b = binary_operands("subtract", a, b)
+    sa, sb = a.data.shape, b.data.shape
+    return make_result(a.data - b.data, (a, b), lambda g: (unbroadcast(g, sa), unbroadcast(-g, sb)))
+
+
+def multiply(a, b):
+    a, b = binary_operands("multiply", a, b)
+    x, y = a.data, b.data
+    return make_result(x * y, (a, b), lambda g: (unbroadcast(g * y, x.shape), unbroadcast(g * x, y.shape)))
+
+
+def divide(a, b):
+    a, b = binary_operands("divide", a, b)
+    x, y = a.data, b.data
+    if x.dtype.kind in "iub" and y.dtype.kind in "iub":
+        x, y = x.astype(np.float32), y.astype(np.float32)
+
+    def backward(g):
+        gx = g / y
+        return unbroadcast(gx, a.data.shape), unbroadcast(-gx * x / y, b.data.shape)
+    return make_result(x / y, (a, b), backward)
+
+
+true_divide = divide
+
+
+def floor_divide(a, b):
+    a, b = binary_operands("floor_divide", a, b)
+    return make_result(a.data // b.data, (a, b), lambda g: (None, None))
+
+
+def mod(a, b):
+    a, b = binary_operands("mod", a, b)
+    return make_result(a.data % b.data, (a, b), lambda g: (g, None))
+
+
+def power(a, b):
+    a, b = binary_operands("power", a, b)
+    x, y = a.data, b.data
+    out = x ** y
+
+    def backward(g):
+        gx = unbroadcast(g * y * x ** (y - 1), x.shape)
+        gy = None
+        if b._tracked:
+            xp = array_module(x)
+            safe = xp.where(x > 0, x, xp.ones_like(x))
+            gy = unbroadcast(g * out * xp.log(safe), y.shape)
+        return gx, gy
+    return make_result(out, (a, b), backward)
+
+
+def negative(x):
+    x = to_tensor(x)
+    return make_result(-x.data, (x,), lambda g: (-g,))
+
+
+def abs(x):  # noqa: A001 - keras.ops name
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    return make_result(xp.abs(x.data), (x,), lambda g: (g * xp.sign(x.data),))
+
+
+absolute = abs
+
+
+def sign(x):
+    x = to_tensor(x)
+    return make_result(array_module(x.data).sign(x.data), (x,), lambda g: (None,))
+
+
+def square(x):
+    x = to_tensor(x)
+    d = x.data
+    return make_result(d * d, (x,), lambda g: (g * (2 * d),))
+
+
+def sqrt(x):
+    x = to_tensor(x)
+    y = array_module(x.data).sqrt(x.data)
+    return make_result(y, (x,), lambda g: (g / (2 * y),))
+
+
+def rsqrt(x):
+    x = to_tensor(x)
+    y = 1 / array_module(x.data).sqrt(x.data)
+    return make_result(y, (x,), lambda g: (g * -0.5 * y * y * y,))
+
+
+def exp(x):
+    x = to_tensor(x)
+    y = array_module(x.data).exp(x.data)
+    return make_result(y, (x,), lambda g: (g * y,))
+
+
+def expm1(x):
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    return make_result(xp.expm1(x.data), (x,), lambda g: (g * xp.exp(x.data),))
+
+
+def log(x):
+    x = to_tensor(x)
+    return make_result(array_module(x.data).log(x.data), (x,), lambda g: (g / x.data,))
+
+
+def log1p(x):
+    x = to_tensor(x)
+    return make_result(array_module(x.data).log1p(x.data), (x,), lambda g: (g / (1 + x.data),))
+
+
+def log2(x):
+    x = to_tensor(x)
+    return make_result(array_module(x.data).log2(x.data), (x,), lambda g: (g / (x.data * np.log(2.0).astype(x.data.dtype)),))
+
+
+def log10(x):
+    x = to_tensor(x)
+    return make_result(array_module(x.data).log10(x.data), (x,), lambda g: (g / (x.data * np.log(10.0).astype(x.data.dtype)),))
+
+
+def sin(x):
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    return make_result(xp.sin(x.data), (x,), lambda g: (g * xp.cos(x.data),))
+
+
+def cos(x):
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    return make_result(xp.cos(x.data), (x,), lambda g: (-g * xp.sin(x.data),))
+
+
+def reciprocal(x):
+    x = to_tensor(x)
+    y = 1 / x.data
+    return make_result(y, (x,), lambda g: (-g * y * y,))
+
+
+def maximum(a, b):
+    a, b = binary_operands("maximum", a, b)
+    xp = array_module(a.data)
+    x, y = a.data, b.data
+    pick_x = x >= y
+
+    def backward(g):
+        zero = xp.zeros((), g.dtype)
+        return unbroadcast(xp.where(pick_x, g, zero), x.shape), unbroadcast(xp.where(pick_x, zero, g), y.shape)
+    return make_result(xp.maximum(x, y), (a, b), backward)
+
+
+def minimum(a, b):
+    a, b = binary_operands("minimum", a, b)
+    xp = array_module(a.data)
+    x, y = a.data, b.data
+    pick_x = x <= y
+
+    def backward(g):
+        zero = xp.zeros((), g.dtype)
+        return unbroadcast(xp.where(pick_x, g, zero), x.shape), unbroadcast(xp.where(pick_x, zero, g), y.shape)
+    return make_result(xp.minimum(x, y), (a, b), backward)
+
+
+def clip(x, x_min, x_max):
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    d = x.data
+    inside = (d >= x_min) & (d <= x_max)
+    return make_result(xp.clip(d, x_min, x_max), (x,), lambda g: (xp.where(inside, g, xp.zeros((), g.dtype)),))
+
+
+def where(condition, x1, x2):
+    condition = to_tensor(condition)
+    a, b = binary_operands("where", x1, x2)
+    xp = array_module(a.data)
+    c = condition.data.astype(bool)
+
+    def backward(g):
+        zero = xp.zeros((), g.dtype)
+        return (None, unbroadcast(xp.where(c, g, zero), a.data.shape), unbroadcast(xp.where(c, zero, g), b.data.shape))
+    return make_result(xp.where(c, a.data, b.data), (condition, a, b), backward)
+
+
+def matmul(a, b):
+    """Matrix product with numpy's broadcasting rules; 1-D operands handled as numpy does."""
+    a, b = binary_operands("matmul", a, b)
+    x, y = a.data, b.data
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError(f"matmul: operands must be at least 1-D; received shapes {x.shape} and {y.shape}")
+    if x.shape[-1] != y.shape[-2 if y.ndim > 1 else 0]:
+        raise ValueError(f"matmul: inner dimensions differ: {x.shape} @ {y.shape}")
+    xp = array_module(x)
+
+    def backward(g):
+        x2 = x[None] if x.ndim == 1 else x
+        y2 = y[..., None] if y.ndim == 1 else y
+        g2 = g
+        if x.ndim == 1:
+            g2 = g2[..., None, :]
+        if y.ndim == 1:
+            g2 = g2[..., None]
+        gx = unbroadcast(xp.matmul(g2, xp.swapaxes(y2, -1, -2)), x2.shape) if a._tracked else None
+        gy = unbroadcast(xp.matmul(xp.swapaxes(x2, -1, -2), g2), y2.shape) if b._tracked else None
+        if gx is not None and x.ndim == 1:
+            gx = gx.reshape(x.shape)
+        if gy is not None and y.ndim == 1:
+            gy = gy.reshape(y.shape)
+        return gx, gy
+    return make_result(xp.matmul(x, y), (a, b), backward)
+
+
+def dot(a, b):
+    return matmul(a, b)
+
+
+def cast(x, dtype):
+    x = to_tensor(x)
+    src = x.data.dtype
+    dtype = np.dtype(dtype)
+    if src == dtype:
+        return x
+    differentiable = dtype.kind == "f" and src.kind == "f"
+    return make_result(x.data.astype(dtype), (x,), lambda g: (g.astype(src) if differentiable else None,))
+
+
+# Comparisons and logic: no gradient.
+def _compare(name):
+    def op(a, b):
+        a, b = binary_operands(name, a, b)
+        return make_result(getattr(array_module(a.data), name)(a.data, b.data), (a, b), lambda g: (None, None))
+    op.__name__ = name
+    return op
+
+
+equal = _compare("equal")
+not_equal = _compare("not_equal")
+greater = _compare("greater")
+greater_equal = _compare("greater_equal")
+less = _compare("less")
+less_equal = _compare("less_equal")
+logical_and = _compare("logical_and")
+logical_or = _compare("logical_or")
+
+
+def logical_not(x):
+    x = to_tensor(x)
+    return make_result(array_module(x.data).logical_not(x.data), (x,), lambda g: (None,))
+
+
+def _no_grad_unary(name):
+    def op(x):
+        x = to_tensor(x)
+        return make_result(getattr(array_module(x.data), name)(x.data), (x,), lambda g: (None,))
+    op.__name__ = name
+    return op
+
+
+floor = _no_grad_unary("floor")
+ceil = _no_grad_unary("ceil")
+round = _no_grad_unary("round")  # noqa: A001 - keras.ops name
+isnan = _no_grad_unary("isnan")
+isfinite = _no_grad_unary("isfinite")
+isinf = _no_grad_unary("isinf")

@@ -1,0 +1,285 @@
+"""Neural-network ops: activations, the fused dense layer, softmax, cross-entropies, dropout, batch norm.
+
+Fused ops (dense, softmax_cross_entropy, batch_norm_train) have fused backwards too: one primitive call
+each way, so the GPU backend can run each in one or two kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlgpu.ops import math as m
+from dlgpu.ops._core import array_module, backend_of, make_result, same_device, to_tensor, unbroadcast
+
+
+def _primitive_activation(name):
+    def op(x, alpha=0.2):
+        x = to_tensor(x)
+        be = backend_of(x.data)
+        y = be.activation(x.data, name, alpha)
+        return make_result(y, (x,), lambda g: (be.activation_grad(g, x.data, y, name, alpha),))
+    op.__name__ = name
+    return op
+
+
+relu = _primitive_activation("relu")
+sigmoid = _primitive_activation("sigmoid")
+tanh = _primitive_activation("tanh")
+_gelu_exact = _primitive_activation("gelu")
+_leaky_relu = _primitive_activation("leaky_relu")
+
+
+def gelu(x, approximate=False):
+    if not approximate:
+        return _gelu_exact(x)
+    # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    x = to_tensor(x)
+    inner = m.multiply(m.add(x, m.multiply(m.power(x, 3.0), 0.044715)), float(np.sqrt(2.0 / np.pi)))
+    return m.multiply(m.multiply(x, 0.5), m.add(tanh(inner), 1.0))
+
+
+def leaky_relu(x, negative_slope=0.2):
+    return _leaky_relu(x, negative_slope)
+
+
+def relu6(x):
+    return m.minimum(relu(x), 6.0)
+
+
+def softplus(x):
+    # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large |x|.
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    d = x.data
+    out = xp.maximum(d, 0) + xp.log1p(xp.exp(-xp.abs(d)))
+    return make_result(out.astype(d.dtype, copy=False), (x,), lambda g: (g * backend_of(d).sigmoid(d),))
+
+
+def softsign(x):
+    x = to_tensor(x)
+    return m.divide(x, m.add(m.abs(x), 1.0))
+
+
+def silu(x):
+    x = to_tensor(x)
+    return m.multiply(x, sigmoid(x))
+
+
+swish = silu
+
+
+def elu(x, alpha=1.0):
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    d = x.data
+    neg = alpha * xp.expm1(xp.minimum(d, 0))
+    out = xp.where(d > 0, d, neg).astype(d.dtype, copy=False)
+    return make_result(out, (x,), lambda g: (xp.where(d > 0, g, g * (neg + alpha)),))
+
+
+def selu(x):
+    alpha, scale = 1.6732632423543772, 1.0507009873554805
+    return m.multiply(elu(x, alpha), scale)
+
+
+def hard_sigmoid(x):
+    return m.clip(m.add(m.multiply(x, 1.0 / 6.0), 0.5), 0.0, 1.0)
+
+
+def exponential(x):
+    return m.exp(x)
+
+
+def log_sigmoid(x):
+    return m.negative(softplus(m.negative(x)))
+
+
+def mish(x):
+    return m.multiply(x, tanh(softplus(x)))
+
+
+def softmax(x, axis=-1):
+    """Softmax along ``axis``; its output remembers the logits so cross-entropy can fuse with it."""
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    ax = axis % x.ndim
+    if ax == x.ndim - 1:
+        y = backend_of(x.data).softmax(x.data.reshape(-1, x.data.shape[-1])).reshape(x.data.shape)
+    else:
+        e = xp.exp(x.data - x.data.max(axis=ax, keepdims=True))
+        y = e / e.sum(axis=ax, keepdims=True)
+
+    def backward(g):
+        return (y * (g - (g * y).sum(axis=ax, keepdims=True)),)
+    out = make_result(y, (x,), backward)
+    out._logits = (x, ax)
+    return out
+
+
+def log_softmax(x, axis=-1):
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    shifted = x.data - x.data.max(axis=axis, keepdims=True)
+    out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+    def backward(g):
+        return (g - xp.exp(out) * g.sum(axis=axis, keepdims=True),)
+    return make_result(out, (x,), backward)
+
+
+ACTIVATION_NAMES = ("linear", "relu", "sigmoid", "tanh", "gelu", "leaky_relu")
+
+
+def dense(x, kernel, bias=None, activation="linear", alpha=0.2):
+    """activation(x @ kernel + bias) in one primitive; x may have leading batch axes beyond the first."""
+    x, kernel = to_tensor(x), to_tensor(kernel)
+    parents = (x, kernel) if bias is None else (x, kernel, to_tensor(bias))
+    same_device("dense", *parents)
+    if x.data.shape[-1] != kernel.data.shape[0]:
+        raise ValueError(f"dense: input has {x.data.shape[-1]} features (shape {x.shape}) but the kernel "
+                         f"expects {kernel.data.shape[0]} (kernel shape {kernel.shape})")
+    if activation not in ACTIVATION_NAMES:
+        raise ValueError(f"dense: unsupported fused activation {activation!r}; expected one of {ACTIVATION_NAMES}")
+    be = backend_of(x.data)
+    lead = x.data.shape[:-1]
+    x2 = x.data.reshape(-1, x.data.shape[-1])
+    y, ctx = be.dense_forward(x2, kernel.data, None if bias is None else parents[2].data, activation, alpha)
+
+    def backward(g):
+        dx, dw, db = be.dense_backward(g.reshape(-1, g.shape[-1]), ctx, need_dx=x._tracked)
+        if dx is not None:
+            dx = dx.reshape(x.data.shape)
+        return (dx, dw) if bias is None else (dx, dw, db)
+    return make_result(y.reshape(lead + (y.shape[-1],)), parents, backward)
+
+
+def softmax_cross_entropy(logits, labels, axis=-1):
+    """Per-example -log softmax(logits)[label]; labels are class ids or distributions.
+
+    One fused primitive: logsumexp and softmax from a single exp pass, and a backward of probs - onehot.
+    """
+    logits = to_tensor(logits)
+    labels = to_tensor(labels)
+    same_device("softmax_cross_entropy", logits, labels)
+    if axis % logits.ndim != logits.ndim - 1:
+        logits = _move_to_last(logits, axis)
+        if labels.data.dtype.kind == "f":
+            labels = _move_to_last(labels, axis)
+    be = backend_of(logits.data)
+    classes = logits.data.shape[-1]
+    lead = logits.data.shape[:-1]
+    z = logits.data.reshape(-1, classes)
+    t = labels.data.reshape(-1) if labels.data.dtype.kind in "iu" else labels.data.reshape(-1, classes)
+    loss, probs = be.softmax_cross_entropy(z, t)
+
+    def backward(g):
+        return be.softmax_cross_entropy_backward(g.reshape(-1), probs, t).reshape(logits.data.shape), None
+    return make_result(loss.reshape(lead), (logits, labels), backward)
+
+
+def _move_to_last(x, axis):
+    from dlgpu.ops.shape import moveaxis
+    return moveaxis(x, axis, -1)
+
+
+def sigmoid_cross_entropy(logits, labels):
+    """Elementwise binary cross-entropy from logits: max(z,0) - z t + log1p(exp(-|z|)), stable."""
+    logits, labels = to_tensor(logits), to_tensor(labels)
+    same_device("sigmoid_cross_entropy", logits, labels)
+    xp = array_module(logits.data)
+    z = logits.data
+    t = labels.data.astype(z.dtype, copy=False)
+    out = xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
+    shapes = (z.shape, t.shape)
+
+    def backward(g):
+        p = backend_of(z).sigmoid(z)
+        return unbroadcast(g * (p - t), shapes[0]), None
+    return make_result(out, (logits, labels), backward)
+
+
+_rng = {}
+
+
+def _generator(xp, seed=None):
+    if seed is not None:
+        return xp.random.default_rng(seed) if xp is np else xp.random.RandomState(seed)
+    key = xp.__name__
+    if key not in _rng:
+        _rng[key] = np.random.default_rng() if xp is np else xp.random.RandomState()
+    return _rng[key]
+
+
+def set_random_seed(seed):
+    """Seed dlgpu's own generators (dropout masks, initializers) for reproducible runs."""
+    _rng.clear()
+    _rng["numpy"] = np.random.default_rng(seed)
+    from dlgpu.backend import device as _device
+    if _device.gpu_available():  # pragma: no cover - GPU only
+        import cupy
+        _rng["cupy"] = cupy.random.RandomState(seed)
+
+
+def dropout(x, rate, noise_shape=None, seed=None):
+    """Zero each value with probability ``rate`` and scale the rest by 1/(1-rate) (inverted dropout)."""
+    x = to_tensor(x)
+    if not 0 <= rate < 1:
+        raise ValueError(f"dropout: rate must be in [0, 1); received rate={rate}")
+    if rate == 0:
+        return x
+    xp = array_module(x.data)
+    gen = _generator(xp, seed)
+    shape = x.data.shape if noise_shape is None else tuple(s if n is None else n for s, n in zip(x.data.shape, noise_shape))
+    if xp is np:
+        keep = gen.random(shape, dtype=np.float32) >= rate
+    else:  # pragma: no cover - GPU path
+        keep = gen.random_sample(shape, dtype=np.float32) >= rate
+    scale = np.asarray(1.0 / (1.0 - rate), x.data.dtype)
+    mask = keep * scale if x.data.dtype.kind == "f" else keep
+    mask = mask.astype(x.data.dtype, copy=False)
+    return make_result(x.data * mask, (x,), lambda g: (g * mask,))
+
+
+def batch_norm_train(x, gamma, beta, axes, epsilon):
+    """Normalise over ``axes`` with the batch statistics; returns (y, batch_mean, batch_var arrays).
+
+    Backward (fused): dx = gamma/σ · (dy - mean(dy) - x̂ · mean(dy · x̂)).
+    """
+    x = to_tensor(x)
+    params = [p for p in (gamma, beta) if p is not None]
+    same_device("batch_normalization", x, *params)
+    xp = array_module(x.data)
+    d = x.data
+    count = int(np.prod([d.shape[a] for a in axes]))
+    mean = d.mean(axis=axes, keepdims=True)
+    centered = d - mean
+    var = (centered * centered).mean(axis=axes, keepdims=True)
+    inv_std = 1.0 / xp.sqrt(var + np.asarray(epsilon, d.dtype))
+    x_hat = centered * inv_std
+    scale = gamma.data if gamma is not None else None
+    y = x_hat * scale if scale is not None else x_hat.copy()
+    if beta is not None:
+        y += beta.data
+
+    def backward(g):
+        g_sum = g.sum(axis=axes, keepdims=True)
+        gx_sum = (g * x_hat).sum(axis=axes, keepdims=True)
+        factor = inv_std if scale is None else inv_std * scale
+        dx = factor * (g - g_sum / count - x_hat * (gx_sum / count))
+        grads = [dx]
+        if gamma is not None:
+            grads.append(gx_sum.reshape(gamma.data.shape))
+        if beta is not None:
+            grads.append(g_sum.reshape(beta.data.shape))
+        return tuple(grads)
+    out = make_result(y, (x, *params), backward)
+    return out, mean, var
+
+
+def batch_normalization(x, mean, variance, axis=-1, offset=None, scale=None, epsilon=1e-3):
+    """keras.ops.batch_normalization: (x - mean) / sqrt(variance + eps) * scale + offset."""
+    inv = m.rsqrt(m.add(variance, epsilon))
+    if scale is not None:
+        inv = m.multiply(inv, scale)
+    out = m.multiply(m.subtract(x, mean), inv)
+    return m.add(out, offset) if offset is not None else out
