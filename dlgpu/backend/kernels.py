@@ -108,6 +108,8 @@ def as_f32(lib, op: str, name: str, a):
         raise TypeError(f"{op}: {name} must be a {lib.xp.__name__} array (did you call "
                         f"dlgpu.to_device on your data?); received {type(a).__name__}")
     check_float32(op, **{name: a})
+    if a.ndim == 0:  # ascontiguousarray would make it 1-D
+        return a
     return lib.xp.ascontiguousarray(a)
 
 

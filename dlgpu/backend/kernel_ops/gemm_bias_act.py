@@ -23,14 +23,15 @@ _GEMM_THREADS = 256
 _MAX_GRID_Y = 65535
 
 
-def _gemm(lib, op, a, b, trans_a, trans_b, bias, activation, alpha, store_z):
-    """(c, z) with z None unless store_z."""
+def _gemm(lib, op, a, b, trans_a, trans_b, bias, activation, alpha, store_z, names=("a", "b", "bias")):
+    """(c, z) with z None unless store_z; ``names`` are the caller's argument names, for errors."""
     code = act_code(op, activation)
-    a = as_f32(lib, op, "a", a)
-    b = as_f32(lib, op, "b", b)
-    bias = as_f32(lib, op, "bias", bias)
+    a = as_f32(lib, op, names[0], a)
+    b = as_f32(lib, op, names[1], b)
+    bias = as_f32(lib, op, names[2], bias)
     if a.ndim != 2 or b.ndim != 2:
-        raise ValueError(f"{op}: a and b must be 2-D; received a.shape={a.shape}, b.shape={b.shape}")
+        raise ValueError(f"{op}: {names[0]} and {names[1]} must be 2-D; received {names[0]}.shape={a.shape}, "
+                         f"{names[1]}.shape={b.shape}")
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     kb, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
     if k != kb:
@@ -65,7 +66,7 @@ def dense_forward(lib, x, w, b, activation_name="linear", alpha=0.2):
                          f"w.shape={getattr(w, 'shape', None)}")
     keep_z = activation_name in ("gelu", "leaky_relu")
     x2 = x.reshape(-1, x.shape[-1])
-    y2, z2 = _gemm(lib, op, x2, w, False, False, b, activation_name, alpha, keep_z)
+    y2, z2 = _gemm(lib, op, x2, w, False, False, b, activation_name, alpha, keep_z, names=("x", "w", "b"))
     out_shape = x.shape[:-1] + (w.shape[1],)
     y = y2.reshape(out_shape)
     z = z2.reshape(out_shape) if keep_z else None
@@ -129,8 +130,8 @@ def dense_backward(lib, dy, ctx, need_dx=True):
     else:
         dz, db = bias_act_backward(lib, dy2, None if z is None else z.reshape(-1, n),
                                    None if y is None else y.reshape(-1, n), name, alpha, want_db=has_bias)
-    dw = _gemm(lib, op, x2, dz, True, False, None, "linear", 0.0, False)[0]   # X^T dZ: (K, N)
+    dw = _gemm(lib, op, x2, dz, True, False, None, "linear", 0.0, False, ("x", "dz", "-"))[0]   # X^T dZ: (K, N)
     dx = None
     if need_dx:
-        dx = _gemm(lib, op, dz, w, False, True, None, "linear", 0.0, False)[0].reshape(x.shape)  # dZ W^T
+        dx = _gemm(lib, op, dz, w, False, True, None, "linear", 0.0, False, ("dz", "w", "-"))[0].reshape(x.shape)  # dZ W^T
     return dx, dw, db
