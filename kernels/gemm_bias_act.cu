@@ -16,15 +16,17 @@
 //   dW = X^T dZ and dX = dZ W^T are gemm_bias_act launches with trans_a / trans_b.
 //
 // GEMM tiling (why these numbers):
-//   * block tile 128 x 128 (BM x BN), K tile 8 (BK), 256 threads; each thread owns an 8 x 8 register
+//   * gemm_bias_act: block tile 128 x 128, K tile 8, 256 threads; each thread owns an 8 x 8 register
 //     micro-tile: 64 FMAs per 16 shared-memory floats read per k step, enough arithmetic intensity to
 //     be FMA-bound rather than shared-memory-bound.  The micro-tile is split in two 4-wide halves 64
 //     apart (rows ty*4 and 64 + ty*4, cols tx*4 and 64 + tx*4) so each half is one float4 shared load
 //     and a warp's loads hit distinct banks.
+//   * gemm_bias_act_64: block tile 64 x 64, K tile 16, 4 x 4 per thread, same code (template
+//     gemm_tile<BT, BK>): 4x the blocks for problems too small to fill the GPU with 128 x 128 tiles.
 //   * shared tiles are stored k-major (As[k][m], Bs[k][n]) so the inner loop reads float4s along m / n.
 //   * double buffering: the next K tile is fetched from global memory into registers while the current
 //     one is multiplied, then stored to the other shared buffer; one __syncthreads per K tile.
-//     Shared memory: 2 buffers x (8x128 + 8x128) floats = 16 KiB per block.
+//     Shared memory: 2 buffers x 2 operands x 1024 floats = 16 KiB per block (both variants).
 //   * global loads are float4 when the operand's leading dimension is a multiple of 4, the base is
 //     16-byte aligned and the 4 elements are in range; otherwise 4 scalar loads with bounds checks
 //     (zeros outside the matrix, so partial tiles add nothing).
@@ -68,9 +70,6 @@ __device__ __forceinline__ float act_grad(int act, float x, float y, float alpha
   }
 }
 
-#define BM 128
-#define BN 128
-#define BK 8
 #define NTHREADS 256
 
 // Loads X[row][col .. col+3] of a rows x cols row-major matrix (leading dimension ld); zeros outside.
@@ -86,24 +85,27 @@ __device__ __forceinline__ void load4(const float* __restrict__ X, int ld, int r
   }
 }
 
-// Thread -> element mapping of one K tile (1024 floats per operand, 4 per thread):
-//   "along k"  (A stored (M,K), B stored (N,K)): 128 rows x 8 k; thread loads row tid/2, k (tid%2)*4..+3
-//   "along mn" (A stored (K,M), B stored (K,N)): 8 k x 128;      thread loads k tid/32, m/n (tid%32)*4..+3
+// One K tile of one operand is BT x BK = 1024 floats, 4 per thread (BT = BM or BN):
+//   "along k"  (A stored (M,K), B stored (N,K)): thread loads row tid/(BK/4), k (tid%(BK/4))*4 .. +3
+//   "along mn" (A stored (K,M), B stored (K,N)): thread loads k tid/(BT/4), m/n (tid%(BT/4))*4 .. +3
+// Both read 16-byte runs of consecutive addresses: float4 loads, full 32-byte sectors.
+template <int BT, int BK>
 __device__ __forceinline__ void fetch_tile(const float* __restrict__ X, bool along_k, int ld, int mn_size, int K,
                                            int mn0, int k0, bool vec, float r[4]) {
   const int tid = threadIdx.x;
-  if (along_k) load4(X, ld, mn_size, K, mn0 + (tid >> 1), k0 + (tid & 1) * 4, vec, r);
-  else load4(X, ld, K, mn_size, k0 + (tid >> 5), mn0 + (tid & 31) * 4, vec, r);
+  if (along_k) load4(X, ld, mn_size, K, mn0 + tid / (BK / 4), k0 + (tid % (BK / 4)) * 4, vec, r);
+  else load4(X, ld, K, mn_size, k0 + tid / (BT / 4), mn0 + (tid % (BT / 4)) * 4, vec, r);
 }
 
-__device__ __forceinline__ void store_tile(float (*S)[BM], bool along_k, const float r[4]) {
+template <int BT, int BK>
+__device__ __forceinline__ void store_tile(float (*S)[BT], bool along_k, const float r[4]) {
   const int tid = threadIdx.x;
   if (along_k) {
-    const int m = tid >> 1, k = (tid & 1) * 4;
+    const int m = tid / (BK / 4), k = (tid % (BK / 4)) * 4;
 #pragma unroll
     for (int i = 0; i < 4; ++i) S[k + i][m] = r[i];
   } else {
-    *(float4*)&S[tid >> 5][(tid & 31) * 4] = make_float4(r[0], r[1], r[2], r[3]);
+    *(float4*)&S[tid / (BT / 4)][(tid % (BT / 4)) * 4] = make_float4(r[0], r[1], r[2], r[3]);
   }
 }
 
@@ -120,32 +122,39 @@ __device__ __forceinline__ void store_out4(float* __restrict__ P, int N, int m, 
 
 __device__ __forceinline__ bool aligned16(const void* p) { return (((unsigned long long)p) & 15ull) == 0ull; }
 
-extern "C" __global__ void __launch_bounds__(256, 2)
-gemm_bias_act(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
-              float* __restrict__ C, float* __restrict__ Z, int M, int N, int K, int trans_a, int trans_b,
-              int has_bias, int act, float alpha, int store_z) {
-  __shared__ __align__(16) float As[2][BK][BM];
-  __shared__ __align__(16) float Bs[2][BK][BN];
+// The block computes a BT x BT tile of C with 256 threads in a 16 x 16 grid (ty, tx); each thread
+// owns TT x TT outputs, TT = BT / 16, held as TT/4 x TT/4 float4 groups spaced BT / (TT/4) apart.
+template <int BT, int BK>
+__device__ __forceinline__ void gemm_tile(const float* __restrict__ A, const float* __restrict__ B,
+                                          const float* __restrict__ bias, float* __restrict__ C,
+                                          float* __restrict__ Z, int M, int N, int K, int trans_a, int trans_b,
+                                          int has_bias, int act, float alpha, int store_z) {
+  static_assert(BT * BK == 4 * NTHREADS, "each thread loads exactly one float4 per operand and K tile");
+  constexpr int TT = BT / 16;       // outputs per thread per dimension
+  constexpr int G = TT / 4;         // float4 groups per dimension
+  constexpr int GS = BT / G;        // spacing of the groups
+  __shared__ __align__(16) float As[2][BK][BT];
+  __shared__ __align__(16) float Bs[2][BK][BT];
 
   const int tid = threadIdx.x;
   const int tx = tid & 15, ty = tid >> 4;
-  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int m0 = blockIdx.y * BT, n0 = blockIdx.x * BT;
   const bool a_along_k = !trans_a, b_along_k = trans_b != 0;
   const int lda = trans_a ? M : K, ldb = trans_b ? K : N;
   const bool vec_a = aligned16(A) && (lda & 3) == 0;
   const bool vec_b = aligned16(B) && (ldb & 3) == 0;
 
-  float acc[8][8];
+  float acc[TT][TT];
 #pragma unroll
-  for (int i = 0; i < 8; ++i)
+  for (int i = 0; i < TT; ++i)
 #pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+    for (int j = 0; j < TT; ++j) acc[i][j] = 0.0f;
 
   float ra[4], rb[4];
-  fetch_tile(A, a_along_k, lda, M, K, m0, 0, vec_a, ra);
-  fetch_tile(B, b_along_k, ldb, N, K, n0, 0, vec_b, rb);
-  store_tile(As[0], a_along_k, ra);
-  store_tile(Bs[0], b_along_k, rb);
+  fetch_tile<BT, BK>(A, a_along_k, lda, M, K, m0, 0, vec_a, ra);
+  fetch_tile<BT, BK>(B, b_along_k, ldb, N, K, n0, 0, vec_b, rb);
+  store_tile<BT, BK>(As[0], a_along_k, ra);
+  store_tile<BT, BK>(Bs[0], b_along_k, rb);
   __syncthreads();
 
   const int ntiles = (K + BK - 1) / BK;
@@ -153,47 +162,66 @@ gemm_bias_act(const float* __restrict__ A, const float* __restrict__ B, const fl
     const int cur = t & 1;
     const bool more = t + 1 < ntiles;
     if (more) {  // global -> registers for the next tile, overlapped with the math below
-      fetch_tile(A, a_along_k, lda, M, K, m0, (t + 1) * BK, vec_a, ra);
-      fetch_tile(B, b_along_k, ldb, N, K, n0, (t + 1) * BK, vec_b, rb);
+      fetch_tile<BT, BK>(A, a_along_k, lda, M, K, m0, (t + 1) * BK, vec_a, ra);
+      fetch_tile<BT, BK>(B, b_along_k, ldb, N, K, n0, (t + 1) * BK, vec_b, rb);
     }
 #pragma unroll
     for (int k = 0; k < BK; ++k) {
-      const float4 a0 = *(const float4*)&As[cur][k][ty * 4];
-      const float4 a1 = *(const float4*)&As[cur][k][64 + ty * 4];
-      const float4 b0 = *(const float4*)&Bs[cur][k][tx * 4];
-      const float4 b1 = *(const float4*)&Bs[cur][k][64 + tx * 4];
-      const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+      float a[TT], b[TT];
 #pragma unroll
-      for (int i = 0; i < 8; ++i)
+      for (int g = 0; g < G; ++g) {
+        const float4 av = *(const float4*)&As[cur][k][g * GS + ty * 4];
+        const float4 bv = *(const float4*)&Bs[cur][k][g * GS + tx * 4];
+        a[4 * g] = av.x; a[4 * g + 1] = av.y; a[4 * g + 2] = av.z; a[4 * g + 3] = av.w;
+        b[4 * g] = bv.x; b[4 * g + 1] = bv.y; b[4 * g + 2] = bv.z; b[4 * g + 3] = bv.w;
+      }
 #pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+      for (int i = 0; i < TT; ++i)
+#pragma unroll
+        for (int j = 0; j < TT; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
     if (more) {  // the other buffer was last read before the previous barrier: safe to overwrite
-      store_tile(As[cur ^ 1], a_along_k, ra);
-      store_tile(Bs[cur ^ 1], b_along_k, rb);
+      store_tile<BT, BK>(As[cur ^ 1], a_along_k, ra);
+      store_tile<BT, BK>(Bs[cur ^ 1], b_along_k, rb);
     }
     __syncthreads();
   }
 
   const bool vec_c = aligned16(C) && (N & 3) == 0 && (!store_z || aligned16(Z));
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + (i - 4));
+  for (int i = 0; i < TT; ++i) {
+    const int m = m0 + (i / 4) * GS + ty * 4 + (i % 4);
     if (m >= M) continue;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int n = n0 + h * 64 + tx * 4;
+    for (int g = 0; g < G; ++g) {
+      const int n = n0 + g * GS + tx * 4;
       if (n >= N) continue;
       float v[4];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) v[j] = acc[i][h * 4 + j] + ((has_bias && n + j < N) ? bias[n + j] : 0.0f);
+      for (int j = 0; j < 4; ++j) v[j] = acc[i][g * 4 + j] + ((has_bias && n + j < N) ? bias[n + j] : 0.0f);
       if (store_z) store_out4(Z, N, m, n, vec_c, v);
 #pragma unroll
       for (int j = 0; j < 4; ++j) v[j] = act_apply(act, v[j], alpha);
       store_out4(C, N, m, n, vec_c, v);
     }
   }
+}
+
+// 128 x 128 tiles, K tile 8, 8 x 8 outputs per thread: the large-problem kernel.
+extern "C" __global__ void __launch_bounds__(256, 2)
+gemm_bias_act(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
+              float* __restrict__ C, float* __restrict__ Z, int M, int N, int K, int trans_a, int trans_b,
+              int has_bias, int act, float alpha, int store_z) {
+  gemm_tile<128, 8>(A, B, bias, C, Z, M, N, K, trans_a, trans_b, has_bias, act, alpha, store_z);
+}
+
+// 64 x 64 tiles, K tile 16, 4 x 4 outputs per thread: four times as many blocks, for problems whose
+// 128 x 128 grid would leave most SMs idle (small batches, narrow layers).
+extern "C" __global__ void __launch_bounds__(256)
+gemm_bias_act_64(const float* __restrict__ A, const float* __restrict__ B, const float* __restrict__ bias,
+                 float* __restrict__ C, float* __restrict__ Z, int M, int N, int K, int trans_a, int trans_b,
+                 int has_bias, int act, float alpha, int store_z) {
+  gemm_tile<64, 16>(A, B, bias, C, Z, M, N, K, trans_a, trans_b, has_bias, act, alpha, store_z);
 }
 
 // grid (ceil(N/32), splits), block (32, 8): threadIdx.x walks columns (coalesced rows of dy/dz),

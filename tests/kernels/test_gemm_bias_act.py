@@ -24,27 +24,29 @@ def _tol(k):
     return dict(rtol=1e-5, atol=2e-6 * max(1, k) ** 0.5 * 4)
 
 
+@pytest.mark.parametrize("tile", [128, 64])
 @pytest.mark.parametrize("ta", [False, True], ids=["a", "aT"])
 @pytest.mark.parametrize("tb", [False, True], ids=["b", "bT"])
 @pytest.mark.parametrize("mnk", GEMM_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_gemm(kb, rng, mnk, ta, tb):
+def test_gemm(kb, rng, mnk, ta, tb, tile):
     m, n, k = mnk
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
-    c = kb.asnumpy(kb.lib.gemm(kb.asarray(a), kb.asarray(b), trans_a=ta, trans_b=tb))
+    c = kb.asnumpy(kb.lib.gemm(kb.asarray(a), kb.asarray(b), trans_a=ta, trans_b=tb, tile=tile))
     assert c.shape == (m, n) and c.dtype == np.float32
     np.testing.assert_allclose(c, _ref_gemm(a, b, ta, tb), **_tol(k))
 
 
 @pytest.mark.parametrize("name", cpu.ACTIVATIONS)
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "nobias"])
-def test_gemm_fused_epilogue(kb, rng, name, with_bias):
+@pytest.mark.parametrize("tile", [128, 64])
+def test_gemm_fused_epilogue(kb, rng, name, with_bias, tile):
     m, n, k = 33, 45, 17
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32) if with_bias else None
     c = kb.lib.gemm(kb.asarray(a), kb.asarray(b), bias=None if bias is None else kb.asarray(bias),
-                    activation=name, alpha=0.1)
+                    activation=name, alpha=0.1, tile=tile)
     z = _ref_gemm(a, b, False, False, bias).astype(np.float32)
     np.testing.assert_allclose(kb.asnumpy(c), cpu.activation(z, name, alpha=0.1), rtol=1e-5, atol=2e-5)
 
@@ -114,6 +116,8 @@ def test_validation_errors(kb):
         lib.gemm(a, a, trans_b=True, bias=xp.zeros(4, np.float32))
     with pytest.raises(ValueError, match=r"gemm: unknown activation 'swish'"):
         lib.gemm(a, a, trans_b=True, activation="swish")
+    with pytest.raises(ValueError, match=r"gemm: tile must be one of \[64, 128\] or None; received tile=32"):
+        lib.gemm(a, a, trans_b=True, tile=32)
     with pytest.raises(ValueError, match=r"gemm: a and b must be 2-D"):
         lib.gemm(xp.zeros(4, np.float32), a)
     with pytest.raises(ValueError, match=r"dense_forward: expected x \(..., K\) and w \(K, N\)"):
@@ -140,8 +144,8 @@ def test_kernel_launch_uses_int32_scalars(kb):
 # comparison the real kernel passes.  (Built once, then cached under EMU_CACHE_DIR.)
 MUTATIONS = {
     # the barrier that separates reading one shared buffer from refilling the other
-    "missing_syncthreads": ("store_tile(Bs[cur ^ 1], b_along_k, rb);\n    }\n    __syncthreads();",
-                            "store_tile(Bs[cur ^ 1], b_along_k, rb);\n    }\n"),
+    "missing_syncthreads": ("store_tile<BT, BK>(Bs[cur ^ 1], b_along_k, rb);\n    }\n    __syncthreads();",
+                            "store_tile<BT, BK>(Bs[cur ^ 1], b_along_k, rb);\n    }\n"),
     # off by one in the number of K tiles: the last (partial) tile is dropped
     "k_tiles_off_by_one": ("const int ntiles = (K + BK - 1) / BK;", "const int ntiles = (K - 1) / BK;"),
 }
@@ -158,5 +162,6 @@ def test_mutated_gemm_is_caught(rng, mutation):
     lib = KernelLibrary(EmuModule, np, sources={"gemm_bias_act": src.replace(old, new)})
     a = rng.standard_normal((33, 21)).astype(np.float32)
     b = rng.standard_normal((21, 20)).astype(np.float32)
-    with pytest.raises(AssertionError):
-        np.testing.assert_allclose(lib.gemm(a, b), _ref_gemm(a, b, False, False), **_tol(21))
+    for tile in (128, 64):
+        with pytest.raises(AssertionError):
+            np.testing.assert_allclose(lib.gemm(a, b, tile=tile), _ref_gemm(a, b, False, False), **_tol(21))

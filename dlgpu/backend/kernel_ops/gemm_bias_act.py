@@ -18,12 +18,21 @@ from dlgpu.backend.kernels import act_code, as_f32, cdiv, f32, i32
 FAMILY = "gemm_bias_act"
 __all__ = ["gemm", "dense_forward", "dense_backward", "bias_act_backward"]
 
-_TILE_M = _TILE_N = 128  # must match BM / BN in gemm_bias_act.cu
+# tile edge -> kernel (gemm_bias_act.cu: gemm_tile<128, 8> and gemm_tile<64, 16>)
+_GEMM_KERNELS = {128: "gemm_bias_act", 64: "gemm_bias_act_64"}
 _GEMM_THREADS = 256
 _MAX_GRID_Y = 65535
+# Below this many 128 x 128 tiles the GPU (132 SMs on an H100, 2 blocks each) is mostly idle: use
+# 64 x 64 tiles, four times as many blocks.
+_MIN_BIG_TILES = 264
 
 
-def _gemm(lib, op, a, b, trans_a, trans_b, bias, activation, alpha, store_z, names=("a", "b", "bias")):
+def _choose_tile(m, n):
+    return 128 if cdiv(m, 128) * cdiv(n, 128) >= _MIN_BIG_TILES else 64
+
+
+def _gemm(lib, op, a, b, trans_a, trans_b, bias, activation, alpha, store_z, names=("a", "b", "bias"),
+          tile=None):
     """(c, z) with z None unless store_z; ``names`` are the caller's argument names, for errors."""
     code = act_code(op, activation)
     a = as_f32(lib, op, names[0], a)
@@ -39,23 +48,26 @@ def _gemm(lib, op, a, b, trans_a, trans_b, bias, activation, alpha, store_z, nam
                          f"a.shape={a.shape}), op(b) is ({kb}, {n}) (trans_b={bool(trans_b)}, b.shape={b.shape})")
     if bias is not None and bias.shape != (n,):
         raise ValueError(f"{op}: bias must have shape ({n},); received bias.shape={bias.shape}")
-    if cdiv(m, _TILE_M) > _MAX_GRID_Y:
-        raise ValueError(f"{op}: M={m} is too large for one launch (max {_MAX_GRID_Y * _TILE_M} rows)")
+    tile = _choose_tile(m, n) if tile is None else tile
+    if tile not in _GEMM_KERNELS:
+        raise ValueError(f"{op}: tile must be one of {sorted(_GEMM_KERNELS)} or None; received tile={tile!r}")
+    if cdiv(m, tile) > _MAX_GRID_Y:
+        raise ValueError(f"{op}: M={m} is too large for one launch (max {_MAX_GRID_Y * tile} rows)")
     xp = lib.xp
     c = xp.empty((m, n), np.float32)
     z = xp.empty((m, n), np.float32) if store_z else None
     if m and n:
-        lib.launch(FAMILY, "gemm_bias_act", grid=(cdiv(n, _TILE_N), cdiv(m, _TILE_M)), block=(_GEMM_THREADS,),
+        lib.launch(FAMILY, _GEMM_KERNELS[tile], grid=(cdiv(n, tile), cdiv(m, tile)), block=(_GEMM_THREADS,),
                    args=(a, b, a if bias is None else bias, c, c if z is None else z, i32(m), i32(n), i32(k),
                          i32(bool(trans_a)), i32(bool(trans_b)), i32(bias is not None), code, f32(alpha),
                          i32(bool(store_z))))
     return c, z
 
 
-def gemm(lib, a, b, trans_a=False, trans_b=False, bias=None, activation="linear", alpha=0.2):
+def gemm(lib, a, b, trans_a=False, trans_b=False, bias=None, activation="linear", alpha=0.2, *, tile=None):
     """act(op(a) @ op(b) + bias): op transposes when the flag is set (a (K, M) with trans_a, b (N, K)
-    with trans_b); bias (N,) or None."""
-    return _gemm(lib, "gemm", a, b, trans_a, trans_b, bias, activation, alpha, False)[0]
+    with trans_b); bias (N,) or None.  ``tile`` (64 or 128) forces a kernel; None picks by size."""
+    return _gemm(lib, "gemm", a, b, trans_a, trans_b, bias, activation, alpha, False, tile=tile)[0]
 
 
 def dense_forward(lib, x, w, b, activation_name="linear", alpha=0.2):
