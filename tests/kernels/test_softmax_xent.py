@@ -71,8 +71,11 @@ def test_xent_backward(kb, rng, shape, kind):
     _, probs = cpu.softmax_cross_entropy(x, labels)
     dloss = rng.standard_normal(shape[:-1]).astype(np.float32)
     got = kb.lib.softmax_cross_entropy_backward(kb.asarray(dloss), kb.asarray(probs), kb.asarray(labels))
-    np.testing.assert_allclose(kb.asnumpy(got), cpu.softmax_cross_entropy_backward(dloss, probs, labels),
-                               rtol=1e-5, atol=1e-6)
+    # the reference takes 2-D (rows, classes); the kernels take any leading shape
+    c = shape[-1]
+    ref = cpu.softmax_cross_entropy_backward(dloss.reshape(-1), probs.reshape(-1, c),
+                                             labels.reshape(-1) if kind == "sparse" else labels.reshape(-1, c))
+    np.testing.assert_allclose(kb.asnumpy(got), ref.reshape(shape), rtol=1e-5, atol=1e-6)
 
 
 def test_xent_backward_scalar_dloss_broadcasts(kb, rng):
