@@ -189,6 +189,7 @@ struct Barrier {
   std::mutex m;
   std::condition_variable cv;
   unsigned expected = 0, arrived = 0;
+  unsigned waiting = 0;  // threads blocked in this phase (counted in Launch::blocked until released)
   unsigned long long gen = 0;
   unsigned live_mask = 0;  // warps: lanes still running
   int acc_count = 0, acc_and = 1, acc_or = 0;
@@ -264,6 +265,10 @@ inline void Barrier::complete_locked(Launch* L) {
   res_ballot[p] = acc_ballot; res_arrivals[p] = acc_arrivals;
   acc_count = 0; acc_and = 1; acc_or = 0; acc_ballot = 0; acc_arrivals = 0;
   arrived = 0;
+  // Release the waiters from the watchdog's count here, not when they wake: a starved thread that has
+  // not run since the phase completed must not look blocked.
+  if (waiting) L->blocked.fetch_sub((int)waiting);
+  waiting = 0;
   if (on_complete) on_complete(L);
   gen += 1;
   L->progress.fetch_add(1);
@@ -286,14 +291,15 @@ inline int Barrier::wait(Launch* L, unsigned lane, int pred, unsigned long long 
     return p;
   }
   L->blocked.fetch_add(1);
+  waiting += 1;
   while (gen == g) {
     if (L->abort.load()) {
+      waiting -= 1;
       L->blocked.fetch_sub(1);
       throw Aborted{};
     }
     cv.wait_for(l, std::chrono::milliseconds(50));
   }
-  L->blocked.fetch_sub(1);
   return p;
 }
 
