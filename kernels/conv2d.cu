@@ -33,8 +33,10 @@
 //   * block tile 64 x 64 (BM x BN), K tile 16 (BK), 256 threads as 16 x 16; each thread owns a 4 x 4
 //     register micro-tile (rows ty*4.., cols tx*4..): 16 FMAs per 8 shared floats read (two float4s).
 //     64 rather than gemm_bias_act's 128: the seed CNN's layers have COUT = 32 / 64 and small K
-//     (9 and 288), so 128-wide tiles would be mostly padding; 64 x 64 keeps ~700 blocks in flight for
-//     M = 43264 and ~120 for M = 7744.
+//     (9 and 288), so 128-wide tiles would be mostly padding; 64 x 64 gives ~700 blocks for
+//     M = 43264 but only 121 for M = 7744, fewer than an H100's 132 SMs.  So conv2d_fwd and
+//     conv2d_dinput also come as *_bm32 (32 x 64 tiles, 2 x 4 micro-tiles, same arguments); the
+//     wrapper takes them when 64-row tiles would give fewer than ~2 blocks per SM.
 //   * shared tiles are k-major (As[k][m], Bs[k][n]) padded to 68 columns: the gathers store along k,
 //     and with a stride of 68 floats a warp's 16 k's x 2 rows hit 16 banks (2-way) instead of 2 banks
 //     (16-way); 68*4 bytes keeps every row 16-byte aligned for the float4 reads of the inner loop.
@@ -82,10 +84,11 @@ __device__ __forceinline__ float act_apply(int act, float x, float alpha) {
 
 // Rows a thread gathers A for (tid / 16 + 16p): where its patch starts.  For an invalid row (m >= M)
 // h0 is a large negative number so every tap is out of the image.
+template <int TM>
 struct RowInfo {
-  int base[4];  // offset of image n in the gathered tensor
-  int h0[4];    // fwd: oh*SH - PT;  dinput: h + PT
-  int w0[4];    // fwd: ow*SW - PL;  dinput: w + PL
+  int base[TM];  // offset of image n in the gathered tensor
+  int h0[TM];    // fwd: oh*SH - PT;  dinput: h + PT
+  int w0[TM];    // fwd: ow*SW - PL;  dinput: w + PL
 };
 
 #define INVALID_ROW (-(1 << 29))
@@ -109,14 +112,16 @@ __device__ __forceinline__ float gather_a(const float* __restrict__ src, int bas
   }
 }
 
-// The shared main loop of conv2d_fwd and conv2d_dinput: acc[4][4] = the thread's micro-tile of A @ B
-// for the block's tile (rows m0.., cols n0..).
+// The shared main loop of conv2d_fwd and conv2d_dinput: acc[TM][4] = the thread's micro-tile of A @ B
+// (rows m0 + ty*TM.., cols n0 + tx*4..) for the block's tile of 16*TM rows x 64 columns.  TM = 4 is the
+// 64 x 64 tile; TM = 2 (the *_bm32 kernels) a 32 x 64 tile for problems with too few 64-row tiles to
+// fill the GPU (the seed CNN's second conv: M = 7744 gives 121 blocks of 64 rows for 132 SMs).
 //   fwd:    rows over (N, HO, WO), A gathered from x (N, H, W, C), k = (i, j, c);  B[k][n] = w[k*COUT + n]
 //   dinput: rows over (N, H, W),   A gathered from dz (N, HO, WO, COUT), k = (i, j, co);
 //           B[k][n] = w[((i*KW + j)*C + n)*COUT + co]
-template <int MODE>
+template <int MODE, int TM>
 __device__ __forceinline__ void conv_mainloop(const float* __restrict__ src, const float* __restrict__ w,
-                                              float acc[4][4], int m0, int n0, int N, int H, int W, int C,
+                                              float acc[TM][4], int m0, int n0, int N, int H, int W, int C,
                                               int KH, int KW, int SH, int SW, int PT, int PL, int HO, int WO,
                                               int COUT) {
   __shared__ __align__(16) float As[2][BK][LDS];
@@ -132,9 +137,9 @@ __device__ __forceinline__ void conv_mainloop(const float* __restrict__ src, con
   const int NCOL = MODE == MODE_FWD ? COUT : C;
   const int SRC_H = MODE == MODE_FWD ? H : HO, SRC_W = MODE == MODE_FWD ? W : WO;
 
-  RowInfo ri;
+  RowInfo<TM> ri;
 #pragma unroll
-  for (int p = 0; p < 4; ++p) {
+  for (int p = 0; p < TM; ++p) {
     const int m = m0 + ty + 16 * p;
     if (m < M) {
       const int n = m / (rows_h * rows_w);
@@ -155,7 +160,7 @@ __device__ __forceinline__ void conv_mainloop(const float* __restrict__ src, con
     }
   }
 
-  float ra[4], rb[4];
+  float ra[TM], rb[4];
   // Gather K tile starting at k0 into registers ra (A) and rb (B).
   auto fetch = [&](int k0) {
     const int k = k0 + tx;  // this thread's k for A (and for B in dinput mode)
@@ -167,7 +172,7 @@ __device__ __forceinline__ void conv_mainloop(const float* __restrict__ src, con
       j = ij - i * KW;
     }
 #pragma unroll
-    for (int p = 0; p < 4; ++p) {
+    for (int p = 0; p < TM; ++p) {
       if (MODE == MODE_FWD)
         ra[p] = (i == INVALID_ROW) ? 0.0f
                                    : gather_a<MODE>(src, ri.base[p], ri.h0[p], ri.w0[p], i, j, c, SRC_H, SRC_W,
@@ -197,7 +202,7 @@ __device__ __forceinline__ void conv_mainloop(const float* __restrict__ src, con
   };
   auto stash = [&](int buf) {
 #pragma unroll
-    for (int p = 0; p < 4; ++p) As[buf][tx][ty + 16 * p] = ra[p];
+    for (int p = 0; p < TM; ++p) As[buf][tx][ty + 16 * p] = ra[p];
     if (MODE == MODE_FWD) {
 #pragma unroll
       for (int q = 0; q < 4; ++q) Bs[buf][(tid >> 6) + 4 * q][tid & 63] = rb[q];
@@ -208,7 +213,7 @@ __device__ __forceinline__ void conv_mainloop(const float* __restrict__ src, con
   };
 
 #pragma unroll
-  for (int r = 0; r < 4; ++r)
+  for (int r = 0; r < TM; ++r)
 #pragma unroll
     for (int s = 0; s < 4; ++s) acc[r][s] = 0.0f;
 
@@ -221,12 +226,18 @@ __device__ __forceinline__ void conv_mainloop(const float* __restrict__ src, con
     if (t + 1 < ntiles) fetch((t + 1) * BK);
 #pragma unroll
     for (int kk = 0; kk < BK; ++kk) {
-      const float4 a = *(const float4*)&As[cur][kk][ty * 4];
+      float av[TM];
+      if constexpr (TM == 4) {
+        const float4 a = *(const float4*)&As[cur][kk][ty * 4];
+        av[0] = a.x; av[1] = a.y; av[2] = a.z; av[3] = a.w;
+      } else {
+        const float2 a = *(const float2*)&As[cur][kk][ty * 2];
+        av[0] = a.x; av[1] = a.y;
+      }
       const float4 b = *(const float4*)&Bs[cur][kk][tx * 4];
-      const float av[4] = {a.x, a.y, a.z, a.w};
       const float bv[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
-      for (int r = 0; r < 4; ++r)
+      for (int r = 0; r < TM; ++r)
 #pragma unroll
         for (int s = 0; s < 4; ++s) acc[r][s] = fmaf(av[r], bv[s], acc[r][s]);
     }
@@ -235,13 +246,15 @@ __device__ __forceinline__ void conv_mainloop(const float* __restrict__ src, con
   }
 }
 
-extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
-conv2d_fwd(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
-           float* __restrict__ y, float* __restrict__ z, int N, int H, int W, int C, int KH, int KW, int SH, int SW,
-           int PT, int PL, int HO, int WO, int COUT, int has_bias, int act, float alpha, int store_z) {
-  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
-  float acc[4][4];
-  conv_mainloop<MODE_FWD>(x, w, acc, m0, n0, N, H, W, C, KH, KW, SH, SW, PT, PL, HO, WO, COUT);
+template <int TM>
+__device__ __forceinline__ void conv2d_fwd_body(const float* __restrict__ x, const float* __restrict__ w,
+                                                const float* __restrict__ bias, float* __restrict__ y,
+                                                float* __restrict__ z, int N, int H, int W, int C, int KH, int KW,
+                                                int SH, int SW, int PT, int PL, int HO, int WO, int COUT,
+                                                int has_bias, int act, float alpha, int store_z) {
+  const int m0 = blockIdx.x * (16 * TM), n0 = blockIdx.y * BN;
+  float acc[TM][4];
+  conv_mainloop<MODE_FWD, TM>(x, w, acc, m0, n0, N, H, W, C, KH, KW, SH, SW, PT, PL, HO, WO, COUT);
   const int M = N * HO * WO;
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   float bv[4];
@@ -251,8 +264,8 @@ conv2d_fwd(const float* __restrict__ x, const float* __restrict__ w, const float
     bv[s] = (has_bias && col < COUT) ? bias[col] : 0.0f;
   }
 #pragma unroll
-  for (int r = 0; r < 4; ++r) {
-    const int m = m0 + ty * 4 + r;
+  for (int r = 0; r < TM; ++r) {
+    const int m = m0 + ty * TM + r;
     if (m >= M) continue;
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
@@ -265,17 +278,19 @@ conv2d_fwd(const float* __restrict__ x, const float* __restrict__ w, const float
   }
 }
 
-extern "C" __global__ void __launch_bounds__(NTHREADS, 2)
-conv2d_dinput(const float* __restrict__ dz, const float* __restrict__ w, float* __restrict__ dx, int N, int H,
-              int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int HO, int WO, int COUT) {
-  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
-  float acc[4][4];
-  conv_mainloop<MODE_DINPUT>(dz, w, acc, m0, n0, N, H, W, C, KH, KW, SH, SW, PT, PL, HO, WO, COUT);
+template <int TM>
+__device__ __forceinline__ void conv2d_dinput_body(const float* __restrict__ dz, const float* __restrict__ w,
+                                                   float* __restrict__ dx, int N, int H, int W, int C, int KH,
+                                                   int KW, int SH, int SW, int PT, int PL, int HO, int WO,
+                                                   int COUT) {
+  const int m0 = blockIdx.x * (16 * TM), n0 = blockIdx.y * BN;
+  float acc[TM][4];
+  conv_mainloop<MODE_DINPUT, TM>(dz, w, acc, m0, n0, N, H, W, C, KH, KW, SH, SW, PT, PL, HO, WO, COUT);
   const int M = N * H * W;
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
 #pragma unroll
-  for (int r = 0; r < 4; ++r) {
-    const int m = m0 + ty * 4 + r;
+  for (int r = 0; r < TM; ++r) {
+    const int m = m0 + ty * TM + r;
     if (m >= M) continue;
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
@@ -283,6 +298,30 @@ conv2d_dinput(const float* __restrict__ dz, const float* __restrict__ w, float* 
       if (col < C) dx[m * C + col] = acc[r][s];
     }
   }
+}
+
+#define CONV2D_FWD_PARAMS                                                                                      \
+  const float *__restrict__ x, const float *__restrict__ w, const float *__restrict__ bias, float *__restrict__ y, \
+      float *__restrict__ z, int N, int H, int W, int C, int KH, int KW, int SH, int SW, int PT, int PL, int HO,   \
+      int WO, int COUT, int has_bias, int act, float alpha, int store_z
+#define CONV2D_FWD_ARGS x, w, bias, y, z, N, H, W, C, KH, KW, SH, SW, PT, PL, HO, WO, COUT, has_bias, act, alpha, store_z
+#define CONV2D_DINPUT_PARAMS                                                                                   \
+  const float *__restrict__ dz, const float *__restrict__ w, float *__restrict__ dx, int N, int H, int W, int C, \
+      int KH, int KW, int SH, int SW, int PT, int PL, int HO, int WO, int COUT
+#define CONV2D_DINPUT_ARGS dz, w, dx, N, H, W, C, KH, KW, SH, SW, PT, PL, HO, WO, COUT
+
+// 64 x 64 tiles (grid.x = ceil(M / 64)) and 32 x 64 tiles (grid.x = ceil(M / 32)); same arguments.
+extern "C" __global__ void __launch_bounds__(NTHREADS, 2) conv2d_fwd(CONV2D_FWD_PARAMS) {
+  conv2d_fwd_body<4>(CONV2D_FWD_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(NTHREADS, 2) conv2d_fwd_bm32(CONV2D_FWD_PARAMS) {
+  conv2d_fwd_body<2>(CONV2D_FWD_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(NTHREADS, 2) conv2d_dinput(CONV2D_DINPUT_PARAMS) {
+  conv2d_dinput_body<4>(CONV2D_DINPUT_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(NTHREADS, 2) conv2d_dinput_bm32(CONV2D_DINPUT_PARAMS) {
+  conv2d_dinput_body<2>(CONV2D_DINPUT_ARGS);
 }
 
 // dW (K, COUT) = patches^T @ dz, reduced over R = N*HO*WO rows, split over gridDim.z.

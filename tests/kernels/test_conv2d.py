@@ -1,6 +1,6 @@
 """kernels/conv2d.cu through dlgpu.backend.kernel_ops.conv2d, against dlgpu.backend.cpu.
 
-Shapes hit the edges of the 64 x 64 x 16 tiling (C / COUT of 1, 3, 33, 65: not multiples of any tile
+Shapes hit the edges of the 64 (or 32) x 64 x 16 tiling (C / COUT of 1, 3, 33, 65: not multiples of any tile
 size; M = N*Ho*Wo below, at and above 64), batch 1, 1-pixel images, strides 1 and 2 (also mixed),
 'same' and 'valid' pads (also asymmetric), 1x1, 3x3 and 5x5 kernels, while keeping each launch to a
 few dozen emulated blocks.  Outputs come back NaN-filled from the wrappers' allocations (conftest), so
@@ -57,15 +57,18 @@ def _data(rng, case):
 TOL = dict(rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("rows", [64, 32], ids=["bm64", "bm32"])
 @pytest.mark.parametrize("case", CASES, ids=_ids)
-def test_conv2d_forward_backward(kb, rng, case):
+def test_conv2d_forward_backward(kb, rng, case, rows):
+    """Both row-tile variants (the wrapper picks 32 for small problems, 64 for large ones)."""
     x, w, b, strides, pads = _data(rng, case)
-    y, ctx = kb.lib.conv2d_forward(kb.asarray(x), kb.asarray(w), kb.asarray(b), strides, pads, "linear")
+    y, ctx = kb.lib.conv2d_forward(kb.asarray(x), kb.asarray(w), kb.asarray(b), strides, pads, "linear",
+                                   _rows=rows)
     y_ref, ctx_ref = cpu.conv2d_forward(x, w, b, strides, pads, "linear")
     assert y.shape == y_ref.shape and y.dtype == np.float32
     np.testing.assert_allclose(kb.asnumpy(y), y_ref, **TOL)
     dy = rng.standard_normal(y_ref.shape).astype(np.float32)
-    dx, dw, db = kb.lib.conv2d_backward(kb.asarray(dy), ctx)
+    dx, dw, db = kb.lib.conv2d_backward(kb.asarray(dy), ctx, _rows=rows)
     dx_ref, dw_ref, db_ref = cpu.conv2d_backward(dy, ctx_ref)
     assert dx.shape == x.shape and dw.shape == w.shape and db.shape == b.shape
     np.testing.assert_allclose(kb.asnumpy(dx), dx_ref, **TOL)

@@ -19,13 +19,23 @@ from dlgpu.backend.kernels import act_code, as_f32, cdiv, f32, i32
 FAMILY = "conv2d"
 __all__ = ["conv2d_forward", "conv2d_backward"]
 
-_BM = _BN = 64     # tile of conv2d.cu (BM, BN)
+_BM = _BN = 64     # tile of conv2d.cu (BM, BN); the *_bm32 kernels use 32-row tiles
 _BK = 16           # its K / reduction tile (BK)
 _THREADS = 256
 _MAX_GRID_Y = 65535
 _INT32_LIMIT = 2 ** 31 - 1
 _TARGET_BLOCKS = 264   # about 2 blocks per SM on an H100 (132 SMs): how far dfilter splits its reduction
 _MIN_SPLIT_ROWS = 64   # ... but never fewer than this many reduction rows per split
+
+
+def _rows_tile(m, ncol, forced=None):
+    """64 or 32: the row tile of the conv2d_fwd / conv2d_dinput launch.  32 (twice the blocks) when
+    64-row tiles would leave an H100's SMs short of two blocks each; ``forced`` (tests) overrides."""
+    if forced is not None:
+        if forced not in (32, 64):
+            raise ValueError(f"row tile must be 32 or 64; received {forced}")
+        return forced
+    return 64 if cdiv(m, 64) * cdiv(ncol, _BN) >= _TARGET_BLOCKS else 32
 
 
 def _pair(op, name, v):
@@ -69,8 +79,10 @@ def _geometry(op, x_shape, w_shape, strides, pads):
     return n, h, wd, c, kh, kw, cout, sh, sw, pt, pb, pl, pr, ho, wo
 
 
-def conv2d_forward(lib, x, w, b, strides, pads, activation_name="linear", alpha=0.2):
-    """y = act(conv(x, w) + b), x (N, H, W, C), w (KH, KW, C, COUT), b (COUT,) or None -> (y, ctx)."""
+def conv2d_forward(lib, x, w, b, strides, pads, activation_name="linear", alpha=0.2, _rows=None):
+    """y = act(conv(x, w) + b), x (N, H, W, C), w (KH, KW, C, COUT), b (COUT,) or None -> (y, ctx).
+
+    ``_rows`` forces the 32- or 64-row tile variant (tests)."""
     op = "conv2d_forward"
     code = act_code(op, activation_name)
     x = as_f32(lib, op, "x", x)
@@ -87,7 +99,9 @@ def conv2d_forward(lib, x, w, b, strides, pads, activation_name="linear", alpha=
     if cdiv(cout, _BN) > _MAX_GRID_Y:
         raise ValueError(f"{op}: COUT={cout} is too large for one launch")
     if m and cout:
-        lib.launch(FAMILY, "conv2d_fwd", grid=(cdiv(m, _BM), cdiv(cout, _BN)), block=(_THREADS,),
+        bm = _rows_tile(m, cout, _rows)
+        lib.launch(FAMILY, "conv2d_fwd" if bm == 64 else "conv2d_fwd_bm32", grid=(cdiv(m, bm), cdiv(cout, _BN)),
+                   block=(_THREADS,),
                    args=(x, w, y if b is None else b, y, y if z is None else z,
                          i32(n), i32(h), i32(wd), i32(c), i32(kh), i32(kw), i32(sh), i32(sw), i32(pt), i32(pl),
                          i32(ho), i32(wo), i32(cout), i32(b is not None), code, f32(alpha), i32(keep_z)))
@@ -116,10 +130,10 @@ def _dfilter(lib, x, dz, geom, splits=None):
     return dw
 
 
-def conv2d_backward(lib, dy, ctx, need_dx=True, _dfilter_splits=None):
+def conv2d_backward(lib, dy, ctx, need_dx=True, _dfilter_splits=None, _rows=None):
     """(dx, dw, db) from conv2d_forward's ctx; dx None unless need_dx, db None without a bias.
 
-    ``_dfilter_splits`` forces the number of reduction splits of dW (tests)."""
+    ``_dfilter_splits`` forces the number of reduction splits of dW, ``_rows`` the row tile of dx (tests)."""
     op = "conv2d_backward"
     x, w, has_bias, y, z, strides, pads, name, alpha = ctx
     geom = _geometry(op, x.shape, w.shape, strides, pads)
@@ -150,7 +164,9 @@ def conv2d_backward(lib, dy, ctx, need_dx=True, _dfilter_splits=None):
             if cout == 0:
                 dx[...] = 0
             else:
-                lib.launch(FAMILY, "conv2d_dinput", grid=(cdiv(mx, _BM), cdiv(c, _BN)), block=(_THREADS,),
+                bm = _rows_tile(mx, c, _rows)
+                lib.launch(FAMILY, "conv2d_dinput" if bm == 64 else "conv2d_dinput_bm32",
+                           grid=(cdiv(mx, bm), cdiv(c, _BN)), block=(_THREADS,),
                            args=(dz, w, dx, i32(n), i32(h), i32(wd), i32(c), i32(kh), i32(kw), i32(sh), i32(sw),
                                  i32(pt), i32(pl), i32(ho), i32(wo), i32(cout)))
     return dx, dw, db
