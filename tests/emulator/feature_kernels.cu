@@ -32,7 +32,7 @@ extern "C" __global__ void read_unwritten_shared(float* out) {
   __shared__ float s[64];
   if (threadIdx.x == 0) out[blockIdx.x] = s[5];
   __syncthreads();
-  s[5] = 1.0f;  // a later block must not see this value either
+  if (threadIdx.x == 0) s[5] = 1.0f;  // a later block must not see this value either
 }
 
 // out[tid*4 + k] = shuffles of the lane id
