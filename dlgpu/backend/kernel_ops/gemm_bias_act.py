@@ -1,0 +1,149 @@
+"""GEMM with fused bias + activation, and the dense layer built on it (kernels/gemm_bias_act.cu).
+
+``dense_forward`` / ``dense_backward`` have the signatures of dlgpu/backend/cpu.py: the forward
+returns ``(y, ctx)`` with ``ctx = (x, w, has_bias, y, z, activation_name, alpha)`` (z kept only for
+gelu/leaky_relu, whose derivative needs the pre-activation) and the backward takes ``(dy, ctx,
+need_dx)``.  x may have any number of leading dimensions.
+
+Backward: one pass computes dz = dy * act'(.) and the bias gradient's per-split column sums
+(``bias_act_backward``), then dW = X^T dZ and dX = dZ W^T are two GEMM launches with transposed
+operands: no transposed copies are made.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dlgpu.backend.kernels import act_code, as_f32, cdiv, f32, i32
+
+FAMILY = "gemm_bias_act"
+__all__ = ["gemm", "dense_forward", "dense_backward", "bias_act_backward"]
+
+# tile edge -> kernel (gemm_bias_act.cu: gemm_tile<128, 8> and gemm_tile<64, 16>)
+_GEMM_KERNELS = {128: "gemm_bias_act", 64: "gemm_bias_act_64"}
+_GEMM_THREADS = 256
+_MAX_GRID_Y = 65535
+# Below this many 128 x 128 tiles the GPU (132 SMs on an H100, 2 blocks each) is mostly idle: use
+# 64 x 64 tiles, four times as many blocks.
+_MIN_BIG_TILES = 264
+
+
+def _choose_tile(m, n):
+    return 128 if cdiv(m, 128) * cdiv(n, 128) >= _MIN_BIG_TILES else 64
+
+
+def _gemm(lib, op, a, b, trans_a, trans_b, bias, activation, alpha, store_z, names=("a", "b", "bias"),
+          tile=None):
+    """(c, z) with z None unless store_z; ``names`` are the caller's argument names, for errors."""
+    code = act_code(op, activation)
+    a = as_f32(lib, op, names[0], a)
+    b = as_f32(lib, op, names[1], b)
+    bias = as_f32(lib, op, names[2], bias)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"{op}: {names[0]} and {names[1]} must be 2-D; received {names[0]}.shape={a.shape}, "
+                         f"{names[1]}.shape={b.shape}")
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    kb, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if k != kb:
+        raise ValueError(f"{op}: inner dimensions differ: op(a) is ({m}, {k}) (trans_a={bool(trans_a)}, "
+                         f"a.shape={a.shape}), op(b) is ({kb}, {n}) (trans_b={bool(trans_b)}, b.shape={b.shape})")
+    if bias is not None and bias.shape != (n,):
+        raise ValueError(f"{op}: bias must have shape ({n},); received bias.shape={bias.shape}")
+    tile = _choose_tile(m, n) if tile is None else tile
+    if tile not in _GEMM_KERNELS:
+        raise ValueError(f"{op}: tile must be one of {sorted(_GEMM_KERNELS)} or None; received tile={tile!r}")
+    if cdiv(m, tile) > _MAX_GRID_Y:
+        raise ValueError(f"{op}: M={m} is too large for one launch (max {_MAX_GRID_Y * tile} rows)")
+    xp = lib.xp
+    c = xp.empty((m, n), np.float32)
+    z = xp.empty((m, n), np.float32) if store_z else None
+    if m and n:
+        lib.launch(FAMILY, _GEMM_KERNELS[tile], grid=(cdiv(n, tile), cdiv(m, tile)), block=(_GEMM_THREADS,),
+                   args=(a, b, a if bias is None else bias, c, c if z is None else z, i32(m), i32(n), i32(k),
+                         i32(bool(trans_a)), i32(bool(trans_b)), i32(bias is not None), code, f32(alpha),
+                         i32(bool(store_z))))
+    return c, z
+
+
+def gemm(lib, a, b, trans_a=False, trans_b=False, bias=None, activation="linear", alpha=0.2, *, tile=None):
+    """act(op(a) @ op(b) + bias): op transposes when the flag is set (a (K, M) with trans_a, b (N, K)
+    with trans_b); bias (N,) or None.  ``tile`` (64 or 128) forces a kernel; None picks by size."""
+    return _gemm(lib, "gemm", a, b, trans_a, trans_b, bias, activation, alpha, False, tile=tile)[0]
+
+
+def dense_forward(lib, x, w, b, activation_name="linear", alpha=0.2):
+    """y = act(x @ w + b) with x (..., K), w (K, N), b (N,) or None; returns (y, ctx)."""
+    op = "dense_forward"
+    if getattr(x, "ndim", 0) < 1 or getattr(w, "ndim", 0) != 2 or x.shape[-1] != w.shape[0]:
+        raise ValueError(f"{op}: expected x (..., K) and w (K, N); received x.shape={getattr(x, 'shape', None)}, "
+                         f"w.shape={getattr(w, 'shape', None)}")
+    keep_z = activation_name in ("gelu", "leaky_relu")
+    x2 = x.reshape(-1, x.shape[-1])
+    y2, z2 = _gemm(lib, op, x2, w, False, False, b, activation_name, alpha, keep_z, names=("x", "w", "b"))
+    out_shape = x.shape[:-1] + (w.shape[1],)
+    y = y2.reshape(out_shape)
+    z = z2.reshape(out_shape) if keep_z else None
+    return y, (x, w, b is not None, y, z, activation_name, alpha)
+
+
+def bias_act_backward(lib, dy, z, y, activation, alpha=0.2, want_db=True):
+    """(dz, db) for 2-D dy (M, N): dz = dy * act'(z, y); db = dz.sum(axis=0) if want_db else None."""
+    op = "bias_act_backward"
+    code = act_code(op, activation)
+    dy = as_f32(lib, op, "dy", dy)
+    z = as_f32(lib, op, "z", z)
+    y = as_f32(lib, op, "y", y)
+    if dy.ndim != 2:
+        raise ValueError(f"{op}: dy must be 2-D; received dy.shape={dy.shape}")
+    for label, a in (("z", z), ("y", y)):
+        if a is not None and a.shape != dy.shape:
+            raise ValueError(f"{op}: {label} must have the shape of dy {dy.shape}; received {a.shape}")
+    if activation in ("gelu", "leaky_relu") and z is None:
+        raise ValueError(f"{op}: activation {activation!r} needs the pre-activation z; received z=None")
+    if activation in ("relu", "sigmoid", "tanh") and y is None:
+        raise ValueError(f"{op}: activation {activation!r} needs the output y; received y=None")
+    m, n = dy.shape
+    xp = lib.xp
+    dz = xp.empty_like(dy)
+    db = xp.empty((n,), np.float32) if want_db else None
+    if m == 0 or n == 0:
+        if want_db:
+            db[...] = 0
+        return dz, db
+    col_blocks = cdiv(n, 32)
+    # Split the rows so that there are enough blocks to fill a GPU; each split's column sums are
+    # written to `partial` and added by column_sum (deterministic, no atomics).
+    splits = max(1, min(cdiv(m, 64), cdiv(2048, col_blocks), _MAX_GRID_Y))
+    rows_per_split = cdiv(m, splits)
+    splits = cdiv(m, rows_per_split)
+    partial = xp.empty((splits, n), np.float32) if want_db else dz
+    lib.launch(FAMILY, "bias_act_backward", grid=(col_blocks, splits), block=(32, 8),
+               args=(dy, dy if z is None else z, dy if y is None else y, dz, partial, i32(m), i32(n), code,
+                     f32(alpha), i32(rows_per_split), i32(bool(want_db))))
+    if want_db:
+        lib.launch(FAMILY, "column_sum", grid=(cdiv(n, 256),), block=(256,),
+                   args=(partial, db, i32(splits), i32(n)))
+    return dz, db
+
+
+def dense_backward(lib, dy, ctx, need_dx=True):
+    """(dx, dw, db) from the forward's ctx; dx None unless need_dx, db None without a bias."""
+    op = "dense_backward"
+    x, w, has_bias, y, z, name, alpha = ctx
+    n = w.shape[1]
+    expect = x.shape[:-1] + (n,)
+    if tuple(dy.shape) != expect:
+        raise ValueError(f"{op}: dy must have shape {expect} (x.shape={x.shape}, w.shape={w.shape}); "
+                         f"received dy.shape={dy.shape}")
+    dy2 = dy.reshape(-1, n)
+    x2 = x.reshape(-1, x.shape[-1])
+    if name == "linear" and not has_bias:
+        dz = as_f32(lib, op, "dy", dy2)
+        db = None
+    else:
+        dz, db = bias_act_backward(lib, dy2, None if z is None else z.reshape(-1, n),
+                                   None if y is None else y.reshape(-1, n), name, alpha, want_db=has_bias)
+    dw = _gemm(lib, op, x2, dz, True, False, None, "linear", 0.0, False, ("x", "dz", "-"))[0]   # X^T dZ: (K, N)
+    dx = None
+    if need_dx:
+        dx = _gemm(lib, op, dz, w, False, True, None, "linear", 0.0, False, ("dz", "w", "-"))[0].reshape(x.shape)  # dZ W^T
+    return dx, dw, db
