@@ -350,7 +350,7 @@ _scratch_buffers = {}
 def _scratch(like):
     """A reusable temporary shaped like ``like``: the optimizer runs every step, allocations add up."""
     xp = array_module(like)
-    key = (type(like), getattr(like, "device", None), like.shape, like.dtype.str)
+    key = (type(like), getattr(getattr(like, "device", None), "id", None), like.shape, like.dtype.str)
     buf = _scratch_buffers.get(key)
     if buf is None:
         buf = _scratch_buffers[key] = xp.empty_like(like)

@@ -44,7 +44,9 @@ def _host(tree):
 
 
 def _close(actual, expected, rtol=1e-4, atol=1e-4):
-    np.testing.assert_allclose(_host(actual), expected, rtol=rtol, atol=atol)
+    actual = _host(actual)
+    assert actual.dtype == np.asarray(expected).dtype, (actual.dtype, np.asarray(expected).dtype)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("name", cpu.ACTIVATIONS)
@@ -60,7 +62,7 @@ def test_activation_and_grad(gpu, name, shape):
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 33, 5), (128, 784, 128), (130, 67, 129)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_dense(gpu, act, m, k, n, bias):
-    x, w, b = _rand(m, k), _rand(k, n) / np.sqrt(k), _rand(n) if bias else None
+    x, w, b = _rand(m, k), _rand(k, n) / np.float32(np.sqrt(k)), _rand(n) if bias else None
     y, ctx = cpu.dense_forward(x, w, b, act)
     gy, gctx = gpu.dense_forward(_to_gpu(x), _to_gpu(w), _to_gpu(b), act)
     _close(gy, y)
@@ -79,7 +81,7 @@ def test_dense(gpu, act, m, k, n, bias):
 @pytest.mark.parametrize("act", ["linear", "relu", "gelu"])
 def test_conv2d(gpu, shape, kernel, strides, pads, act):
     x = _rand(*shape)
-    w = _rand(kernel, kernel, shape[-1], 33) / np.sqrt(kernel * kernel * shape[-1])
+    w = _rand(kernel, kernel, shape[-1], 33) / np.float32(np.sqrt(kernel * kernel * shape[-1]))
     b = _rand(33)
     y, ctx = cpu.conv2d_forward(x, w, b, strides, pads, act)
     gy, gctx = gpu.conv2d_forward(_to_gpu(x), _to_gpu(w), _to_gpu(b), strides, pads, act)
@@ -182,6 +184,13 @@ def test_seed_cnn_trains_the_same_on_gpu(path, monkeypatch):
     np.testing.assert_allclose(gpu_model.predict(x[:32], verbose=0), cpu_model.predict(x[:32], verbose=0),
                                rtol=1e-2, atol=1e-4)
     assert gpu_model.weights[0].device.kind == "gpu"
+
+
+def test_float64_falls_back_to_the_reference_path(gpu):
+    """Our kernels are float32-only; other dtypes take CuPy's generic path instead of failing."""
+    x, w = _rand(5, 7).astype(np.float64), _rand(7, 3).astype(np.float64)
+    y, _ = gpu.dense_forward(_to_gpu(x), _to_gpu(w), None, "relu")
+    _close(y, cpu.dense_forward(x, w, None, "relu")[0])
 
 
 def test_mixing_devices_is_an_error():
