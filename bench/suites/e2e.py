@@ -19,7 +19,7 @@ import numpy as np
 from bench.suites import models as m
 from bench.suites._common import Case, NotSupported, rng, torch_device
 
-SIZES = {"tiny": {"samples": 256, "kinds": ("mlp", "cnn")},
+SIZES = {"tiny": {"samples": 128, "kinds": ("mlp",)},
          "quick": {"samples": None, "kinds": ("mlp",)},
          "full": {"samples": None, "kinds": ("mlp", "cnn")}}
 BATCH = {"mlp": 128, "cnn": 64}
