@@ -163,7 +163,7 @@ class Variable(Tensor):
         value = _as_array(value.data if isinstance(value, Tensor) else value, dtype)
         if dev.kind != "cpu" and isinstance(value, np.ndarray):
             value = _device.to_device(value, dev)
-        super().__init__(value)
+        super().__init__(value, dtype=value.dtype)  # Tensor() alone would turn a requested float64 into float32
         if shape is not None and tuple(self.data.shape) != tuple(shape):
             raise ValueError(f"dlgpu.Variable '{name}': initial value has shape {self.data.shape}, expected {tuple(shape)}.")
         self.name = name or f"variable_{next(_variable_ids)}"
@@ -182,24 +182,32 @@ class Variable(Tensor):
     def value(self):
         return Tensor(self.data)
 
-    def assign(self, value):
+    def _operand(self, value, op):
+        """The array to write: same device, and the variable's shape (or a scalar), never broadcast."""
         new = value.data if isinstance(value, Tensor) else value
-        if _device.device_of_array(new) != self.device if not np.isscalar(new) else False:
+        if np.isscalar(new):
+            return self.data.dtype.type(new)
+        if not hasattr(new, "shape"):  # lists and other array-likes
+            new = np.asarray(new, dtype=self.data.dtype)
+        if _device.device_of_array(new) != self.device:
             raise _device.DeviceError(
-                f"Variable '{self.name}' lives on {self.device} but the assigned value is on "
+                f"Variable '{self.name}' lives on {self.device} but the value given to {op} is on "
                 f"{_device.device_of_array(new)}; move it with dlgpu.to_device first.")
-        new = self.data.dtype.type(new) if np.isscalar(new) else new
-        if getattr(new, "shape", ()) != self.data.shape and np.ndim(new) != 0:
-            raise ValueError(f"Variable '{self.name}': cannot assign shape {tuple(new.shape)} to shape {self.shape}.")
-        self.data[...] = new
+        if new.ndim != 0 and tuple(new.shape) != self.data.shape:
+            raise ValueError(f"Variable '{self.name}': cannot {op} a value of shape {tuple(new.shape)} "
+                             f"to a variable of shape {self.shape}.")
+        return new
+
+    def assign(self, value):
+        self.data[...] = self._operand(value, "assign")
         return self
 
     def assign_add(self, delta):
-        self.data += delta.data if isinstance(delta, Tensor) else delta
+        self.data += self._operand(delta, "assign_add")
         return self
 
     def assign_sub(self, delta):
-        self.data -= delta.data if isinstance(delta, Tensor) else delta
+        self.data -= self._operand(delta, "assign_sub")
         return self
 
     def __repr__(self):
@@ -234,6 +242,11 @@ class GradientTape:
             if not t._tracked:
                 t._tracked = True
                 self._watched.append(t)
+            elif t._parents is None and not (isinstance(t, Variable) and t.trainable):
+                # tracked only because another (nested) tape watches it: remember it here too, so
+                # that tape's release does not silently stop this one from seeing it
+                if not any(t is w for w in self._watched):
+                    self._watched.append(t)
 
     def stop_recording(self):
         return no_grad()
@@ -243,6 +256,9 @@ class GradientTape:
         if self._used and not self.persistent:
             raise RuntimeError("A non-persistent GradientTape can only compute one gradient; "
                                "use GradientTape(persistent=True) to call gradient() several times.")
+        if unconnected_gradients not in ("none", "zero"):
+            raise ValueError(f"GradientTape.gradient: unconnected_gradients must be 'none' or 'zero'; "
+                             f"received {unconnected_gradients!r}")
         self._used = True
         flat_sources, rebuild = _flatten(sources)
         targets, _ = _flatten(target)
@@ -257,15 +273,18 @@ class GradientTape:
                 raise TypeError(f"GradientTape.gradient: sources must be dlgpu tensors or variables, received {type(s).__name__}.")
             g = grads.get(id(s))
             if g is None and unconnected_gradients == "zero":
-                g = s.data * 0
-            result.append(None if g is None else Tensor(g))
+                g = _device.device_of_array(s.data).xp.zeros_like(s.data)  # not s.data * 0: inf * 0 is nan
+            # Keep the gradient's own dtype: Tensor() alone would turn float64 gradients into float32.
+            result.append(None if g is None else Tensor(g, dtype=g.dtype))
         if not self.persistent:
             self._release()
         return rebuild(result)
 
     def _release(self):
+        still_watched = [w for tape in _tape_state.tapes if tape is not self for w in tape._watched]
         for t in self._watched:
-            t._tracked = isinstance(t, Variable) and t.trainable
+            if not any(t is w for w in still_watched):
+                t._tracked = isinstance(t, Variable) and t.trainable
         self._watched = []
 
 
@@ -308,9 +327,11 @@ def backward(targets, seeds):
         if not isinstance(t, Tensor):
             raise TypeError(f"GradientTape.gradient: target must be a dlgpu tensor, received {type(t).__name__}.")
         if seed is None:
-            g = t.data * 0 + 1 if t.data.ndim else t.data.dtype.type(1) + t.data * 0
+            g = t.data * 0 + 1
         else:
             g = seed.data if isinstance(seed, Tensor) else seed
+        if isinstance(g, np.generic):  # numpy turns 0-d results into scalars; backwards expect arrays
+            g = np.asarray(g)
         _accumulate(grads, t, g)
     for node in reversed(_topological_order(targets)):
         g = grads.get(id(node))

@@ -1,4 +1,8 @@
-"""Test-wide settings: the `gpu` marker skips centrally with the reason, and DLGPU_DATASETS is made absolute."""
+"""Central test configuration.  The markers (gpu, slow) are registered in pyproject.toml.
+
+Tests marked ``gpu`` are skipped here, with the reason CuPy gives, when no CUDA GPU is usable
+(Keras' root conftest skips per backend the same way).
+"""
 
 import os
 import pathlib
@@ -11,17 +15,16 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 if os.environ.get("DLGPU_DATASETS") and not os.path.isabs(os.environ["DLGPU_DATASETS"]):
     os.environ["DLGPU_DATASETS"] = str((REPO / os.environ["DLGPU_DATASETS"]).resolve())
 
-# Correctness tests compare against exact float32 references; keep the process on the CPU unless a
-# test asks for the GPU explicitly.
+# Tests place what they create on the CPU unless they ask for the GPU explicitly (`with dlgpu.device`).
 os.environ.setdefault("DLGPU_DEVICE", "cpu")
+
+from dlgpu.backend import device as _device  # noqa: E402 - after the environment above
 
 
 def pytest_collection_modifyitems(config, items):
-    from dlgpu.backend import device
-    if device.gpu_available():
+    if _device.gpu_available():
         return
-    reason = f"needs a CUDA GPU: {device.gpu_unavailable_reason()}"
-    skip = pytest.mark.skip(reason=reason)
+    skip_gpu = pytest.mark.skip(reason=f"needs a CUDA GPU: {_device.gpu_unavailable_reason()}")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if item.get_closest_marker("gpu") is not None:  # not item.keywords: a param id "gpu" is a keyword too
+            item.add_marker(skip_gpu)

@@ -49,8 +49,14 @@ def floor_divide(a, b):
 
 
 def mod(a, b):
+    # a mod b = a - b floor(a / b): d/da = 1, d/db = -floor(a / b) (away from the jumps)
     a, b = binary_operands("mod", a, b)
-    return make_result(a.data % b.data, (a, b), lambda g: (g, None))
+    x, y = a.data, b.data
+
+    def backward(g):
+        gy = unbroadcast(-g * array_module(x).floor(x / y), y.shape) if b._tracked else None
+        return unbroadcast(g, x.shape), gy
+    return make_result(x % y, (a, b), backward)
 
 
 def power(a, b):
@@ -213,11 +219,12 @@ def matmul(a, b):
     def backward(g):
         x2 = x[None] if x.ndim == 1 else x
         y2 = y[..., None] if y.ndim == 1 else y
-        g2 = g
-        if x.ndim == 1:
-            g2 = g2[..., None, :]
+        # Undo numpy's 1-D promotion: y's axis first, so 1-D @ 1-D (a 0-d g) becomes (1, 1).
+        g2 = xp.asarray(g)
         if y.ndim == 1:
             g2 = g2[..., None]
+        if x.ndim == 1:
+            g2 = g2[..., None, :]
         gx = unbroadcast(xp.matmul(g2, xp.swapaxes(y2, -1, -2)), x2.shape) if a._tracked else None
         gy = unbroadcast(xp.matmul(xp.swapaxes(x2, -1, -2), g2), y2.shape) if b._tracked else None
         if gx is not None and x.ndim == 1:

@@ -214,6 +214,8 @@ def set_random_seed(seed):
     """Seed dlgpu's own generators (dropout masks, initializers) for reproducible runs."""
     _rng.clear()
     _rng["numpy"] = np.random.default_rng(seed)
+    from dlgpu import initializers
+    initializers.set_seed(seed)
     from dlgpu.backend import device as _device
     if _device.gpu_available():  # pragma: no cover - GPU only
         import cupy

@@ -66,7 +66,22 @@ def prod(x, axis=None, keepdims=False):
     shape = x.data.shape
     out = xp.asarray(x.data.prod(axis=axes, keepdims=True))
     result = out if keepdims else out.reshape([s for i, s in enumerate(shape) if i not in axes])
-    return make_result(result, (x,), lambda g: (_expand(g, shape, axes, keepdims) * out / x.data,))
+
+    def backward(g):
+        # d prod / d x_i = product of the other values.  Not out / x_i: that is nan wherever x_i == 0.
+        # Exclusive cumulative products from both ends of the (flattened) reduced axes give it exactly.
+        g = _expand(g, shape, axes, keepdims)
+        if not axes:
+            return (g,)
+        last = tuple(range(-len(axes), 0))
+        moved = xp.moveaxis(x.data, axes, last)
+        flat = moved.reshape(moved.shape[:-len(axes)] + (-1,))
+        ones = xp.ones_like(flat[..., :1])
+        before = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+        after = xp.flip(xp.cumprod(xp.concatenate([ones, xp.flip(flat, -1)[..., :-1]], axis=-1), axis=-1), -1)
+        others = xp.moveaxis((before * after).reshape(moved.shape), last, axes)
+        return (g * others,)
+    return make_result(result, (x,), backward)
 
 
 def var(x, axis=None, keepdims=False):

@@ -42,7 +42,8 @@ def reshape(x, new_shape):
     try:
         out = x.data.reshape(new_shape)
     except ValueError:
-        raise ValueError(f"reshape: cannot reshape a tensor of shape {old} ({x.size} values) into {tuple(new_shape)}") from None
+        target = (new_shape,) if isinstance(new_shape, int) else tuple(new_shape)
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {old} ({x.size} values) into {target}") from None
     return make_result(out, (x,), lambda g: (g.reshape(old),))
 
 

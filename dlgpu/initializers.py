@@ -1,0 +1,294 @@
+"""Weight initializers (Keras 3 names, defaults and fan rules).
+
+``init(shape, dtype)`` returns a host numpy array (float32 unless asked otherwise); Variables move it to
+their device.  Unseeded initializers draw from one module-level numpy Generator that ``set_seed``
+reseeds (``dlgpu.set_random_seed`` should call it); an initializer built with ``seed=int`` draws from a
+Generator made from that seed on every call, so it gives the same values each time (as Keras's
+integer seeds do).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+
+import numpy as np
+
+_rng = np.random.default_rng()
+
+
+def set_seed(seed):
+    """Reseed the generator shared by every unseeded initializer."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def _generator(seed):
+    return _rng if seed is None else np.random.default_rng(seed)
+
+
+def compute_fans(shape):
+    """(fan_in, fan_out) as Keras: conv kernels (..., cin, cout) count the receptive field too."""
+    shape = tuple(shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _dtype(dtype):
+    return np.dtype(dtype or "float32")
+
+
+class Initializer:
+    def __call__(self, shape, dtype=None):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def clone(self):
+        return type(self).from_config(self.get_config())
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+
+
+class Constant(Initializer):
+    def __init__(self, value=0.0):
+        self.value = value
+
+    def __call__(self, shape, dtype=None):
+        return np.full(tuple(shape), self.value, dtype=_dtype(dtype))
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class Zeros(Initializer):
+    def __call__(self, shape, dtype=None):
+        return np.zeros(tuple(shape), dtype=_dtype(dtype))
+
+
+class Ones(Initializer):
+    def __call__(self, shape, dtype=None):
+        return np.ones(tuple(shape), dtype=_dtype(dtype))
+
+
+class RandomNormal(Initializer):
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        self.mean, self.stddev, self.seed = mean, stddev, seed
+
+    def __call__(self, shape, dtype=None):
+        return _generator(self.seed).normal(self.mean, self.stddev, tuple(shape)).astype(_dtype(dtype))
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+
+class RandomUniform(Initializer):
+    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+        self.minval, self.maxval, self.seed = minval, maxval, seed
+
+    def __call__(self, shape, dtype=None):
+        return _generator(self.seed).uniform(self.minval, self.maxval, tuple(shape)).astype(_dtype(dtype))
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+
+
+def _truncated_normal(rng, shape, mean, stddev):
+    """Normal samples, redrawing those beyond two standard deviations (as Keras/TF)."""
+    values = rng.standard_normal(shape)
+    bad = np.abs(values) > 2.0
+    while bad.any():
+        values[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(values) > 2.0
+    return values * stddev + mean
+
+
+class TruncatedNormal(Initializer):
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        self.mean, self.stddev, self.seed = mean, stddev, seed
+
+    def __call__(self, shape, dtype=None):
+        return _truncated_normal(_generator(self.seed), tuple(shape), self.mean, self.stddev).astype(_dtype(dtype))
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+
+class VarianceScaling(Initializer):
+    """scale / fan (fan_in, fan_out or their average), drawn truncated-normal, normal or uniform."""
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+        if scale <= 0.0:
+            raise ValueError(f"Argument `scale` must be positive float. Received: scale={scale}")
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise ValueError(f"Invalid `mode` argument: expected one of {{'fan_in', 'fan_out', 'fan_avg'}}. "
+                             f"Received: mode={mode}")
+        distribution = distribution.lower()
+        if distribution == "normal":
+            distribution = "truncated_normal"
+        if distribution not in ("uniform", "truncated_normal", "untruncated_normal"):
+            raise ValueError("Invalid `distribution` argument: expected one of {'normal', 'uniform', "
+                             f"'truncated_normal', 'untruncated_normal'}}. Received: distribution={distribution}")
+        self.scale, self.mode, self.distribution, self.seed = scale, mode, distribution, seed
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        fan_in, fan_out = compute_fans(shape)
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        scale = self.scale / max(1.0, fan)
+        rng = _generator(self.seed)
+        if self.distribution == "truncated_normal":
+            stddev = math.sqrt(scale) / 0.87962566103423978  # std of a unit normal truncated at ±2
+            values = _truncated_normal(rng, shape, 0.0, stddev)
+        elif self.distribution == "untruncated_normal":
+            values = rng.normal(0.0, math.sqrt(scale), shape)
+        else:
+            limit = math.sqrt(3.0 * scale)
+            values = rng.uniform(-limit, limit, shape)
+        return values.astype(_dtype(dtype))
+
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+
+
+def _variance_scaling(name, scale, mode, distribution):
+    class _Preset(VarianceScaling):
+        def __init__(self, seed=None):
+            super().__init__(scale=scale, mode=mode, distribution=distribution, seed=seed)
+
+        def get_config(self):
+            return {"seed": self.seed}
+    _Preset.__name__ = _Preset.__qualname__ = name
+    return _Preset
+
+
+GlorotUniform = _variance_scaling("GlorotUniform", 1.0, "fan_avg", "uniform")
+GlorotNormal = _variance_scaling("GlorotNormal", 1.0, "fan_avg", "truncated_normal")
+LecunUniform = _variance_scaling("LecunUniform", 1.0, "fan_in", "uniform")
+LecunNormal = _variance_scaling("LecunNormal", 1.0, "fan_in", "truncated_normal")
+HeUniform = _variance_scaling("HeUniform", 2.0, "fan_in", "uniform")
+HeNormal = _variance_scaling("HeNormal", 2.0, "fan_in", "truncated_normal")
+
+
+class Orthogonal(Initializer):
+    """An orthogonal matrix (QR of a normal draw, sign-fixed) reshaped to ``shape``, times ``gain``."""
+
+    def __init__(self, gain=1.0, seed=None):
+        self.gain, self.seed = gain, seed
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(f"Orthogonal initializer requires a shape of rank >= 2. Received: shape={shape}")
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        a = _generator(self.seed).normal(0.0, 1.0, (max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q *= np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape).astype(_dtype(dtype))
+
+    def get_config(self):
+        return {"gain": self.gain, "seed": self.seed}
+
+
+class Identity(Initializer):
+    def __init__(self, gain=1.0):
+        self.gain = gain
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        if len(shape) != 2:
+            raise ValueError(f"Identity initializer requires a 2D shape. Received: shape={shape}")
+        return (self.gain * np.eye(*shape)).astype(_dtype(dtype))
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
+# Keras exports lower-case aliases of the classes.
+constant = Constant
+zeros = Zeros
+ones = Ones
+random_normal = RandomNormal
+random_uniform = RandomUniform
+truncated_normal = TruncatedNormal
+variance_scaling = VarianceScaling
+glorot_uniform = GlorotUniform
+glorot_normal = GlorotNormal
+lecun_uniform = LecunUniform
+lecun_normal = LecunNormal
+he_uniform = HeUniform
+he_normal = HeNormal
+orthogonal = Orthogonal
+identity = Identity
+
+_CLASSES = {cls.__name__: cls for cls in (
+    Constant, Zeros, Ones, RandomNormal, RandomUniform, TruncatedNormal, VarianceScaling, GlorotUniform,
+    GlorotNormal, LecunUniform, LecunNormal, HeUniform, HeNormal, Orthogonal, Identity)}
+_ALIASES = {"constant": Constant, "zeros": Zeros, "zero": Zeros, "ones": Ones, "one": Ones,
+            "random_normal": RandomNormal, "normal": RandomNormal, "random_uniform": RandomUniform,
+            "uniform": RandomUniform, "truncated_normal": TruncatedNormal, "variance_scaling": VarianceScaling,
+            "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal, "lecun_uniform": LecunUniform,
+            "lecun_normal": LecunNormal, "he_uniform": HeUniform, "he_normal": HeNormal,
+            "orthogonal": Orthogonal, "identity": Identity, "IdentityInitializer": Identity,
+            "OrthogonalInitializer": Orthogonal}
+
+
+def _unknown(identifier):
+    names = sorted(set(_CLASSES) | set(_ALIASES))
+    close = difflib.get_close_matches(identifier, names, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"Unknown initializer: {identifier!r}.{hint} Valid: {', '.join(names)}.")
+
+
+def get(identifier):
+    """An initializer instance from a name, config dict, class or instance; other callables pass through."""
+    if identifier is None or isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        cls = _ALIASES.get(identifier) or _CLASSES.get(identifier)
+        if cls is None:
+            raise _unknown(identifier)
+        return cls()
+    if isinstance(identifier, type) and issubclass(identifier, Initializer):
+        return identifier()
+    if callable(identifier):
+        return identifier
+    raise ValueError(f"Could not interpret initializer identifier: {identifier!r}")
+
+
+def serialize(initializer):
+    if initializer is None:
+        return None
+    if not isinstance(initializer, Initializer):
+        raise ValueError(f"Cannot serialize initializer {initializer!r}: not a dlgpu Initializer.")
+    return {"module": "keras.initializers", "class_name": type(initializer).__name__,
+            "config": initializer.get_config(), "registered_name": None}
+
+
+def deserialize(config, custom_objects=None):
+    custom_objects = custom_objects or {}
+    if config is None:
+        return None
+    if isinstance(config, str):
+        return custom_objects[config]() if config in custom_objects else get(config)
+    name = config.get("class_name")
+    cls = custom_objects.get(name) or _CLASSES.get(name) or _ALIASES.get(name)
+    if cls is None:
+        raise _unknown(str(name))
+    return cls.from_config(config.get("config", {}))

@@ -1,0 +1,55 @@
+"""Optimizers (Keras 3 names, defaults and update rules) and ``schedules``."""
+
+import difflib
+
+from dlgpu.optimizers import schedules
+from dlgpu.optimizers.adagrad import Adagrad
+from dlgpu.optimizers.adam import Adam, AdamW
+from dlgpu.optimizers.base import Optimizer
+from dlgpu.optimizers.rmsprop import RMSprop
+from dlgpu.optimizers.sgd import SGD
+
+_CLASSES = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+_ALIASES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "schedules", "get", "serialize",
+           "deserialize"]
+
+
+def _unknown(identifier):
+    names = sorted(set(_CLASSES) | set(_ALIASES))
+    close = difflib.get_close_matches(str(identifier).lower(), list(_ALIASES), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"Unknown optimizer: {identifier!r}.{hint} Valid: {', '.join(names)}.")
+
+
+def get(identifier):
+    """An optimizer from a name ('adam'), config dict or instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        cls = _ALIASES.get(identifier.lower()) or _CLASSES.get(identifier)
+        if cls is None:
+            raise _unknown(identifier)
+        return cls()
+    if isinstance(identifier, type) and issubclass(identifier, Optimizer):
+        return identifier()
+    raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}")
+
+
+def serialize(optimizer):
+    return {"module": "keras.optimizers", "class_name": type(optimizer).__name__,
+            "config": optimizer.get_config(), "registered_name": None}
+
+
+def deserialize(config, custom_objects=None):
+    custom_objects = custom_objects or {}
+    if isinstance(config, str):
+        return get(config)
+    name = config.get("class_name")
+    cls = custom_objects.get(name) or _CLASSES.get(name) or _ALIASES.get(str(name).lower())
+    if cls is None:
+        raise _unknown(name)
+    return cls.from_config(config.get("config", {}), custom_objects)

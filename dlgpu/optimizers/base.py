@@ -1,0 +1,304 @@
+"""The Optimizer base class: learning rate (float or schedule), step counter, clipping, weight decay,
+slot variables, and the per-step driver ``apply``.
+
+The hot path works on the variables' arrays in place: per step it gathers ``.data`` of the parameters,
+gradients and slots into lists and hands them to one update (Adam and SGD: one backend primitive call
+for all parameters, which the GPU backend runs as one fused multi-tensor kernel).  No Tensor is made per
+parameter per step.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+
+from dlgpu.autograd import Tensor, Variable
+from dlgpu.ops._core import array_module, backend_of
+from dlgpu.optimizers import schedules as _schedules
+
+
+def _snake(name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _host_variable(value, dtype, name):
+    """A non-trainable Variable whose array stays on the host whatever the current device (the
+    optimizer's step counter and learning rate: read every step, so they must not need a device sync)."""
+    var = Variable(np.zeros((), dtype), trainable=False, name=name)
+    var.data = np.asarray(value, dtype=dtype)  # 0-d ndarray: `+=`/`[...] =` update it in place
+    return var
+
+
+class Optimizer:
+    """Base class.  Subclasses define ``build`` (slot variables) and ``_update(params, grads, lr, step)``
+    on lists of arrays."""
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None, name=None, **kwargs):
+        if kwargs:
+            if "lr" in kwargs:
+                raise ValueError("Argument `lr` is no longer supported. Use `learning_rate` instead.")
+            if "decay" in kwargs:
+                raise ValueError("Argument `decay` is no longer supported. Use a learning rate schedule instead "
+                                 "(dlgpu.optimizers.schedules).")
+            raise ValueError(f"Argument(s) not recognized by {type(self).__name__}: {sorted(kwargs)}")
+        if use_ema:
+            raise NotImplementedError(f"{type(self).__name__}: use_ema=True is not supported by dlgpu yet.")
+        if gradient_accumulation_steps:
+            raise NotImplementedError(f"{type(self).__name__}: gradient_accumulation_steps is not supported by dlgpu yet.")
+        if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. Received: "
+                             f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}")
+        for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+            if value is not None and not value > 0:
+                raise ValueError(f"Argument `{arg}` must be a positive float. Received: {arg}={value}")
+        if weight_decay is not None and not weight_decay >= 0:
+            raise ValueError(f"Argument `weight_decay` must be a non-negative float. Received: weight_decay={weight_decay}")
+        self.name = name or _snake(type(self).__name__)
+        self.weight_decay = weight_decay
+        self.clipnorm = clipnorm
+        self.clipvalue = clipvalue
+        self.global_clipnorm = global_clipnorm
+        self.use_ema = use_ema
+        self.ema_momentum = ema_momentum
+        self.ema_overwrite_frequency = ema_overwrite_frequency
+        self.loss_scale_factor = loss_scale_factor
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+        self._iterations = _host_variable(0, np.int64, "iteration")
+        self._learning_rate = None  # host Variable, or None when a schedule drives the rate
+        self._schedule = None
+        self._set_learning_rate(learning_rate)
+        self._index = {}  # id(variable) -> position in self._trainable_variables
+        self._trainable_variables = []
+        self._slot_variables = []
+        self._exclude_ids = set()
+        self._exclude_names = ()
+        self._warned_none = False
+        self.built = False
+
+    # -- learning rate ----------------------------------------------------------------------------
+    def _set_learning_rate(self, value):
+        if isinstance(value, _schedules.LearningRateSchedule) or (callable(value) and not isinstance(value, Tensor)):
+            self._schedule = value
+            self._learning_rate = None
+            return
+        if self._schedule is not None:
+            raise TypeError("This optimizer was created with a `LearningRateSchedule` object as its "
+                            "`learning_rate` constructor argument, hence its learning rate is not settable. If "
+                            "you need the learning rate to be settable, you should instantiate the optimizer "
+                            "with a float `learning_rate` argument.")
+        value = float(value.numpy() if isinstance(value, Tensor) else value)
+        if self._learning_rate is None:
+            self._learning_rate = _host_variable(value, np.float32, "learning_rate")
+        else:
+            self._learning_rate.data[...] = value
+
+    @property
+    def learning_rate(self):
+        """The current rate: a host Variable (float()-able, settable) or, with a schedule, its value now."""
+        if self._schedule is not None:
+            return self._schedule(int(self._iterations.data))
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self._set_learning_rate(value)
+
+    lr = learning_rate  # tf.keras-era alias still found in callbacks
+
+    def _current_learning_rate(self):
+        if self._schedule is not None:
+            return float(self._schedule(int(self._iterations.data)))
+        return float(self._learning_rate.data)
+
+    @property
+    def iterations(self):
+        return self._iterations
+
+    @iterations.setter
+    def iterations(self, value):
+        self._iterations.data[...] = int(value.numpy() if isinstance(value, Tensor) else value)
+
+    # -- variables --------------------------------------------------------------------------------
+    @property
+    def variables(self):
+        head = [self._iterations] + ([self._learning_rate] if self._learning_rate is not None else [])
+        return head + list(self._slot_variables)
+
+    def add_variable_from_reference(self, reference_variable, name=None, initializer="zeros"):
+        """A slot Variable shaped like ``reference_variable`` on its device (zeros, or a constant)."""
+        xp = array_module(reference_variable.data)
+        fill = 0.0 if initializer == "zeros" else float(initializer)
+        slot = Variable(np.zeros((), reference_variable.data.dtype), trainable=False,
+                        name=f"{reference_variable.name}_{name}")
+        slot.data = xp.full_like(reference_variable.data, fill)
+        self._slot_variables.append(slot)
+        return slot
+
+    def build(self, variables):
+        """Register variables (slots are created by subclasses, which call this first)."""
+        for var in variables:
+            if id(var) not in self._index:
+                self._index[id(var)] = len(self._trainable_variables)
+                self._trainable_variables.append(var)
+        self.built = True
+
+    def _build_new(self, variables):
+        """Slots for variables not seen yet (Keras raises here; we extend, e.g. after a layer is unfrozen)."""
+        self.build([v for v in variables if id(v) not in self._index])
+
+    # -- weight decay -----------------------------------------------------------------------------
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        if var_list:
+            self._exclude_ids.update(id(v) for v in var_list)
+        if var_names:
+            self._exclude_names = tuple(self._exclude_names) + tuple(var_names)
+
+    def _decays(self, variable):
+        if id(variable) in self._exclude_ids:
+            return False
+        return not any(re.search(name, variable.name) for name in self._exclude_names)
+
+    def _apply_weight_decay(self, variables, lr):
+        """Decoupled decay p -= lr * wd * p, for optimizers whose primitive does not do it."""
+        if not self.weight_decay:
+            return
+        factor = 1.0 - lr * self.weight_decay
+        for var in variables:
+            if self._decays(var):
+                var.data *= var.data.dtype.type(factor)
+
+    def _fused_weight_decay(self, variables, lr):
+        """The weight decay to hand to a primitive that applies it to every parameter: all of it when no
+        variable is excluded; otherwise decay the others here and hand it 0."""
+        if not self.weight_decay:
+            return 0.0
+        if not self._exclude_ids and not self._exclude_names:
+            return float(self.weight_decay)
+        self._apply_weight_decay(variables, lr)
+        return 0.0
+
+    # -- clipping ---------------------------------------------------------------------------------
+    def _clip(self, grads):
+        if self.clipvalue is not None:
+            return [array_module(g).clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        if self.clipnorm is not None:
+            out = []
+            for g in grads:
+                xp = array_module(g)
+                norm = xp.sqrt((g * g).sum())
+                out.append(g * (self.clipnorm / xp.maximum(norm, self.clipnorm)).astype(g.dtype))
+            return out
+        if self.global_clipnorm is not None:
+            xp = array_module(grads[0])
+            norm = xp.sqrt(sum((g * g).sum() for g in grads))
+            scale = (self.global_clipnorm / xp.maximum(norm, self.global_clipnorm)).astype(grads[0].dtype)
+            return [g * scale for g in grads]
+        return grads
+
+    # -- the step ---------------------------------------------------------------------------------
+    def apply_gradients(self, grads_and_vars):
+        pairs = list(grads_and_vars)
+        if not pairs:
+            return self._iterations
+        grads, variables = zip(*pairs)
+        self.apply(list(grads), list(variables))
+        return self._iterations
+
+    def apply(self, grads, trainable_variables=None):
+        """One update of ``trainable_variables`` (default: those the optimizer was built with)."""
+        grads = list(grads)
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError(f"{type(self).__name__}.apply: pass `trainable_variables` on the first call "
+                                 "(the optimizer has not been built yet).")
+            variables = self._trainable_variables
+        else:
+            variables = list(trainable_variables)
+        if len(grads) != len(variables):
+            raise ValueError(f"{type(self).__name__}.apply: received {len(grads)} gradients for "
+                             f"{len(variables)} variables; they must pair up one to one.")
+        if not self.built:
+            self.build(variables)
+        else:
+            index = self._index
+            if any(id(v) not in index for v in variables):
+                self._build_new(variables)
+        params, arrays, missing = [], [], []
+        for g, v in zip(grads, variables):
+            if g is None:
+                missing.append(v)
+                continue
+            a = g.data if isinstance(g, Tensor) else g
+            if a.shape != v.data.shape:
+                raise ValueError(f"{type(self).__name__}: the gradient for variable '{v.name}' has shape "
+                                 f"{tuple(a.shape)} but the variable has shape {v.shape}.")
+            params.append(v)
+            arrays.append(a)
+        if missing and not self._warned_none:
+            self._warned_none = True
+            warnings.warn(f"Gradients do not exist for variables {[v.name for v in missing]} when minimizing "
+                          "the loss. If using `model.compile()`, did you forget to provide a `loss` argument?",
+                          stacklevel=2)
+        if not params:
+            return
+        lr = self._current_learning_rate()
+        if self.clipvalue is not None or self.clipnorm is not None or self.global_clipnorm is not None:
+            arrays = self._clip(arrays)
+        self._update(params, arrays, lr, int(self._iterations.data) + 1)
+        self._iterations.data += 1
+
+    def _update(self, params, grads, lr, step):
+        raise NotImplementedError
+
+    def _slots(self, kind, params):
+        """The arrays of slot ``kind`` for ``params``, in order."""
+        slots = getattr(self, kind)
+        index = self._index
+        return [slots[index[id(p)]].data for p in params]
+
+    @staticmethod
+    def _backend(params):
+        return backend_of(params[0].data)
+
+    # -- config -----------------------------------------------------------------------------------
+    def get_config(self):
+        if self._schedule is not None:
+            lr = _schedules.serialize(self._schedule) if isinstance(self._schedule, _schedules.LearningRateSchedule) \
+                else self._schedule
+        else:
+            lr = float(self._learning_rate.data)
+        return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue,
+                "use_ema": self.use_ema, "ema_momentum": self.ema_momentum,
+                "ema_overwrite_frequency": self.ema_overwrite_frequency,
+                "loss_scale_factor": self.loss_scale_factor,
+                "gradient_accumulation_steps": self.gradient_accumulation_steps}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = _schedules.deserialize(config["learning_rate"], custom_objects)
+        return cls(**config)
+
+    # -- saving -----------------------------------------------------------------------------------
+    def save_own_variables(self, store):
+        for i, var in enumerate(self.variables):
+            store[str(i)] = var.numpy()
+
+    def load_own_variables(self, store):
+        variables = self.variables
+        if len(store.keys()) != len(variables):
+            raise ValueError(f"{type(self).__name__}: the saved state has {len(store.keys())} variables but this "
+                             f"optimizer has {len(variables)} (build it on the model's variables first).")
+        for i, var in enumerate(variables):
+            value = np.asarray(store[str(i)])
+            xp = array_module(var.data)
+            var.data[...] = value if xp is np else xp.asarray(value)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} learning_rate={self.get_config()['learning_rate']}>"

@@ -1,0 +1,187 @@
+"""dlgpu.ops.shape: indexing and shape ops, gradients against finite differences (float64)."""
+
+import numpy as np
+import pytest
+
+from dlgpu import ops
+from dlgpu.autograd import GradientTape, Tensor
+
+from helpers import check_gradients
+
+rng = np.random.default_rng(2)
+
+
+def randn(*shape):
+    return rng.standard_normal(shape)
+
+
+INDICES = {
+    "int": 1,
+    "negative int": -1,
+    "slice": slice(1, 3),
+    "step slice": slice(None, None, 2),
+    "tuple": (slice(None), 2),
+    "ellipsis": (Ellipsis, 1),
+    "newaxis": (None, slice(0, 2)),
+    "fancy": [0, 2],
+    "repeated fancy": [0, 2, 0, 0],
+    "fancy pair": ([0, 1, 1], [2, 3, 3]),
+    "bool mask": np.array([True, False, True]),
+    "mixed": (slice(0, 2), [1, 1, 3]),
+}
+
+
+@pytest.mark.parametrize("key", sorted(INDICES))
+def test_getitem_gradient(key):
+    index = INDICES[key]
+    check_gradients(lambda t: t[index], [randn(3, 4)])
+
+
+def test_getitem_repeated_indices_accumulate():
+    x = Tensor(np.zeros(3, np.float32))
+    with GradientTape() as tape:
+        tape.watch(x)
+        y = x[[0, 0, 2, 0]]
+    np.testing.assert_array_equal(tape.gradient(y, x).numpy(), [3.0, 0.0, 1.0])
+
+
+def test_getitem_with_tensor_index():
+    idx = Tensor(np.array([2, 0, 2]))
+    check_gradients(lambda t: t[idx], [randn(3, 2)])
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_concatenate_gradient(axis):
+    shapes = [(2, 3), (2, 3), (2, 3)]
+    shapes = [tuple(s + k if i == axis % 2 else s for i, s in enumerate(sh)) for k, sh in enumerate(shapes)]
+    check_gradients(lambda *ts: ops.concatenate(ts, axis=axis), [randn(*s) for s in shapes])
+
+
+def test_concatenate_mismatched_shapes_error():
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(3, 3\).*axis 1"):
+        ops.concatenate([np.ones((2, 3), np.float32), np.ones((3, 3), np.float32)], axis=1)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+def test_stack_gradient(axis):
+    check_gradients(lambda *ts: ops.stack(ts, axis=axis), [randn(2, 3), randn(2, 3)])
+
+
+@pytest.mark.parametrize("sections,axis", [(2, 0), (3, 1), ([1, 3], 1), ([2], -1)], ids=str)
+def test_split_gradient(sections, axis):
+    check_gradients(lambda t: ops.split(t, sections, axis=axis), [randn(4, 6)])
+
+
+@pytest.mark.parametrize("axes", [None, (1, 0, 2), (2, 0, 1), (-1, 0, 1)], ids=str)
+def test_transpose_gradient(axes):
+    check_gradients(lambda t: ops.transpose(t, axes), [randn(2, 3, 4)])
+
+
+def test_swapaxes_moveaxis_gradient():
+    check_gradients(lambda t: ops.swapaxes(t, 0, 2), [randn(2, 3, 4)])
+    check_gradients(lambda t: ops.moveaxis(t, 0, -1), [randn(2, 3, 4)])
+
+
+@pytest.mark.parametrize("shape", [(6, 2), (-1,), (3, -1, 2), (1, 12)], ids=str)
+def test_reshape_gradient(shape):
+    check_gradients(lambda t: ops.reshape(t, shape), [randn(3, 4)])
+
+
+def test_reshape_mismatch_error():
+    with pytest.raises(ValueError, match=r"\(3, 4\).*12 values.*\(5, 2\)"):
+        ops.reshape(np.ones((3, 4), np.float32), (5, 2))
+
+
+def test_expand_squeeze_broadcast_flatten_gradients():
+    check_gradients(lambda t: ops.expand_dims(t, 1), [randn(3, 4)])
+    check_gradients(lambda t: ops.squeeze(t, 1), [randn(3, 1, 4)])
+    check_gradients(lambda t: ops.squeeze(t), [randn(3, 1, 4, 1)])
+    check_gradients(lambda t: ops.broadcast_to(t, (2, 3, 4)), [randn(3, 1)])
+    check_gradients(ops.flatten, [randn(3, 4)])
+    check_gradients(lambda t: ops.flip(t, axis=1), [randn(3, 4)])
+
+
+@pytest.mark.parametrize("widths", [((1, 2), (0, 3)), ((0, 0), (2, 2)), ((3, 0), (0, 0))], ids=str)
+def test_pad_gradient(widths):
+    check_gradients(lambda t: ops.pad(t, widths), [randn(2, 3)])
+
+
+@pytest.mark.parametrize("reps", [2, (2, 1), (1, 3), (2, 2, 2)], ids=str)
+def test_tile_gradient(reps):
+    check_gradients(lambda t: ops.tile(t, reps), [randn(2, 3)])
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, -1])
+def test_repeat_gradient(axis):
+    check_gradients(lambda t: ops.repeat(t, 3, axis=axis), [randn(2, 3)])
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_take_gradient_with_repeats(axis):
+    check_gradients(lambda t: ops.take(t, np.array([[0, 1], [1, 1]]), axis=axis), [randn(3, 4)])
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_take_along_axis_gradient(axis):
+    x = randn(3, 4)
+    idx = rng.integers(0, x.shape[axis], size=(3, 4) if axis == 0 else (3, 5))
+    check_gradients(lambda t: ops.take_along_axis(t, idx, axis=axis), [x])
+
+
+def test_stop_gradient_in_graph():
+    x = Tensor(randn(3), dtype="float64")
+    with GradientTape() as tape:
+        tape.watch(x)
+        y = x * ops.stop_gradient(x)
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), x.numpy())
+
+
+@pytest.mark.parametrize("labels", [[0, 3], [-1, 1], [[0, 4]]], ids=str)
+def test_one_hot_out_of_range_error(labels):
+    if np.min(labels) >= 0 and np.max(labels) < 4:
+        out = ops.one_hot(np.array(labels), 4)
+        assert out.shape == (2, 4) and out.dtype == "float32"
+        return
+    with pytest.raises(ValueError, match=r"one_hot: labels must lie in \[0, 4\)"):
+        ops.one_hot(np.array(labels), 4)
+
+
+def test_one_hot_values():
+    out = ops.one_hot(Tensor(np.array([[0, 2], [1, 1]], np.int32)), 3)
+    np.testing.assert_array_equal(out.numpy(), np.eye(3, dtype=np.float32)[[[0, 2], [1, 1]]])
+
+
+def test_int_labels_through_shape_ops_stay_int():
+    labels = Tensor(np.array([[0, 2], [1, 1]], np.int64))
+    for out in (labels[0], ops.reshape(labels, (-1,)), ops.transpose(labels), ops.concatenate([labels, labels]),
+                ops.take(labels, [0]), ops.expand_dims(labels, 0)):
+        assert out.dtype == "int64"
+
+
+@pytest.mark.parametrize("fn", [
+    lambda t: t[[0, 0, 1]], lambda t: ops.concatenate([t, t], axis=1), lambda t: ops.stack([t, t]),
+    lambda t: ops.pad(t, ((1, 1), (0, 1))), lambda t: ops.tile(t, (2, 1)), lambda t: ops.repeat(t, 2, axis=0),
+    lambda t: ops.take(t, [1, 1], axis=1), lambda t: ops.split(t, 2, axis=0)[0], lambda t: ops.transpose(t),
+    lambda t: ops.take_along_axis(t, np.array([[0], [1]]), axis=1),
+], ids=["getitem", "concatenate", "stack", "pad", "tile", "repeat", "take", "split", "transpose", "take_along_axis"])
+def test_shape_ops_keep_float32(fn):
+    x = Tensor(randn(2, 4).astype(np.float32))
+    with GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x)
+    assert y.dtype == "float32"
+    assert tape.gradient(y, x).dtype == "float32"
+
+
+def test_creation_defaults_float32():
+    for t in (ops.zeros((2,)), ops.ones((2,)), ops.full((2,), 3.0), ops.eye(2), ops.linspace(0, 1, 3),
+              ops.zeros_like(np.ones(2, np.float32)), ops.convert_to_tensor([1.0, 2.0]), ops.arange(0.0, 1.0, 0.5)):
+        assert t.dtype == "float32"
+    assert ops.arange(3).dtype.startswith("int")
+    assert ops.convert_to_tensor([1, 2]).dtype.startswith("int")
+
+
+def test_reshape_to_int_shape():
+    assert ops.reshape(Tensor(np.ones(6, np.float32)), 6).shape == (6,)
+    with pytest.raises(ValueError, match=r"\(6,\).*into \(7,\)"):
+        ops.reshape(Tensor(np.ones(6, np.float32)), 7)
