@@ -57,8 +57,15 @@ def evaluate_targets(doc):
             continue
         suite = case.split("/")[0]
         matching = [r for r in doc["results"] if f"{r['suite']}/{r['name']}".startswith(case)
+                    and device in r.get("devices", [device])  # a CPU-only size says nothing about a GPU target
                     and (where is None or all(r["params"].get(k) == v for k, v in where.items()))
                     and (r["entries"].get(num) or {}).get("status") != "n/a"]
+        missing = [p for p in doc["paths"] if p["name"] in (num, den) and not p["available"]]
+        if missing:  # one line per target, not one per size, when a path cannot run here at all
+            out.append({"name": name, "device": device, "threshold": threshold, "comparison": comparison,
+                        "value": None, "verdict": "NOT MEASURED",
+                        "words": f"NOT MEASURED: {missing[0]['name']} unavailable: {missing[0]['reason']}"})
+            continue
         if suite not in doc["options"]["suites"] or not matching:
             out.append({"name": name, "device": device, "threshold": threshold, "comparison": comparison,
                         "value": None, "verdict": "NOT MEASURED",
@@ -191,12 +198,20 @@ def plot(doc, png_path):
     if not suites:
         return "no results"
     path_names = [p["name"] for p in doc["paths"] if p["available"]]
-    heights = [max(1, sum(1 for r in doc["results"] if r["suite"] == s)) for s in suites]
+    colors = dict(zip(_path_order(), ("tab:blue", "tab:gray", "tab:red", "tab:purple", "tab:green", "tab:olive",
+                                      "tab:orange")))
+
+    def timed(r):
+        return any((e or {}).get("status") == "ok" for e in r["entries"].values())
+    suites = [s for s in suites if any(r["suite"] == s and timed(r) for r in doc["results"])]
+    if not suites:
+        return "no timed results"
+    heights = [max(1, sum(1 for r in doc["results"] if r["suite"] == s and timed(r))) for s in suites]
     fig, axes = plt.subplots(len(suites), 1, figsize=(10, 1.2 + 0.45 * sum(heights) + 0.8 * len(suites)),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
     width = 0.8 / max(1, len(path_names))
     for ax, suite in zip(axes[:, 0], suites):
-        rows = [r for r in doc["results"] if r["suite"] == suite]
+        rows = [r for r in doc["results"] if r["suite"] == suite and timed(r)]
         for j, name in enumerate(path_names):
             ys, xs = [], []
             for i, r in enumerate(rows):
@@ -204,19 +219,29 @@ def plot(doc, png_path):
                 if e.get("status") == "ok":
                     ys.append(i + (j - (len(path_names) - 1) / 2) * width)
                     xs.append(e["median_s"] * 1e3)
-            ax.barh(ys, xs, height=width, label=name)
+            if xs:
+                ax.barh(ys, xs, height=width, label=name, color=colors.get(name))
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels([f"{r['name']} ({_params(r['params'])})"[:60] for r in rows], fontsize=7)
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.set_xlabel("median ms per step (log; lower is better)")
         ax.set_title(suite, fontsize=10)
-    axes[0, 0].legend(fontsize=7, loc="best")
+    handles = {}
+    for ax in axes[:, 0]:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    axes[0, 0].legend(list(handles.values()), list(handles), fontsize=7, loc="best")
     fig.suptitle(f"dlgpu bench {doc['created']} — {doc['device_slug']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
     return None
+
+
+def _path_order():
+    from bench.paths import ORDER
+    return ORDER
 
 
 # -- compare and README --------------------------------------------------------------------------

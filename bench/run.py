@@ -149,7 +149,7 @@ def run_case(case, paths, profile, facts, log=print):
         if e.get("status") == "ok" and yard and yard.get("status") == "ok":
             e["speed_vs_pytorch"] = yard["median_s"] / e["median_s"]
     return {"suite": case.suite, "name": case.name, "params": case.params, "work": case.work,
-            "reference": reference, "tolerance_reason": case.tolerance_reason, "entries": entries}
+            "devices": list(case.devices), "reference": reference, "tolerance_reason": case.tolerance_reason, "entries": entries}
 
 
 def parse_args(argv):

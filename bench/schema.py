@@ -31,6 +31,7 @@ _RESULT = {
         "name": {"type": "string"},
         "params": {"type": "object"},
         "work": {"type": "object"},
+        "devices": {"type": "array", "items": {"enum": ["cpu", "gpu"]}},
         "reference": {"type": ["string", "null"]},
         "tolerance_reason": {"type": ["string", "null"]},
         "entries": {"type": "object", "additionalProperties": _ENTRY},
