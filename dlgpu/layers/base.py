@@ -154,6 +154,7 @@ class Layer:
         self.dtype = np.dtype(dtype or "float32").name if not isinstance(dtype, dict) else "float32"
         self.built = False
         self.input_spec = None
+        self._checked_shape = None  # the last input shape that passed input_spec (checked once per shape)
         self._inbound_nodes = []
         self._losses = []
         self._build_shapes = None
@@ -324,14 +325,21 @@ class Layer:
         if not args:
             raise ValueError(f"Layer '{self.name}' was called without inputs.")
         inputs = args[0]
-        if is_symbolic(inputs):
+        if isinstance(inputs, Tensor):  # the common case, kept short: it runs for every layer every step
+            inputs = self._convert_input(inputs)
+            shape = inputs.data.shape
+            if not self.built:
+                self._maybe_build(tuple(shape))
+            elif self.input_spec is not None and shape != self._checked_shape:
+                self.input_spec.check(self.name, tuple(shape))
+                self._checked_shape = shape
+        elif is_symbolic(inputs):
             return self._symbolic_call(inputs, *args[1:], **kwargs)
-        inputs = map_structure(self._convert_input, inputs)
-        shapes = map_structure(lambda t: t.shape if isinstance(t, Tensor) else None, inputs)
-        if not self.built:
-            self._maybe_build(shapes)
-        elif self.input_spec is not None and isinstance(inputs, Tensor):
-            self.input_spec.check(self.name, inputs.shape)
+        else:
+            inputs = map_structure(self._convert_input, inputs)
+            shapes = map_structure(lambda t: t.shape if isinstance(t, Tensor) else None, inputs)
+            if not self.built:
+                self._maybe_build(shapes)
         training = kwargs.pop("training", None)
         outer = _call_context.training
         if training is None:
@@ -348,9 +356,10 @@ class Layer:
         if x is None or isinstance(x, (int, float, str, bool)) and not isinstance(x, (np.generic,)):
             return x
         t = x if isinstance(x, Tensor) else ops.convert_to_tensor(x)
-        if not self._accepts_integer_inputs and t.data.dtype.kind in "iub":
+        kind = t.data.dtype.kind
+        if not self._accepts_integer_inputs and kind in "iub":
             t = ops.cast(t, self.dtype)
-        elif t.data.dtype.kind == "f" and t.dtype != self.dtype and self.dtype == "float32":
+        elif kind == "f" and self.dtype == "float32" and t.data.dtype != np.float32:
             t = ops.cast(t, self.dtype)
         return t
 

@@ -33,6 +33,7 @@ class Trainer:
         self._compile_metrics = None
         self._metric_objects = None
         self._loss_tracker = None
+        self._step_variables = None
 
     # -- compile ------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
@@ -179,7 +180,8 @@ class Trainer:
 
     def train_step(self, x, y, sample_weight=None):
         """Forward under the tape, loss, gradients, one optimizer update.  Returns (loss, y_pred)."""
-        variables = self.trainable_variables
+        # fit refreshes this list once per epoch; walking the layer tree every step costs real time.
+        variables = self._step_variables if self._step_variables is not None else self.trainable_variables
         with GradientTape() as tape:
             y_pred = self(x, training=True)
             loss, per_output = self._compute_loss(y, y_pred, sample_weight, training=True)
@@ -312,6 +314,15 @@ class Trainer:
                                             verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
         self.history = history
+        try:
+            self._train_epochs(xs, ys, sw, n, val_prepared, batch_size, validation_batch_size, validation_freq,
+                               initial_epoch, epochs, steps, shuffle, cbs)
+        finally:
+            self._step_variables = None
+        return history
+
+    def _train_epochs(self, xs, ys, sw, n, val_prepared, batch_size, validation_batch_size, validation_freq,
+                      initial_epoch, epochs, steps, shuffle, cbs):
         dev = self._device()
         rng = np.random.default_rng()
         cbs.on_train_begin()
@@ -319,6 +330,7 @@ class Trainer:
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             cbs.on_epoch_begin(epoch)
+            self._step_variables = self.trainable_variables  # callbacks may have (un)frozen layers
             order = rng.permutation(n) if shuffle and shuffle != "batch" else np.arange(n)
             for step in range(steps):
                 start = (step * batch_size) % n
@@ -344,7 +356,6 @@ class Trainer:
             if self.stop_training:
                 break
         cbs.on_train_end(logs)
-        return history
 
     # -- evaluate / predict ---------------------------------------------------------------------
     def _evaluate_prepared(self, xs, ys, sw, batch_size, cbs=None):
