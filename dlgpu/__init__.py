@@ -34,12 +34,11 @@ from dlgpu import losses, metrics, optimizers  # noqa: E402
 from dlgpu import callbacks, layers, models, datasets  # noqa: E402
 from dlgpu.layers import Input, InputSpec, Layer  # noqa: E402
 from dlgpu.models import Model, Sequential  # noqa: E402
-from dlgpu import utils  # noqa: E402
+from dlgpu import saving, utils  # noqa: E402
 from dlgpu import random  # noqa: E402
 
-backend = ops  # keras.backend-style access to the ops (floatx etc. live in dlgpu.utils)
 
 __all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceError", "device", "get_device",
            "gpu_available", "set_device", "to_device", "to_numpy", "ops", "stop_gradient", "set_random_seed",
            "activations", "initializers", "regularizers", "losses", "metrics", "optimizers", "callbacks",
-           "layers", "models", "datasets", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils"]
+           "layers", "models", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils"]
