@@ -40,6 +40,7 @@ def reset_names():
 class _CallContext(threading.local):
     def __init__(self):
         self.training = None  # set by the outermost call that was given `training`
+        self.depth = 0        # nesting of layer calls: 0 outside any call
 
 
 _call_context = _CallContext()
@@ -333,16 +334,23 @@ class Layer:
         elif self.input_spec is not None and isinstance(inputs, Tensor):
             self.input_spec.check(self.name, inputs.shape)
         training = kwargs.pop("training", None)
-        outer = _call_context.training
+        ctx = _call_context
+        outer = ctx.training
         if training is None:
             training = outer
         if self._call_takes_training:
             kwargs["training"] = training
-        _call_context.training = training
+        if ctx.depth == 0:
+            # add_loss terms (activity regularizers) belong to one forward pass, as in Keras: without this
+            # they would pile up across calls (predict batches, custom training loops).
+            self._clear_losses()
+        ctx.training = training
+        ctx.depth += 1
         try:
             return self.call(inputs, *args[1:], **kwargs)
         finally:
-            _call_context.training = outer
+            ctx.training = outer
+            ctx.depth -= 1
 
     def _convert_input(self, x):
         if x is None or isinstance(x, (int, float, str, bool)) and not isinstance(x, (np.generic,)):
