@@ -258,7 +258,13 @@ class Layer:
         return out
 
     def get_weights(self):
-        return [v.numpy() for v in self.weights]
+        """Copies of the weights: on the CPU ``Variable.numpy()`` is a view of the live array, and a caller
+        keeping these (EarlyStopping's best weights) must not see later optimizer steps."""
+        out = []
+        for v in self.weights:
+            a = v.numpy()
+            out.append(a.copy() if a is v.data or np.shares_memory(a, v.data) else a)
+        return out
 
     def set_weights(self, weights):
         params = self.weights
