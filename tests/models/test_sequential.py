@@ -126,3 +126,12 @@ def test_trainable_false_on_model():
     model.trainable = True
     model.layers[0].trainable = False
     assert len(model.trainable_weights) == 2
+
+
+def test_get_weights_returns_copies():
+    model = dlgpu.Sequential([layers.Dense(2, input_shape=(3,))])
+    saved = model.get_weights()
+    model.layers[0].kernel.assign(np.full((3, 2), 7.0, np.float32))
+    assert not np.any(saved[0] == 7.0)
+    model.set_weights(saved)
+    np.testing.assert_array_equal(model.get_weights()[0], saved[0])
