@@ -95,6 +95,6 @@ def test_seed_cnn_full(mnist):
     (x_train, y_train), (x_test, y_test) = mnist
     dlgpu.set_random_seed(0)
     acc = _train(seed_cnn(), x_train[..., None], y_train, x_test[..., None], y_test, epochs=2)
-    # Measured 0.9839 (seed 0) and 0.9856 (seed 1), ~50 s each: 0.985 sits inside the seed-to-seed spread,
+    # Measured 0.9839, 0.9856, 0.9851 (seeds 0, 1, 2), ~50 s each: 0.985 sits inside the seed-to-seed spread,
     # so the assertion keeps an honest margin below it.
     assert acc >= 0.980, acc
