@@ -54,10 +54,12 @@ class CallbackList:
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be dlgpu.callbacks.Callback instances; received {cb!r}")
+        # History and the bar come after the user's callbacks (as in Keras), so they see what those add
+        # to the epoch logs (learning_rate from LearningRateScheduler / ReduceLROnPlateau).
+        if add_history is not None:
+            self.callbacks.append(add_history)
         if add_progbar and not any(isinstance(cb, ProgbarLogger) for cb in self.callbacks):
             self.callbacks.append(ProgbarLogger())
-        if add_history is not None:
-            self.callbacks.insert(0, add_history)
         mode = params.pop("mode", "train")
         self.params = dict(params, mode=mode)
         for cb in self.callbacks:

@@ -40,6 +40,7 @@ def reset_names():
 class _CallContext(threading.local):
     def __init__(self):
         self.training = None  # set by the outermost call that was given `training`
+        self.depth = 0        # nesting of layer calls: 0 outside any call
 
 
 _call_context = _CallContext()
@@ -258,7 +259,13 @@ class Layer:
         return out
 
     def get_weights(self):
-        return [v.numpy() for v in self.weights]
+        """Copies of the weights: on the CPU ``Variable.numpy()`` is a view of the live array, and a caller
+        keeping these (EarlyStopping's best weights) must not see later optimizer steps."""
+        out = []
+        for v in self.weights:
+            a = v.numpy()
+            out.append(a.copy() if a is v.data or np.shares_memory(a, v.data) else a)
+        return out
 
     def set_weights(self, weights):
         params = self.weights
@@ -341,16 +348,23 @@ class Layer:
             if not self.built:
                 self._maybe_build(shapes)
         training = kwargs.pop("training", None)
-        outer = _call_context.training
+        ctx = _call_context
+        outer = ctx.training
         if training is None:
             training = outer
         if self._call_takes_training:
             kwargs["training"] = training
-        _call_context.training = training
+        if ctx.depth == 0:
+            # add_loss terms (activity regularizers) belong to one forward pass, as in Keras: without this
+            # they would pile up across calls (predict batches, custom training loops).
+            self._clear_losses()
+        ctx.training = training
+        ctx.depth += 1
         try:
             return self.call(inputs, *args[1:], **kwargs)
         finally:
-            _call_context.training = outer
+            ctx.training = outer
+            ctx.depth -= 1
 
     def _convert_input(self, x):
         if x is None or isinstance(x, (int, float, str, bool)) and not isinstance(x, (np.generic,)):

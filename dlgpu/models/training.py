@@ -155,12 +155,13 @@ class Trainer:
             if self._loss_weights is not None:
                 value = value * self._loss_weights[i]
             total = value if total is None else total + value
-        if training:
-            extra = self.losses
-            if extra:
-                for penalty in extra:
-                    total = total + penalty
-                self._clear_losses()
+        # Weight penalties and add_loss terms count in evaluation too, as Keras 3's compute_loss does:
+        # evaluate(x, y) on the training data reports the same loss fit minimised.
+        extra = self.losses
+        if extra:
+            for penalty in extra:
+                total = total + penalty
+            self._clear_losses()
         return total, per_output
 
     def _update_metrics(self, y_true, y_pred, loss, per_output, batch_size, sample_weight=None):
@@ -248,12 +249,11 @@ class Trainer:
         with no_grad():
             y_pred = self(xb, training=False)
             if yb is not None:
+                self._check_labels(ys, y_pred)  # before the loss, which may index with a bad label
                 self._compute_loss(yb, y_pred, None if sw is None else Tensor(sw[sl]), training=False)
                 self._clear_losses()
         if self._metric_objects is None and yb is not None:
             self._build_metrics(ys, y_pred)
-        if yb is not None:
-            self._check_labels(ys, y_pred)
 
     def _check_labels(self, ys, y_pred):
         """Sparse labels out of range anywhere in y are caught before the first step, not at batch 400."""
@@ -263,6 +263,8 @@ class Trainer:
             check = getattr(fn, "check_labels", None)
             if check is not None:
                 check(t, p.shape)
+            elif _is_sparse_crossentropy(fn):
+                _check_sparse_labels(t, p.shape)
 
     # -- fit ------------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
@@ -453,6 +455,39 @@ class Trainer:
             out = self(self._to_device(xs, self._device()), training=False)
         arrays = [o.numpy() for o in flatten(out)]
         return arrays[0] if not isinstance(out, (list, tuple)) else arrays
+
+
+_SPARSE_CE_NAMES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
+
+
+def _is_sparse_crossentropy(fn):
+    """A sparse categorical cross-entropy, given as a function or a loss object (which may wrap one)."""
+    inner = getattr(fn, "fn", None)
+    names = {getattr(fn, "__name__", None), type(fn).__name__, getattr(fn, "name", None),
+             getattr(inner, "__name__", None)}
+    return bool(names & _SPARSE_CE_NAMES)
+
+
+def _check_sparse_labels(labels, pred_shape):
+    """Integer class ids in [0, classes): checked on the whole array once per fit, so a bad label in the last
+    batch fails before the first step instead of after an epoch of training (or silently reading garbage)."""
+    labels = np.asarray(labels)
+    classes = pred_shape[-1]
+    if labels.dtype.kind == "f":
+        whole = labels == np.round(labels)
+        if not whole.all():
+            bad = labels[~whole]
+            raise ValueError(f"sparse_categorical_crossentropy expects integer class ids, but y holds "
+                             f"{bad.size} value(s) that are not whole numbers (e.g. {bad.flat[0]!r}); "
+                             f"for one-hot or soft targets use categorical_crossentropy.")
+    if labels.size and classes is not None:
+        low, high = labels.min(), labels.max()
+        if low < 0 or high >= classes:
+            bad = low if low < 0 else high
+            index = int(np.flatnonzero(labels.reshape(-1) == bad)[0])
+            raise ValueError(f"sparse_categorical_crossentropy: label {bad:g} at index {index} is out of range; the "
+                             f"model outputs {classes} classes, so labels must lie in [0, {classes - 1}] "
+                             f"(y ranges from {low:g} to {high:g}).")
 
 
 def _format_logs(logs, return_dict):

@@ -1,0 +1,162 @@
+"""Functional models: multi-input/multi-output, residual, shared layers, nested models, graph errors."""
+
+import numpy as np
+import pytest
+
+import dlgpu
+from dlgpu import layers
+
+
+def _two_io_model():
+    a = dlgpu.Input(shape=(4,), name="a")
+    b = dlgpu.Input(shape=(3,), name="b")
+    h = layers.Concatenate()([layers.Dense(8, activation="relu")(a), b])
+    reg = layers.Dense(1, name="reg")(h)
+    cls = layers.Dense(3, activation="softmax", name="cls")(h)
+    return dlgpu.Model(inputs=[a, b], outputs=[reg, cls])
+
+
+def _two_io_data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    xa = rng.standard_normal((n, 4)).astype(np.float32)
+    xb = rng.standard_normal((n, 3)).astype(np.float32)
+    y_reg = (xa.sum(1, keepdims=True) + xb[:, :1]).astype(np.float32)
+    y_cls = (xa[:, 0] > 0).astype(np.int64) + (xb[:, 0] > 1)
+    return xa, xb, y_reg, y_cls
+
+
+def test_multi_io_call_and_layers():
+    model = _two_io_model()
+    xa, xb, _, _ = _two_io_data(5)
+    reg, cls = model([xa, xb])
+    assert reg.shape == (5, 1) and cls.shape == (5, 3)
+    out = model({"a": xa, "b": xb})
+    np.testing.assert_allclose(out[0].numpy(), reg.numpy())
+    names = [l.name for l in model.layers]
+    assert names[0] == "a" and {"b", "reg", "cls"} <= set(names)
+    assert names.index("reg") > names.index("b")  # a layer comes after the layers it depends on
+    assert model.get_layer("reg").units == 1
+    with pytest.raises(ValueError, match="nope"):
+        model.get_layer("nope")
+
+
+@pytest.mark.parametrize("loss", [
+    ["mse", "sparse_categorical_crossentropy"],
+    {"reg": "mse", "cls": "sparse_categorical_crossentropy"},
+])
+def test_multi_io_fit_with_list_and_dict_losses(loss):
+    model = _two_io_model()
+    metrics = {"cls": ["accuracy"]} if isinstance(loss, dict) else [[], ["accuracy"]]
+    model.compile(optimizer="adam", loss=loss, metrics=metrics)
+    xa, xb, y_reg, y_cls = _two_io_data()
+    hist = model.fit([xa, xb], [y_reg, y_cls], epochs=3, batch_size=16, verbose=0)
+    for key in ("loss", "reg_loss", "cls_loss", "cls_accuracy"):
+        assert key in hist.history, hist.history.keys()
+        assert len(hist.history[key]) == 3
+    # total loss = sum of the per-output losses (weights 1)
+    logs = model.evaluate([xa, xb], [y_reg, y_cls], verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(logs["reg_loss"] + logs["cls_loss"], rel=1e-5)
+    preds = model.predict([xa, xb], verbose=0)
+    assert isinstance(preds, list) and preds[0].shape == (64, 1) and preds[1].shape == (64, 3)
+
+
+def test_loss_weights():
+    model = _two_io_model()
+    model.compile(optimizer="adam", loss=["mse", "sparse_categorical_crossentropy"], loss_weights=[2.0, 0.5])
+    xa, xb, y_reg, y_cls = _two_io_data()
+    logs = model.evaluate([xa, xb], [y_reg, y_cls], verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(2.0 * logs["reg_loss"] + 0.5 * logs["cls_loss"], rel=1e-5)
+
+
+def test_unknown_output_name_in_loss_dict():
+    model = _two_io_model()
+    with pytest.raises(ValueError, match="regg"):
+        model.compile(optimizer="adam", loss={"regg": "mse", "cls": "mse"})
+
+
+def test_residual_connection_gradients_flow_through_both_paths():
+    inp = dlgpu.Input(shape=(4,))
+    h = layers.Dense(4, name="inner")(inp)
+    out = layers.Add()([inp, h])
+    model = dlgpu.Model(inp, out)
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    kernel, bias = model.get_layer("inner").get_weights()
+    np.testing.assert_allclose(model(x).numpy(), x + x @ kernel + bias, rtol=1e-5, atol=1e-6)
+    xt = dlgpu.Tensor(x)
+    with dlgpu.GradientTape() as tape:
+        tape.watch(xt)
+        y = dlgpu.ops.sum(model(xt))
+    (gx,) = tape.gradient(y, [xt])
+    np.testing.assert_allclose(gx.numpy(), np.ones((3, 4)) + kernel.sum(1)[None, :], rtol=1e-5)
+
+
+def test_shared_layer_used_twice_has_one_set_of_weights():
+    shared = layers.Dense(3, name="shared")
+    a, b = dlgpu.Input(shape=(5,)), dlgpu.Input(shape=(5,))
+    model = dlgpu.Model([a, b], layers.Add()([shared(a), shared(b)]))
+    assert len(model.weights) == 2
+    assert [l.name for l in model.layers].count("shared") == 1
+    x1 = np.ones((2, 5), np.float32)
+    x2 = 2 * x1
+    k, bias = shared.get_weights()
+    np.testing.assert_allclose(model([x1, x2]).numpy(), x1 @ k + bias + x2 @ k + bias, rtol=1e-5)
+    model.compile(optimizer="adam", loss="mse")
+    model.fit([x1, x2], np.zeros((2, 3), np.float32), epochs=2, verbose=0)
+
+
+def test_nested_model_as_a_layer():
+    inner_in = dlgpu.Input(shape=(4,))
+    inner = dlgpu.Model(inner_in, layers.Dense(3, activation="relu")(inner_in), name="inner")
+    seq = dlgpu.Sequential([layers.Dense(2, input_shape=(3,))], name="head")
+    inp = dlgpu.Input(shape=(4,))
+    model = dlgpu.Model(inp, seq(inner(inp)))
+    assert len(model.trainable_weights) == 4
+    x = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    np.testing.assert_allclose(model(x).numpy(), seq(inner(x)).numpy())
+    model.compile(optimizer="adam", loss="mse")
+    before = inner.get_weights()[0].copy()
+    model.fit(x, np.ones((6, 2), np.float32), epochs=2, verbose=0)
+    assert not np.allclose(inner.get_weights()[0], before)  # training the outer model trains the inner one
+    inner.trainable = False
+    assert len(model.trainable_weights) == 2
+
+
+def test_disconnected_graph():
+    a, b = dlgpu.Input(shape=(3,), name="in_a"), dlgpu.Input(shape=(3,), name="in_b")
+    out = layers.Add()([a, b])
+    with pytest.raises(ValueError, match=r"(?i)disconnected.*in_b"):
+        dlgpu.Model(a, out)
+
+
+def test_model_needs_symbolic_tensors():
+    with pytest.raises(ValueError, match="symbolic|Input"):
+        dlgpu.Model(np.zeros((1, 3)), np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="outputs"):
+        dlgpu.Model(inputs=dlgpu.Input(shape=(3,)))
+
+
+def test_wrong_number_and_shape_of_inputs():
+    model = _two_io_model()
+    xa, xb, _, _ = _two_io_data(4)
+    with pytest.raises(ValueError, match=r"expects 2 input"):
+        model(xa)
+    with pytest.raises(ValueError, match=r"'b'.*\(None, 3\).*\(4, 5\)"):
+        model([xa, np.zeros((4, 5), np.float32)])
+    with pytest.raises(ValueError, match=r"missing inputs \['b'\]"):
+        model({"a": xa})
+
+
+def test_training_flag_reaches_dropout_in_graph():
+    inp = dlgpu.Input(shape=(100,))
+    model = dlgpu.Model(inp, layers.Dropout(0.5)(inp))
+    x = np.ones((4, 100), np.float32)
+    np.testing.assert_array_equal(model(x).numpy(), x)
+    np.testing.assert_array_equal(model(x, training=False).numpy(), x)
+    assert (model(x, training=True).numpy() == 0).mean() > 0.3
+
+
+def test_slicing_a_keras_tensor():
+    inp = dlgpu.Input(shape=(4,))
+    model = dlgpu.Model(inp, inp[:, :2])
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_array_equal(model(x).numpy(), x[:, :2])

@@ -1,0 +1,286 @@
+"""Saving and loading: round trips, compile config, weights only, atomic writes, hostile files."""
+
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import dlgpu
+from dlgpu import layers
+from dlgpu.models import load_model
+from dlgpu.models.saving import SavedModelError
+
+
+def _x(shape=(8, 6), seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _sequential():
+    model = dlgpu.Sequential([layers.Dense(8, activation="relu", input_shape=(6,)), layers.BatchNormalization(),
+                              layers.Dropout(0.3), layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(_x((32, 6)), np.arange(32) % 3, epochs=1, verbose=0)  # moves the BN statistics off their init
+    return model
+
+
+def _multi_io_residual():
+    a, b = dlgpu.Input(shape=(6,), name="a"), dlgpu.Input(shape=(4, 4, 2), name="img")
+    h = layers.Dense(6, activation="tanh")(a)
+    h = layers.Add()([a, h])                                  # residual
+    c = layers.Conv2D(3, 3, padding="same", activation="relu")(b)
+    c = layers.GlobalAveragePooling2D()(layers.MaxPooling2D()(c))
+    merged = layers.Concatenate()([h, c])
+    shared = layers.Dense(5, name="shared")
+    out1 = layers.Dense(1, name="out1")(shared(merged))
+    out2 = layers.Dense(2, activation="softmax", name="out2")(layers.Reshape((5,))(shared(merged)))
+    return dlgpu.Model([a, b], [out1, out2], name="multi")
+
+
+def _assert_same_predictions(m1, m2, x):
+    p1, p2 = m1.predict(x, verbose=0), m2.predict(x, verbose=0)
+    for a, b in zip(p1 if isinstance(p1, list) else [p1], p2 if isinstance(p2, list) else [p2]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sequential_round_trip(tmp_path):
+    model = _sequential()
+    path = tmp_path / "model.dlgpu"
+    model.save(path)
+    loaded = load_model(path)
+    assert type(loaded) is dlgpu.Sequential
+    assert [type(l) for l in loaded.layers] == [type(l) for l in model.layers]
+    _assert_same_predictions(model, loaded, _x())
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # compile config restored: it evaluates and keeps training
+    assert loaded.compiled
+    assert loaded.evaluate(_x((32, 6)), np.arange(32) % 3, verbose=0, return_dict=True).keys() == {"loss", "accuracy"}
+    loaded.fit(_x((32, 6)), np.arange(32) % 3, epochs=1, verbose=0)
+
+
+def test_functional_multi_io_residual_round_trip(tmp_path):
+    model = _multi_io_residual()
+    model.compile(optimizer="adam", loss=["mse", "sparse_categorical_crossentropy"])
+    path = tmp_path / "multi.dlgpu"
+    model.save(path)
+    loaded = load_model(path)
+    assert loaded.name == "multi" and len(loaded.weights) == len(model.weights)
+    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+    x = [_x((5, 6)), _x((5, 4, 4, 2), 1)]
+    _assert_same_predictions(model, loaded, x)
+    loaded.fit(x, [np.zeros((5, 1), np.float32), np.zeros(5, np.int64)], epochs=1, verbose=0)
+
+
+def test_uncompiled_model_loads_uncompiled(tmp_path):
+    model = dlgpu.Sequential([layers.Dense(2, input_shape=(3,))])
+    model.save(tmp_path / "m.dlgpu")
+    loaded = load_model(tmp_path / "m.dlgpu")
+    assert not loaded.compiled
+    _assert_same_predictions(model, loaded, _x((4, 3)))
+    assert not load_model(tmp_path / "m.dlgpu", compile=False).compiled
+
+
+def test_save_weights_load_weights(tmp_path):
+    model = _sequential()
+    model.save_weights(tmp_path / "w.weights.dlgpu")
+    other = dlgpu.Sequential([layers.Dense(8, activation="relu", input_shape=(6,)), layers.BatchNormalization(),
+                              layers.Dropout(0.3), layers.Dense(3, activation="softmax")])
+    other.load_weights(tmp_path / "w.weights.dlgpu")
+    _assert_same_predictions(model, other, _x())
+    with pytest.raises(SavedModelError, match="weights"):
+        load_model(tmp_path / "w.weights.dlgpu")
+    wrong = dlgpu.Sequential([layers.Dense(5, input_shape=(6,))])
+    before = wrong.get_weights()
+    with pytest.raises(ValueError, match="different architecture|shape"):
+        wrong.load_weights(tmp_path / "w.weights.dlgpu")
+    for a, b in zip(wrong.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unbuilt_model_cannot_be_saved(tmp_path):
+    with pytest.raises(ValueError, match="not built"):
+        dlgpu.Sequential([layers.Dense(2)]).save(tmp_path / "m.dlgpu")
+    assert os.listdir(tmp_path) == []
+
+
+def test_overwrite_false(tmp_path):
+    model = dlgpu.Sequential([layers.Dense(2, input_shape=(3,))])
+    model.save(tmp_path / "m.dlgpu")
+    with pytest.raises(FileExistsError):
+        model.save(tmp_path / "m.dlgpu", overwrite=False)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    model = dlgpu.Sequential([layers.Dense(2, input_shape=(3,))])
+    path = tmp_path / "m.dlgpu"
+    model.save(path)
+    good = path.read_bytes()
+    model.layers[0].kernel.assign(np.ones((3, 2), np.float32))
+
+    real_writestr = zipfile.ZipFile.writestr
+    calls = []
+
+    def failing_writestr(self, name, data, *args, **kwargs):
+        calls.append(name)
+        if len(calls) == 2:   # half of the archive is written when the disk "fills up"
+            raise OSError(28, "No space left on device")
+        return real_writestr(self, name, data, *args, **kwargs)
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", failing_writestr)
+    with pytest.raises(OSError, match="No space"):
+        model.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good              # the old file survives intact
+    assert os.listdir(tmp_path) == ["m.dlgpu"]    # and no temporary file is left behind
+    loaded = load_model(path)
+    assert not np.array_equal(loaded.get_weights()[0], np.ones((3, 2)))
+
+
+def test_interrupt_during_save_leaves_no_temp_file(tmp_path, monkeypatch):
+    model = dlgpu.Sequential([layers.Dense(2, input_shape=(3,))])
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.save_weights(tmp_path / "w.dlgpu")
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_to_missing_directory(tmp_path):
+    model = dlgpu.Sequential([layers.Dense(2, input_shape=(3,))])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        model.save(tmp_path / "nope" / "m.dlgpu")
+    assert os.listdir(tmp_path) == []
+
+
+# -- hostile and broken files ------------------------------------------------------------------------
+def _write_zip(path, entries):
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+
+
+def _valid_archive_entries(tmp_path):
+    model = dlgpu.Sequential([layers.Dense(2, input_shape=(3,))])
+    model.save(tmp_path / "good.dlgpu")
+    with zipfile.ZipFile(tmp_path / "good.dlgpu") as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def test_load_text_file(tmp_path):
+    (tmp_path / "notes.dlgpu").write_text("hello, not a model")
+    with pytest.raises(SavedModelError, match="not a dlgpu model"):
+        load_model(tmp_path / "notes.dlgpu")
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "absent.dlgpu")
+
+
+def test_load_foreign_zip(tmp_path):
+    _write_zip(tmp_path / "foreign.zip", {"readme.txt": "hi", "data.bin": b"\x00\x01"})
+    with pytest.raises(SavedModelError, match="not a dlgpu model"):
+        load_model(tmp_path / "foreign.zip")
+
+
+def test_load_truncated_file(tmp_path):
+    model = dlgpu.Sequential([layers.Dense(2, input_shape=(3,))])
+    model.save(tmp_path / "m.dlgpu")
+    data = (tmp_path / "m.dlgpu").read_bytes()
+    for cut in (len(data) // 2, len(data) - 30, 100):
+        (tmp_path / "cut.dlgpu").write_bytes(data[:cut])
+        with pytest.raises(SavedModelError):
+            load_model(tmp_path / "cut.dlgpu")
+        with pytest.raises(SavedModelError):
+            model.load_weights(tmp_path / "cut.dlgpu")
+
+
+def test_corrupt_config_json(tmp_path):
+    entries = _valid_archive_entries(tmp_path)
+    entries["config.json"] = b"{not json"
+    _write_zip(tmp_path / "bad.dlgpu", entries)
+    with pytest.raises(SavedModelError, match="config.json"):
+        load_model(tmp_path / "bad.dlgpu")
+    entries["config.json"] = json.dumps({"class_name": "os.system", "config": {}}).encode()
+    _write_zip(tmp_path / "bad2.dlgpu", entries)
+    with pytest.raises(ValueError, match="Unknown layer class"):
+        load_model(tmp_path / "bad2.dlgpu")
+
+
+class _Boom:
+    """Unpickling this would run code: the loader must never get that far."""
+
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_pickled_object_array_is_never_unpickled(tmp_path):
+    entries = _valid_archive_entries(tmp_path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{"00000:dense/kernel": np.array([_Boom()], dtype=object),
+                        "00001:dense/bias": np.zeros(2, np.float32)})
+    entries["model.weights.npz"] = buffer.getvalue()
+    _write_zip(tmp_path / "evil.dlgpu", entries)
+    model = dlgpu.Sequential([layers.Dense(2, input_shape=(3,))])
+    before = model.get_weights()
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(SavedModelError, match="not plain arrays|pickle"):
+            load_model(tmp_path / "evil.dlgpu")
+        with pytest.raises(SavedModelError, match="not plain arrays|pickle"):
+            model.load_weights(tmp_path / "evil.dlgpu")
+    finally:
+        os.chdir(cwd)
+    assert not (tmp_path / "PWNED").exists()
+    for a, b in zip(model.get_weights(), before):   # no partial state
+        np.testing.assert_array_equal(a, b)
+
+
+def test_weights_with_wrong_shapes_change_nothing(tmp_path):
+    entries = _valid_archive_entries(tmp_path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{"00000:dense/kernel": np.ones((3, 2), np.float32),
+                        "00001:dense/bias": np.ones(7, np.float32)})
+    entries["model.weights.npz"] = buffer.getvalue()
+    _write_zip(tmp_path / "shapes.dlgpu", entries)
+    model = dlgpu.Sequential([layers.Dense(2, input_shape=(3,))])
+    before = model.get_weights()
+    with pytest.raises(SavedModelError, match=r"\(7,\)"):
+        model.load_weights(tmp_path / "shapes.dlgpu")
+    for a, b in zip(model.get_weights(), before):   # the kernel (which fit) was not assigned either
+        np.testing.assert_array_equal(a, b)
+
+
+def test_newer_format_version(tmp_path):
+    entries = _valid_archive_entries(tmp_path)
+    meta = json.loads(entries["metadata.json"])
+    meta["format_version"] = 999
+    entries["metadata.json"] = json.dumps(meta).encode()
+    _write_zip(tmp_path / "new.dlgpu", entries)
+    with pytest.raises(SavedModelError, match="newer"):
+        load_model(tmp_path / "new.dlgpu")
+
+
+def test_subclassed_model_without_config_explains(tmp_path):
+    class Custom(dlgpu.Model):
+        def __init__(self):
+            super().__init__()
+            self.d = layers.Dense(2)
+
+        def call(self, x):
+            return self.d(x)
+    model = Custom()
+    model(np.zeros((1, 3), np.float32))
+    with pytest.raises(NotImplementedError, match="get_config"):
+        model.save(tmp_path / "c.dlgpu")
+    assert os.listdir(tmp_path) == []
+    model.save_weights(tmp_path / "c.weights.dlgpu")
+    other = Custom()
+    other(np.zeros((1, 3), np.float32))
+    other.load_weights(tmp_path / "c.weights.dlgpu")
+    _assert_same_predictions(model, other, _x((4, 3)))
