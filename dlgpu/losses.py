@@ -149,8 +149,10 @@ def sparse_labels(y_true, num_classes, name="sparse_categorical_crossentropy", p
     if bool(out_of_range.any()):
         checked = data if valid is None else data[valid]
         lo, hi = int(checked.min()), int(checked.max())
+        first = int(out_of_range.reshape(-1).argmax())
         raise ValueError(f"{name}: labels must be integers in [0, {num_classes}) because y_pred has {num_classes} "
-                         f"classes; received labels with min {lo} and max {hi} ({shown}).")
+                         f"classes; received label {int(data.reshape(-1)[first])} at index {first} (labels range "
+                         f"from {lo} to {hi}; {shown}).")
     if valid is not None:
         data = xp.where(valid, data, 0)
     return data if data.dtype == np.int32 else data.astype(np.int32)

@@ -216,8 +216,8 @@ def test_config_round_trip():
 
 
 @pytest.mark.parametrize("labels, pattern", [
-    (np.array([0, 1, 5, 2]), r"SparseCategoricalCrossentropy|sparse_categorical_crossentropy.*\[0, 4\).*min 0 and max 5"),
-    (np.array([0, -1, 2, 2]), r"min -1 and max 2"),
+    (np.array([0, 1, 5, 2]), r"SparseCategoricalCrossentropy|sparse_categorical_crossentropy.*\[0, 4\).*label 5 at index 2 \(labels range from 0 to 5"),
+    (np.array([0, -1, 2, 2]), r"label -1 at index 1 \(labels range from -1 to 2"),
     (np.array([0, np.nan, 2, 1]), r"whole-number.*nan"),
     (np.array([0, 1.5, 2, 1]), r"whole-number.*1\.5"),
 ])

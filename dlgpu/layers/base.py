@@ -332,6 +332,8 @@ class Layer:
         if not args:
             raise ValueError(f"Layer '{self.name}' was called without inputs.")
         inputs = args[0]
+        if not isinstance(inputs, (Tensor, KerasTensor, list, tuple, dict)) and inputs is not None:
+            inputs = self._convert_input(inputs)  # one array: a tensor from here on
         if isinstance(inputs, Tensor):  # the common case, kept short: it runs for every layer every step
             inputs = self._convert_input(inputs)
             shape = inputs.data.shape

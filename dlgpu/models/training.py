@@ -45,6 +45,7 @@ class Trainer:
         if loss_weights is not None:
             weights = self._per_output(loss_weights, "loss_weights", n_out)
             loss_weights = [1.0 if w is None else float(w) for w in weights]
+        _check_metric_names(metrics)
         self.optimizer = optimizer
         self._loss_fns = loss_fns
         self._loss_config = loss
@@ -332,7 +333,9 @@ class Trainer:
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()
             cbs.on_epoch_begin(epoch)
-            self._step_variables = self.trainable_variables  # callbacks may have (un)frozen layers
+            # Refreshed each epoch (callbacks may (un)freeze layers); set past Layer.__setattr__, which would
+            # otherwise track these variables as the model's own.
+            object.__setattr__(self, "_step_variables", self.trainable_variables)
             order = rng.permutation(n) if shuffle and shuffle != "batch" else np.arange(n)
             for step in range(steps):
                 start = (step * batch_size) % n
@@ -488,6 +491,16 @@ def _check_sparse_labels(labels, pred_shape):
             raise ValueError(f"sparse_categorical_crossentropy: label {bad:g} at index {index} is out of range; the "
                              f"model outputs {classes} classes, so labels must lie in [0, {classes - 1}] "
                              f"(y ranges from {low:g} to {high:g}).")
+
+
+def _check_metric_names(specs):
+    """Unknown metric strings fail at compile, as unknown losses and optimizers do (the metric objects
+    themselves are made on the first batch, when 'accuracy' can be resolved from the output shapes)."""
+    if isinstance(specs, dict):
+        specs = list(specs.values())
+    for spec in flatten(specs) if specs is not None else []:
+        if isinstance(spec, str) and spec not in ("accuracy", "acc"):
+            metrics_module.get(spec)
 
 
 def _format_logs(logs, return_dict):

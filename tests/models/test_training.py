@@ -300,7 +300,7 @@ def test_gradient_tape_custom_loop_converges():
     optimizer = dlgpu.optimizers.Adam(learning_rate=0.02)
     loss_fn = dlgpu.losses.MeanSquaredError()
     losses = []
-    for step in range(200):
+    for step in range(400):
         idx = slice((step % 4) * 32, (step % 4 + 1) * 32)
         with dlgpu.GradientTape() as tape:
             pred = model(x[idx], training=True)
