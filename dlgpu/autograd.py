@@ -178,6 +178,11 @@ class Variable(Tensor):
             object.__setattr__(self, "_tracked", bool(value))
         object.__setattr__(self, key, value)
 
+    def numpy(self):
+        """A copy of the values: a variable changes in place as it trains, a snapshot must not."""
+        array = _device.to_numpy(self.data)
+        return array.copy() if array is self.data else array
+
     @property
     def value(self):
         return Tensor(self.data)

@@ -327,7 +327,7 @@ class Trainer:
     def _train_epochs(self, xs, ys, sw, n, val_prepared, batch_size, validation_batch_size, validation_freq,
                       initial_epoch, epochs, steps, shuffle, cbs):
         dev = self._device()
-        rng = np.random.default_rng()
+        rng = _host_generator()  # seeded by dlgpu.set_random_seed, so shuffling is reproducible
         cbs.on_train_begin()
         logs = {}
         for epoch in range(initial_epoch, epochs):
@@ -491,6 +491,11 @@ def _check_sparse_labels(labels, pred_shape):
             raise ValueError(f"sparse_categorical_crossentropy: label {bad:g} at index {index} is out of range; the "
                              f"model outputs {classes} classes, so labels must lie in [0, {classes - 1}] "
                              f"(y ranges from {low:g} to {high:g}).")
+
+
+def _host_generator():
+    from dlgpu.ops.nn import _generator
+    return _generator(np)
 
 
 def _check_metric_names(specs):
