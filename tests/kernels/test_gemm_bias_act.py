@@ -144,8 +144,8 @@ def test_kernel_launch_uses_int32_scalars(kb):
 # comparison the real kernel passes.  (Built once, then cached under EMU_CACHE_DIR.)
 MUTATIONS = {
     # the barrier that separates reading one shared buffer from refilling the other
-    "missing_syncthreads": ("store_tile<BT, BK>(Bs[cur ^ 1], b_along_k, rb);\n    }\n    __syncthreads();",
-                            "store_tile<BT, BK>(Bs[cur ^ 1], b_along_k, rb);\n    }\n"),
+    "missing_syncthreads": ("store_tile<BN, BK, NT>(Bs[cur ^ 1], b_along_k, rb);\n    }\n    __syncthreads();",
+                            "store_tile<BN, BK, NT>(Bs[cur ^ 1], b_along_k, rb);\n    }\n"),
     # off by one in the number of K tiles: the last (partial) tile is dropped
     "k_tiles_off_by_one": ("const int ntiles = (K + BK - 1) / BK;", "const int ntiles = (K - 1) / BK;"),
 }
