@@ -61,6 +61,97 @@ def test_gemm_unaligned_operands_take_the_scalar_path(kb, rng):
     np.testing.assert_allclose(kb.lib.gemm(a, b), _ref_gemm(a, b, False, False), **_tol(k))
 
 
+@pytest.mark.parametrize("ta", [False, True], ids=["a", "aT"])
+@pytest.mark.parametrize("tb", [False, True], ids=["b", "bT"])
+@pytest.mark.parametrize("mnk", [(7, 33, 5), (33, 8, 127), (5, 3, 0)], ids=lambda s: "x".join(map(str, s)))
+def test_gemm_matmul_path(kb, rng, mnk, ta, tb):
+    # xp.matmul (numpy here, cuBLAS on a GPU) + our one-pass epilogue; N = 33: scalar epilogue, 8: float4
+    m, n, k = mnk
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c = kb.asnumpy(kb.lib.gemm(kb.asarray(a), kb.asarray(b), trans_a=ta, trans_b=tb, path="matmul"))
+    np.testing.assert_allclose(c, _ref_gemm(a, b, ta, tb), **_tol(k))
+    c = kb.asnumpy(kb.lib.gemm(kb.asarray(a), kb.asarray(b), trans_a=ta, trans_b=tb, bias=kb.asarray(bias),
+                               activation="tanh", path="matmul"))
+    assert c.shape == (m, n) and c.dtype == np.float32
+    np.testing.assert_allclose(c, np.tanh(_ref_gemm(a, b, ta, tb, bias)), rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("n", [12, 13])
+@pytest.mark.parametrize("name", cpu.ACTIVATIONS)
+def test_bias_act_forward(kb, rng, name, n):
+    x = rng.standard_normal((9, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    xd = kb.asarray(x.copy())
+    y, z = kb.lib.bias_act_forward(xd, kb.asarray(bias), name, 0.1, store_z=True)
+    np.testing.assert_allclose(kb.asnumpy(z), x + bias, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(kb.asnumpy(y), cpu.activation(x + bias, name, alpha=0.1), rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(kb.asnumpy(xd), kb.asnumpy(y))  # in place
+    y, z = kb.lib.bias_act_forward(kb.asarray(x.copy()), None, name, 0.1)
+    assert z is None
+    np.testing.assert_allclose(kb.asnumpy(y), cpu.activation(x, name, alpha=0.1), rtol=1e-5, atol=2e-6)
+
+
+def test_dispatch_rule(monkeypatch):
+    from dlgpu.backend.kernel_ops import gemm_bias_act as g
+    assert g._choose_path(128, 128, 784) == "fused"
+    assert g._choose_path(4096, 4096, 4096) == "matmul"
+    assert g._choose_path(128, 4096, 4096) == "matmul"
+    monkeypatch.setattr(g, "MATMUL_MIN_FLOP", 1)
+    assert g._choose_path(1, 1, 1) == "matmul"
+
+
+@pytest.mark.parametrize("branch", ["fused", "matmul"])
+@pytest.mark.parametrize("name", ["relu", "gelu"])
+def test_dense_both_branches(kb, rng, monkeypatch, branch, name):
+    # The size rule (thresholds monkeypatched to send these small problems one way or the other) through
+    # dense_forward and both backward GEMMs; gelu keeps z, which the matmul branch writes over the product.
+    from dlgpu.backend.kernel_ops import gemm_bias_act as g
+    if branch == "matmul":
+        monkeypatch.setattr(g, "MATMUL_MIN_FLOP", 1)
+    else:
+        monkeypatch.setattr(g, "MATMUL_MIN_FLOP", 1 << 62)
+        monkeypatch.setattr(g, "MATMUL_MIN_K_DEEP", 1 << 30)
+    calls = []
+    real = g._choose_path
+    monkeypatch.setattr(g, "_choose_path", lambda *s: calls.append(real(*s)) or calls[-1])
+    x = rng.standard_normal((6, 9)).astype(np.float32)
+    w = rng.standard_normal((9, 20)).astype(np.float32)
+    b = rng.standard_normal(20).astype(np.float32)
+    y, ctx = kb.lib.dense_forward(kb.asarray(x), kb.asarray(w), kb.asarray(b), name)
+    y_ref, ctx_ref = cpu.dense_forward(x, w, b, name)
+    np.testing.assert_allclose(kb.asnumpy(y), y_ref, rtol=1e-5, atol=2e-5)
+    if name == "gelu":
+        np.testing.assert_allclose(kb.asnumpy(ctx[4]), ctx_ref[4], rtol=1e-5, atol=2e-5)
+    dy = rng.standard_normal(y_ref.shape).astype(np.float32)
+    dx, dw, db = kb.lib.dense_backward(kb.asarray(dy), ctx)
+    for got, ref in zip((dx, dw, db), cpu.dense_backward(dy, ctx_ref)):
+        np.testing.assert_allclose(kb.asnumpy(got), ref, rtol=1e-4, atol=1e-4)
+    assert calls == [branch] * 3
+
+
+def test_gemm_variant_tilings(rng):
+    # gemm_bias_act_variant built with other -D tilings (as bench/gemm_sweep.py does): a 64 x 32 tile with
+    # 4 x 8 micro-tiles and warps of 4 x 8 threads, BK 8; odd sizes and all transposes.
+    from dlgpu.testing.emu import EmuModule
+    from dlgpu.backend.kernels import NVRTC_OPTIONS, kernel_dir, i32, f32, cdiv
+    defs = dict(GV_BM=64, GV_BN=32, GV_BK=8, GV_TM=4, GV_TN=8, GV_WTX=4, GV_MINB=1)
+    mod = EmuModule(code=(kernel_dir() / "gemm_bias_act.cu").read_text(),
+                    options=NVRTC_OPTIONS + tuple(f"-D{k}={v}" for k, v in defs.items()))
+    fn = mod.get_function("gemm_bias_act_variant")
+    m, n, k = 70, 37, 19
+    for ta in (False, True):
+        for tb in (False, True):
+            a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+            b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+            bias = rng.standard_normal(n).astype(np.float32)
+            c = np.full((m, n), np.nan, np.float32)
+            fn((cdiv(n, 32), cdiv(m, 64)), ((64 // 4) * (32 // 8),),
+               (a, b, bias, c, c, i32(m), i32(n), i32(k), i32(ta), i32(tb), i32(1), i32(1), f32(0), i32(0)))
+            np.testing.assert_allclose(c, np.maximum(_ref_gemm(a, b, ta, tb, bias), 0), **_tol(k))
+
+
 @pytest.mark.parametrize("name", cpu.ACTIVATIONS)
 def test_dense_forward_backward(kb, rng, name):
     x = rng.standard_normal((2, 5, 7)).astype(np.float32)   # leading dims flatten to M = 10
@@ -118,6 +209,8 @@ def test_validation_errors(kb):
         lib.gemm(a, a, trans_b=True, activation="swish")
     with pytest.raises(ValueError, match=r"gemm: tile must be one of \[64, 128\] or None; received tile=32"):
         lib.gemm(a, a, trans_b=True, tile=32)
+    with pytest.raises(ValueError, match=r"gemm: path must be one of \('auto', 'fused', 'matmul'\)"):
+        lib.gemm(a, a, trans_b=True, path="cublas")
     with pytest.raises(ValueError, match=r"gemm: a and b must be 2-D"):
         lib.gemm(xp.zeros(4, np.float32), a)
     with pytest.raises(ValueError, match=r"dense_forward: expected x \(..., K\) and w \(K, N\)"):
@@ -144,8 +237,8 @@ def test_kernel_launch_uses_int32_scalars(kb):
 # comparison the real kernel passes.  (Built once, then cached under EMU_CACHE_DIR.)
 MUTATIONS = {
     # the barrier that separates reading one shared buffer from refilling the other
-    "missing_syncthreads": ("store_tile<BT, BK>(Bs[cur ^ 1], b_along_k, rb);\n    }\n    __syncthreads();",
-                            "store_tile<BT, BK>(Bs[cur ^ 1], b_along_k, rb);\n    }\n"),
+    "missing_syncthreads": ("store_tile<BN, BK, NT>(Bs[cur ^ 1], b_along_k, rb);\n    }\n    __syncthreads();",
+                            "store_tile<BN, BK, NT>(Bs[cur ^ 1], b_along_k, rb);\n    }\n"),
     # off by one in the number of K tiles: the last (partial) tile is dropped
     "k_tiles_off_by_one": ("const int ntiles = (K + BK - 1) / BK;", "const int ntiles = (K - 1) / BK;"),
 }
