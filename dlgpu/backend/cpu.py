@@ -220,6 +220,23 @@ def _window_slice(i, j, strides, ho, wo):
     return (slice(None), slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw), slice(None))
 
 
+def max_pool2d(x, pool, strides, pads):
+    """Max over each window, without the argmax: inference needs no backward (4x cheaper for 2x2)."""
+    xp = array_module(x)
+    n, h, w, c, ho, wo = _pool_geometry(x.shape, pool, strides, pads)
+    if pool == (2, 2) and strides == (2, 2) and not any(pads):
+        corners = x[:, :2 * ho, :2 * wo, :].reshape(n, ho, 2, wo, 2, c)
+        rows = xp.maximum(corners[:, :, 0], corners[:, :, 1])  # the two rows first: longer contiguous runs
+        return xp.maximum(rows[:, :, :, 0], rows[:, :, :, 1])
+    xpad = _pad_nhwc(x, pads, value=-xp.inf)
+    y = xpad[_window_slice(0, 0, strides, ho, wo)].copy()
+    for i in range(pool[0]):
+        for j in range(pool[1]):
+            if i or j:
+                xp.maximum(y, xpad[_window_slice(i, j, strides, ho, wo)], out=y)
+    return y
+
+
 def max_pool2d_forward(x, pool, strides, pads):
     """Max over each window; argmax is the flat offset i*pw+j of the first maximum (int32)."""
     xp = array_module(x)

@@ -84,6 +84,14 @@ softmax = _simple("softmax")
 softmax_cross_entropy = _simple("softmax_cross_entropy")
 softmax_cross_entropy_backward = _simple("softmax_cross_entropy_backward")
 max_pool2d_forward = _simple("max_pool2d_forward")
+
+
+def max_pool2d(x, pool, strides, pads):
+    """Inference max-pool: our kernel keeps an argmax anyway (one pass); the generic path skips it."""
+    lib = _library()
+    if lib is not None and hasattr(lib, "max_pool2d_forward") and _float32_only((x,)):
+        return lib.max_pool2d_forward(x, pool, strides, pads)[0]
+    return reference.max_pool2d(x, pool, strides, pads)
 max_pool2d_backward = _simple("max_pool2d_backward")
 avg_pool2d_forward = _simple("avg_pool2d_forward")
 avg_pool2d_backward = _simple("avg_pool2d_backward")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dlgpu.autograd import is_recording
 from dlgpu.ops._core import backend_of, make_result, same_device, to_tensor
 from dlgpu.ops.nn import ACTIVATION_NAMES
 
@@ -81,6 +82,8 @@ def _pool_args(x, pool_size, strides, padding, op):
 def max_pool2d(x, pool_size=2, strides=None, padding="valid"):
     x, pool, strides, pads = _pool_args(x, pool_size, strides, padding, "max_pool2d")
     be = backend_of(x.data)
+    if not (x._tracked and is_recording()):  # inference: no backward, so no argmax to keep
+        return make_result(be.max_pool2d(x.data, pool, strides, pads), (x,), None)
     y, argmax = be.max_pool2d_forward(x.data, pool, strides, pads)
     shape = x.data.shape
     return make_result(y, (x,), lambda g: (be.max_pool2d_backward(g, argmax, shape, pool, strides, pads),))

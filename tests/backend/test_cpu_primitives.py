@@ -269,3 +269,16 @@ def test_sgd_weight_decay_is_decoupled():
     p = np.ones(3, np.float32)
     cpu.sgd_update([p], [np.zeros(3, np.float32)], [None], 0.1, 0.0, False, weight_decay=0.5)
     np.testing.assert_allclose(p, 1 - 0.1 * 0.5)
+
+
+@pytest.mark.parametrize("shape,pool,strides,pads", [
+    ((2, 26, 26, 3), (2, 2), (2, 2), (0, 0, 0, 0)),
+    ((1, 11, 11, 4), (2, 2), (2, 2), (0, 0, 0, 0)),
+    ((2, 9, 8, 3), (3, 3), (2, 2), (1, 1, 1, 1)),
+    ((1, 5, 5, 2), (2, 3), (1, 2), (0, 1, 1, 1)),
+])
+def test_inference_max_pool_matches_the_training_forward(shape, pool, strides, pads):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    y = cpu.max_pool2d(x, pool, strides, pads)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, cpu.max_pool2d_forward(x, pool, strides, pads)[0])

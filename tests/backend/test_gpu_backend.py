@@ -102,6 +102,7 @@ def test_pooling(gpu, shape, pool, strides, pads):
     y, argmax = cpu.max_pool2d_forward(x, pool, strides, pads)
     gy, gargmax = gpu.max_pool2d_forward(_to_gpu(x), pool, strides, pads)
     _close(gy, y)
+    _close(gpu.max_pool2d(_to_gpu(x), pool, strides, pads), y)
     dy = _rand(*y.shape)
     _close(gpu.max_pool2d_backward(_to_gpu(dy), gargmax, shape, pool, strides, pads),
            cpu.max_pool2d_backward(dy, argmax, shape, pool, strides, pads))
