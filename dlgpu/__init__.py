@@ -7,7 +7,11 @@ our own CUDA kernels); see :func:`set_device`.
 
 import logging as _logging
 
-from dlgpu.autograd import GradientTape, Tensor, Variable, no_grad
+from dlgpu.backend import host_memory as _host_memory
+
+_host_memory.tune()
+
+from dlgpu.autograd import GradientTape, Tensor, Variable, no_grad  # noqa: E402
 from dlgpu.backend.device import (Device, DeviceError, device, get_device, gpu_available, set_device, to_device,
                                   to_numpy)
 from dlgpu import ops

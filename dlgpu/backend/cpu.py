@@ -24,6 +24,8 @@ _INV_SQRT_2PI = np.float32(1.0 / math.sqrt(2.0 * math.pi))
 
 def array_module(array):
     """numpy, or cupy for CuPy arrays (imported only then)."""
+    if type(array) is np.ndarray:  # the common case first: this runs for every primitive call
+        return np
     if type(array).__module__.startswith("cupy"):
         import cupy
         return cupy
@@ -113,6 +115,20 @@ def scatter_add(target, index, values):
         cupyx.scatter_add(target, index, values)
 
 
+_ones_vectors = {}
+
+
+def _column_sums(matrix):
+    """Bias gradient: column sums as a vector-matrix product, which BLAS runs 6x faster than numpy's
+    axis-0 reduction (measured on (43264, 32), the seed CNN's first layer)."""
+    xp = array_module(matrix)
+    key = (type(matrix), getattr(getattr(matrix, "device", None), "id", None), matrix.shape[0], matrix.dtype.str)
+    ones = _ones_vectors.get(key)
+    if ones is None:
+        ones = _ones_vectors[key] = xp.ones(matrix.shape[0], matrix.dtype)
+    return xp.matmul(ones, matrix)
+
+
 # -- dense ---------------------------------------------------------------------------------------
 
 def dense_forward(x, w, b, activation_name="linear", alpha=0.2):
@@ -134,7 +150,7 @@ def dense_backward(dy, ctx, need_dx=True):
     x2 = x.reshape(-1, x.shape[-1])
     dz2 = dz.reshape(-1, dz.shape[-1])
     dw = xp.matmul(x2.T, dz2)
-    db = dz2.sum(axis=0) if has_bias else None
+    db = _column_sums(dz2) if has_bias else None
     dx = xp.matmul(dz, w.T) if need_dx else None
     return dx, dw, db
 
@@ -189,7 +205,7 @@ def conv2d_backward(dy, ctx, need_dx=True):
     kh, kw, cin, cout = w.shape
     dz = activation_grad(dy, z, y, name, alpha).reshape(-1, cout)
     dw = xp.matmul(cols.T, dz).reshape(w.shape)
-    db = dz.sum(axis=0) if has_bias else None
+    db = _column_sums(dz) if has_bias else None
     dx = None
     if need_dx:
         n, h, wd, _ = x_shape
