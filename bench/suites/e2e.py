@@ -90,8 +90,12 @@ def _epoch_case(kind, x, y, source, reps):
             return step, lambda: {"epoch_loss": np.asarray([step()])}
         raise NotSupported(f"no {path.framework} training loop")
     return Case("e2e", f"{kind}_epoch", {"samples": len(x), "batch": batch, "data": source}, setup,
-                tolerance={"cpu": 2e-3, "gpu": 2e-2},
-                tolerance_reason="a whole epoch: float32 rounding differences compound over hundreds of steps",
+                # Measured 2026-11-23 on the CPU: the MLP epoch agrees to 3e-4, the CNN epoch (938 steps, a
+                # different summation order inside every convolution) to 2.6e-3, while single steps of both
+                # agree to 2e-5 (models suite).  The epoch check guards the loss curve, not the rounding.
+                tolerance={"cpu": 2e-3 if kind == "mlp" else 1e-2, "gpu": 2e-2},
+                tolerance_reason="a whole epoch: float32 rounding differences compound over hundreds of steps "
+                                 "(more for the CNN, whose convolutions sum in a different order)",
                 timing={"warmup": 0, "reps": reps, "number": 1})
 
 
