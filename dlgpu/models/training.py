@@ -19,6 +19,8 @@ from dlgpu import optimizers as optimizers_module
 from dlgpu.autograd import GradientTape, Tensor, no_grad
 from dlgpu.backend import device as _device
 from dlgpu.layers.base import flatten
+from dlgpu.models.data import (check_batch_size, class_weights_to_sample_weights, length,
+                               slice_structure, unpack_validation, prepare_host_data)
 
 
 class Trainer:
@@ -203,32 +205,7 @@ class Trainer:
         return variables[0].device if variables else _device.get_device()
 
     def _prepare(self, x, y=None, sample_weight=None, what="fit"):
-        """Host arrays (numpy) for x, y, sample_weight, with every check that can fail done up front."""
-        xs = _as_host_structure(x, "x", what)
-        ys = None if y is None else _as_host_structure(y, "y", what)
-        lengths = {len(a) for a in flatten(xs)}
-        if ys is not None:
-            lengths |= {len(a) for a in flatten(ys)}
-        sw = None if sample_weight is None else np.asarray(sample_weight, np.float32)
-        if sw is not None:
-            lengths.add(len(sw))
-        if len(lengths) > 1:
-            shapes = {"x": [a.shape for a in flatten(xs)]}
-            if ys is not None:
-                shapes["y"] = [a.shape for a in flatten(ys)]
-            raise ValueError(f"{what}: data cardinality is ambiguous: x and y (and sample_weight) must have the same "
-                             f"number of samples. Received shapes {shapes}" +
-                             (f", sample_weight {sw.shape}" if sw is not None else ""))
-        n = lengths.pop() if lengths else 0
-        if n == 0:
-            raise ValueError(f"{what}: received empty data (0 samples); pass at least one sample.")
-        for name, arrays in (("x", xs), ("y", ys)):
-            for a in flatten(arrays) if arrays is not None else []:
-                if a.dtype.kind == "f" and not np.isfinite(a).all():
-                    bad = int(np.size(a) - np.isfinite(a).sum())
-                    raise ValueError(f"{what}: `{name}` contains {bad} NaN or infinite value(s) (shape {a.shape}); "
-                                     f"clean the data first (e.g. np.nan_to_num).")
-        return xs, ys, sw, n
+        return prepare_host_data(x, y, sample_weight, what)
 
     def _to_device(self, structure, dev, index=None):
         def move(a):
@@ -244,7 +221,7 @@ class Trainer:
         """Run forward + loss on two samples without touching the weights: shape, dtype and label errors
         surface before training changes anything."""
         dev = self._device()
-        sl = slice(0, min(2, _length(xs)))
+        sl = slice(0, min(2, length(xs)))
         xb = self._to_device(xs, dev, sl)
         yb = None if ys is None else self._to_device(ys, dev, sl)
         with no_grad():
@@ -275,7 +252,7 @@ class Trainer:
         self._check_compiled("fit")
         if x is None:
             raise ValueError("fit: `x` is required.")
-        batch_size = _check_batch_size(batch_size, "fit")
+        batch_size = check_batch_size(batch_size, "fit")
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"fit: `epochs` must be a non-negative integer; received epochs={epochs!r}")
         if not 0.0 <= float(validation_split) < 1.0:
@@ -286,18 +263,18 @@ class Trainer:
         if ys is None:
             raise ValueError("fit: `y` is required (targets for the loss).")
         if class_weight is not None:
-            sw = _class_weights_to_sample_weights(class_weight, ys, sw)
+            sw = class_weights_to_sample_weights(class_weight, ys, sw)
         val = None
         if validation_data is not None:
-            val = _unpack_validation(validation_data)
+            val = unpack_validation(validation_data)
         elif validation_split:
             split_at = int(n * (1.0 - validation_split))
             if split_at == 0 or split_at == n:
                 raise ValueError(f"fit: validation_split={validation_split} leaves no training or validation samples "
                                  f"out of {n}")
-            val = (_slice_structure(xs, slice(split_at, n)), _slice_structure(ys, slice(split_at, n)),
+            val = (slice_structure(xs, slice(split_at, n)), slice_structure(ys, slice(split_at, n)),
                    None if sw is None else sw[split_at:])
-            xs, ys = _slice_structure(xs, slice(0, split_at)), _slice_structure(ys, slice(0, split_at))
+            xs, ys = slice_structure(xs, slice(0, split_at)), slice_structure(ys, slice(0, split_at))
             sw = None if sw is None else sw[:split_at]
             n = split_at
         val_prepared = None
@@ -307,7 +284,7 @@ class Trainer:
 
         self._dry_run(xs, ys, sw)  # raises before any weight changes
         if val_prepared is not None:
-            self._check_labels(val_prepared[1], self(self._to_device(_slice_structure(val_prepared[0], slice(0, 1)),
+            self._check_labels(val_prepared[1], self(self._to_device(slice_structure(val_prepared[0], slice(0, 1)),
                                                                      self._device()), training=False))
 
         steps = math.ceil(n / batch_size) if steps_per_epoch is None else int(steps_per_epoch)
@@ -349,7 +326,7 @@ class Trainer:
                 yb = self._to_device(ys, dev, index)
                 swb = None if sw is None else Tensor(_device.to_device(sw[index], dev) if dev.kind != "cpu" else sw[index])
                 loss, per_output, y_pred = self.train_step(xb, yb, swb)
-                self._update_metrics(yb, y_pred, loss, per_output, _length(yb), swb)
+                self._update_metrics(yb, y_pred, loss, per_output, length(yb), swb)
                 cbs.on_train_batch_end(step, self._logs)
                 if self.stop_training:
                     break
@@ -364,7 +341,7 @@ class Trainer:
 
     # -- evaluate / predict ---------------------------------------------------------------------
     def _evaluate_prepared(self, xs, ys, sw, batch_size, cbs=None):
-        n = _length(xs)
+        n = length(xs)
         dev = self._device()
         self._reset_metrics()
         trackers = getattr(self, "_output_loss_trackers", {})
@@ -379,7 +356,7 @@ class Trainer:
             yb = self._to_device(ys, dev, index)
             swb = None if sw is None else Tensor(_device.to_device(sw[index], dev) if dev.kind != "cpu" else sw[index])
             loss, per_output, y_pred = self.test_step(xb, yb, swb)
-            self._update_metrics(yb, y_pred, loss, per_output, _length(yb), swb)
+            self._update_metrics(yb, y_pred, loss, per_output, length(yb), swb)
             if cbs is not None:
                 cbs.on_test_batch_end(step, self._logs)
         return self._logs()
@@ -388,7 +365,7 @@ class Trainer:
                  callbacks=None, return_dict=False):
         """Loss (and metrics) on the data: a float, or [loss, metric…], or a dict with return_dict=True."""
         self._check_compiled("evaluate")
-        batch_size = _check_batch_size(batch_size, "evaluate")
+        batch_size = check_batch_size(batch_size, "evaluate")
         xs, ys, sw, n = self._prepare(x, y, sample_weight, "evaluate")
         if ys is None:
             raise ValueError("evaluate: `y` is required.")
@@ -407,7 +384,7 @@ class Trainer:
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Outputs for x, in batches, as numpy arrays (a list of them for multi-output models)."""
-        batch_size = _check_batch_size(batch_size, "predict")
+        batch_size = check_batch_size(batch_size, "predict")
         xs, _, _, n = self._prepare(x, None, None, "predict")
         dev = self._device()
         verbose = 1 if verbose == "auto" else int(verbose)
@@ -431,14 +408,14 @@ class Trainer:
         self._check_compiled("train_on_batch")
         xs, ys, sw, _ = self._prepare(x, y, sample_weight, "train_on_batch")
         if class_weight is not None:
-            sw = _class_weights_to_sample_weights(class_weight, ys, sw)
+            sw = class_weights_to_sample_weights(class_weight, ys, sw)
         self._dry_run(xs, ys, sw)
         dev = self._device()
         self._reset_metrics()
         xb, yb = self._to_device(xs, dev), self._to_device(ys, dev)
         swb = None if sw is None else self._to_device(sw, dev)
         loss, per_output, y_pred = self.train_step(xb, yb, swb)
-        self._update_metrics(yb, y_pred, loss, per_output, _length(yb), swb)
+        self._update_metrics(yb, y_pred, loss, per_output, length(yb), swb)
         return _format_logs(self._logs(), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
@@ -449,7 +426,7 @@ class Trainer:
         self._reset_metrics()
         xb, yb = self._to_device(xs, dev), self._to_device(ys, dev)
         loss, per_output, y_pred = self.test_step(xb, yb, None if sw is None else self._to_device(sw, dev))
-        self._update_metrics(yb, y_pred, loss, per_output, _length(yb), None)
+        self._update_metrics(yb, y_pred, loss, per_output, length(yb), None)
         return _format_logs(self._logs(), return_dict)
 
     def predict_on_batch(self, x):
@@ -472,25 +449,8 @@ def _is_sparse_crossentropy(fn):
 
 
 def _check_sparse_labels(labels, pred_shape):
-    """Integer class ids in [0, classes): checked on the whole array once per fit, so a bad label in the last
-    batch fails before the first step instead of after an epoch of training (or silently reading garbage)."""
-    labels = np.asarray(labels)
-    classes = pred_shape[-1]
-    if labels.dtype.kind == "f":
-        whole = labels == np.round(labels)
-        if not whole.all():
-            bad = labels[~whole]
-            raise ValueError(f"sparse_categorical_crossentropy expects integer class ids, but y holds "
-                             f"{bad.size} value(s) that are not whole numbers (e.g. {bad.flat[0]!r}); "
-                             f"for one-hot or soft targets use categorical_crossentropy.")
-    if labels.size and classes is not None:
-        low, high = labels.min(), labels.max()
-        if low < 0 or high >= classes:
-            bad = low if low < 0 else high
-            index = int(np.flatnonzero(labels.reshape(-1) == bad)[0])
-            raise ValueError(f"sparse_categorical_crossentropy: label {bad:g} at index {index} is out of range; the "
-                             f"model outputs {classes} classes, so labels must lie in [0, {classes - 1}] "
-                             f"(y ranges from {low:g} to {high:g}).")
+    """For a sparse cross-entropy given as a plain function: the loss classes' own whole-array check."""
+    losses_module.sparse_labels(labels, pred_shape[-1], "sparse_categorical_crossentropy", pred_shape)
 
 
 def _host_generator():
@@ -513,70 +473,3 @@ def _format_logs(logs, return_dict):
         return logs
     values = list(logs.values())
     return values[0] if len(values) == 1 else values
-
-
-def _check_batch_size(batch_size, what):
-    if batch_size is None:
-        return 32
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
-        raise ValueError(f"{what}: `batch_size` must be a positive integer; received batch_size={batch_size!r}")
-    return int(batch_size)
-
-
-def _as_host_array(a, name, what):
-    if isinstance(a, Tensor):
-        a = a.numpy()
-    elif type(a).__module__.startswith("cupy"):
-        a = a.get()
-    try:
-        arr = np.asarray(a)
-    except Exception as exc:
-        raise TypeError(f"{what}: `{name}` must be array-like (numpy array, list, dlgpu tensor); "
-                        f"received {type(a).__name__}: {exc}") from None
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"{what}: `{name}` must hold numbers; received dtype {arr.dtype} with shape {arr.shape}")
-    if arr.ndim == 0:
-        raise ValueError(f"{what}: `{name}` must have a batch axis; received a scalar")
-    if arr.dtype == np.float64:
-        arr = arr.astype(np.float32)
-    return arr
-
-
-def _as_host_structure(data, name, what):
-    if isinstance(data, dict):
-        return {k: _as_host_array(v, f"{name}[{k!r}]", what) for k, v in data.items()}
-    if isinstance(data, (list, tuple)) and data and all(
-            isinstance(d, (np.ndarray, Tensor)) or type(d).__module__.startswith("cupy") for d in data):
-        return [_as_host_array(d, f"{name}[{i}]", what) for i, d in enumerate(data)]
-    return _as_host_array(data, name, what)
-
-
-def _length(structure):
-    return len(flatten(list(structure.values())) [0]) if isinstance(structure, dict) else len(flatten(structure)[0])
-
-
-def _slice_structure(structure, index):
-    if isinstance(structure, dict):
-        return {k: v[index] for k, v in structure.items()}
-    if isinstance(structure, list):
-        return [a[index] for a in structure]
-    return structure[index]
-
-
-def _unpack_validation(data):
-    if not isinstance(data, (list, tuple)) or len(data) not in (2, 3):
-        raise ValueError("fit: `validation_data` must be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight); "
-                         f"received {type(data).__name__} of length {len(data) if hasattr(data, '__len__') else '?'}")
-    return (data[0], data[1], data[2] if len(data) == 3 else None)
-
-
-def _class_weights_to_sample_weights(class_weight, ys, sw):
-    if isinstance(ys, (list, dict)):
-        raise ValueError("fit: `class_weight` is only supported for single-output models.")
-    labels = ys.argmax(axis=-1) if ys.ndim > 1 and ys.shape[-1] > 1 else ys.reshape(len(ys), -1)[:, 0]
-    labels = labels.astype(np.int64)
-    table = np.ones(int(max(labels.max(), max(class_weight)) + 1), np.float32)
-    for cls, weight in class_weight.items():
-        table[int(cls)] = weight
-    weights = table[labels]
-    return weights if sw is None else sw * weights
