@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 import dlgpu as keras
 from dlgpu import layers
 

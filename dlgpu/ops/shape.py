@@ -120,7 +120,6 @@ def stack(xs, axis=0):
 
 def split(x, indices_or_sections, axis=0):
     x = to_tensor(x)
-    xp = array_module(x.data)
     ax = axis % x.ndim
     length = x.data.shape[ax]
     if isinstance(indices_or_sections, int):
