@@ -6,11 +6,11 @@ can apply it themselves (``ops.nn.ACTIVATION_NAMES``), so a layer runs one primi
 
 from __future__ import annotations
 
-import difflib
 
 from dlgpu import ops
 from dlgpu.ops import nn as _nn
 from dlgpu.ops._core import to_tensor
+from dlgpu.utils import unknown_name_error
 
 
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
@@ -137,10 +137,7 @@ def fused_name(activation):
 
 
 def _unknown(identifier):
-    names = sorted(set(_FUNCTIONS) | set(_ALIASES))
-    close = difflib.get_close_matches(identifier, names, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"Unknown activation: {identifier!r}.{hint} Valid: {', '.join(names)}.")
+    return unknown_name_error("activation", identifier, set(_FUNCTIONS) | set(_ALIASES))
 
 
 def get(identifier):

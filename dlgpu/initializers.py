@@ -9,10 +9,10 @@ integer seeds do).
 
 from __future__ import annotations
 
-import difflib
 import math
 
 import numpy as np
+from dlgpu.utils import unknown_name_error
 
 _rng = np.random.default_rng()
 
@@ -248,10 +248,7 @@ _ALIASES = {"constant": Constant, "zeros": Zeros, "zero": Zeros, "ones": Ones, "
 
 
 def _unknown(identifier):
-    names = sorted(set(_CLASSES) | set(_ALIASES))
-    close = difflib.get_close_matches(identifier, names, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"Unknown initializer: {identifier!r}.{hint} Valid: {', '.join(names)}.")
+    return unknown_name_error("initializer", identifier, set(_CLASSES) | set(_ALIASES))
 
 
 def get(identifier):

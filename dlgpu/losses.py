@@ -16,7 +16,6 @@ bare function for "mse" and wraps it later in compile; we wrap it here.)
 
 from __future__ import annotations
 
-import difflib
 import numbers
 
 import numpy as np
@@ -25,6 +24,7 @@ from dlgpu import ops
 from dlgpu.autograd import Tensor
 from dlgpu.backend import device as _device
 from dlgpu.ops._core import array_module
+from dlgpu.utils import unknown_name_error
 
 EPSILON = 1e-7
 _REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
@@ -597,10 +597,7 @@ def _valid_names():
 
 
 def _unknown(identifier):
-    names = _valid_names()
-    close = difflib.get_close_matches(identifier, names, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"Unknown loss: {identifier!r}.{hint} Valid: {', '.join(names)}.")
+    return unknown_name_error("loss", identifier, _valid_names())
 
 
 def get(identifier):

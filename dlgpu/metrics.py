@@ -10,7 +10,6 @@ instead of comparing it against each threshold.
 
 from __future__ import annotations
 
-import difflib
 import re
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from dlgpu.autograd import Tensor
 from dlgpu.backend import device as _device
 from dlgpu.ops._core import array_module
+from dlgpu.utils import unknown_name_error
 
 EPSILON = 1e-7
 
@@ -727,9 +727,7 @@ def get(identifier):
         if identifier in _LOSS_METRICS:
             from dlgpu import losses
             return _LossMetric(getattr(losses, identifier), name=identifier)
-        close = difflib.get_close_matches(identifier, _valid_names(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown metric: {identifier!r}.{hint} Valid: {', '.join(_valid_names())}.")
+        raise unknown_name_error("metric", identifier, _valid_names())
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()
     if callable(identifier):

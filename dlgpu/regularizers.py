@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 
 from dlgpu import ops
+from dlgpu.utils import unknown_name_error
 
 
 def _check(name, value):
@@ -80,10 +80,7 @@ _ALIASES = {"l1": L1, "l2": L2, "l1_l2": L1L2}
 
 
 def _unknown(identifier):
-    names = sorted(set(_CLASSES) | set(_ALIASES))
-    close = difflib.get_close_matches(identifier, names, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"Unknown regularizer: {identifier!r}.{hint} Valid: {', '.join(names)}.")
+    return unknown_name_error("regularizer", identifier, set(_CLASSES) | set(_ALIASES))
 
 
 def get(identifier):

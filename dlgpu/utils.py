@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 
 
@@ -37,3 +39,13 @@ def set_random_seed(seed):
     _random.seed(seed)
     np.random.seed(seed)
     ops.set_random_seed(seed)
+
+
+def unknown_name_error(kind, identifier, valid, candidates=None, normalize=str):
+    """The ValueError for an unknown string (loss 'crossentropyy', optimizer 'adamm'…): it names the string,
+    suggests the closest of ``candidates`` (default: the valid names) and lists the valid names.  Shared by
+    every get()/deserialize() lookup."""
+    names = sorted(valid)
+    close = difflib.get_close_matches(normalize(identifier), list(candidates or names), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"Unknown {kind}: {identifier!r}.{hint} Valid: {', '.join(names)}.")

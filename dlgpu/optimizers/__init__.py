@@ -1,6 +1,5 @@
 """Optimizers (Keras 3 names, defaults and update rules) and ``schedules``."""
 
-import difflib
 
 from dlgpu.optimizers import schedules
 from dlgpu.optimizers.adagrad import Adagrad
@@ -8,6 +7,7 @@ from dlgpu.optimizers.adam import Adam, AdamW
 from dlgpu.optimizers.base import Optimizer
 from dlgpu.optimizers.rmsprop import RMSprop
 from dlgpu.optimizers.sgd import SGD
+from dlgpu.utils import unknown_name_error
 
 _CLASSES = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
 _ALIASES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
@@ -17,10 +17,9 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "schedules
 
 
 def _unknown(identifier):
-    names = sorted(set(_CLASSES) | set(_ALIASES))
-    close = difflib.get_close_matches(str(identifier).lower(), list(_ALIASES), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"Unknown optimizer: {identifier!r}.{hint} Valid: {', '.join(names)}.")
+    # Optimizer strings are matched case-insensitively ('Adam' works), so suggest from the lowercase aliases.
+    return unknown_name_error("optimizer", identifier, set(_CLASSES) | set(_ALIASES), candidates=_ALIASES,
+                              normalize=lambda name: str(name).lower())
 
 
 def get(identifier):

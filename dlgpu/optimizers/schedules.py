@@ -7,12 +7,12 @@ with ``float()``.
 
 from __future__ import annotations
 
-import difflib
 import math
 
 import numpy as np
 
 from dlgpu.autograd import Tensor
+from dlgpu.utils import unknown_name_error
 
 
 def _step(step):
@@ -181,7 +181,5 @@ def deserialize(config, custom_objects=None):
     name = config.get("class_name")
     cls = custom_objects.get(name) or _CLASSES.get(name)
     if cls is None:
-        close = difflib.get_close_matches(str(name), list(_CLASSES), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown learning rate schedule: {name!r}.{hint} Valid: {', '.join(sorted(_CLASSES))}.")
+        raise unknown_name_error("learning rate schedule", name, _CLASSES)
     return cls.from_config(config.get("config", {}))
