@@ -276,20 +276,7 @@ def _graph_of(model):
                               f"model.build((None, ...)), or call the model on data first.")
         raise ExportError(f"ONNX export: model '{name}' has no layer graph to export: a subclassed model's call() "
                           f"is Python code. Build it as a Sequential or functional Model(inputs, outputs).")
-    order, visited = [], set()
-
-    def visit(tensor):
-        layer, node_index, _ = tensor._history
-        node = layer._inbound_nodes[node_index]
-        if id(node) in visited:
-            return
-        visited.add(id(node))
-        for parent in node.parent_tensors:
-            visit(parent)
-        order.append(node)
-
-    for t in outputs:
-        visit(t)
+    order = _base.ordered_nodes(outputs)
     return inputs, outputs, order
 
 

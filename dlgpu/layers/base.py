@@ -107,6 +107,24 @@ class Node:
         self.parent_tensors = [t for t in flatten(inputs) if isinstance(t, KerasTensor)]
 
 
+def ordered_nodes(outputs):
+    """The layer calls (Nodes) that produce ``outputs``, each after the calls that feed it."""
+    order, visited = [], set()
+
+    def visit(tensor):
+        layer, node_index, _ = tensor._history
+        node = layer._inbound_nodes[node_index]
+        if id(node) in visited:
+            return
+        visited.add(id(node))
+        for parent in node.parent_tensors:
+            visit(parent)
+        order.append(node)
+    for out in outputs:
+        visit(out)
+    return order
+
+
 class InputSpec:
     """What a layer accepts: ndim / min_ndim and fixed sizes on given axes (as keras.InputSpec)."""
 

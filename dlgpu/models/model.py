@@ -9,7 +9,7 @@ import numpy as np
 
 from dlgpu.autograd import Tensor, no_grad
 from dlgpu.layers import base as layer_base
-from dlgpu.layers.base import InputLayer, KerasTensor, Layer, flatten, map_structure
+from dlgpu.layers.base import InputLayer, KerasTensor, Layer, flatten, map_structure, ordered_nodes
 from dlgpu.models.training import Trainer
 
 
@@ -59,20 +59,7 @@ class Model(Trainer, Layer):
         self._build_shapes = map_structure(lambda t: t.shape, self._nested_inputs)
 
     def _ordered_nodes(self):
-        order, visited = [], set()
-
-        def visit(tensor):
-            layer, node_index, _ = tensor._history
-            node = layer._inbound_nodes[node_index]
-            if id(node) in visited:
-                return
-            visited.add(id(node))
-            for parent in node.parent_tensors:
-                visit(parent)
-            order.append(node)
-        for out in self.outputs:
-            visit(out)
-        return order
+        return ordered_nodes(self.outputs)
 
     def _run_graph(self, inputs, training=None):
         flat = self._match_inputs(inputs)
