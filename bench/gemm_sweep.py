@@ -71,10 +71,10 @@ def threads(t):
 
 def check_only(archs):
     """NVRTC-compile every variant without a GPU; print registers / shared memory / spills."""
-    from dlgpu.backend.kernels import kernel_dir
+    from dlgpu.backend.kernels import kernel_dir, read_source
     from dlgpu.testing.nvrtc_check import check_source
 
-    src = (kernel_dir() / "gemm_bias_act.cu").read_text()
+    src = read_source(kernel_dir() / "gemm_bias_act.cu")
     bad = 0
     print(f"{'variant':26s} {'arch':5s} {'thr':>4s} {'regs':>4s} {'smem B':>7s} {'spill st/ld':>11s}  ok")
     for name, t in VARIANTS.items():
@@ -130,12 +130,12 @@ def main(argv=None):
     import cupy as cp
 
     from dlgpu.backend.kernel_ops import gemm_bias_act as G
-    from dlgpu.backend.kernels import NVRTC_OPTIONS, KernelLibrary, cdiv, f32, i32, kernel_dir
+    from dlgpu.backend.kernels import NVRTC_OPTIONS, KernelLibrary, cdiv, f32, i32, kernel_dir, read_source
 
     t_start = time.perf_counter()
     timer = Timer(cp, args.warmup, args.reps)
     lib = KernelLibrary(cp.RawModule, cp)
-    src = (kernel_dir() / "gemm_bias_act.cu").read_text()
+    src = read_source(kernel_dir() / "gemm_bias_act.cu")
     dev = cp.cuda.Device()
     props = cp.cuda.runtime.getDeviceProperties(dev.id)
     gpu_name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])

@@ -13,45 +13,10 @@
 // Vectorised: when every pointer is 16-byte aligned the body moves float4s (one 128-bit load per
 // operand per thread), then a scalar loop does the n % 4 tail; otherwise it is all scalar.
 // No CUDA headers (NVRTC then needs no include path); +inf is written __int_as_float(0x7f800000).
-// The activation functions are repeated in gemm_bias_act.cu (fused epilogue); both files are tested
-// against the same numpy reference.
+// The activation functions live in activation_math.cuh, shared with the fused epilogues of
+// gemm_bias_act.cu and conv2d.cu (the loader pastes it in, so NVRTC needs no include path either).
 
-#define ACT_LINEAR 0
-#define ACT_RELU 1
-#define ACT_SIGMOID 2
-#define ACT_TANH 3
-#define ACT_GELU 4
-#define ACT_LEAKY_RELU 5
-
-__device__ __forceinline__ float act_apply(int act, float x, float alpha) {
-  switch (act) {
-    case ACT_RELU: return x > 0.0f ? x : 0.0f;
-    case ACT_SIGMOID: {
-      // from exp(-|x|) so neither branch overflows
-      float e = expf(-fabsf(x));
-      return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-    }
-    case ACT_TANH: return tanhf(x);
-    case ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case ACT_LEAKY_RELU: return x > 0.0f ? x : alpha * x;
-    default: return x;
-  }
-}
-
-// d act / dx from x (pre-activation) or y (output), whichever the rule uses.
-__device__ __forceinline__ float act_grad(int act, float x, float y, float alpha) {
-  switch (act) {
-    case ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
-    case ACT_SIGMOID: return y * (1.0f - y);
-    case ACT_TANH: return 1.0f - y * y;
-    case ACT_GELU: {
-      float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
-      return cdf + x * 0.39894228040143268f * expf(-0.5f * x * x);
-    }
-    case ACT_LEAKY_RELU: return x > 0.0f ? 1.0f : alpha;
-    default: return 1.0f;
-  }
-}
+#include "activation_math.cuh"  // ACT_* codes, act_apply, act_grad (shared with the other families)
 
 __device__ __forceinline__ bool aligned16(const void* p) {
   return (((unsigned long long)p) & 15ull) == 0ull;

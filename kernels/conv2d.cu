@@ -51,27 +51,7 @@
 //     (512-768 threads) per SM.
 // No CUDA headers; +inf would be __int_as_float(0x7f800000).
 
-#define ACT_LINEAR 0
-#define ACT_RELU 1
-#define ACT_SIGMOID 2
-#define ACT_TANH 3
-#define ACT_GELU 4
-#define ACT_LEAKY_RELU 5
-
-// Same function as activations.cu / gemm_bias_act.cu (kept in sync; all are tested against cpu.py).
-__device__ __forceinline__ float act_apply(int act, float x, float alpha) {
-  switch (act) {
-    case ACT_RELU: return x > 0.0f ? x : 0.0f;
-    case ACT_SIGMOID: {
-      float e = expf(-fabsf(x));
-      return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-    }
-    case ACT_TANH: return tanhf(x);
-    case ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case ACT_LEAKY_RELU: return x > 0.0f ? x : alpha * x;
-    default: return x;
-  }
-}
+#include "activation_math.cuh"  // ACT_* codes, act_apply, act_grad (shared with the other families)
 
 #define BM 64
 #define BN 64

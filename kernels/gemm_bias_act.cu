@@ -40,41 +40,7 @@
 //     cuBLAS (the wrapper's choice for large problems; see kernel_ops/gemm_bias_act.py).
 // No CUDA headers; +inf would be __int_as_float(0x7f800000).
 
-#define ACT_LINEAR 0
-#define ACT_RELU 1
-#define ACT_SIGMOID 2
-#define ACT_TANH 3
-#define ACT_GELU 4
-#define ACT_LEAKY_RELU 5
-
-// Same functions as activations.cu (kept in sync; both are tested against dlgpu.backend.cpu).
-__device__ __forceinline__ float act_apply(int act, float x, float alpha) {
-  switch (act) {
-    case ACT_RELU: return x > 0.0f ? x : 0.0f;
-    case ACT_SIGMOID: {
-      float e = expf(-fabsf(x));
-      return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-    }
-    case ACT_TANH: return tanhf(x);
-    case ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case ACT_LEAKY_RELU: return x > 0.0f ? x : alpha * x;
-    default: return x;
-  }
-}
-
-__device__ __forceinline__ float act_grad(int act, float x, float y, float alpha) {
-  switch (act) {
-    case ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
-    case ACT_SIGMOID: return y * (1.0f - y);
-    case ACT_TANH: return 1.0f - y * y;
-    case ACT_GELU: {
-      float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
-      return cdf + x * 0.39894228040143268f * expf(-0.5f * x * x);
-    }
-    case ACT_LEAKY_RELU: return x > 0.0f ? 1.0f : alpha;
-    default: return 1.0f;
-  }
-}
+#include "activation_math.cuh"  // ACT_* codes, act_apply, act_grad (shared with the other families)
 
 // Loads X[row][col .. col+3] of a rows x cols row-major matrix (leading dimension ld); zeros outside.
 __device__ __forceinline__ void load4(const float* __restrict__ X, int ld, int rows, int cols, int row, int col,

@@ -22,12 +22,13 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import re
 import threading
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["KernelLibrary", "KernelCompileError", "kernels_enabled", "kernel_dir", "kernel_families",
+__all__ = ["KernelLibrary", "KernelCompileError", "expand_includes", "read_source", "kernels_enabled", "kernel_dir", "kernel_families",
            "gpu_library", "NVRTC_OPTIONS", "ACTIVATIONS", "ACT_CODES", "act_code", "check_float32", "as_f32",
            "i32", "f32", "cdiv"]
 
@@ -53,6 +54,39 @@ def kernel_dir() -> Path:
 
 def kernel_families(directory: Path | None = None) -> list[str]:
     return sorted(p.stem for p in (directory or kernel_dir()).glob("*.cu"))
+
+
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[^\n]*$', re.M)
+
+
+def expand_includes(source: str, directory: Path, filename: str = "kernel.cu") -> str:
+    """Paste the project's own headers (``#include "x.cuh"`` next to the .cu files) into ``source``.
+
+    Done here rather than with an include path so that every consumer gets the same text: cupy.RawModule,
+    the SIMT emulator and the NVRTC check.  ``#line`` markers keep compiler messages pointing at the real
+    file and line.  Each header is pasted once per source (a second include of it is dropped).
+    """
+    seen = set()
+
+    def paste(match):
+        name = match.group(1)
+        if name in seen:
+            return ""
+        seen.add(name)
+        header = Path(directory) / name
+        try:
+            text = header.read_text()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{filename}: included header {name!r} not found in {directory}") from None
+        line = source.count("\n", 0, match.start()) + 2  # the line after the #include, 1-based
+        return f'#line 1 "{name}"\n{text.rstrip()}\n#line {line} "{filename}"'
+    return _INCLUDE.sub(paste, source)
+
+
+def read_source(path) -> str:
+    """A kernel file's text as it is compiled: with the project's headers pasted in."""
+    path = Path(path)
+    return expand_includes(path.read_text(), path.parent, path.name)
 
 
 class KernelCompileError(RuntimeError):
@@ -174,6 +208,7 @@ class KernelLibrary:
                         code = path.read_text()
                     except FileNotFoundError:
                         raise FileNotFoundError(f"kernel family {family!r}: {path} does not exist") from None
+                code = expand_includes(code, path.parent, path.name)
                 kwargs = {"code": code, "options": NVRTC_OPTIONS}
                 if getattr(self.module_factory, "accepts_filename", False):
                     kwargs["filename"] = str(path)

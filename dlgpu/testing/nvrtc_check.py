@@ -17,7 +17,6 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 BASE_OPTIONS = ("--ptxas-options=-v", "--device-as-default-execution-space")
 
@@ -135,8 +134,9 @@ def check_source(source: str, name: str, arch: int, no_spills: bool = False, ext
 
 
 def check_file(path, arch: int, no_spills: bool = False) -> CheckResult:
-    p = Path(path)
-    return check_source(p.read_text(), str(path), arch, no_spills)
+    """Compile a kernel file as the runtime loader does: with the project's headers pasted in."""
+    from dlgpu.backend.kernels import read_source
+    return check_source(read_source(path), str(path), arch, no_spills)
 
 
 def main(argv=None) -> int:

@@ -135,9 +135,9 @@ def test_gemm_variant_tilings(rng):
     # gemm_bias_act_variant built with other -D tilings (as bench/gemm_sweep.py does): a 64 x 32 tile with
     # 4 x 8 micro-tiles and warps of 4 x 8 threads, BK 8; odd sizes and all transposes.
     from dlgpu.testing.emu import EmuModule
-    from dlgpu.backend.kernels import NVRTC_OPTIONS, kernel_dir, i32, f32, cdiv
+    from dlgpu.backend.kernels import NVRTC_OPTIONS, kernel_dir, read_source, i32, f32, cdiv
     defs = dict(GV_BM=64, GV_BN=32, GV_BK=8, GV_TM=4, GV_TN=8, GV_WTX=4, GV_MINB=1)
-    mod = EmuModule(code=(kernel_dir() / "gemm_bias_act.cu").read_text(),
+    mod = EmuModule(code=read_source(kernel_dir() / "gemm_bias_act.cu"),
                     options=NVRTC_OPTIONS + tuple(f"-D{k}={v}" for k, v in defs.items()))
     fn = mod.get_function("gemm_bias_act_variant")
     m, n, k = 70, 37, 19
@@ -246,10 +246,10 @@ MUTATIONS = {
 
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))
 def test_mutated_gemm_is_caught(rng, mutation):
-    from dlgpu.backend.kernels import KernelLibrary, kernel_dir
+    from dlgpu.backend.kernels import KernelLibrary, kernel_dir, read_source
     from dlgpu.testing.emu import EmuModule
 
-    src = (kernel_dir() / "gemm_bias_act.cu").read_text()
+    src = read_source(kernel_dir() / "gemm_bias_act.cu")
     old, new = MUTATIONS[mutation]
     assert src.count(old) == 1, "the mutation no longer applies: update it with the kernel"
     lib = KernelLibrary(EmuModule, np, sources={"gemm_bias_act": src.replace(old, new)})

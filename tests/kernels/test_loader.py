@@ -76,3 +76,23 @@ def test_wrong_array_module_is_explained():
     lib = KernelLibrary(EmuModule, np)
     with pytest.raises(TypeError, match=r"softmax: x must be a numpy array \(did you call dlgpu.to_device"):
         lib.softmax([[1.0, 2.0]])
+
+
+def test_shared_header_is_pasted_in_with_line_markers(tmp_path):
+    """#include "x.cuh" beside the .cu is expanded by the loader (for RawModule, the emulator and the NVRTC
+    check alike); #line keeps compiler messages on the real file and line."""
+    from dlgpu.backend.kernels import expand_includes, read_source
+    (tmp_path / "shared.cuh").write_text("#define SHARED 7\n")
+    (tmp_path / "fam.cu").write_text('// one\n#include "shared.cuh"\nint third_line = SHARED;\n#include "shared.cuh"\n')
+    text = read_source(tmp_path / "fam.cu")
+    assert '#line 1 "shared.cuh"\n#define SHARED 7\n#line 3 "fam.cu"\nint third_line = SHARED;' in text
+    assert text.count("#define SHARED") == 1  # a second include of the same header adds nothing
+    with pytest.raises(FileNotFoundError, match="missing.cuh"):
+        expand_includes('#include "missing.cuh"\n', tmp_path, "fam.cu")
+
+
+def test_every_family_compiles_from_one_activation_header():
+    from dlgpu.backend.kernels import kernel_dir, read_source
+    for family in ("activations", "gemm_bias_act", "conv2d"):
+        text = read_source(kernel_dir() / f"{family}.cu")
+        assert text.count("float act_apply(") == 1, family

@@ -139,8 +139,9 @@ class EmuModule:
         if (code is None) == (path is None):
             raise TypeError("EmuModule: pass exactly one of code= or path=")
         if path is not None:
+            from dlgpu.backend.kernels import read_source  # headers pasted in, as the GPU loader does
             filename = filename or str(path)
-            code = Path(path).read_text()
+            code = read_source(path)
         if name_expressions:
             raise NotImplementedError("EmuModule: name_expressions (templated kernels) are not supported")
         self.code = code
