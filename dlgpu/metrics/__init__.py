@@ -1,0 +1,138 @@
+"""Metrics (Keras 3 names and semantics): stateful objects with ``update_state``, ``result``, ``reset_state``.
+
+One small module per family: base.py (Metric, Mean, Sum, MeanMetricWrapper), per_sample.py (accuracies,
+regression errors), confusion_metrics.py (Precision, Recall, AUC, F1).  This module resolves names:
+``get``, ``serialize``/``deserialize`` and ``resolve_accuracy(loss, y_true_shape, y_pred_shape)``, which picks
+the accuracy flavour for ``metrics=["accuracy"]``.
+"""
+
+from __future__ import annotations
+
+from dlgpu.autograd import Tensor
+from dlgpu.metrics.base import EPSILON, Mean, MeanMetricWrapper, Metric, Sum, _array, _snake  # noqa: F401
+from dlgpu.metrics.confusion_metrics import (AUC, F1Score, FBetaScore, FalseNegatives, FalsePositives,  # noqa: F401
+                                             Precision, Recall, TrueNegatives, TruePositives)
+from dlgpu.metrics.per_sample import (Accuracy, BinaryAccuracy, CategoricalAccuracy, MeanAbsoluteError,  # noqa: F401
+                                      MeanSquaredError, RootMeanSquaredError, SparseCategoricalAccuracy,
+                                      SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy, _LossMetric,
+                                      _accuracy, _binary_accuracy, _categorical_accuracy, _mean_absolute_error,
+                                      _mean_squared_error, _sparse_categorical_accuracy, accuracy,
+                                      binary_accuracy, categorical_accuracy, mean_absolute_error,
+                                      mean_squared_error, sparse_categorical_accuracy,
+                                      sparse_top_k_categorical_accuracy, top_k_categorical_accuracy)
+from dlgpu.utils import unknown_name_error
+
+
+# -- accuracy resolution and lookup -----------------------------------------------------------------
+
+def _loss_kind(loss):
+    """'sparse', 'categorical', 'binary' or None from a loss given as string, Loss or function."""
+    if loss is None:
+        return None
+    if isinstance(loss, str):
+        key = loss.lower()
+    else:
+        key = _snake(type(loss).__name__) if not callable(loss) or hasattr(loss, "get_config") \
+            else getattr(loss, "__name__", "")
+        if key in ("loss_function_wrapper",) and hasattr(loss, "fn"):
+            key = getattr(loss.fn, "__name__", "")
+        key = key.lower()
+    if "sparse_categorical_crossentropy" in key:
+        return "sparse"
+    if "categorical_crossentropy" in key:
+        return "categorical"
+    if "binary_crossentropy" in key or key in ("bce",):
+        return "binary"
+    return None
+
+
+def resolve_accuracy(loss, y_true_shape, y_pred_shape):
+    """The metric behind ``metrics=["accuracy"]``: chosen by the loss when it is a cross-entropy (sparse ->
+    SparseCategoricalAccuracy, categorical -> CategoricalAccuracy, binary -> BinaryAccuracy), else by
+    shapes with Keras 3's rule (y_pred last dim 1 -> binary; y_true of lower rank, or last dim 1 against
+    several classes -> sparse; otherwise categorical).  The trainer sets ``.name`` to the string used."""
+    kind = _loss_kind(loss)
+    if kind is None:
+        yt, yp = tuple(y_true_shape), tuple(y_pred_shape)
+        if yp and yp[-1] == 1:
+            kind = "binary"
+        elif len(yt) < len(yp) or (yt and yt[-1] == 1 and yp and yp[-1] > 1):
+            kind = "sparse"
+        else:
+            kind = "categorical"
+    return {"sparse": SparseCategoricalAccuracy, "categorical": CategoricalAccuracy,
+            "binary": BinaryAccuracy}[kind](name="accuracy")
+
+
+_CLASSES = {cls.__name__: cls for cls in (
+    Mean, Sum, Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy, TopKCategoricalAccuracy,
+    SparseTopKCategoricalAccuracy, MeanSquaredError, MeanAbsoluteError, RootMeanSquaredError, Precision, Recall,
+    TruePositives, FalsePositives, TrueNegatives, FalseNegatives, AUC, FBetaScore, F1Score)}
+
+_STRINGS = {"accuracy": Accuracy, "acc": Accuracy, "binary_accuracy": BinaryAccuracy,
+            "categorical_accuracy": CategoricalAccuracy, "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+            "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+            "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
+            "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
+            "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
+            "root_mean_squared_error": RootMeanSquaredError, "rmse": RootMeanSquaredError,
+            "precision": Precision, "recall": Recall, "auc": AUC, "f1_score": F1Score, "fbeta_score": FBetaScore,
+            "true_positives": TruePositives, "false_positives": FalsePositives, "true_negatives": TrueNegatives,
+            "false_negatives": FalseNegatives}
+_LOSS_METRICS = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
+                 "kl_divergence", "poisson", "hinge", "squared_hinge", "categorical_hinge", "log_cosh",
+                 "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "cosine_similarity")
+
+
+def _valid_names():
+    return sorted(set(_STRINGS) | set(_CLASSES) | set(_LOSS_METRICS))
+
+
+def get(identifier):
+    """A Metric instance from a string (named as the string, as Keras's compile does), config dict, class,
+    instance, or per-sample function (wrapped in MeanMetricWrapper)."""
+    if identifier is None or isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        cls = _STRINGS.get(identifier) or _CLASSES.get(identifier)
+        if cls is not None:
+            return cls(name=identifier)
+        if identifier in _LOSS_METRICS:
+            from dlgpu import losses
+            return _LossMetric(getattr(losses, identifier), name=identifier)
+        raise unknown_name_error("metric", identifier, _valid_names())
+    if isinstance(identifier, type) and issubclass(identifier, Metric):
+        return identifier()
+    if callable(identifier):
+        public = {f.__name__: fn for f, fn in ((accuracy, _accuracy), (binary_accuracy, _binary_accuracy),
+                                                (categorical_accuracy, _categorical_accuracy),
+                                                (sparse_categorical_accuracy, _sparse_categorical_accuracy),
+                                                (mean_squared_error, _mean_squared_error),
+                                                (mean_absolute_error, _mean_absolute_error))}
+        name = getattr(identifier, "__name__", "metric")
+        if name in public and globals().get(name) is identifier:
+            return MeanMetricWrapper(public[name], name=name)
+
+        def values(yt, yp, **kw):
+            out = identifier(Tensor(yt), Tensor(yp), **kw)
+            return _array(out)
+        return MeanMetricWrapper(values, name=name)
+    raise ValueError(f"Could not interpret metric identifier: {identifier!r}")
+
+
+def serialize(metric):
+    return {"module": "keras.metrics", "class_name": type(metric).__name__, "config": metric.get_config(),
+            "registered_name": None}
+
+
+def deserialize(config, custom_objects=None):
+    custom_objects = custom_objects or {}
+    if isinstance(config, str):
+        return get(config)
+    name = config.get("class_name")
+    cls = custom_objects.get(name) or _CLASSES.get(name)
+    if cls is None:
+        raise ValueError(f"Unknown metric class: {name!r}. Valid: {', '.join(sorted(_CLASSES))}.")
+    return cls.from_config(config.get("config", {}))

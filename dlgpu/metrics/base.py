@@ -1,0 +1,173 @@
+"""The metric base classes (Metric, Mean, Sum, MeanMetricWrapper) and the array helpers they share.
+
+State is accumulated in float64 with the inputs' array module: numpy on the CPU; on the GPU the sums stay
+on the device (no sync per batch) until ``result()`` converts them once.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from dlgpu.autograd import Tensor
+from dlgpu.backend import device as _device
+from dlgpu.ops._core import array_module
+
+EPSILON = 1e-7
+
+
+# -- array helpers ------------------------------------------------------------------------------------
+
+def _array(x):
+    if isinstance(x, Tensor):
+        return x.data
+    if isinstance(x, np.ndarray) or type(x).__module__.startswith("cupy"):
+        return x
+    return np.asarray(x)
+
+
+def _pair(y_true, y_pred):
+    """Both as arrays of y_pred's module (host labels follow a device prediction)."""
+    yp = _array(y_pred)
+    yt = _array(y_true)
+    if array_module(yt) is not array_module(yp):
+        yt = _device.to_numpy(yt) if array_module(yp) is np else array_module(yp).asarray(yt)
+    return yt, yp
+
+
+def _squeeze_or_expand(x1, x2):
+    r1, r2 = x1.ndim, x2.ndim
+    if r1 == r2 + 1 and x1.shape[-1] == 1:
+        x1 = x1.reshape(x1.shape[:-1]) if r2 != 1 else x1
+        x2 = x2[..., None] if r2 == 1 else x2
+    elif r2 == r1 + 1 and x2.shape[-1] == 1:
+        x2 = x2.reshape(x2.shape[:-1]) if r1 != 1 else x2
+        x1 = x1[..., None] if r1 == 1 else x1
+    return x1, x2
+
+
+def _result(value):
+    """A Tensor on the host (float32), from a numpy/cupy array or scalar."""
+    return Tensor(np.asarray(_device.to_numpy(value) if not isinstance(value, (float, int, np.generic, np.ndarray))
+                             else value, dtype=np.float32))
+
+
+def _divide_no_nan(a, b):
+    xp = array_module(b) if hasattr(b, "dtype") else np
+    return xp.where(b != 0, a / xp.where(b != 0, b, 1), 0.0)
+
+
+def _snake(name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+# -- base classes -------------------------------------------------------------------------------------
+
+class Metric:
+    """Stateful metric: ``update_state`` per batch, ``result`` any time, ``reset_state`` per epoch."""
+
+    def __init__(self, name=None, dtype=None):
+        self.name = name or _snake(type(self).__name__)
+        self.dtype = dtype or "float32"
+        self.reset_state()
+
+    def update_state(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def result(self):
+        raise NotImplementedError
+
+    def reset_state(self):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        self.update_state(*args, **kwargs)
+        return self.result()
+
+    @property
+    def variables(self):
+        return []
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}>"
+
+
+class Mean(Metric):
+    """Weighted mean of the values seen (Keras: values reduced per sample, then weighted by sample)."""
+
+    def reset_state(self):
+        self.total = 0.0
+        self.count = 0.0
+
+    def update_state(self, values, sample_weight=None):
+        v = _array(values)
+        if v.ndim == 0 and (sample_weight is None or np.ndim(_array(sample_weight)) == 0):
+            # The loss tracker's path: one scalar per batch, weighted by the batch size.
+            w = 1.0 if sample_weight is None else (_array(sample_weight) if isinstance(sample_weight, Tensor)
+                                                   else float(sample_weight))
+            self.total = self.total + v.astype(np.float64) * w
+            self.count = self.count + w
+            return
+        xp = array_module(v)
+        v = v.astype(np.float64)
+        if sample_weight is not None:
+            sw = _array(sample_weight)
+            if array_module(sw) is not xp:
+                sw = xp.asarray(_device.to_numpy(sw)) if xp is not np else _device.to_numpy(sw)
+            sw = sw.astype(np.float64)
+            v, sw = _squeeze_or_expand(v, sw)
+            if v.ndim > sw.ndim:
+                v = v.mean(axis=tuple(range(sw.ndim, v.ndim)))
+            sw = xp.broadcast_to(sw, v.shape)
+            v = v * sw
+            if sw.ndim > 1:
+                sw = sw.mean(axis=tuple(range(1, sw.ndim)))
+            self.count = self.count + sw.sum()
+        else:
+            if v.ndim > 1:
+                v = v.mean(axis=tuple(range(1, v.ndim)))
+            self.count = self.count + (v.shape[0] if v.ndim else 1)
+        self.total = self.total + v.sum()
+
+    def result(self):
+        total, count = float(self.total), float(self.count)
+        return _result(total / count if count else 0.0)
+
+
+class Sum(Metric):
+    def reset_state(self):
+        self.total = 0.0
+
+    def update_state(self, values, sample_weight=None):
+        v = _array(values).astype(np.float64)
+        if sample_weight is not None:
+            v = v * _array(sample_weight)
+        self.total = self.total + v.sum()
+
+    def result(self):
+        return _result(float(self.total))
+
+
+class MeanMetricWrapper(Mean):
+    """Mean over samples of ``fn(y_true, y_pred, **kwargs)``."""
+
+    def __init__(self, fn, name=None, dtype=None, **kwargs):
+        self._fn = fn
+        self._fn_kwargs = kwargs
+        super().__init__(name=name or getattr(fn, "__name__", None), dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        yt, yp = _pair(y_true, y_pred)
+        values = self._fn(yt, yp, **self._fn_kwargs)
+        super().update_state(values, sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), **self._fn_kwargs}
