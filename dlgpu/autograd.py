@@ -84,7 +84,8 @@ class Tensor:
 
     def __repr__(self):
         dev = "" if isinstance(self.data, np.ndarray) else f", device={self.device}"
-        return f"<{type(self).__name__} shape={self.shape}, dtype={self.dtype}{dev}, numpy=\n{self.numpy()!r}>"
+        values = np.array2string(self.numpy(), separator=", ", threshold=50, edgeitems=3)
+        return f"<{type(self).__name__} shape={self.shape}, dtype={self.dtype}{dev}, numpy={values}>"
 
     def __bool__(self):
         return bool(self.data)
