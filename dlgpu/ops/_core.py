@@ -54,11 +54,12 @@ def _device_mismatch(op, a, b):
 
 def same_device(op, *tensors):
     first = tensors[0]
-    kind = type(first.data)
+    host = isinstance(first.data, (np.ndarray, np.generic))  # a numpy scalar is host data too
     for t in tensors[1:]:
-        if type(t.data) is not kind or (kind is not np.ndarray and t.data.device != first.data.device):
-            if isinstance(t.data, np.generic) and kind is np.ndarray:
-                continue
+        if isinstance(t.data, (np.ndarray, np.generic)):
+            if not host:
+                raise _device_mismatch(op, first, t)
+        elif host or type(t.data) is not type(first.data) or t.data.device != first.data.device:
             raise _device_mismatch(op, first, t)
 
 
