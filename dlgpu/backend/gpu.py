@@ -84,6 +84,13 @@ softmax = _simple("softmax")
 softmax_cross_entropy = _simple("softmax_cross_entropy")
 softmax_cross_entropy_backward = _simple("softmax_cross_entropy_backward")
 max_pool2d_forward = _simple("max_pool2d_forward")
+max_pool2d_backward = _simple("max_pool2d_backward")
+avg_pool2d_forward = _simple("avg_pool2d_forward")
+avg_pool2d_backward = _simple("avg_pool2d_backward")
+adam_update = _simple("adam_update")
+sgd_update = _simple("sgd_update")
+sigmoid = reference.sigmoid
+scatter_add = reference.scatter_add
 
 
 def max_pool2d(x, pool, strides, pads):
@@ -92,10 +99,3 @@ def max_pool2d(x, pool, strides, pads):
     if lib is not None and hasattr(lib, "max_pool2d_forward") and _float32_only((x,)):
         return lib.max_pool2d_forward(x, pool, strides, pads)[0]
     return reference.max_pool2d(x, pool, strides, pads)
-max_pool2d_backward = _simple("max_pool2d_backward")
-avg_pool2d_forward = _simple("avg_pool2d_forward")
-avg_pool2d_backward = _simple("avg_pool2d_backward")
-adam_update = _simple("adam_update")
-sgd_update = _simple("sgd_update")
-sigmoid = reference.sigmoid
-scatter_add = reference.scatter_add
