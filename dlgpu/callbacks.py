@@ -72,6 +72,13 @@ class CallbackList:
         for cb in self.callbacks:
             getattr(cb, hook)(*args)
 
+    def close(self):
+        """Release what callbacks hold open (progress bars), also when the run stopped on an error."""
+        for cb in self.callbacks:
+            close = getattr(cb, "close", None)
+            if close is not None:
+                close()
+
     def on_train_begin(self, logs=None): self._call("on_train_begin", logs)
     def on_train_end(self, logs=None): self._call("on_train_end", logs)
     def on_epoch_begin(self, epoch, logs=None): self._call("on_epoch_begin", epoch, logs)
@@ -162,6 +169,11 @@ class ProgbarLogger(Callback):
         self._refresh_every = refresh_every
         self._last = 0.0
         self._epoch_start = 0.0
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     def _tqdm(self):
         try:
@@ -440,6 +452,11 @@ class CSVLogger(Callback):
                 self._writer.writeheader()
         self._writer.writerow({"epoch": epoch, **{k: logs.get(k, "NA") for k in self._keys}})
         self._file.flush()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def on_train_end(self, logs=None):
         if self._file is not None:

@@ -229,3 +229,21 @@ def test_callbacks_must_be_callback_instances():
     x, y = _data()
     with pytest.raises(TypeError, match="Callback"):
         _model().fit(x, y, callbacks=[lambda: None], verbose=0)
+
+
+def test_a_run_that_raises_closes_the_progress_bar_and_the_csv_file(tmp_path):
+    pytest.importorskip("tqdm")
+
+    class Boom(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                raise RuntimeError("boom")
+
+    model = dlgpu.Sequential([layers.Dense(2, input_shape=(3,))])
+    model.compile(optimizer="sgd", loss="mse")
+    bar, log = callbacks.ProgbarLogger(), callbacks.CSVLogger(str(tmp_path / "log.csv"))
+    x, y = np.ones((8, 3), np.float32), np.zeros((8, 2), np.float32)
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(x, y, batch_size=2, verbose=1, callbacks=[bar, log, Boom()])
+    assert bar._bar is None and log._file is None
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0)  # the model still trains afterwards

@@ -299,6 +299,7 @@ class Trainer:
                                initial_epoch, epochs, steps, shuffle, cbs)
         finally:
             self._step_variables = None
+            cbs.close()  # a run that raised leaves no half-drawn progress bar behind
         return history
 
     def _train_epochs(self, xs, ys, sw, n, val_prepared, batch_size, validation_batch_size, validation_freq,
@@ -375,7 +376,10 @@ class Trainer:
         cbs = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                                             epochs=1, steps=n_steps, mode="test")
         cbs.on_test_begin()
-        logs = self._evaluate_prepared(xs, ys, sw, batch_size, cbs)
+        try:
+            logs = self._evaluate_prepared(xs, ys, sw, batch_size, cbs)
+        finally:
+            cbs.close()
         cbs.on_test_end(logs)
         if return_dict:
             return logs
@@ -393,13 +397,16 @@ class Trainer:
                                             epochs=1, steps=n_steps, mode="predict")
         cbs.on_predict_begin()
         chunks = []
-        with no_grad():
-            for step in range(n_steps):
-                cbs.on_predict_batch_begin(step)
-                index = slice(step * batch_size, (step + 1) * batch_size)
-                out = self(self._to_device(xs, dev, index), training=False)
-                chunks.append([o.numpy() for o in flatten(out)])
-                cbs.on_predict_batch_end(step, {})
+        try:
+            with no_grad():
+                for step in range(n_steps):
+                    cbs.on_predict_batch_begin(step)
+                    index = slice(step * batch_size, (step + 1) * batch_size)
+                    out = self(self._to_device(xs, dev, index), training=False)
+                    chunks.append([o.numpy() for o in flatten(out)])
+                    cbs.on_predict_batch_end(step, {})
+        finally:
+            cbs.close()
         cbs.on_predict_end()
         outputs = [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
         return outputs[0] if len(outputs) == 1 and not isinstance(out, (list, tuple)) else outputs
