@@ -1,5 +1,7 @@
 """Layers, one small file per family, and (de)serialization by class name."""
 
+import inspect
+
 from dlgpu.layers.base import Input, InputLayer, InputSpec, KerasTensor, Layer
 from dlgpu.layers.conv import Conv2D, Convolution2D
 from dlgpu.layers.core import Activation, Dense, Dropout, Embedding, Flatten, Lambda, Reshape
@@ -41,4 +43,10 @@ def deserialize(config, custom_objects=None):
                          f"classes with custom_objects={{'{name}': {name}}} or register them with "
                          f"dlgpu.layers.register.")
     cls = lookup[name]
-    return cls.from_config(dict(config.get("config", {}))) if hasattr(cls, "from_config") else cls(**config["config"])
+    layer_config = dict(config.get("config", {}))
+    from_config = getattr(cls, "from_config", None)
+    if from_config is None:
+        return cls(**layer_config)
+    if "custom_objects" in inspect.signature(from_config).parameters:  # models: their layers may be custom
+        return from_config(layer_config, custom_objects=custom_objects)
+    return from_config(layer_config)

@@ -284,3 +284,34 @@ def test_subclassed_model_without_config_explains(tmp_path):
     other(np.zeros((1, 3), np.float32))
     other.load_weights(tmp_path / "c.weights.dlgpu")
     _assert_same_predictions(model, other, _x((4, 3)))
+
+
+class Scale(layers.Layer):
+    """A custom layer with a config: loadable by name once registered, or through custom_objects."""
+
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, inputs):
+        return inputs * self.factor
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def test_custom_layers_load_through_custom_objects_or_registration(tmp_path):
+    inp = dlgpu.Input(shape=(3,))
+    model = dlgpu.Model(inp, layers.Dense(2)(Scale(3.0)(inp)))
+    path = tmp_path / "custom.dlgpu"
+    model.save(path)
+    with pytest.raises(ValueError, match="Unknown layer class 'Scale'.*custom_objects"):
+        load_model(path)
+    x = _x((4, 3))
+    np.testing.assert_array_equal(load_model(path, custom_objects={"Scale": Scale}).predict(x, verbose=0),
+                                  model.predict(x, verbose=0))
+    dlgpu.saving.register_keras_serializable()(Scale)
+    np.testing.assert_array_equal(load_model(path).predict(x, verbose=0), model.predict(x, verbose=0))
