@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dlgpu import activations, initializers, ops, regularizers
-from dlgpu.layers.base import InputSpec, Layer
-from dlgpu.layers.core import _positive_int
+from dlgpu import ops
+from dlgpu.layers.base import InputSpec
+from dlgpu.layers.core import KernelBiasLayer, _positive_int
 from dlgpu.ops.shapes import conv_output_length, normalize_tuple
 
 
-class Conv2D(Layer):
+class Conv2D(KernelBiasLayer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
@@ -27,14 +27,8 @@ class Conv2D(Layer):
         if normalize_tuple(dilation_rate, 2, "dilation_rate", self.name) != (1, 1) or groups != 1:
             raise ValueError(f"Layer '{self.name}': dilation_rate and groups other than 1 are not supported; "
                              f"received dilation_rate={dilation_rate!r}, groups={groups!r}")
-        self.activation = activations.get(activation)
-        self._fused = activations.fused_name(self.activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self._init_kernel_bias(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                               bias_regularizer, activity_regularizer)
         self.input_spec = InputSpec(ndim=4)
 
     def build(self, input_shape):
@@ -42,21 +36,12 @@ class Conv2D(Layer):
         if channels is None:
             raise ValueError(f"Layer '{self.name}': the channel axis (last) of the input must be known; received {input_shape}")
         self.compute_output_shape(input_shape)  # fails early when the window does not fit
-        self.kernel = self.add_weight(self.kernel_size + (channels, self.filters), self.kernel_initializer,
-                                      name="kernel", regularizer=self.kernel_regularizer)
-        self.bias = self.add_weight((self.filters,), self.bias_initializer, name="bias",
-                                    regularizer=self.bias_regularizer) if self.use_bias else None
+        self._add_kernel_and_bias(self.kernel_size + (channels, self.filters), self.filters)
         self.input_spec = InputSpec(ndim=4, axes={-1: channels})
         self.built = True
 
     def call(self, inputs):
-        if self._fused is not None:
-            out = ops.conv2d(inputs, self.kernel, self.bias, self.strides, self.padding, self._fused)
-        else:
-            out = self.activation(ops.conv2d(inputs, self.kernel, self.bias, self.strides, self.padding))
-        if self.activity_regularizer is not None:
-            self.add_loss(self.activity_regularizer(out))
-        return out
+        return self._apply(ops.conv2d, inputs, self.strides, self.padding)
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
@@ -67,12 +52,7 @@ class Conv2D(Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
                 "strides": list(self.strides), "padding": self.padding, "data_format": "channels_last",
-                "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": regularizers.serialize(self.activity_regularizer)}
+                **self._kernel_bias_config()}
 
 
 Convolution2D = Conv2D

@@ -15,14 +15,12 @@ def _positive_int(layer, name, value):
     return int(value)
 
 
-class Dense(Layer):
-    """activation(inputs @ kernel + bias), run as one fused op when the activation allows it."""
+class KernelBiasLayer(Layer):
+    """What Dense and Conv2D share: a kernel, an optional bias, an activation that runs inside the op when
+    the backend fuses it, their initializers and regularizers, and the config entries for all of them."""
 
-    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
-        self.units = _positive_int(type(self).__name__, "units", units)
+    def _init_kernel_bias(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                          bias_regularizer, activity_regularizer):
         self.activation = activations.get(activation)
         self._fused = activations.fused_name(self.activation)
         self.use_bias = use_bias
@@ -31,39 +29,60 @@ class Dense(Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.activity_regularizer = regularizers.get(activity_regularizer)
+
+    def _add_kernel_and_bias(self, kernel_shape, units):
+        self.kernel = self.add_weight(kernel_shape, self.kernel_initializer, name="kernel",
+                                      regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight((units,), self.bias_initializer, name="bias",
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
+
+    def _apply(self, op, inputs, *args):
+        """op(inputs, kernel, bias, *args, activation) fused when it can be, then the activity penalty."""
+        if self._fused is not None:
+            out = op(inputs, self.kernel, self.bias, *args, activation=self._fused)
+        else:
+            out = self.activation(op(inputs, self.kernel, self.bias, *args))
+        if self.activity_regularizer is not None:
+            self.add_loss(self.activity_regularizer(out))
+        return out
+
+    def _kernel_bias_config(self):
+        return {"activation": activations.serialize(self.activation), "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer)}
+
+
+class Dense(KernelBiasLayer):
+    """activation(inputs @ kernel + bias), run as one fused op when the activation allows it."""
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = _positive_int(type(self).__name__, "units", units)
+        self._init_kernel_bias(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                               bias_regularizer, activity_regularizer)
         self.input_spec = InputSpec(min_ndim=2)
 
     def build(self, input_shape):
         features = input_shape[-1]
         if features is None:
             raise ValueError(f"Layer '{self.name}': the last axis of the input must be known; received {input_shape}")
-        self.kernel = self.add_weight((features, self.units), self.kernel_initializer, name="kernel",
-                                      regularizer=self.kernel_regularizer)
-        self.bias = self.add_weight((self.units,), self.bias_initializer, name="bias",
-                                    regularizer=self.bias_regularizer) if self.use_bias else None
+        self._add_kernel_and_bias((features, self.units), self.units)
         self.input_spec = InputSpec(min_ndim=2, axes={-1: features})
         self.built = True
 
     def call(self, inputs):
-        if self._fused is not None:
-            out = ops.dense(inputs, self.kernel, self.bias, self._fused)
-        else:
-            out = self.activation(ops.dense(inputs, self.kernel, self.bias))
-        if self.activity_regularizer is not None:
-            self.add_loss(self.activity_regularizer(out))
-        return out
+        return self._apply(ops.dense, inputs)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": regularizers.serialize(self.activity_regularizer)}
+        return {**super().get_config(), "units": self.units, **self._kernel_bias_config()}
 
 
 class Activation(Layer):
