@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from dlgpu.utils import unknown_name_error
+from dlgpu.utils import deserialize_by_class_name, unknown_name_error
 
 _rng = np.random.default_rng()
 
@@ -279,13 +279,4 @@ def serialize(initializer):
 
 
 def deserialize(config, custom_objects=None):
-    custom_objects = custom_objects or {}
-    if config is None:
-        return None
-    if isinstance(config, str):
-        return custom_objects[config]() if config in custom_objects else get(config)
-    name = config.get("class_name")
-    cls = custom_objects.get(name) or _CLASSES.get(name) or _ALIASES.get(name)
-    if cls is None:
-        raise _unknown(str(name))
-    return cls.from_config(config.get("config", {}))
+    return deserialize_by_class_name(config, custom_objects, {**_ALIASES, **_CLASSES}, get, _unknown)

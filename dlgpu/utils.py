@@ -49,3 +49,18 @@ def unknown_name_error(kind, identifier, valid, candidates=None, normalize=str):
     close = difflib.get_close_matches(normalize(identifier), list(candidates or names), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return ValueError(f"Unknown {kind}: {identifier!r}.{hint} Valid: {', '.join(names)}.")
+
+
+def deserialize_by_class_name(config, custom_objects, classes, get, unknown):
+    """The object a ``{"class_name", "config"}`` dict (or a bare name) describes, for modules whose objects
+    are plain classes with ``from_config`` (initializers, regularizers).  Names only, never code."""
+    custom_objects = custom_objects or {}
+    if config is None:
+        return None
+    if isinstance(config, str):
+        return custom_objects[config]() if config in custom_objects else get(config)
+    name = config.get("class_name")
+    cls = custom_objects.get(name) or classes.get(name)
+    if cls is None:
+        raise unknown(str(name))
+    return cls.from_config(config.get("config", {}))
