@@ -3,30 +3,18 @@ cupy) instead of the emulator), same pattern as test_gpu_kernels.py, plus the se
 layers (batch 64), too large for the emulator.  Skipped, with the reason, where CuPy sees no GPU
 (tests/kernels/conftest.py).
 """
-import importlib.util
-import inspect
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dlgpu.backend import cpu
+from gpu_rerun import backend_tests
 
 pytestmark = pytest.mark.gpu
 
 HERE = Path(__file__).resolve().parent
-
-
-def _backend_tests(stem):
-    spec = importlib.util.spec_from_file_location(f"_gpu_rerun_{stem}", HERE / f"{stem}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return {f"{name}__{stem[5:]}": fn for name, fn in vars(mod).items()
-            if name.startswith("test_") and callable(fn) and "kb" in inspect.signature(fn).parameters}
-
-
-for _stem in ("test_conv2d", "test_pooling", "test_optim"):
-    globals().update(_backend_tests(_stem))
+globals().update(backend_tests(HERE, "test_conv2d", "test_pooling", "test_optim"))
 
 
 @pytest.fixture(scope="module")

@@ -4,30 +4,18 @@ Every test of test_activations.py, test_softmax_xent.py and test_gemm_bias_act.p
 ``kb`` fixture is re-run here with ``kb`` on the GPU, plus a few sizes too large for the emulator.
 Skipped, with the reason, where CuPy sees no GPU (tests/kernels/conftest.py).
 """
-import importlib.util
-import inspect
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dlgpu.backend import cpu
+from gpu_rerun import backend_tests
 
 pytestmark = pytest.mark.gpu
 
 HERE = Path(__file__).resolve().parent
-
-
-def _backend_tests(stem):
-    spec = importlib.util.spec_from_file_location(f"_gpu_rerun_{stem}", HERE / f"{stem}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return {f"{name}__{stem[5:]}": fn for name, fn in vars(mod).items()
-            if name.startswith("test_") and callable(fn) and "kb" in inspect.signature(fn).parameters}
-
-
-for _stem in ("test_activations", "test_softmax_xent", "test_gemm_bias_act"):
-    globals().update(_backend_tests(_stem))
+globals().update(backend_tests(HERE, "test_activations", "test_softmax_xent", "test_gemm_bias_act"))
 
 
 @pytest.fixture(scope="module")
