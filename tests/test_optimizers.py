@@ -253,3 +253,10 @@ def test_schedule_config_and_errors():
     assert back.get_config() == sched.get_config()
     with pytest.raises(ValueError, match="length of boundaries"):
         schedules.PiecewiseConstantDecay([1, 2], [1.0])
+
+
+@pytest.mark.parametrize("schedule", ["ExponentialDecay", "InverseTimeDecay"])
+def test_rate_decays_need_positive_decay_steps(schedule):
+    from dlgpu.optimizers import schedules
+    with pytest.raises(ValueError, match="decay_steps"):
+        getattr(schedules, schedule)(0.1, 0, 0.5)

@@ -37,27 +37,36 @@ class LearningRateSchedule:
         return cls(**config)
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """initial * decay_rate ** (step / decay_steps), the exponent floored when ``staircase``."""
+class _RateDecay(LearningRateSchedule):
+    """What ExponentialDecay and InverseTimeDecay share: initial rate, decay_rate every decay_steps, and the
+    progress step / decay_steps, floored when ``staircase``."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="ExponentialDecay"):
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
         if decay_steps <= 0:
             raise ValueError(f"Argument `decay_steps` must be > 0. Received: decay_steps={decay_steps}")
         self.initial_learning_rate = initial_learning_rate
         self.decay_steps = decay_steps
         self.decay_rate = decay_rate
         self.staircase = staircase
-        self.name = name
+        self.name = name or type(self).__name__
 
-    def __call__(self, step):
+    def _progress(self, step):
         p = _step(step) / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return _out(self.initial_learning_rate * self.decay_rate ** p)
+        return math.floor(p) if self.staircase else p
 
     def get_config(self):
         return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
                 "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_RateDecay):
+    """initial * decay_rate ** (step / decay_steps), the exponent floored when ``staircase``."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="ExponentialDecay"):
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
+
+    def __call__(self, step):
+        return _out(self.initial_learning_rate * self.decay_rate ** self._progress(step))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -110,25 +119,14 @@ class PolynomialDecay(LearningRateSchedule):
                 "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_RateDecay):
     """initial / (1 + decay_rate * step / decay_steps), the ratio floored when ``staircase``."""
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name="InverseTimeDecay"):
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = decay_steps
-        self.decay_rate = decay_rate
-        self.staircase = staircase
-        self.name = name
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def __call__(self, step):
-        p = _step(step) / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return _out(self.initial_learning_rate / (1.0 + self.decay_rate * p))
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
+        return _out(self.initial_learning_rate / (1.0 + self.decay_rate * self._progress(step)))
 
 
 class CosineDecay(LearningRateSchedule):
