@@ -433,6 +433,9 @@ class _MeanOfElementwise(LossFunctionWrapper):
                 return ops.mean(self._elementwise(y_true, y_pred))
         return super().__call__(y_true, y_pred, sample_weight)
 
+    def get_config(self):
+        return Loss.get_config(self)
+
 
 class MeanSquaredError(_MeanOfElementwise):
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
@@ -441,9 +444,6 @@ class MeanSquaredError(_MeanOfElementwise):
     def _elementwise(self, y_true, y_pred):
         return ops.square(ops.subtract(y_true, y_pred))
 
-    def get_config(self):
-        return Loss.get_config(self)
-
 
 class MeanAbsoluteError(_MeanOfElementwise):
     def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
@@ -451,9 +451,6 @@ class MeanAbsoluteError(_MeanOfElementwise):
 
     def _elementwise(self, y_true, y_pred):
         return ops.abs(ops.subtract(y_true, y_pred))
-
-    def get_config(self):
-        return Loss.get_config(self)
 
 
 def _simple(fn, default_name):
