@@ -16,15 +16,16 @@ class Conv2D(KernelBiasLayer):
                  **kwargs):
         super().__init__(**kwargs)
         self.filters = _positive_int("Conv2D", "filters", filters)
-        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", self.name)
-        self.strides = normalize_tuple(strides, 2, "strides", self.name)
+        owner = f"Layer '{self.name}'"
+        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", owner)
+        self.strides = normalize_tuple(strides, 2, "strides", owner)
         self.padding = str(padding).lower()
         if self.padding not in ("valid", "same"):
             raise ValueError(f"Layer '{self.name}': padding must be 'valid' or 'same'; received padding={padding!r}")
         if data_format not in (None, "channels_last"):
             raise ValueError(f"Layer '{self.name}': only data_format='channels_last' (NHWC) is supported; "
                              f"received data_format={data_format!r}")
-        if normalize_tuple(dilation_rate, 2, "dilation_rate", self.name) != (1, 1) or groups != 1:
+        if normalize_tuple(dilation_rate, 2, "dilation_rate", owner) != (1, 1) or groups != 1:
             raise ValueError(f"Layer '{self.name}': dilation_rate and groups other than 1 are not supported; "
                              f"received dilation_rate={dilation_rate!r}, groups={groups!r}")
         self._init_kernel_bias(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,

@@ -12,8 +12,9 @@ class _Pooling2D(Layer):
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self.pool_size = normalize_tuple(pool_size, 2, "pool_size", self.name)
-        self.strides = self.pool_size if strides is None else normalize_tuple(strides, 2, "strides", self.name)
+        owner = f"Layer '{self.name}'"
+        self.pool_size = normalize_tuple(pool_size, 2, "pool_size", owner)
+        self.strides = self.pool_size if strides is None else normalize_tuple(strides, 2, "strides", owner)
         self.padding = str(padding).lower()
         if self.padding not in ("valid", "same"):
             raise ValueError(f"Layer '{self.name}': padding must be 'valid' or 'same'; received padding={padding!r}")

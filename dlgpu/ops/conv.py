@@ -5,15 +5,7 @@ from __future__ import annotations
 from dlgpu.autograd import is_recording
 from dlgpu.ops._core import backend_of, make_result, same_device, to_tensor
 from dlgpu.ops.nn import ACTIVATION_NAMES
-
-
-def _pair(value, name, op):
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(value)
-    if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
-        raise ValueError(f"{op}: {name} must be a positive int or a pair of them; received {name}={value!r}")
-    return value
+from dlgpu.ops.shapes import normalize_tuple
 
 
 def resolve_padding(padding, in_hw, window, strides, op="conv2d"):
@@ -48,7 +40,7 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", activation="linear"
                          f"{kernel.shape[2]} (kernel shape {kernel.shape})")
     if activation not in ACTIVATION_NAMES:
         raise ValueError(f"conv2d: unsupported fused activation {activation!r}; expected one of {ACTIVATION_NAMES}")
-    strides = _pair(strides, "strides", "conv2d")
+    strides = normalize_tuple(strides, 2, "strides", "conv2d")
     pads = resolve_padding(padding, x.shape[1:3], kernel.shape[:2], strides)
     be = backend_of(x.data)
     y, ctx = be.conv2d_forward(x.data, kernel.data, None if bias is None else parents[2].data,
@@ -73,8 +65,8 @@ def _pool_args(x, pool_size, strides, padding, op):
     x = to_tensor(x)
     if x.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D NHWC input; received shape {x.shape}")
-    pool = _pair(pool_size, "pool_size", op)
-    strides = pool if strides is None else _pair(strides, "strides", op)
+    pool = normalize_tuple(pool_size, 2, "pool_size", op)
+    strides = pool if strides is None else normalize_tuple(strides, 2, "strides", op)
     pads = resolve_padding(padding, x.shape[1:3], pool, strides, op)
     return x, pool, strides, pads
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 
 def normalize_tuple(value, n, name, owner):
+    """``value`` as a tuple of ``n`` positive ints (an int is repeated); errors name ``owner`` (a layer or op)."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value,) * n
     value = tuple(value)
     if len(value) != n or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-        raise ValueError(f"Layer '{owner}': the `{name}` argument must be a positive int or a tuple of {n} positive "
+        raise ValueError(f"{owner}: the `{name}` argument must be a positive int or a tuple of {n} positive "
                          f"ints. Received: {name}={value!r}")
     return value
 
