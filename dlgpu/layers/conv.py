@@ -5,7 +5,7 @@ from __future__ import annotations
 from dlgpu import ops
 from dlgpu.layers.base import InputSpec
 from dlgpu.layers.core import KernelBiasLayer, _positive_int
-from dlgpu.ops.shapes import conv_output_length, normalize_tuple
+from dlgpu.ops.window import conv_output_length, normalize_tuple
 
 
 class Conv2D(KernelBiasLayer):

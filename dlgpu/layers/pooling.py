@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dlgpu import ops
 from dlgpu.layers.base import InputSpec, Layer
-from dlgpu.ops.shapes import conv_output_length, normalize_tuple
+from dlgpu.ops.window import conv_output_length, normalize_tuple
 
 
 class _Pooling2D(Layer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dlgpu.autograd import is_recording
 from dlgpu.ops._core import backend_of, make_result, same_device, to_tensor
 from dlgpu.ops.nn import ACTIVATION_NAMES
-from dlgpu.ops.shapes import normalize_tuple
+from dlgpu.ops.window import normalize_tuple
 
 
 def resolve_padding(padding, in_hw, window, strides, op="conv2d"):

@@ -1,4 +1,4 @@
-"""Shape arithmetic shared by layers and ops (no arrays involved)."""
+"""Window arithmetic shared by layers and ops (convolution and pooling sizes; no arrays involved)."""
 
 from __future__ import annotations
 
