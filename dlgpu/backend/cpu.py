@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from dlgpu.backend.cpu_threads import FLOP_BYTES, for_batch
+
 xp = np
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "gelu", "leaky_relu")
 
@@ -46,15 +48,17 @@ def erf(x):
     return xp.copysign(y, x).astype(x.dtype, copy=False)
 
 
-def sigmoid(x):
-    """1 / (1 + e^-x).  e^-x overflows to inf below x = -88, where 1/inf = 0 is the right answer, so
-    that overflow is expected (3x faster than the two-branch exp(-|x|) form, measured on 4M values)."""
+def sigmoid(x, out=None):
+    """1 / (1 + e^-x), into ``out`` when given (it may be x).  e^-x overflows to inf below x = -88, where
+    1/inf = 0 is the right answer, so that overflow is expected (3x faster than the two-branch
+    exp(-|x|) form, measured on 4M values)."""
     xp = array_module(x)
+    e = xp.negative(x, out=out)
     if xp is np:
         with np.errstate(over="ignore"):
-            e = np.exp(-x)
+            np.exp(e, out=e)
     else:
-        e = xp.exp(-x)
+        xp.exp(e, out=e)
     e += 1
     return xp.reciprocal(e, out=e)
 
@@ -76,13 +80,17 @@ def activation(x, name, alpha=0.2):
     raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
 
 
-def activation_grad(dy, x, y, name, alpha=0.2):
-    """dL/dx given dL/dy, the pre-activation x and the output y (whichever the rule needs)."""
+def activation_grad(dy, x, y, name, alpha=0.2, out=None):
+    """dL/dx given dL/dy, the pre-activation x and the output y (whichever the rule needs), written
+    into ``out`` when given."""
     xp = array_module(dy)
+    if out is not None and name != "relu":
+        out[...] = activation_grad(dy, x, y, name, alpha)
+        return out
     if name == "linear":
         return dy
     if name == "relu":
-        return dy * (y > 0)  # 8x faster than np.where(y > 0, dy, 0) at layer sizes (measured)
+        return xp.multiply(dy, y > 0, out=out)  # 8x faster than np.where(y > 0, dy, 0) at layer sizes
     if name == "sigmoid":
         return dy * (y * (1.0 - y))
     if name == "tanh":
@@ -101,7 +109,7 @@ def _needs_preactivation(name):
 
 
 def _apply_activation_inplace(z, name, alpha=0.2):
-    """Activation written into z where that is safe (z is a fresh buffer); returns y."""
+    """Activation written into z (a fresh buffer); returns z."""
     xp = array_module(z)
     if name == "linear":
         return z
@@ -109,7 +117,10 @@ def _apply_activation_inplace(z, name, alpha=0.2):
         return xp.maximum(z, z.dtype.type(0), out=z)
     if name == "tanh":
         return xp.tanh(z, out=z)
-    return activation(z, name, alpha)
+    if name == "sigmoid":
+        return sigmoid(z, out=z)
+    z[...] = activation(z, name, alpha)
+    return z
 
 
 def scatter_add(target, index, values):
@@ -132,33 +143,93 @@ def _column_sums(matrix):
     ones = _ones_vectors.get(key)
     if ones is None:
         ones = _ones_vectors[key] = xp.ones(matrix.shape[0], matrix.dtype)
-    return xp.matmul(ones, matrix)
+    return xp.matmul(ones, matrix)  # called inside the dense and conv backward's parallel regions
+
+
+def matmul(a, b):
+    """a @ b with numpy's rules.  A product with a 2-D right operand splits the rows of ``a`` across the
+    CPU threads (cpu_threads.for_batch); any other shape is one BLAS call, on one thread."""
+    xp = array_module(a)
+    if a.ndim < 2 or b.ndim != 2 or (a.ndim > 2 and not a.flags.c_contiguous):
+        result = []
+        for_batch(a, 1, 0, lambda start, stop: result.append(xp.matmul(a, b)), blas_bound=True)
+        return result[0]
+    k, n = b.shape
+    rows = a.reshape(-1, k)
+    out = xp.empty((rows.shape[0], n), xp.result_type(a, b))
+
+    def body(start, stop):
+        xp.matmul(rows[start:stop], b, out=out[start:stop])
+
+    for_batch(a, rows.shape[0], FLOP_BYTES * 2 * rows.size * n, body, blas_bound=True)
+    return out.reshape(a.shape[:-1] + (n,))
 
 
 # -- dense ---------------------------------------------------------------------------------------
 
 def dense_forward(x, w, b, activation_name="linear", alpha=0.2):
+    """x @ w + b, activated; the rows of x split across the CPU threads, each slice activated while
+    it is still in cache."""
     xp = array_module(x)
-    z = xp.matmul(x, w)
-    if b is not None:
-        z += b
-    if _needs_preactivation(activation_name):
-        y = activation(z, activation_name, alpha)
-        return y, (x, w, b is not None, y, z, activation_name, alpha)
-    y = _apply_activation_inplace(z, activation_name, alpha)
-    return y, (x, w, b is not None, y, None, activation_name, alpha)
+    k, units = w.shape
+    rows = x.reshape(-1, k)
+    m = rows.shape[0]
+    z = xp.empty((m, units), xp.result_type(x.dtype, w.dtype))
+    keep_z = _needs_preactivation(activation_name)
+    y = xp.empty_like(z) if keep_z else z
+
+    def body(start, stop):
+        zs = z[start:stop]
+        xp.matmul(rows[start:stop], w, out=zs)
+        if b is not None:
+            zs += b
+        if keep_z:
+            y[start:stop] = activation(zs, activation_name, alpha)
+        else:
+            _apply_activation_inplace(zs, activation_name, alpha)
+
+    for_batch(x, m, FLOP_BYTES * 2 * rows.size * units + 12 * z.size, body, blas_bound=True)
+    shape = x.shape[:-1] + (units,)
+    return y.reshape(shape), (x, w, b is not None, y, z if keep_z else None, activation_name, alpha)
 
 
 def dense_backward(dy, ctx, need_dx=True):
+    """Per slice of rows: the activation gradient, dx, and the slice's share of dW and db (summed after)."""
     xp = array_module(dy)
     x, w, has_bias, y, z, name, alpha = ctx
-    dz = activation_grad(dy, z, y, name, alpha)
-    x2 = x.reshape(-1, x.shape[-1])
-    dz2 = dz.reshape(-1, dz.shape[-1])
-    dw = xp.matmul(x2.T, dz2)
-    db = _column_sums(dz2) if has_bias else None
-    dx = xp.matmul(dz, w.T) if need_dx else None
-    return dx, dw, db
+    k, units = w.shape
+    x2 = x.reshape(-1, k)
+    dy2 = dy.reshape(-1, units)
+    m = x2.shape[0]
+    dz = dy2 if name == "linear" else xp.empty(dy2.shape, dy2.dtype)
+    dx = xp.empty((m, k), xp.result_type(dy.dtype, w.dtype)) if need_dx else None
+    partial_dw, partial_db = {}, {}
+
+    def body(start, stop):
+        if dz is not dy2:
+            activation_grad(dy2[start:stop], None if z is None else z[start:stop], y[start:stop], name, alpha,
+                            out=dz[start:stop])
+        partial_dw[start] = xp.matmul(x2[start:stop].T, dz[start:stop])
+        if has_bias:
+            partial_db[start] = _column_sums(dz[start:stop])
+        if need_dx:
+            xp.matmul(dz[start:stop], w.T, out=dx[start:stop])
+
+    for_batch(dy, m, FLOP_BYTES * 2 * m * k * units * (2 if need_dx else 1) + 12 * dy.size, body,
+              blas_bound=True)
+    dw = _sum_partials(partial_dw)
+    db = _sum_partials(partial_db) if has_bias else None
+    return (dx.reshape(x.shape[:-1] + (k,)) if need_dx else None), dw, db
+
+
+def _sum_partials(parts):
+    """The sum of each slice's share of a reduction, {slice start: share}, added in batch order so that
+    the result does not depend on which thread finished first."""
+    starts = sorted(parts)
+    total = parts[starts[0]]
+    for start in starts[1:]:
+        total += parts[start]
+    return total
 
 
 # -- convolution ---------------------------------------------------------------------------------
@@ -184,47 +255,82 @@ def _windows(padded, kh, kw, sh, sw, ho, wo):
 
 
 def conv2d_forward(x, w, b, strides, pads, activation_name="linear", alpha=0.2):
-    """im2col as a strided view, then one BLAS call: (N*Ho*Wo, kh*kw*Cin) @ (kh*kw*Cin, Cout)."""
+    """im2col, then one GEMM: (N*Ho*Wo, kh*kw*Cin) @ (kh*kw*Cin, Cout), bias and activation in place.
+
+    The batch is split across the CPU cores (cpu_threads.for_batch): each slice copies its own
+    windows, multiplies them and activates the result while it is still in cache."""
     xp = array_module(x)
     n, h, wd, c = x.shape
     kh, kw, _, cout = w.shape
     sh, sw = strides
     ho = conv_output_size(h, kh, sh, pads[0], pads[1])
     wo = conv_output_size(wd, kw, sw, pads[2], pads[3])
-    xpad = _pad_nhwc(x, pads)
-    cols = _windows(xpad, kh, kw, sh, sw, ho, wo).reshape(n * ho * wo, kh * kw * c)
-    z = xp.matmul(cols, w.reshape(kh * kw * c, cout))
-    if b is not None:
-        z += b
-    z = z.reshape(n, ho, wo, cout)
-    if _needs_preactivation(activation_name):
-        y = activation(z, activation_name, alpha)
-    else:
-        y = _apply_activation_inplace(z, activation_name, alpha)
-        z = None
-    return y, (x.shape, cols, w, b is not None, y, z, strides, pads, activation_name, alpha)
+    k = kh * kw * c
+    windows = _windows(_pad_nhwc(x, pads), kh, kw, sh, sw, ho, wo)
+    cols = xp.empty((n * ho * wo, k), x.dtype)
+    z = xp.empty((n, ho, wo, cout), x.dtype)
+    keep_z = _needs_preactivation(activation_name)
+    y = xp.empty_like(z) if keep_z else z
+    w2 = w.reshape(k, cout)
+
+    def rows(start, stop):
+        block = cols[start * ho * wo:stop * ho * wo]
+        block.reshape(stop - start, ho, wo, kh, kw, c)[...] = windows[start:stop]
+        zs = z[start:stop]
+        xp.matmul(block, w2, out=zs.reshape(-1, cout))
+        if b is not None:
+            zs += b
+        if keep_z:
+            y[start:stop] = activation(zs, activation_name, alpha)
+        else:
+            _apply_activation_inplace(zs, activation_name, alpha)
+
+    for_batch(x, n, 4 * (cols.size + 2 * z.size), rows)
+    return y, (x.shape, cols, w, b is not None, y, z if keep_z else None, strides, pads, activation_name, alpha)
 
 
 def conv2d_backward(dy, ctx, need_dx=True):
+    """All of it per batch slice, in one parallel region: the activation gradient, this slice's share of
+    dW and db (summed afterwards), and dx by a GEMM per filter offset plus col2im."""
     xp = array_module(dy)
     x_shape, cols, w, has_bias, y, z, strides, pads, name, alpha = ctx
     kh, kw, cin, cout = w.shape
-    dz = activation_grad(dy, z, y, name, alpha).reshape(-1, cout)
-    dw = xp.matmul(cols.T, dz).reshape(w.shape)
-    db = _column_sums(dz) if has_bias else None
-    dx = None
+    n, h, wd, _ = x_shape
+    _, ho, wo, _ = dy.shape
+    sh, sw = strides
+    dz = dy if name == "linear" else xp.empty(dy.shape, dy.dtype)
+    dz2 = dz.reshape(-1, cout)
+    partial_dw, partial_db = {}, {}
     if need_dx:
-        n, h, wd, _ = x_shape
-        _, ho, wo, _ = dy.shape
-        sh, sw = strides
+        dxpad = xp.empty((n, h + pads[0] + pads[1], wd + pads[2] + pads[3], cin), dy.dtype)
+        w_per_offset = w.reshape(kh * kw, cin, cout).transpose(0, 2, 1)
         # One batched GEMM gives each filter offset's input gradient as a contiguous block (offset,
         # N*Ho*Wo, Cin); adding contiguous blocks is 2x faster than slicing one (N*Ho*Wo, kh*kw*Cin) result.
-        per_offset = xp.matmul(dz, w.reshape(kh * kw, cin, cout).transpose(0, 2, 1)).reshape(kh * kw, n, ho, wo, cin)
-        dxpad = xp.zeros((n, h + pads[0] + pads[1], wd + pads[2] + pads[3], cin), dy.dtype)
+        per_offset = xp.empty((kh * kw, n * ho * wo, cin), dy.dtype)
+
+    def rows(start, stop):
+        if dz is not dy:
+            activation_grad(dy[start:stop], None if z is None else z[start:stop], y[start:stop], name, alpha,
+                            out=dz[start:stop])
+        flat = slice(start * ho * wo, stop * ho * wo)
+        partial_dw[start] = xp.matmul(cols[flat].T, dz2[flat])
+        if has_bias:
+            partial_db[start] = _column_sums(dz2[flat])
+        if not need_dx:
+            return
+        xp.matmul(dz2[flat], w_per_offset, out=per_offset[:, flat])
+        blocks = per_offset[:, flat].reshape(kh * kw, stop - start, ho, wo, cin)
+        target = dxpad[start:stop]
+        target[...] = 0
         for i in range(kh):  # col2im: one strided add per filter offset (kh*kw of them), never per pixel
             for j in range(kw):
-                dxpad[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] += per_offset[i * kw + j]
-        dx = dxpad[:, pads[0]:pads[0] + h, pads[2]:pads[2] + wd, :]
+                target[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] += blocks[i * kw + j]
+
+    traffic = 4 * (cols.size + 3 * dy.size + ((kh * kw + 2) * n * h * wd * cin if need_dx else 0))
+    for_batch(dy, n, traffic, rows)
+    dw = _sum_partials(partial_dw).reshape(kh, kw, cin, cout)
+    db = _sum_partials(partial_db) if has_bias else None
+    dx = dxpad[:, pads[0]:pads[0] + h, pads[2]:pads[2] + wd, :] if need_dx else None
     return dx, dw, db
 
 
@@ -246,10 +352,17 @@ def max_pool2d(x, pool, strides, pads):
     """Max over each window, without the argmax: inference needs no backward (4x cheaper for 2x2)."""
     xp = array_module(x)
     n, h, w, c, ho, wo = _pool_geometry(x.shape, pool, strides, pads)
-    if pool == (2, 2) and strides == (2, 2) and not any(pads):
+    if _is_plain_2x2(pool, strides, pads):
         corners = x[:, :2 * ho, :2 * wo, :].reshape(n, ho, 2, wo, 2, c)
-        rows = xp.maximum(corners[:, :, 0], corners[:, :, 1])  # the two rows first: longer contiguous runs
-        return xp.maximum(rows[:, :, :, 0], rows[:, :, :, 1])
+        y = xp.empty((n, ho, wo, c), x.dtype)
+
+        def rows(start, stop):
+            # the two rows first: longer contiguous runs; then the two columns
+            pair = xp.maximum(corners[start:stop, :, 0], corners[start:stop, :, 1])
+            xp.maximum(pair[:, :, :, 0], pair[:, :, :, 1], out=y[start:stop])
+
+        for_batch(x, n, 4 * (x.size + y.size), rows)
+        return y
     xpad = _pad_nhwc(x, pads, value=-xp.inf)
     y = xpad[_window_slice(0, 0, strides, ho, wo)].copy()
     for i in range(pool[0]):
@@ -259,11 +372,15 @@ def max_pool2d(x, pool, strides, pads):
     return y
 
 
+def _is_plain_2x2(pool, strides, pads):
+    return pool == (2, 2) and strides == (2, 2) and not any(pads)
+
+
 def max_pool2d_forward(x, pool, strides, pads):
     """Max over each window; argmax is the flat offset i*pw+j of the first maximum (int32)."""
     xp = array_module(x)
     n, h, w, c, ho, wo = _pool_geometry(x.shape, pool, strides, pads)
-    if pool == (2, 2) and strides == (2, 2) and not any(pads):
+    if _is_plain_2x2(pool, strides, pads):
         return _max_pool_2x2(x, ho, wo)
     xpad = _pad_nhwc(x, pads, value=-np.inf)
     y = xpad[_window_slice(0, 0, strides, ho, wo)].copy()
@@ -284,28 +401,46 @@ def _max_pool_2x2(x, ho, wo):
     xp = array_module(x)
     n, _, _, c = x.shape
     corners = x[:, :2 * ho, :2 * wo, :].reshape(n, ho, 2, wo, 2, c)
-    a, b = corners[:, :, 0, :, 0], corners[:, :, 0, :, 1]
-    d, e = corners[:, :, 1, :, 0], corners[:, :, 1, :, 1]
-    top, bottom = xp.maximum(a, b), xp.maximum(d, e)
-    y = xp.maximum(top, bottom)
-    top_arg = (b > a).astype(np.int32)
-    bottom_arg = (e > d).astype(np.int32) + np.int32(2)
-    return y, xp.where(bottom > top, bottom_arg, top_arg)
+    y = xp.empty((n, ho, wo, c), x.dtype)
+    argmax = xp.empty((n, ho, wo, c), np.int32)
+
+    def rows(start, stop):
+        window = corners[start:stop]
+        a, b = window[:, :, 0, :, 0], window[:, :, 0, :, 1]
+        d, e = window[:, :, 1, :, 0], window[:, :, 1, :, 1]
+        top, bottom = xp.maximum(a, b), xp.maximum(d, e)
+        xp.maximum(top, bottom, out=y[start:stop])
+        top_arg = (b > a).astype(np.int32)
+        bottom_arg = (e > d).astype(np.int32)
+        bottom_arg += 2
+        argmax[start:stop] = xp.where(bottom > top, bottom_arg, top_arg)
+
+    for_batch(x, n, 4 * (x.size + 8 * y.size), rows)
+    return y, argmax
 
 
 def max_pool2d_backward(dy, argmax, x_shape, pool, strides, pads):
     xp = array_module(dy)
     n, h, w, c, ho, wo = _pool_geometry(x_shape, pool, strides, pads)
-    dxpad = xp.zeros((n, h + pads[0] + pads[1], w + pads[2] + pads[3], c), dy.dtype)
+    dxpad = xp.empty((n, h + pads[0] + pads[1], w + pads[2] + pads[3], c), dy.dtype)
     overlapping = strides[0] < pool[0] or strides[1] < pool[1]
-    for i in range(pool[0]):
-        for j in range(pool[1]):
-            share = dy * (argmax == i * pool[1] + j)
-            window = _window_slice(i, j, strides, ho, wo)
-            if overlapping:
-                dxpad[window] += share
-            else:  # each input belongs to one window at most: assignment is enough
-                dxpad[window] = share
+    covered = not overlapping and pool[0] * ho == dxpad.shape[1] and pool[1] * wo == dxpad.shape[2]
+
+    def rows(start, stop):
+        target = dxpad[start:stop]
+        if not covered:  # some inputs belong to no window (or to several): start from zero
+            target[...] = 0
+        g, index = dy[start:stop], argmax[start:stop]
+        for i in range(pool[0]):
+            for j in range(pool[1]):
+                share = g * (index == i * pool[1] + j)
+                window = _window_slice(i, j, strides, ho, wo)
+                if overlapping:
+                    target[window] += share
+                else:  # each input belongs to one window at most: assignment is enough
+                    target[window] = share
+
+    for_batch(dy, n, 4 * (dxpad.size + 3 * dy.size), rows)
     return dxpad[:, pads[0]:pads[0] + h, pads[2]:pads[2] + w, :]
 
 

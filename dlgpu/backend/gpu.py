@@ -91,6 +91,7 @@ adam_update = _simple("adam_update")
 sgd_update = _simple("sgd_update")
 sigmoid = reference.sigmoid
 scatter_add = reference.scatter_add
+matmul = cupy.matmul  # cuBLAS
 
 
 def max_pool2d(x, pool, strides, pads):

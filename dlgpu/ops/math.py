@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlgpu.ops._core import array_module, binary_operands, make_result, to_tensor, unbroadcast
+from dlgpu.ops._core import array_module, backend_of, binary_operands, make_result, to_tensor, unbroadcast
 
 # Each backward closure receives the upstream gradient ``g`` and returns one gradient per parent.
 # Closures never write into ``g``: the same array may be handed to several parents.
@@ -215,6 +215,7 @@ def matmul(a, b):
     if x.shape[-1] != y.shape[-2 if y.ndim > 1 else 0]:
         raise ValueError(f"matmul: inner dimensions differ: {x.shape} @ {y.shape}")
     xp = array_module(x)
+    product = backend_of(x).matmul  # on the CPU: split across the cores, BLAS on one thread
 
     def backward(g):
         x2 = x[None] if x.ndim == 1 else x
@@ -225,14 +226,14 @@ def matmul(a, b):
             g2 = g2[..., None]
         if x.ndim == 1:
             g2 = g2[..., None, :]
-        gx = unbroadcast(xp.matmul(g2, xp.swapaxes(y2, -1, -2)), x2.shape) if a._tracked else None
-        gy = unbroadcast(xp.matmul(xp.swapaxes(x2, -1, -2), g2), y2.shape) if b._tracked else None
+        gx = unbroadcast(product(g2, xp.swapaxes(y2, -1, -2)), x2.shape) if a._tracked else None
+        gy = unbroadcast(product(xp.swapaxes(x2, -1, -2), g2), y2.shape) if b._tracked else None
         if gx is not None and x.ndim == 1:
             gx = gx.reshape(x.shape)
         if gy is not None and y.ndim == 1:
             gy = gy.reshape(y.shape)
         return gx, gy
-    return make_result(xp.matmul(x, y), (a, b), backward)
+    return make_result(product(x, y), (a, b), backward)
 
 
 def dot(a, b):
