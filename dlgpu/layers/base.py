@@ -353,13 +353,7 @@ class Layer:
         if not isinstance(inputs, (Tensor, KerasTensor, list, tuple, dict)) and inputs is not None:
             inputs = self._convert_input(inputs)  # one array: a tensor from here on
         if isinstance(inputs, Tensor):  # the common case, kept short: it runs for every layer every step
-            inputs = self._convert_input(inputs)
-            shape = inputs.data.shape
-            if not self.built:
-                self._maybe_build(tuple(shape))
-            elif self.input_spec is not None and shape != self._checked_shape:
-                self.input_spec.check(self.name, tuple(shape))
-                self._checked_shape = shape
+            inputs = self._accept_tensor(inputs)
         elif is_symbolic(inputs):
             return self._symbolic_call(inputs, *args[1:], **kwargs)
         else:
@@ -385,6 +379,17 @@ class Layer:
         finally:
             ctx.training = outer
             ctx.depth -= 1
+
+    def _accept_tensor(self, inputs):
+        """One tensor input converted to this layer's dtype, shape-checked, the layer built on first use."""
+        inputs = self._convert_input(inputs)
+        shape = inputs.data.shape
+        if not self.built:
+            self._maybe_build(tuple(shape))
+        elif self.input_spec is not None and shape != self._checked_shape:
+            self.input_spec.check(self.name, tuple(shape))
+            self._checked_shape = shape
+        return inputs
 
     def _convert_input(self, x):
         if x is None or isinstance(x, (int, float, str, bool)) and not isinstance(x, (np.generic,)):

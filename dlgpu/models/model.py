@@ -10,6 +10,7 @@ import numpy as np
 from dlgpu.autograd import Tensor, no_grad
 from dlgpu.layers import base as layer_base
 from dlgpu.layers.base import InputLayer, KerasTensor, Layer, flatten, map_structure, ordered_nodes
+from dlgpu.models import fusion
 from dlgpu.models.training import Trainer
 
 
@@ -45,6 +46,7 @@ class Model(Trainer, Layer):
                 raise ValueError(f"Model input {t.name!r} is not an Input(); functional models start from "
                                  f"dlgpu.Input tensors.")
         self._nodes = self._ordered_nodes()
+        self._conv_pool_pairs = fusion.conv_pool_nodes(self._nodes, self.outputs)
         known_inputs = {id(t) for t in self.inputs}
         for node in self._nodes:
             if isinstance(node.layer, InputLayer) and id(node.outputs) not in known_inputs:
@@ -64,10 +66,16 @@ class Model(Trainer, Layer):
     def _run_graph(self, inputs, training=None):
         flat = self._match_inputs(inputs)
         values = {id(kt): t for kt, t in zip(self.inputs, flat)}
+        fused_pools = set()
         for node in self._nodes:
-            if isinstance(node.layer, InputLayer):
+            if isinstance(node.layer, InputLayer) or id(node) in fused_pools:
                 continue
             args = map_structure(lambda kt: values[id(kt)], node.inputs)
+            pool_node = self._conv_pool_pairs.get(id(node))
+            if pool_node is not None and isinstance(args, Tensor) and fusion.fusable(node.layer, pool_node.layer):
+                values[id(pool_node.outputs)] = fusion.run_conv_pool(node.layer, pool_node.layer, args)
+                fused_pools.add(id(pool_node))
+                continue
             out = node.layer(args, training=training, **node.kwargs)
             for kt, t in zip(flatten(node.outputs), flatten(out)):
                 values[id(kt)] = t

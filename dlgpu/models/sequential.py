@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dlgpu.layers.base import Input, InputLayer, KerasTensor, Layer
+from dlgpu.models import fusion
 from dlgpu.models.model import Model
 
 
@@ -77,10 +78,7 @@ class Sequential(Model):
     def call(self, inputs, training=None):
         if not self._stack:
             raise ValueError(f"Sequential '{self.name}' has no layers; add some with .add(layer).")
-        x = inputs
-        for layer in self._stack:
-            x = layer(x, training=training)
-        return x
+        return fusion.run_sequence(self._stack, inputs, training)
 
     def compute_output_shape(self, input_shape):
         shape = input_shape

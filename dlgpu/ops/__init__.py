@@ -1,7 +1,7 @@
 """Differentiable ops with the keras.ops names: ``from dlgpu import ops; ops.matmul(a, b)``."""
 
 from dlgpu.autograd import Tensor
-from dlgpu.ops.conv import average_pool, avg_pool2d, conv, conv2d, max_pool, max_pool2d, resolve_padding
+from dlgpu.ops.conv import average_pool, avg_pool2d, conv, conv2d, conv2d_maxpool, max_pool, max_pool2d, resolve_padding
 from dlgpu.ops.math import (abs, absolute, add, cast, ceil, clip, cos, divide, dot, equal, exp, expm1, floor,
                             floor_divide, greater, greater_equal, isfinite, isinf, isnan, less, less_equal, log,
                             log1p, log2, log10, logical_and, logical_not, logical_or, matmul, maximum, minimum,

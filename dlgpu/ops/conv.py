@@ -27,27 +27,59 @@ def resolve_padding(padding, in_hw, window, strides, op="conv2d"):
     return tuple(pads)
 
 
-def conv2d(x, kernel, bias=None, strides=1, padding="valid", activation="linear", alpha=0.2):
-    """activation(conv(x, kernel) + bias) for NHWC x and (kh, kw, Cin, Cout) kernels, one primitive."""
+def _conv_operands(x, kernel, bias, strides, padding, activation, op):
     x, kernel = to_tensor(x), to_tensor(kernel)
     parents = (x, kernel) if bias is None else (x, kernel, to_tensor(bias))
-    same_device("conv2d", *parents)
+    same_device(op, *parents)
     if x.ndim != 4 or kernel.ndim != 4:
-        raise ValueError(f"conv2d: expected a 4-D NHWC input and a 4-D (kh, kw, Cin, Cout) kernel; "
+        raise ValueError(f"{op}: expected a 4-D NHWC input and a 4-D (kh, kw, Cin, Cout) kernel; "
                          f"received shapes {x.shape} and {kernel.shape}")
     if x.shape[-1] != kernel.shape[2]:
-        raise ValueError(f"conv2d: input has {x.shape[-1]} channels (shape {x.shape}) but the kernel expects "
+        raise ValueError(f"{op}: input has {x.shape[-1]} channels (shape {x.shape}) but the kernel expects "
                          f"{kernel.shape[2]} (kernel shape {kernel.shape})")
     if activation not in ACTIVATION_NAMES:
-        raise ValueError(f"conv2d: unsupported fused activation {activation!r}; expected one of {ACTIVATION_NAMES}")
-    strides = normalize_tuple(strides, 2, "strides", "conv2d")
-    pads = resolve_padding(padding, x.shape[1:3], kernel.shape[:2], strides)
+        raise ValueError(f"{op}: unsupported fused activation {activation!r}; expected one of {ACTIVATION_NAMES}")
+    strides = normalize_tuple(strides, 2, "strides", op)
+    pads = resolve_padding(padding, x.shape[1:3], kernel.shape[:2], strides, op)
+    return parents, strides, pads
+
+
+def conv2d(x, kernel, bias=None, strides=1, padding="valid", activation="linear", alpha=0.2):
+    """activation(conv(x, kernel) + bias) for NHWC x and (kh, kw, Cin, Cout) kernels, one primitive."""
+    parents, strides, pads = _conv_operands(x, kernel, bias, strides, padding, activation, "conv2d")
+    x, kernel = parents[:2]
     be = backend_of(x.data)
     y, ctx = be.conv2d_forward(x.data, kernel.data, None if bias is None else parents[2].data,
                                strides, pads, activation, alpha)
 
     def backward(g):
         dx, dw, db = be.conv2d_backward(g, ctx, need_dx=x._tracked)
+        return (dx, dw) if bias is None else (dx, dw, db)
+    return make_result(y, parents, backward)
+
+
+def conv2d_maxpool(x, kernel, bias=None, strides=1, padding="valid", activation="linear"):
+    """max_pool2d(conv2d(x, kernel, bias, strides, padding, activation), 2): a convolution layer and the
+    2x2 max-pooling after it.  On the CPU one primitive computes it with the bias and activation applied
+    after the pooling, on a quarter of the elements, and without ever holding the whole convolution
+    output (Sequential and functional models call this for a Conv2D followed by MaxPooling2D); elsewhere,
+    or for an activation that does not commute with max, it is the two ops."""
+    parents, strides, pads = _conv_operands(x, kernel, bias, strides, padding, activation, "conv2d_maxpool")
+    x, kernel = parents[:2]
+    be = backend_of(x.data)
+    fused = getattr(be, "conv2d_maxpool_forward", None)
+    out_hw = [(size + before + after - k) // s + 1 for size, before, after, k, s in
+              zip(x.shape[1:3], pads[::2], pads[1::2], kernel.shape[:2], strides)]
+    if fused is None or activation not in be.POOL_FUSABLE_ACTIVATIONS or min(out_hw) < 2:
+        return max_pool2d(conv2d(x, kernel, bias, strides, padding, activation), 2)
+    keep = is_recording() and any(p._tracked for p in parents)
+    y, ctx = fused(x.data, kernel.data, None if bias is None else parents[2].data, strides, pads, activation,
+                   keep_for_backward=keep)
+    if not keep:
+        return make_result(y, parents, None)
+
+    def backward(g):
+        dx, dw, db = be.conv2d_maxpool_backward(g, ctx, need_dx=x._tracked)
         return (dx, dw) if bias is None else (dx, dw, db)
     return make_result(y, parents, backward)
 
