@@ -126,13 +126,15 @@ def sparse_labels(y_true, num_classes, name="sparse_categorical_crossentropy", p
     if not (isinstance(data, np.ndarray) or type(data).__module__.startswith("cupy")):
         data = np.asarray(data)
     xp = array_module(data)
-    shown = f"y_true.shape={tuple(data.shape)}" + ("" if pred_shape is None else f", y_pred.shape={tuple(pred_shape)}")
+
+    def shown():  # built only for an error: this check runs every training step
+        return f"y_true.shape={tuple(data.shape)}" + ("" if pred_shape is None else f", y_pred.shape={tuple(pred_shape)}")
     kind = data.dtype.kind
     if kind == "b":
         data = data.astype(np.int32)
         kind = "i"
     if kind not in "iuf":
-        raise ValueError(f"{name}: labels must be integer class ids; received dtype {data.dtype} ({shown}).")
+        raise ValueError(f"{name}: labels must be integer class ids; received dtype {data.dtype} ({shown()}).")
     valid = None if ignore_class is None else data != ignore_class
     if kind == "f":
         bad = ~xp.isfinite(data) | (xp.floor(data) != data)
@@ -141,7 +143,7 @@ def sparse_labels(y_true, num_classes, name="sparse_categorical_crossentropy", p
         if bool(bad.any()):
             example = _device.to_numpy(data[bad][:3]).tolist()
             raise ValueError(f"{name}: labels must be whole-number class ids in [0, {num_classes}); received "
-                             f"float labels such as {example} ({shown}).")
+                             f"float labels such as {example} ({shown()}).")
         data = data.astype(np.int64)  # whole floats are cast, as Keras does (int64 so huge values stay visible)
     out_of_range = (data < 0) | (data >= num_classes)
     if valid is not None:
@@ -152,7 +154,7 @@ def sparse_labels(y_true, num_classes, name="sparse_categorical_crossentropy", p
         first = int(out_of_range.reshape(-1).argmax())
         raise ValueError(f"{name}: labels must be integers in [0, {num_classes}) because y_pred has {num_classes} "
                          f"classes; received label {int(data.reshape(-1)[first])} at index {first} (labels range "
-                         f"from {lo} to {hi}; {shown}).")
+                         f"from {lo} to {hi}; {shown()}).")
     if valid is not None:
         data = xp.where(valid, data, 0)
     return data if data.dtype == np.int32 else data.astype(np.int32)

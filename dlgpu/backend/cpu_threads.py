@@ -42,6 +42,7 @@ HOLD_SECONDS = 0.5
 _lock = threading.Lock()  # one parallel region at a time; a second caller runs its batch serially
 _pool = []  # _Worker threads, started on first use
 _blas = None  # threadpoolctl's controllers for the loaded BLAS libraries, or () when unavailable
+_enabled = None  # enabled(), computed on first use and whenever the thread count changes
 _last_region = -1e9  # time.monotonic() when the last parallel region ran
 _threads = None  # the thread count in force; None: not yet read from DLGPU_CPU_THREADS / the cores
 
@@ -49,10 +50,10 @@ _threads = None  # the thread count in force; None: not yet read from DLGPU_CPU_
 def set_thread_count(count=None):
     """Use ``count`` threads in CPU primitives from now on (1: none besides the caller); ``None`` goes
     back to the default, DLGPU_CPU_THREADS or else the cores this process may run on."""
-    global _threads
+    global _threads, _enabled
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
         raise ValueError(f"set_thread_count: count must be a positive integer or None, got {count!r}")
-    _threads = count
+    _threads, _enabled = count, None
 
 
 def thread_count():
@@ -152,7 +153,10 @@ def batch_slices(n, parts):
 
 def enabled():
     """Whether numpy primitives run on several threads (with BLAS held to one)."""
-    return thread_count() > 1 and bool(_blas_controllers())
+    global _enabled
+    if _enabled is None:
+        _enabled = thread_count() > 1 and bool(_blas_controllers())
+    return _enabled
 
 
 def for_batch(array, n, work_bytes, body, blas_bound=False):
@@ -171,7 +175,7 @@ def for_batch(array, n, work_bytes, body, blas_bound=False):
     would leave them spinning beside ours.
     """
     global _last_region
-    if type(array) is not np.ndarray or not enabled():
+    if not (_enabled or _enabled is None and enabled()) or type(array) is not np.ndarray:
         body(0, n)
         return
     if blas_bound and time.monotonic() - _last_region > HOLD_SECONDS:

@@ -36,6 +36,7 @@ class Trainer:
         self._metric_objects = None
         self._loss_tracker = None
         self._step_variables = None
+        self._static_plan = None  # (what it was planned for, StaticStep or None)
 
     # -- compile ------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
@@ -55,6 +56,11 @@ class Trainer:
         self._compile_metrics = metrics
         self._metric_objects = None  # resolved on the first batch, when output shapes are known
         self._loss_tracker = metrics_module.Mean(name="loss")
+        # Keras's switches for its compiled train step; here they choose between the planned step
+        # (static_step.py) and the tape.
+        self._run_eagerly = bool(run_eagerly)
+        self._jit_compile = jit_compile
+        self._static_plan = None
         self.compiled = True
         self.stop_training = False
 
@@ -183,7 +189,13 @@ class Trainer:
             metric.update_state(trues[i], preds[i], sample_weight=sample_weight)
 
     def train_step(self, x, y, sample_weight=None):
-        """Forward under the tape, loss, gradients, one optimizer update.  Returns (loss, y_pred)."""
+        """Forward, loss, gradients, one optimizer update.  Returns (loss, per-output losses, y_pred).
+
+        Models that static_step.py can plan take that step; all others run under the tape."""
+        static = self._static_step()
+        if static is not None and static.accepts(x, y, sample_weight):
+            loss, y_pred = static(x, y)
+            return loss, [loss], y_pred
         # fit refreshes this list once per epoch; walking the layer tree every step costs real time.
         variables = self._step_variables if self._step_variables is not None else self.trainable_variables
         with GradientTape() as tape:
@@ -192,6 +204,18 @@ class Trainer:
         grads = tape.gradient(loss, variables)
         self.optimizer.apply(grads, variables)
         return loss, per_output, y_pred
+
+    def _static_step(self):
+        """The planned step for this model as it is now (re-planned when its layers, trainability,
+        optimizer or loss changed), or None."""
+        key = (tuple(getattr(self, "_stack", ())), tuple(layer.trainable for layer in getattr(self, "_stack", ())),
+               self.trainable, self.optimizer, self._loss_fns[0] if self._loss_fns else None)
+        cached = self._static_plan
+        if cached is None or len(cached[0]) != len(key) or any(a is not b and a != b for a, b in zip(cached[0], key)):
+            from dlgpu.models import static_step
+            cached = (key, static_step.plan(self))
+            object.__setattr__(self, "_static_plan", cached)
+        return cached[1]
 
     def test_step(self, x, y, sample_weight=None):
         with no_grad():

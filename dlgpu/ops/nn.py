@@ -229,17 +229,22 @@ def dropout(x, rate, noise_shape=None, seed=None):
         raise ValueError(f"dropout: rate must be in [0, 1); received rate={rate}")
     if rate == 0:
         return x
-    xp = array_module(x.data)
+    mask = dropout_mask(x.data, rate, noise_shape, seed)
+    return make_result(x.data * mask, (x,), lambda g: (g * mask,))
+
+
+def dropout_mask(data, rate, noise_shape=None, seed=None):
+    """The array dropout multiplies ``data`` by: 0 with probability ``rate``, else 1/(1-rate)."""
+    xp = array_module(data)
     gen = _generator(xp, seed)
-    shape = x.data.shape if noise_shape is None else tuple(s if n is None else n for s, n in zip(x.data.shape, noise_shape))
+    shape = data.shape if noise_shape is None else tuple(s if n is None else n for s, n in zip(data.shape, noise_shape))
     if xp is np:
         keep = gen.random(shape, dtype=np.float32) >= rate
     else:  # pragma: no cover - GPU path
         keep = gen.random_sample(shape, dtype=np.float32) >= rate
-    scale = np.asarray(1.0 / (1.0 - rate), x.data.dtype)
-    mask = keep * scale if x.data.dtype.kind == "f" else keep
-    mask = mask.astype(x.data.dtype, copy=False)
-    return make_result(x.data * mask, (x,), lambda g: (g * mask,))
+    scale = np.asarray(1.0 / (1.0 - rate), data.dtype)
+    mask = keep * scale if data.dtype.kind == "f" else keep
+    return mask.astype(data.dtype, copy=False)
 
 
 def batch_norm_train(x, gamma, beta, axes, epsilon):

@@ -166,6 +166,7 @@ def test_nested_regions_run_their_inner_batch_serially(threaded):
 def test_without_threadpoolctl_everything_runs_on_the_calling_thread(threaded, monkeypatch):
     import threading
     monkeypatch.setattr(cpu_threads, "_blas", ())
+    monkeypatch.setattr(cpu_threads, "_enabled", None)
     callers = []
     cpu_threads.for_batch(np.zeros(1), 10, 1, lambda start, stop: callers.append(
         (start, stop, threading.current_thread() is threading.main_thread())))

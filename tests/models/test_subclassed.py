@@ -109,6 +109,7 @@ def test_subclass_without_call():
 
 
 def test_subclassed_model_trains_with_tape():
+    dlgpu.set_random_seed(0)  # an unseeded start missed the 10x loss drop about once in thirty runs
     model = WithBlocks()
     x = _x(32)
     y = x[:, :3] * 2.0
