@@ -175,7 +175,7 @@ def dense_forward(x, w, b, activation_name="linear", alpha=0.2):
     k, units = w.shape
     rows = x.reshape(-1, k)
     m = rows.shape[0]
-    z = xp.empty((m, units), xp.result_type(x.dtype, w.dtype))
+    z = xp.empty((m, units), x.dtype if x.dtype == w.dtype else xp.result_type(x.dtype, w.dtype))
     keep_z = _needs_preactivation(activation_name)
     y = xp.empty_like(z) if keep_z else z
 
@@ -203,7 +203,7 @@ def dense_backward(dy, ctx, need_dx=True):
     dy2 = dy.reshape(-1, units)
     m = x2.shape[0]
     dz = dy2 if name == "linear" else xp.empty(dy2.shape, dy2.dtype)
-    dx = xp.empty((m, k), xp.result_type(dy.dtype, w.dtype)) if need_dx else None
+    dx = xp.empty((m, k), dy.dtype if dy.dtype == w.dtype else xp.result_type(dy.dtype, w.dtype)) if need_dx else None
     partial_dw, partial_db = {}, {}
 
     def body(start, stop):
@@ -657,11 +657,11 @@ _scratch_buffers = {}
 
 def _scratch(like):
     """A reusable temporary shaped like ``like``: the optimizer runs every step, allocations add up."""
-    xp = array_module(like)
-    key = (like.shape, like.dtype.char) if xp is np else (type(like), like.device.id, like.shape, like.dtype.char)
+    key = (like.shape, like.dtype.char) if type(like) is np.ndarray else \
+        (type(like), like.device.id, like.shape, like.dtype.char)
     buf = _scratch_buffers.get(key)
     if buf is None:
-        buf = _scratch_buffers[key] = xp.empty_like(like)
+        buf = _scratch_buffers[key] = array_module(like).empty_like(like)
     return buf
 
 

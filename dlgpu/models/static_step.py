@@ -59,8 +59,13 @@ class StaticStep:
             contexts.append(ctx)
         per_sample, probs = cpu.softmax_cross_entropy(h, labels)
         n = per_sample.shape[0]
-        loss = per_sample.sum(dtype=np.float32) / np.float32(n)  # sum_over_batch_size, as the Loss reduces
-        grad = cpu.softmax_cross_entropy_backward(np.full(n, 1.0 / n, np.float32), probs, labels)
+        scale = np.float32(1.0 / n)
+        loss = per_sample.sum(dtype=np.float32) * scale  # sum_over_batch_size, as the Loss reduces
+        if self._sparse:  # softmax_cross_entropy_backward for a uniform upstream 1/n, without its broadcast
+            grad = probs * scale
+            grad[np.arange(n), labels] -= scale
+        else:
+            grad = cpu.softmax_cross_entropy_backward(np.full(n, scale, np.float32), probs, labels)
         grads = []
         for index in range(len(self._stages) - 1, -1, -1):
             grad, stage_grads = self._stages[index].backward(grad, contexts[index], index > 0)
@@ -70,6 +75,10 @@ class StaticStep:
 
     def _labels(self, y, pred_shape):
         if self._sparse:
+            labels = y.data
+            if labels.dtype.kind in "iu" and labels.shape == pred_shape[:1] and len(labels) \
+                    and labels.min() >= 0 and labels.max() < pred_shape[1]:
+                return labels  # the common case, checked with two reductions instead of sparse_labels' masks
             from dlgpu.losses import sparse_labels
             labels = sparse_labels(y, pred_shape[1], "sparse_categorical_crossentropy", pred_shape)
             if labels.shape != pred_shape[:1]:

@@ -208,10 +208,11 @@ class Trainer:
     def _static_step(self):
         """The planned step for this model as it is now (re-planned when its layers, trainability,
         optimizer or loss changed), or None."""
-        key = (tuple(getattr(self, "_stack", ())), tuple(layer.trainable for layer in getattr(self, "_stack", ())),
-               self.trainable, self.optimizer, self._loss_fns[0] if self._loss_fns else None)
+        stack = getattr(self, "_stack", ())
+        key = (*stack, *[layer.trainable for layer in stack], self.trainable, self.optimizer,
+               self._loss_fns[0] if self._loss_fns else None)
         cached = self._static_plan
-        if cached is None or len(cached[0]) != len(key) or any(a is not b and a != b for a, b in zip(cached[0], key)):
+        if cached is None or cached[0] != key:  # layers, optimizers and losses compare by identity
             from dlgpu.models import static_step
             cached = (key, static_step.plan(self))
             object.__setattr__(self, "_static_plan", cached)
