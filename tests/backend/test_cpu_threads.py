@@ -31,6 +31,15 @@ def threaded(monkeypatch):
     cpu_threads.set_thread_count(None)
 
 
+@pytest.fixture
+def regions(monkeypatch):
+    """Counts the parallel regions that actually ran (a test of the threaded path must take it)."""
+    ran = []
+    original = cpu_threads._run_slices
+    monkeypatch.setattr(cpu_threads, "_run_slices", lambda slices, body: ran.append(len(slices)) or original(slices, body))
+    return ran
+
+
 def serially(fn, *args, **kwargs):
     cpu_threads.set_thread_count(1)
     try:
@@ -73,7 +82,7 @@ def test_every_slice_runs_and_the_calling_thread_takes_one(threaded):
 
 @pytest.mark.parametrize("activation", ["relu", "linear", "sigmoid", "gelu"])
 @pytest.mark.parametrize("strides,padding", [((1, 1), "valid"), ((2, 2), "same")])
-def test_conv2d_forward_and_backward_match_serial(threaded, activation, strides, padding):
+def test_conv2d_forward_and_backward_match_serial(threaded, regions, activation, strides, padding):
     from dlgpu.ops.conv import resolve_padding
     x, w, b = randn(7, 9, 8, 3), randn(3, 3, 3, 5), randn(5)
     pads = resolve_padding(padding, x.shape[1:3], (3, 3), strides)
@@ -84,19 +93,21 @@ def test_conv2d_forward_and_backward_match_serial(threaded, activation, strides,
     assert_same(cpu.conv2d_backward(dy, ctx), serially(cpu.conv2d_backward, dy, ctx_serial), rtol=1e-5)
     assert_same(cpu.conv2d_backward(dy, ctx, need_dx=False),
                 serially(cpu.conv2d_backward, dy, ctx_serial, need_dx=False), rtol=1e-5)
+    assert regions and all(count == 3 for count in regions)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "leaky_relu"])
-def test_dense_forward_and_backward_match_serial(threaded, activation):
+def test_dense_forward_and_backward_match_serial(threaded, regions, activation):
     x, w, b = randn(2, 13, 17), randn(17, 6), randn(6)  # leading axes beyond the batch are rows too
     y, ctx = cpu.dense_forward(x, w, b, activation)
     y_serial, ctx_serial = serially(cpu.dense_forward, x, w, b, activation)
     assert_same(y, y_serial, rtol=1e-5)
     dy = randn(*y.shape)
     assert_same(cpu.dense_backward(dy, ctx), serially(cpu.dense_backward, dy, ctx_serial), rtol=1e-5)
+    assert regions
 
 
-def test_max_pool_matches_serial_exactly(threaded):
+def test_max_pool_matches_serial_exactly(threaded, regions):
     x = randn(9, 10, 11, 4)  # odd width: the last column belongs to no 2x2 window
     args = ((2, 2), (2, 2), (0, 0, 0, 0))
     y, argmax = cpu.max_pool2d_forward(x, *args)
@@ -107,6 +118,7 @@ def test_max_pool_matches_serial_exactly(threaded):
     dy = randn(*y.shape)
     np.testing.assert_array_equal(cpu.max_pool2d_backward(dy, argmax, x.shape, *args),
                                   serially(cpu.max_pool2d_backward, dy, argmax, x.shape, *args))
+    assert len(regions) == 3  # forward, inference, backward; the serial runs take none
 
 
 def test_matmul_matches_numpy(threaded):
@@ -187,3 +199,22 @@ def test_thread_count_settings_are_validated(monkeypatch):
     monkeypatch.delenv("DLGPU_CPU_THREADS")
     cpu_threads.set_thread_count(None)
     assert cpu_threads.thread_count() >= 1
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "gelu", "leaky_relu", "linear"])
+def test_elementwise_activations_and_gradients_match_serial(threaded, regions, name):
+    x = randn(7, 13, 5)
+    y = cpu.activation(x, name)
+    y_serial = serially(cpu.activation, x, name)
+    np.testing.assert_array_equal(y, y_serial)
+    dy = randn(*x.shape)
+    np.testing.assert_array_equal(cpu.activation_grad(dy, x, y, name), serially(cpu.activation_grad, dy, x, y, name))
+    out = np.empty_like(dy)
+    assert cpu.activation_grad(dy, x, y, name, out=out) is out
+    np.testing.assert_array_equal(out, serially(cpu.activation_grad, dy, x, y, name))
+    assert regions if name != "linear" else not regions
+
+
+def test_a_non_contiguous_activation_input_is_computed_whole(threaded):
+    x = randn(6, 8)[:, ::2]
+    np.testing.assert_array_equal(cpu.activation(x, "relu"), np.maximum(x, 0))
