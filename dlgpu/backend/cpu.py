@@ -71,7 +71,8 @@ _ELEMENTWISE_BYTES = {"relu": 8, "sigmoid": 24, "tanh": 24, "gelu": 120, "leaky_
 def _split_elementwise(function, out, *arrays, name):
     """out = function(*arrays) for large C-contiguous numpy arrays of one shape, in slices across the
     CPU threads; None when they do not qualify (the caller computes it whole)."""
-    if type(out) is not np.ndarray or out.size * _ELEMENTWISE_BYTES.get(name, 16) < cpu_threads.MIN_PARALLEL_BYTES:
+    work = out.size * _ELEMENTWISE_BYTES.get(name, 16)
+    if type(out) is not np.ndarray or not out.flags.c_contiguous or work < cpu_threads.MIN_PARALLEL_BYTES:
         return None
     if not all(type(a) is np.ndarray and a.shape == out.shape and a.flags.c_contiguous for a in arrays):
         return None
@@ -81,7 +82,7 @@ def _split_elementwise(function, out, *arrays, name):
     def body(start, stop):
         flat_out[start:stop] = function(*(f[start:stop] for f in flats))
 
-    for_batch(out, out.size, out.size * _ELEMENTWISE_BYTES.get(name, 16), body)
+    for_batch(out, out.size, work, body)
     return out
 
 
@@ -196,8 +197,8 @@ def _column_sums(matrix):
 
 
 def matmul(a, b):
-    """a @ b with numpy's rules.  A product with a 2-D right operand splits the rows of ``a`` across the
-    CPU threads (cpu_threads.for_batch); any other shape is one BLAS call, on one thread."""
+    """a @ b with numpy's rules.  A product with a 2-D right operand may split the rows of ``a`` across
+    the CPU threads (cpu_threads.for_batch decides); any other shape is one BLAS call."""
     xp = array_module(a)
     if a.ndim < 2 or b.ndim != 2 or (a.ndim > 2 and not a.flags.c_contiguous):
         result = []

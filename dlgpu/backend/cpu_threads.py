@@ -6,13 +6,14 @@ a 2-core machine half the CPU idles through them.  Primitives whose samples are 
 contiguous batch slices to a small persistent pool; numpy releases the GIL inside the array calls, so
 the slices run at the same time.
 
-BLAS is held to one thread inside every dlgpu primitive, and products are split by rows here instead.
 Two owners of the same cores do not mix: OpenBLAS's threads keep spinning for a while after each call,
 and a slice that runs next to a spinning BLAS thread crawls (measured on the seed CNN step, batch 64,
 2 cores: 23.4 ms serial, 29.7 ms with our threads beside multi-threaded BLAS, 18.1 ms with BLAS held to
-one thread).  Holding BLAS needs threadpoolctl (``pip install dlgpu[cpu]``); without it every primitive
-runs serially and BLAS threads as it likes.  BLAS's setting is restored when each primitive returns,
-so the user's own numpy code keeps its threads.
+one thread).  So BLAS is held to one thread inside every parallel region, and products are split by
+rows here too while regions are running; a product in a phase without regions (an MLP's step) keeps
+BLAS's own threads, which split a single product better.  Holding BLAS needs threadpoolctl
+(``pip install dlgpu[cpu]``); without it every primitive runs serially and BLAS threads as it likes.
+BLAS's setting is restored when each primitive returns, so the user's own numpy code keeps its threads.
 
 ``DLGPU_CPU_THREADS=n`` sets the number of threads (1 switches all of this off); the default is the
 number of cores this process may run on.  CuPy arrays always take one call over the whole batch: the
@@ -165,8 +166,8 @@ def for_batch(array, n, work_bytes, body, blas_bound=False):
     ``array`` says the device (numpy arrays get threads, others one call); ``work_bytes`` is the
     primitive's memory traffic (FLOPs times FLOP_BYTES for products), which decides whether threads
     pay off.  ``body`` must write only its own slice of any shared output.  BLAS runs on one thread
-    throughout, also when the batch is too small to split.  An exception from any slice is raised
-    here, after every slice finished.
+    throughout (also when the batch is too small to split), except for ``blas_bound`` bodies as below.
+    An exception from any slice is raised here, after every slice finished.
 
     ``blas_bound`` marks a body that is mostly one matrix product.  BLAS threads a single product
     better than slices do (a 128x784x128 dense layer: 165 us against 222 us), so such a body runs
