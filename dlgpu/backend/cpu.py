@@ -658,8 +658,25 @@ def _col2im_into(target, blocks, kh, kw, sh, sw, ho, wo):
 
 # -- softmax and cross-entropy -------------------------------------------------------------------
 
+def _split_rows(matrix, work_per_value):
+    """Whether a row-wise primitive on this 2-D numpy matrix is worth splitting across the threads."""
+    return (type(matrix) is np.ndarray and matrix.ndim == 2 and len(matrix) > 1
+            and matrix.size * work_per_value >= cpu_threads.MIN_PARALLEL_BYTES)
+
+
 def softmax(x):
-    """Softmax over the last axis, stable: exp(x - max)."""
+    """Softmax over the last axis, stable: exp(x - max).  Large matrices go row slices per CPU thread."""
+    if _split_rows(x, 16):
+        out = np.empty_like(x)
+
+        def body(start, stop):
+            out[start:stop] = _softmax(x[start:stop])
+        for_batch(x, len(x), 16 * x.size, body)
+        return out
+    return _softmax(x)
+
+
+def _softmax(x):
     xp = array_module(x)
     e = x - x.max(axis=-1, keepdims=True)
     xp.exp(e, out=e)
@@ -670,8 +687,21 @@ def softmax(x):
 def softmax_cross_entropy(logits, labels):
     """Per-row loss logsumexp(z) * sum(t) - <t, z> and the softmax, from one exp pass.
 
-    ``labels`` are integer class ids (sparse) or float distributions shaped like ``logits``.
+    ``labels`` are integer class ids (sparse) or float distributions shaped like ``logits``.  Large
+    batches go row slices per CPU thread.
     """
+    if _split_rows(logits, 24) and len(labels) == len(logits):
+        loss = np.empty(len(logits), logits.dtype)
+        probs = np.empty_like(logits)
+
+        def body(start, stop):
+            loss[start:stop], probs[start:stop] = _softmax_cross_entropy(logits[start:stop], labels[start:stop])
+        for_batch(logits, len(logits), 24 * logits.size, body)
+        return loss, probs
+    return _softmax_cross_entropy(logits, labels)
+
+
+def _softmax_cross_entropy(logits, labels):
     xp = array_module(logits)
     shifted = logits - logits.max(axis=-1, keepdims=True)
     probs = xp.exp(shifted)
@@ -690,6 +720,18 @@ def softmax_cross_entropy(logits, labels):
 
 
 def softmax_cross_entropy_backward(dloss, probs, labels):
+    if _split_rows(probs, 12) and len(labels) == len(probs) == len(dloss):
+        grad = np.empty_like(probs)
+
+        def body(start, stop):
+            grad[start:stop] = _softmax_cross_entropy_backward(dloss[start:stop], probs[start:stop],
+                                                               labels[start:stop])
+        for_batch(probs, len(probs), 12 * probs.size, body)
+        return grad
+    return _softmax_cross_entropy_backward(dloss, probs, labels)
+
+
+def _softmax_cross_entropy_backward(dloss, probs, labels):
     xp = array_module(probs)
     if labels.dtype.kind in "iu":
         grad = probs * dloss[..., None]
@@ -714,27 +756,46 @@ def _scratch(like):
     return buf
 
 
+# Parameters at least this large have their Adam update split across the CPU threads.  Smaller ones
+# stay whole: a model's backward has just run BLAS's own threads, which keep spinning for a while and
+# would slow our second thread down (cpu_threads), and small arrays gain little anyway.
+_ADAM_SPLIT_SIZE = 1 << 20
+
+
 def adam_update(params, grads, ms, vs, lr, beta1, beta2, eps, step, weight_decay=0.0):
     xp = array_module(params[0])
     dtype = params[0].dtype.type if params else np.float32
     alpha = dtype(lr * math.sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step))
     one_minus_b1, one_minus_b2, eps = dtype(1.0 - beta1), dtype(1.0 - beta2), dtype(eps)
+    decay = dtype(1.0 - lr * weight_decay) if weight_decay else None
     for p, g, m, v in zip(params, grads, ms, vs):
-        if weight_decay:
-            p *= dtype(1.0 - lr * weight_decay)
         t = _scratch(p)
-        xp.subtract(g, m, out=t)       # m = b1 m + (1-b1) g, written as m += (1-b1)(g - m)
-        t *= one_minus_b1
-        m += t
-        xp.multiply(g, g, out=t)       # v = b2 v + (1-b2) g^2
-        t -= v
-        t *= one_minus_b2
-        v += t
-        xp.sqrt(v, out=t)              # p -= alpha m / (sqrt(v) + eps)
-        t += eps
-        xp.divide(m, t, out=t)
-        t *= alpha
-        p -= t
+        arrays = (p, g, m, v, t)
+        if xp is np and p.size >= _ADAM_SPLIT_SIZE and all(a.flags.c_contiguous for a in arrays):
+            flat = [a.reshape(-1) for a in arrays]
+            for_batch(p, p.size, 4 * 16 * p.size, lambda start, stop, flat=flat: _adam_step(
+                *(a[start:stop] for a in flat), alpha, one_minus_b1, one_minus_b2, eps, decay))
+        else:
+            _adam_step(p, g, m, v, t, alpha, one_minus_b1, one_minus_b2, eps, decay)
+
+
+def _adam_step(p, g, m, v, t, alpha, one_minus_b1, one_minus_b2, eps, decay):
+    """One parameter's Adam update in place, with ``t`` as scratch: 12 passes, no temporaries."""
+    xp = array_module(p)
+    if decay is not None:
+        p *= decay
+    xp.subtract(g, m, out=t)       # m = b1 m + (1-b1) g, written as m += (1-b1)(g - m)
+    t *= one_minus_b1
+    m += t
+    xp.multiply(g, g, out=t)       # v = b2 v + (1-b2) g^2
+    t -= v
+    t *= one_minus_b2
+    v += t
+    xp.sqrt(v, out=t)              # p -= alpha m / (sqrt(v) + eps)
+    t += eps
+    xp.divide(m, t, out=t)
+    t *= alpha
+    p -= t
 
 
 def sgd_update(params, grads, velocities, lr, momentum, nesterov, weight_decay=0.0):

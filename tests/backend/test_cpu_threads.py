@@ -218,3 +218,30 @@ def test_elementwise_activations_and_gradients_match_serial(threaded, regions, n
 def test_a_non_contiguous_activation_input_is_computed_whole(threaded):
     x = randn(6, 8)[:, ::2]
     np.testing.assert_array_equal(cpu.activation(x, "relu"), np.maximum(x, 0))
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_softmax_and_its_cross_entropy_match_serial(threaded, regions, sparse):
+    logits = randn(9, 7)
+    labels = rng.integers(0, 7, 9).astype(np.int32) if sparse else np.eye(7, dtype=np.float32)[rng.integers(0, 7, 9)]
+    np.testing.assert_array_equal(cpu.softmax(logits), serially(cpu.softmax, logits))
+    for got, want in zip(cpu.softmax_cross_entropy(logits, labels),
+                         serially(cpu.softmax_cross_entropy, logits, labels)):
+        np.testing.assert_array_equal(got, want)
+    dloss, probs = randn(9), serially(cpu.softmax, logits)
+    np.testing.assert_array_equal(cpu.softmax_cross_entropy_backward(dloss, probs, labels),
+                                  serially(cpu.softmax_cross_entropy_backward, dloss, probs, labels))
+    assert len(regions) == 3
+
+
+def test_adam_on_a_large_parameter_matches_serial(threaded, regions, monkeypatch):
+    monkeypatch.setattr(cpu, "_ADAM_SPLIT_SIZE", 0)
+    p, g = randn(11, 5), randn(11, 5)
+    states = []
+    for run in (cpu.adam_update, lambda *a: serially(cpu.adam_update, *a)):
+        params, ms, vs = [p.copy()], [np.full_like(p, 0.1)], [np.full_like(p, 0.2)]
+        run(params, [g], ms, vs, 1e-2, 0.9, 0.999, 1e-7, 3, 0.01)
+        states.append((params[0], ms[0], vs[0]))
+    for got, want in zip(*states):
+        np.testing.assert_array_equal(got, want)
+    assert regions
