@@ -770,9 +770,8 @@ def adam_update(params, grads, ms, vs, lr, beta1, beta2, eps, step, weight_decay
     decay = dtype(1.0 - lr * weight_decay) if weight_decay else None
     for p, g, m, v in zip(params, grads, ms, vs):
         t = _scratch(p)
-        arrays = (p, g, m, v, t)
-        if xp is np and p.size >= _ADAM_SPLIT_SIZE and all(a.flags.c_contiguous for a in arrays):
-            flat = [a.reshape(-1) for a in arrays]
+        if p.size >= _ADAM_SPLIT_SIZE and xp is np and all(a.flags.c_contiguous for a in (p, g, m, v, t)):
+            flat = [a.reshape(-1) for a in (p, g, m, v, t)]
             for_batch(p, p.size, 4 * 16 * p.size, lambda start, stop, flat=flat: _adam_step(
                 *(a[start:stop] for a in flat), alpha, one_minus_b1, one_minus_b2, eps, decay))
         else:
