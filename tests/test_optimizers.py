@@ -116,16 +116,50 @@ def test_keras_defaults():
 def test_adam_and_sgd_call_the_backend_primitive_once_per_step(monkeypatch):
     from dlgpu.backend import cpu
     calls = []
-    for name in ("adam_update", "sgd_update"):
+    for name in ("adam_update", "adam_update_packed", "sgd_update"):
         original = getattr(cpu, name)
 
         def spy(*args, _original=original, _name=name, **kw):
             calls.append((_name, len(args[0])))
             return _original(*args, **kw)
         monkeypatch.setattr(cpu, name, spy)
+    run_ours(optimizers.Adam(), GRADS[:2])  # three small parameters: their slots are packed (one call)
+    monkeypatch.setattr(optimizers.adam, "PACK_BELOW", 0)
     run_ours(optimizers.Adam(), GRADS[:2])
     run_ours(optimizers.SGD(momentum=0.5), GRADS[:2])
-    assert calls == [("adam_update", 3)] * 2 + [("sgd_update", 3)] * 2
+    assert calls == [("adam_update_packed", 3)] * 2 + [("adam_update", 3)] * 2 + [("sgd_update", 3)] * 2
+
+
+@pytest.mark.parametrize("weight_decay", [None, 0.01])
+def test_packed_slots_update_exactly_as_separate_ones(monkeypatch, weight_decay):
+    packed_opt = optimizers.Adam(learning_rate=0.01, weight_decay=weight_decay)
+    packed = run_ours(packed_opt, GRADS)
+    assert packed_opt._packed is not None
+    flat_m = packed_opt._packed[1]
+    assert all(slot.data.base is flat_m for slot in packed_opt._momentums)
+    monkeypatch.setattr(optimizers.adam, "PACK_BELOW", 0)
+    separate_opt = optimizers.Adam(learning_rate=0.01, weight_decay=weight_decay)
+    separate = run_ours(separate_opt, GRADS)
+    assert separate_opt._packed is None
+    for a, b in zip(packed, separate):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(packed_opt.variables, separate_opt.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_packing_survives_a_replaced_slot_and_a_subset_of_variables():
+    opt = optimizers.Adam(learning_rate=0.01)
+    variables = [Variable(w.copy(), name=f"w{i}") for i, w in enumerate(W0)]
+    opt.apply([g.copy() for g in GRADS[0]], variables)
+    replaced = opt._momentums[1]
+    replaced.data = replaced.data.copy()  # something swapped the array: packing is redone, values kept
+    kept = replaced.numpy().copy()
+    opt.apply([g.copy() for g in GRADS[1]], variables)
+    assert opt._momentums[1].data.base is opt._packed[1]
+    assert not np.array_equal(opt._momentums[1].numpy(), kept)  # and it was updated
+    before = variables[0].numpy().copy()
+    opt.apply([GRADS[2][1].copy()], [variables[1]])  # only one variable: the separate path
+    np.testing.assert_array_equal(variables[0].numpy(), before)
 
 
 def test_learning_rate_is_settable_and_float_like():

@@ -746,10 +746,11 @@ def _softmax_cross_entropy_backward(dloss, probs, labels):
 _scratch_buffers = {}
 
 
-def _scratch(like):
-    """A reusable temporary shaped like ``like``: the optimizer runs every step, allocations add up."""
-    key = (like.shape, like.dtype.char) if type(like) is np.ndarray else \
-        (type(like), like.device.id, like.shape, like.dtype.char)
+def _scratch(like, purpose="update"):
+    """A reusable temporary shaped like ``like`` (one per ``purpose``): the optimizer runs every step,
+    allocations add up."""
+    key = (like.shape, like.dtype.char, purpose) if type(like) is np.ndarray else \
+        (type(like), like.device.id, like.shape, like.dtype.char, purpose)
     buf = _scratch_buffers.get(key)
     if buf is None:
         buf = _scratch_buffers[key] = array_module(like).empty_like(like)
@@ -778,11 +779,36 @@ def adam_update(params, grads, ms, vs, lr, beta1, beta2, eps, step, weight_decay
             _adam_step(p, g, m, v, t, alpha, one_minus_b1, one_minus_b2, eps, decay)
 
 
+def adam_update_packed(params, grads, m, v, lr, beta1, beta2, eps, step, weight_decay=0.0):
+    """adam_update for parameters whose m and v are consecutive slices of the flat arrays ``m`` and ``v``
+    (in the order of ``params``): the gradients are gathered into one flat buffer, the update runs once
+    over all of them, and each parameter takes its slice of the step."""
+    dtype = params[0].dtype.type
+    alpha = dtype(lr * math.sqrt(1.0 - beta2 ** step) / (1.0 - beta1 ** step))
+    g = _scratch(m, "gradients")
+    np.concatenate([grad.reshape(-1) for grad in grads], out=g)
+    t = _scratch(m)
+    _adam_direction(g, m, v, t, alpha, dtype(1.0 - beta1), dtype(1.0 - beta2), dtype(eps))
+    decay = dtype(1.0 - lr * weight_decay) if weight_decay else None
+    offset = 0
+    for p in params:
+        if decay is not None:
+            p *= decay
+        p -= t[offset:offset + p.size].reshape(p.shape)
+        offset += p.size
+
+
 def _adam_step(p, g, m, v, t, alpha, one_minus_b1, one_minus_b2, eps, decay):
     """One parameter's Adam update in place, with ``t`` as scratch: 12 passes, no temporaries."""
-    xp = array_module(p)
     if decay is not None:
         p *= decay
+    _adam_direction(g, m, v, t, alpha, one_minus_b1, one_minus_b2, eps)
+    p -= t
+
+
+def _adam_direction(g, m, v, t, alpha, one_minus_b1, one_minus_b2, eps):
+    """m and v updated in place; t = alpha * m / (sqrt(v) + eps), the step to subtract."""
+    xp = array_module(g)
     xp.subtract(g, m, out=t)       # m = b1 m + (1-b1) g, written as m += (1-b1)(g - m)
     t *= one_minus_b1
     m += t
@@ -790,11 +816,10 @@ def _adam_step(p, g, m, v, t, alpha, one_minus_b1, one_minus_b2, eps, decay):
     t -= v
     t *= one_minus_b2
     v += t
-    xp.sqrt(v, out=t)              # p -= alpha m / (sqrt(v) + eps)
+    xp.sqrt(v, out=t)
     t += eps
     xp.divide(m, t, out=t)
     t *= alpha
-    p -= t
 
 
 def sgd_update(params, grads, velocities, lr, momentum, nesterov, weight_decay=0.0):
