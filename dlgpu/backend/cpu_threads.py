@@ -37,8 +37,10 @@ _log = logging.getLogger("dlgpu")
 MIN_PARALLEL_BYTES = 512 * 1024
 FLOP_BYTES = 1 / 16
 # After a multi-threaded call OpenBLAS's idle threads spin for ~120 ms (measured: 0.12 s of CPU time
-# while the caller slept), so products stay on our threads for a while after our last region.
-HOLD_SECONDS = 0.5
+# while the caller slept), so products stay on our threads while regions keep coming: a CNN's step runs
+# one every few ms.  Longer would slow an MLP that runs right after a CNN (a 0.5 s hold cost the MLP
+# benchmark 25 % when it followed the convolution benchmarks).
+HOLD_SECONDS = 0.1
 
 _lock = threading.Lock()  # one parallel region at a time; a second caller runs its batch serially
 _pool = []  # _Worker threads, started on first use
