@@ -23,36 +23,34 @@ from dlgpu.backend import cpu
 
 
 class StaticStep:
-    """The planned step of one model; ``matches`` says whether the plan still describes the model."""
+    """The planned step of one model (the trainer re-plans when the model's layers, trainability,
+    optimizer or loss change)."""
 
-    def __init__(self, model, stages, variables, loss_fn, sparse_labels):
-        self._layers = tuple(model._stack)
-        self._trainable = tuple(layer.trainable for layer in self._layers) + (model.trainable,)
-        self._optimizer, self._loss_fn = model.optimizer, loss_fn
+    def __init__(self, model, stages, variables, sparse_labels):
+        self._optimizer = model.optimizer
         self._stages = stages
         self._variables = variables
         self._sparse = sparse_labels
         self._input_shape = tuple(model._build_shapes[1:])
-
-    def matches(self, model):
-        """The model still has these layers, trainability, optimizer and loss (cheap enough for every step)."""
-        layers = model._stack
-        return (len(layers) == len(self._layers) and all(a is b for a, b in zip(layers, self._layers))
-                and tuple(layer.trainable for layer in layers) + (model.trainable,) == self._trainable
-                and model.optimizer is self._optimizer and model._loss_fns[0] is self._loss_fn)
+        self._classes = stages[-1].units
 
     def accepts(self, x, y, sample_weight):
-        """Whether this batch can take the planned step (else the taped step runs and reports any error)."""
-        return (sample_weight is None and isinstance(x, Tensor) and isinstance(y, Tensor)
-                and type(x.data) is np.ndarray and type(y.data) is np.ndarray
-                and x.data.shape[1:] == self._input_shape and x.data.dtype.kind in "fiub"
-                and len(x.data) > 0 and len(y.data) == len(x.data))
+        """Whether this batch can take the planned step; anything else takes the taped step, which also
+        reports whatever is wrong with it."""
+        if sample_weight is not None or not (isinstance(x, Tensor) and isinstance(y, Tensor)):
+            return False
+        x, y = x.data, y.data
+        if type(x) is not np.ndarray or type(y) is not np.ndarray or x.shape[1:] != self._input_shape \
+                or x.dtype.kind not in "fiub" or len(x) == 0:
+            return False
+        if self._sparse:
+            return y.shape in ((len(x),), (len(x), 1)) and y.dtype.kind in "fiub"
+        return y.shape == (len(x), self._classes) and y.dtype.kind == "f"
 
     def __call__(self, x, y):
         """One step; returns (loss, y_pred) as the taped step's Tensors."""
         h = x.data if x.data.dtype == np.float32 else x.data.astype(np.float32)
-        classes = self._stages[-1].units
-        labels = self._labels(y, (len(h), classes))
+        labels = self._labels(y, (len(h), self._classes))
         contexts = []
         for stage in self._stages:
             h, ctx = stage.forward(h)
@@ -74,24 +72,15 @@ class StaticStep:
         return Tensor(np.asarray(loss, np.float32)), Tensor(probs)
 
     def _labels(self, y, pred_shape):
-        if self._sparse:
-            labels = y.data
-            if labels.dtype.kind in "iu" and labels.shape == pred_shape[:1] and len(labels) \
-                    and labels.min() >= 0 and labels.max() < pred_shape[1]:
-                return labels  # the common case, checked with two reductions instead of sparse_labels' masks
-            from dlgpu.losses import sparse_labels
-            labels = sparse_labels(y, pred_shape[1], "sparse_categorical_crossentropy", pred_shape)
-            if labels.shape != pred_shape[:1]:
-                if labels.shape != (pred_shape[0], 1):
-                    raise ValueError(f"sparse_categorical_crossentropy: labels of shape {labels.shape} for "
-                                     f"predictions of shape {pred_shape}")
-                labels = labels.reshape(-1)
-            return labels
         labels = y.data
-        if labels.shape != pred_shape:
-            raise ValueError(f"categorical_crossentropy: arguments `target` and `output` must have the same shape; "
-                             f"received target.shape={labels.shape}, output.shape={pred_shape}")
-        return labels if labels.dtype == np.float32 else labels.astype(np.float32)
+        if not self._sparse:
+            return labels if labels.dtype == np.float32 else labels.astype(np.float32)
+        if labels.ndim == 2:
+            labels = labels[:, 0]
+        if labels.dtype.kind in "iu" and labels.min() >= 0 and labels.max() < pred_shape[1]:
+            return labels  # the common case, checked with two reductions instead of sparse_labels' masks
+        from dlgpu.losses import sparse_labels  # converts float ids, or raises the taped step's error
+        return sparse_labels(labels, pred_shape[1], "sparse_categorical_crossentropy", pred_shape)
 
 
 # -- planning -------------------------------------------------------------------------------------
@@ -126,7 +115,7 @@ def plan(model):
     outputs = getattr(model, "outputs", None)
     if not isinstance(stages[-1], _DenseStage) or not outputs or len(outputs[0].shape) != 2:
         return None  # the cross-entropy runs on (batch, classes) logits
-    return StaticStep(model, stages, variables, loss_fn, sparse)
+    return StaticStep(model, stages, variables, sparse)
 
 
 def _loss_kind(loss_fn):

@@ -145,3 +145,15 @@ def test_bad_labels_raise_the_loss_error_before_any_update():
         model.train_step(Tensor(x), Tensor(np.array([0, 1, 7, 2], np.int32)))
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_labels_the_plan_cannot_read_get_the_taped_steps_error():
+    model = keras.Sequential(mlp())
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = rng.standard_normal((4, 12)).astype(np.float32)
+    model(x)
+    with pytest.raises(ValueError, match="must have the same shape up until the last dimension"):
+        model.train_step(Tensor(x), Tensor(np.zeros((4, 2), np.int32)))
+    # column labels and whole-number float labels are read as Keras reads them
+    for labels in (np.array([[0], [1], [3], [2]], np.int64), np.array([0.0, 1.0, 3.0, 2.0])):
+        assert np.isfinite(float(model.train_step(Tensor(x), Tensor(labels))[0]))
