@@ -223,9 +223,16 @@ def dense_forward(x, w, b, activation_name="linear", alpha=0.2):
     xp = array_module(x)
     k, units = w.shape
     rows = x.reshape(-1, k)
+    keep_z = _needs_preactivation(activation_name)
+    if cpu_threads.runs_whole(x, blas_bound=True):  # no threads: straight-line numpy
+        z = xp.matmul(rows, w)
+        if b is not None:
+            z += b
+        y = activation(z, activation_name, alpha) if keep_z else _apply_activation_inplace(z, activation_name, alpha)
+        return y.reshape(x.shape[:-1] + (units,)), (x, w, b is not None, y, z if keep_z else None, activation_name,
+                                                   alpha)
     m = rows.shape[0]
     z = xp.empty((m, units), x.dtype if x.dtype == w.dtype else xp.result_type(x.dtype, w.dtype))
-    keep_z = _needs_preactivation(activation_name)
     y = xp.empty_like(z) if keep_z else z
 
     def body(start, stop):
@@ -250,6 +257,10 @@ def dense_backward(dy, ctx, need_dx=True):
     k, units = w.shape
     x2 = x.reshape(-1, k)
     dy2 = dy.reshape(-1, units)
+    if cpu_threads.runs_whole(dy, blas_bound=True):  # no threads: straight-line numpy
+        dz = activation_grad(dy2, z, y, name, alpha)
+        dx = xp.matmul(dz, w.T).reshape(x.shape) if need_dx else None
+        return dx, xp.matmul(x2.T, dz), _column_sums(dz) if has_bias else None
     m = x2.shape[0]
     dz = dy2 if name == "linear" else xp.empty(dy2.shape, dy2.dtype)
     dx = xp.empty((m, k), dy.dtype if dy.dtype == w.dtype else xp.result_type(dy.dtype, w.dtype)) if need_dx else None
