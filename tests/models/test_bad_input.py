@@ -95,6 +95,16 @@ def test_nan_in_data(where):
         np.testing.assert_array_equal(a, b)
 
 
+def test_huge_finite_values_are_data_not_nan():
+    """The NaN check's fast path sums the data; a sum that overflows must not be mistaken for a NaN."""
+    model = dlgpu.Sequential([layers.Dense(1, input_shape=(4,), name="hidden")])
+    x = np.full((8, 4), 3e38, np.float32)
+    assert model.predict(x, verbose=0).shape == (8, 1)
+    x[3, 2] = -np.inf
+    with pytest.raises(ValueError, match=r"`x` contains 1 NaN or infinite value"):
+        model.predict(x, verbose=0)
+
+
 def test_sparse_label_out_of_range_at_the_end_is_caught_before_the_first_step():
     model = _model()
     x, y = _data(200)
