@@ -215,7 +215,7 @@ def matmul(a, b):
     if x.shape[-1] != y.shape[-2 if y.ndim > 1 else 0]:
         raise ValueError(f"matmul: inner dimensions differ: {x.shape} @ {y.shape}")
     xp = array_module(x)
-    product = backend_of(x).matmul  # on the CPU: split across the cores, BLAS on one thread
+    product = backend_of(x).matmul  # on the CPU it may split the rows across the cores (cpu_threads)
 
     def backward(g):
         x2 = x[None] if x.ndim == 1 else x
