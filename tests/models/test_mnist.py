@@ -95,7 +95,8 @@ def test_seed_cnn_full(mnist):
     (x_train, y_train), (x_test, y_test) = mnist
     dlgpu.set_random_seed(0)
     acc = _train(seed_cnn(), x_train[..., None], y_train, x_test[..., None], y_test, epochs=2)
-    # Measured 0.9832, 0.9852, 0.9893 (seeds 0, 1, 2; 40-65 s each on 2 cores); PyTorch 2.13 with the same
-    # recipe (Glorot init, Adam 1e-3, batch 32, 2 epochs) gave 0.9874, 0.9860, 0.9884.  0.985 sits inside
-    # the seed-to-seed spread of both, so the assertion keeps an honest margin below it.
+    # Measured 0.9832, 0.9852, 0.9893, 0.9871, 0.9866, 0.9865 (seeds 0-5; 30-65 s each on 2 cores): 0.985 is
+    # met by the median run but not by every seed (seed 0, this test's, gives 0.9832), so the assertion
+    # keeps an honest margin below it.  PyTorch 2.13 with the same recipe (Glorot init, Adam 1e-3, batch
+    # 32, 2 epochs) gave 0.9874, 0.9860, 0.9884 (seeds 0-2).
     assert acc >= 0.980, acc
