@@ -6,7 +6,9 @@ Every GPU kernel is checked against these.  They are written against the array m
 dlgpu/backend/gpu.py has the same names and signatures.  Forward primitives return ``(y, ctx)``, where
 ``ctx`` is whatever that backend's backward needs (here: arrays kept from the forward, so the backward
 does not redo im2col).  Layouts are channels_last (NHWC) with filters (kh, kw, Cin, Cout), as in Keras.
-Conventions: float32 throughout; no Python loop runs per element or per sample (only per window offset).
+Conventions: float32 throughout; no Python loop runs per element or per sample (only per window offset,
+or per cache-sized block of samples).  On numpy arrays the heavier primitives hand slices of their batch
+to dlgpu/backend/cpu_threads.py's ``for_batch``, which runs them on several cores (one call on CuPy).
 """
 
 from __future__ import annotations
