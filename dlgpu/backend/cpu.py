@@ -71,8 +71,9 @@ _ELEMENTWISE_BYTES = {"relu": 8, "sigmoid": 24, "tanh": 24, "gelu": 120, "leaky_
 
 
 def _split_elementwise(function, out, *arrays, name):
-    """out = function(*arrays) for large C-contiguous numpy arrays of one shape, in slices across the
-    CPU threads; None when they do not qualify (the caller computes it whole)."""
+    """function(*arrays, out=out) for large C-contiguous numpy arrays of one shape, in slices across the
+    CPU threads, each slice written straight into its part of ``out`` (a temporary per slice made relu
+    1.6x slower); None when they do not qualify (the caller computes it whole)."""
     work = out.size * _ELEMENTWISE_BYTES.get(name, 16)
     if type(out) is not np.ndarray or not out.flags.c_contiguous or work < cpu_threads.MIN_PARALLEL_BYTES:
         return None
@@ -82,7 +83,7 @@ def _split_elementwise(function, out, *arrays, name):
     flats = [a.reshape(-1) for a in arrays]
 
     def body(start, stop):
-        flat_out[start:stop] = function(*(f[start:stop] for f in flats))
+        function(*(f[start:stop] for f in flats), out=flat_out[start:stop])
 
     for_batch(out, out.size, work, body)
     return out
@@ -94,25 +95,28 @@ def activation(x, name, alpha=0.2):
     if name == "linear":
         return x
     if xp is np and x.size * _ELEMENTWISE_BYTES.get(name, 16) >= cpu_threads.MIN_PARALLEL_BYTES:
-        split = _split_elementwise(lambda part: _activation(part, name, alpha), np.empty_like(x), x, name=name)
+        split = _split_elementwise(lambda part, out: _activation(part, name, alpha, out), np.empty_like(x), x,
+                                   name=name)
         if split is not None:
             return split
     return _activation(x, name, alpha)
 
 
-def _activation(x, name, alpha):
+def _activation(x, name, alpha, out=None):
     xp = array_module(x)
     if name == "relu":
-        return xp.maximum(x, x.dtype.type(0))
+        return xp.maximum(x, x.dtype.type(0), out=out)
     if name == "sigmoid":
-        return sigmoid(x)
+        return sigmoid(x, out=out)
     if name == "tanh":
-        return xp.tanh(x)
+        return xp.tanh(x, out=out)
     if name == "gelu":
-        return x * (0.5 * (1.0 + erf(x * _SQRT_HALF)))
-    if name == "leaky_relu":
-        return xp.where(x > 0, x, x * x.dtype.type(alpha))
-    raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
+        y = x * (0.5 * (1.0 + erf(x * _SQRT_HALF)))
+    elif name == "leaky_relu":
+        y = xp.where(x > 0, x, x * x.dtype.type(alpha))
+    else:
+        raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
+    return y if out is None else _copy_into(out, y)
 
 
 def activation_grad(dy, x, y, name, alpha=0.2, out=None):
@@ -123,7 +127,7 @@ def activation_grad(dy, x, y, name, alpha=0.2, out=None):
         return dy if out is None else _copy_into(out, dy)
     if xp is np and dy.size * _ELEMENTWISE_BYTES.get(name, 16) >= cpu_threads.MIN_PARALLEL_BYTES:
         needed = (dy, x) if _needs_preactivation(name) else (dy, y)
-        split = _split_elementwise(lambda g, v: _activation_grad(g, v, v, name, alpha),
+        split = _split_elementwise(lambda g, v, out: _activation_grad(g, v, v, name, alpha, out),
                                    np.empty_like(dy) if out is None else out, *needed, name=name)
         if split is not None:
             return split
@@ -137,6 +141,15 @@ def _copy_into(out, values):
 
 def _activation_grad(dy, x, y, name, alpha=0.2, out=None):
     xp = array_module(dy)
+    if out is not None and name in ("sigmoid", "tanh"):  # three passes in place, no temporaries
+        if name == "sigmoid":
+            xp.subtract(1, y, out=out)   # y (1 - y)
+            out *= y
+        else:
+            xp.multiply(y, y, out=out)   # 1 - y^2
+            xp.subtract(1, out, out=out)
+        out *= dy
+        return out
     if out is not None and name != "relu":
         out[...] = _activation_grad(dy, x, y, name, alpha)
         return out
