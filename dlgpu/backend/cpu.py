@@ -688,6 +688,13 @@ def _col2im_into(target, blocks, kh, kw, sh, sw, ho, wo):
 
 # -- softmax and cross-entropy -------------------------------------------------------------------
 
+def _row_blocks(start, stop, row_size):
+    """(first, last) blocks of rows covering [start, stop), each about _ELEMENTWISE_BLOCK values, so that
+    a row-wise primitive's temporaries stay in cache."""
+    step = max(1, _ELEMENTWISE_BLOCK // max(1, row_size))
+    return [(first, min(first + step, stop)) for first in range(start, stop, step)]
+
+
 def _split_rows(matrix, work_per_value):
     """Whether a row-wise primitive on this 2-D numpy matrix is worth splitting across the threads."""
     return (type(matrix) is np.ndarray and matrix.ndim == 2 and len(matrix) > 1
@@ -700,7 +707,8 @@ def softmax(x):
         out = np.empty_like(x)
 
         def body(start, stop):
-            out[start:stop] = _softmax(x[start:stop])
+            for first, last in _row_blocks(start, stop, x.shape[1]):
+                out[first:last] = _softmax(x[first:last])
         for_batch(x, len(x), 16 * x.size, body)
         return out
     return _softmax(x)
@@ -725,7 +733,8 @@ def softmax_cross_entropy(logits, labels):
         probs = np.empty_like(logits)
 
         def body(start, stop):
-            loss[start:stop], probs[start:stop] = _softmax_cross_entropy(logits[start:stop], labels[start:stop])
+            for first, last in _row_blocks(start, stop, logits.shape[1]):
+                loss[first:last], probs[first:last] = _softmax_cross_entropy(logits[first:last], labels[first:last])
         for_batch(logits, len(logits), 24 * logits.size, body)
         return loss, probs
     return _softmax_cross_entropy(logits, labels)
@@ -754,8 +763,9 @@ def softmax_cross_entropy_backward(dloss, probs, labels):
         grad = np.empty_like(probs)
 
         def body(start, stop):
-            grad[start:stop] = _softmax_cross_entropy_backward(dloss[start:stop], probs[start:stop],
-                                                               labels[start:stop])
+            for first, last in _row_blocks(start, stop, probs.shape[1]):
+                grad[first:last] = _softmax_cross_entropy_backward(dloss[first:last], probs[first:last],
+                                                                   labels[first:last])
         for_batch(probs, len(probs), 12 * probs.size, body)
         return grad
     return _softmax_cross_entropy_backward(dloss, probs, labels)
