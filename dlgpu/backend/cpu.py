@@ -336,6 +336,12 @@ def _windows(padded, kh, kw, sh, sw, ho, wo):
     return as_strided(padded, (n, ho, wo, kh, kw, c), (s0, s1 * sh, s2 * sw, s1, s2, s3))
 
 
+def _im2col_into(rows, windows):
+    """Copy a (samples, Ho, Wo, kh, kw, C) window view into ``rows`` (samples*Ho*Wo, kh*kw*C); returns rows."""
+    rows.reshape(windows.shape)[...] = windows
+    return rows
+
+
 def conv2d_forward(x, w, b, strides, pads, activation_name="linear", alpha=0.2):
     """im2col, then one GEMM: (N*Ho*Wo, kh*kw*Cin) @ (kh*kw*Cin, Cout), bias and activation in place.
 
@@ -356,8 +362,7 @@ def conv2d_forward(x, w, b, strides, pads, activation_name="linear", alpha=0.2):
     w2 = w.reshape(k, cout)
 
     def rows(start, stop):
-        block = cols[start * ho * wo:stop * ho * wo]
-        block.reshape(stop - start, ho, wo, kh, kw, c)[...] = windows[start:stop]
+        block = _im2col_into(cols[start * ho * wo:stop * ho * wo], windows[start:stop])
         zs = z[start:stop]
         xp.matmul(block, w2, out=zs.reshape(-1, cout))
         if b is not None:
@@ -401,12 +406,8 @@ def conv2d_backward(dy, ctx, need_dx=True):
         if not need_dx:
             return
         xp.matmul(dz2[flat], w_per_offset, out=per_offset[:, flat])
-        blocks = per_offset[:, flat].reshape(kh * kw, stop - start, ho, wo, cin)
-        target = dxpad[start:stop]
-        target[...] = 0
-        for i in range(kh):  # col2im: one strided add per filter offset (kh*kw of them), never per pixel
-            for j in range(kw):
-                target[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] += blocks[i * kw + j]
+        _col2im_into(dxpad[start:stop], per_offset[:, flat].reshape(kh * kw, stop - start, ho, wo, cin),
+                     kh, kw, sh, sw, ho, wo)
 
     traffic = 4 * (cols.size + 3 * dy.size + ((kh * kw + 2) * n * h * wd * cin if need_dx else 0))
     for_batch(dy, n, traffic, rows)
@@ -590,7 +591,7 @@ def conv2d_maxpool_forward(x, w, b, strides, pads, activation_name="linear", kee
     y = xp.empty((n, hp, wp, cout), x.dtype)
     cols = xp.empty((n * ho * wo, k), x.dtype) if keep_for_backward else None
     argmax = xp.empty((n, hp, wp, cout), np.uint8) if keep_for_backward else None
-    block = max(1, _BLOCK_BYTES // (4 * ho * wo * max(cout, k)))
+    block = _samples_per_block(ho, wo, cout, k)
 
     def rows(start, stop):
         for first in range(start, stop, block):
@@ -599,8 +600,7 @@ def conv2d_maxpool_forward(x, w, b, strides, pads, activation_name="linear", kee
                 patches = cols[first * ho * wo:last * ho * wo]
             else:
                 patches = xp.empty(((last - first) * ho * wo, k), x.dtype)
-            patches.reshape(last - first, ho, wo, kh, kw, c)[...] = windows[first:last]
-            z = xp.matmul(patches, w2).reshape(last - first, ho, wo, cout)
+            z = xp.matmul(_im2col_into(patches, windows[first:last]), w2).reshape(last - first, ho, wo, cout)
             _max_pool_2x2_into(z, y[first:last], None if argmax is None else argmax[first:last])
         ys = y[start:stop]
         if b is not None:
@@ -609,6 +609,11 @@ def conv2d_maxpool_forward(x, w, b, strides, pads, activation_name="linear", kee
 
     for_batch(x, n, 4 * (n * ho * wo * k + y.size) + FLOP_BYTES * 2 * n * ho * wo * k * cout, rows)
     return y, (x.shape, cols, argmax, w, b is not None, y, strides, pads, activation_name, (ho, wo))
+
+
+def _samples_per_block(ho, wo, cout, k):
+    """Samples whose convolution output (or im2col rows) fill about _BLOCK_BYTES."""
+    return max(1, _BLOCK_BYTES // (4 * ho * wo * max(cout, k)))
 
 
 def _max_pool_2x2_into(z, y, argmax=None):
@@ -644,7 +649,7 @@ def conv2d_maxpool_backward(dy, ctx, need_dx=True):
     if need_dx:
         dxpad = xp.empty((n, h + pads[0] + pads[1], wd + pads[2] + pads[3], cin), dy.dtype)
         w_per_offset = w.reshape(kh * kw, cin, cout).transpose(0, 2, 1)
-    block = max(1, _BLOCK_BYTES // (4 * ho * wo * max(cout, k)))
+    block = _samples_per_block(ho, wo, cout, k)
 
     def rows(start, stop):
         if dpool is not dy:
