@@ -172,59 +172,55 @@ class _Stage:
     variables = ()
 
 
-class _DenseStage(_Stage):
-    def __init__(self, layer, activation):
-        self.layer, self.activation = layer, activation
-        self.units = layer.units
-        self.variables = [layer.kernel] + ([layer.bias] if layer.bias is not None else [])
+class _KernelBiasStage(_Stage):
+    """Dense and Conv2D: a kernel and maybe a bias, whose backward primitive returns (dx, dW, db)."""
+    backward_primitive = None
 
-    def forward(self, h):
-        bias = self.layer.bias
-        return cpu.dense_forward(h, self.layer.kernel.data, None if bias is None else bias.data, self.activation)
-
-    def backward(self, g, ctx, need_dx):
-        dx, dw, db = cpu.dense_backward(g, ctx, need_dx=need_dx)
-        return dx, [dw] if db is None else [dw, db]
-
-
-class _ConvStage(_Stage):
     def __init__(self, layer):
         self.layer = layer
         self.variables = [layer.kernel] + ([layer.bias] if layer.bias is not None else [])
+
+    def _bias(self):
+        return None if self.layer.bias is None else self.layer.bias.data
+
+    def backward(self, g, ctx, need_dx):
+        dx, dw, db = type(self).backward_primitive(g, ctx, need_dx=need_dx)
+        return dx, [dw] if db is None else [dw, db]
+
+
+class _DenseStage(_KernelBiasStage):
+    backward_primitive = staticmethod(cpu.dense_backward)
+
+    def __init__(self, layer, activation):
+        super().__init__(layer)
+        self.activation = activation
+        self.units = layer.units
+
+    def forward(self, h):
+        return cpu.dense_forward(h, self.layer.kernel.data, self._bias(), self.activation)
+
+
+class _ConvStage(_KernelBiasStage):
+    backward_primitive = staticmethod(cpu.conv2d_backward)
 
     def _pads(self, h):
         from dlgpu.ops.conv import resolve_padding
         return resolve_padding(self.layer.padding, h.shape[1:3], self.layer.kernel_size, self.layer.strides)
 
     def forward(self, h):
-        bias = self.layer.bias
-        return cpu.conv2d_forward(h, self.layer.kernel.data, None if bias is None else bias.data, self.layer.strides,
-                                  self._pads(h), self.layer._fused)
-
-    def backward(self, g, ctx, need_dx):
-        dx, dw, db = cpu.conv2d_backward(g, ctx, need_dx=need_dx)
-        return dx, [dw] if db is None else [dw, db]
+        return cpu.conv2d_forward(h, self.layer.kernel.data, self._bias(), self.layer.strides, self._pads(h),
+                                  self.layer._fused)
 
 
 class _ConvPoolStage(_ConvStage):
-    """Conv2D then a 2x2 MaxPooling2D, as fusion.run_conv_pool computes them."""
+    """Conv2D then a 2x2 MaxPooling2D, as fusion.run_conv_pool computes them.  The layers were built
+    for the input shape the step accepts, so the convolution output holds at least one 2x2 window."""
     layers_used = 2
+    backward_primitive = staticmethod(cpu.conv2d_maxpool_backward)
 
     def forward(self, h):
-        pads = self._pads(h)
-        kh, kw = self.layer.kernel_size
-        out_hw = [(size + before + after - k) // s + 1 for size, before, after, k, s in
-                  zip(h.shape[1:3], pads[::2], pads[1::2], (kh, kw), self.layer.strides)]
-        bias = self.layer.bias
-        bias = None if bias is None else bias.data
-        if min(out_hw) < 2:  # no 2x2 window: the layers' own error is the right one, so fail as they would
-            raise ValueError(f"Layer '{self.layer.name}': its {tuple(out_hw)} output is smaller than the 2x2 pool")
-        return cpu.conv2d_maxpool_forward(h, self.layer.kernel.data, bias, self.layer.strides, pads,
+        return cpu.conv2d_maxpool_forward(h, self.layer.kernel.data, self._bias(), self.layer.strides, self._pads(h),
                                           self.layer._fused)
-
-    def backward(self, g, ctx, need_dx):
-        dx, dw, db = cpu.conv2d_maxpool_backward(g, ctx, need_dx=need_dx)
-        return dx, [dw] if db is None else [dw, db]
 
 
 class _MaxPoolStage(_Stage):
