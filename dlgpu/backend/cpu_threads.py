@@ -186,10 +186,7 @@ def for_batch(array, n, work_bytes, body, blas_bound=False):
     would leave them spinning beside ours.
     """
     global _last_region
-    if not (_enabled or _enabled is None and enabled()) or type(array) is not np.ndarray:
-        body(0, n)
-        return
-    if blas_bound and time.monotonic() - _last_region > HOLD_SECONDS:
+    if runs_whole(array, blas_bound):
         body(0, n)
         return
     saved = [(controller, controller.num_threads) for controller in _blas]
