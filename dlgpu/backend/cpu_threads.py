@@ -209,7 +209,7 @@ def for_batch(array, n, work_bytes, body, blas_bound=False):
 
 
 def _run_slices(slices, body):
-    workers = _workers(len(slices) - 1)
+    workers = _workers(len(slices) - 1)[:len(slices) - 1]
     for worker, (start, stop) in zip(workers, slices[1:]):
         worker.start(body, start, stop)
     first_error = None
@@ -217,8 +217,15 @@ def _run_slices(slices, body):
         body(*slices[0])  # the calling thread takes a slice too instead of waiting idle
     except BaseException as error:  # noqa: BLE001 - re-raised below once the others finished
         first_error = error
-    for worker in workers[:len(slices) - 1]:
-        error = worker.wait()
+    for worker in workers:
+        # Every started slice is collected, even through Ctrl-C in a notebook: a worker whose result is
+        # left behind would answer the next region's wait with this one's.
+        while True:
+            try:
+                error = worker.wait()
+                break
+            except KeyboardInterrupt as interrupt:
+                first_error = interrupt
         if first_error is None:
             first_error = error
     if first_error is not None:

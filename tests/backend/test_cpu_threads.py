@@ -248,3 +248,41 @@ def test_adam_on_a_large_parameter_matches_serial(threaded, regions, monkeypatch
     for got, want in zip(*states):
         np.testing.assert_array_equal(got, want)
     assert regions
+
+
+def test_ctrl_c_during_a_region_still_collects_every_slice(threaded, monkeypatch):
+    """A KeyboardInterrupt in the caller's slice or while it waits must not leave a worker's result
+    behind for the next region (which would then return before its slices ran)."""
+    import time
+    finished = []
+
+    def body(start, stop):
+        if start == 0:
+            raise KeyboardInterrupt
+        time.sleep(0.01)
+        finished.append(start)
+
+    with pytest.raises(KeyboardInterrupt):
+        cpu_threads.for_batch(np.zeros(1), 9, 1, body)
+    assert sorted(finished) == [3, 6]
+
+    worker = cpu_threads._workers(1)[0]
+    original_wait = type(worker).wait
+    interrupts = [KeyboardInterrupt()]
+
+    def wait_interrupted_once(self):
+        if interrupts:
+            raise interrupts.pop()
+        return original_wait(self)
+    monkeypatch.setattr(type(worker), "wait", wait_interrupted_once)
+    finished.clear()
+    with pytest.raises(KeyboardInterrupt):
+        cpu_threads.for_batch(np.zeros(1), 9, 1, lambda start, stop: finished.append(start))
+    assert sorted(finished) == [0, 3, 6]
+    monkeypatch.undo()
+    finished.clear()
+    cpu_threads.set_thread_count(3)
+    monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(cpu_threads, "HOLD_SECONDS", float("inf"))
+    cpu_threads.for_batch(np.zeros(1), 9, 1, lambda start, stop: (time.sleep(0.005), finished.append(start)))
+    assert sorted(finished) == [0, 3, 6]  # the next region waits for its own slices
