@@ -243,30 +243,33 @@ def dense_forward(x, w, b, activation_name="linear", alpha=0.2):
     k, units = w.shape
     rows = x.reshape(-1, k)
     keep_z = _needs_preactivation(activation_name)
+    shape = x.shape[:-1] + (units,)
     if cpu_threads.runs_whole(x, blas_bound=True):  # no threads: straight-line numpy
         z = xp.matmul(rows, w)
-        if b is not None:
-            z += b
-        y = activation(z, activation_name, alpha) if keep_z else _apply_activation_inplace(z, activation_name, alpha)
-        return y.reshape(x.shape[:-1] + (units,)), (x, w, b is not None, y, z if keep_z else None, activation_name,
-                                                   alpha)
+        y = xp.empty_like(z) if keep_z else z
+        _bias_and_activation(z, b, activation_name, alpha, out=y if keep_z else None)
+        return y.reshape(shape), (x, w, b is not None, y, z if keep_z else None, activation_name, alpha)
     m = rows.shape[0]
     z = xp.empty((m, units), x.dtype if x.dtype == w.dtype else xp.result_type(x.dtype, w.dtype))
     y = xp.empty_like(z) if keep_z else z
 
     def body(start, stop):
-        zs = z[start:stop]
-        xp.matmul(rows[start:stop], w, out=zs)
-        if b is not None:
-            zs += b
-        if keep_z:
-            y[start:stop] = activation(zs, activation_name, alpha)
-        else:
-            _apply_activation_inplace(zs, activation_name, alpha)
+        xp.matmul(rows[start:stop], w, out=z[start:stop])
+        _bias_and_activation(z[start:stop], b, activation_name, alpha, out=y[start:stop] if keep_z else None)
 
     for_batch(x, m, FLOP_BYTES * 2 * rows.size * units + 12 * z.size, body, blas_bound=True)
-    shape = x.shape[:-1] + (units,)
     return y.reshape(shape), (x, w, b is not None, y, z if keep_z else None, activation_name, alpha)
+
+
+def _bias_and_activation(z, b, name, alpha, out=None):
+    """z += b, then activation(z) in place, or into ``out`` when the backward needs the pre-activation z
+    (gelu, leaky_relu)."""
+    if b is not None:
+        z += b
+    if out is None:
+        _apply_activation_inplace(z, name, alpha)
+    else:
+        out[...] = activation(z, name, alpha)
 
 
 def dense_backward(dy, ctx, need_dx=True):
@@ -363,14 +366,8 @@ def conv2d_forward(x, w, b, strides, pads, activation_name="linear", alpha=0.2):
 
     def rows(start, stop):
         block = _im2col_into(cols[start * ho * wo:stop * ho * wo], windows[start:stop])
-        zs = z[start:stop]
-        xp.matmul(block, w2, out=zs.reshape(-1, cout))
-        if b is not None:
-            zs += b
-        if keep_z:
-            y[start:stop] = activation(zs, activation_name, alpha)
-        else:
-            _apply_activation_inplace(zs, activation_name, alpha)
+        xp.matmul(block, w2, out=z[start:stop].reshape(-1, cout))
+        _bias_and_activation(z[start:stop], b, activation_name, alpha, out=y[start:stop] if keep_z else None)
 
     for_batch(x, n, 4 * (cols.size + 2 * z.size), rows)
     return y, (x.shape, cols, w, b is not None, y, z if keep_z else None, strides, pads, activation_name, alpha)
@@ -602,10 +599,7 @@ def conv2d_maxpool_forward(x, w, b, strides, pads, activation_name="linear", kee
                 patches = xp.empty(((last - first) * ho * wo, k), x.dtype)
             z = xp.matmul(_im2col_into(patches, windows[first:last]), w2).reshape(last - first, ho, wo, cout)
             _max_pool_2x2_into(z, y[first:last], None if argmax is None else argmax[first:last])
-        ys = y[start:stop]
-        if b is not None:
-            ys += b
-        _apply_activation_inplace(ys, activation_name)
+        _bias_and_activation(y[start:stop], b, activation_name, 0.2)
 
     for_batch(x, n, 4 * (n * ho * wo * k + y.size) + FLOP_BYTES * 2 * n * ho * wo * k * cout, rows)
     return y, (x.shape, cols, argmax, w, b is not None, y, strides, pads, activation_name, (ho, wo))
