@@ -700,15 +700,21 @@ def _split_rows(matrix, work_per_value):
             and matrix.size * work_per_value >= cpu_threads.MIN_PARALLEL_BYTES)
 
 
+def _by_row_blocks(function, matrix, arrays, outs, work_per_value):
+    """outs[rows] = function(*(a[rows] for a in arrays)) over cache-sized blocks of ``matrix``'s rows,
+    the blocks spread across the CPU threads; ``function`` returns one array per entry of ``outs``."""
+    def body(start, stop):
+        for first, last in _row_blocks(start, stop, matrix.shape[1]):
+            for out, result in zip(outs, function(*(a[first:last] for a in arrays))):
+                out[first:last] = result
+    for_batch(matrix, len(matrix), work_per_value * matrix.size, body)
+
+
 def softmax(x):
     """Softmax over the last axis, stable: exp(x - max).  Large matrices go row slices per CPU thread."""
     if _split_rows(x, 16):
         out = np.empty_like(x)
-
-        def body(start, stop):
-            for first, last in _row_blocks(start, stop, x.shape[1]):
-                out[first:last] = _softmax(x[first:last])
-        for_batch(x, len(x), 16 * x.size, body)
+        _by_row_blocks(lambda rows: (_softmax(rows),), x, (x,), (out,), 16)
         return out
     return _softmax(x)
 
@@ -728,13 +734,8 @@ def softmax_cross_entropy(logits, labels):
     batches go row slices per CPU thread.
     """
     if _split_rows(logits, 24) and len(labels) == len(logits):
-        loss = np.empty(len(logits), logits.dtype)
-        probs = np.empty_like(logits)
-
-        def body(start, stop):
-            for first, last in _row_blocks(start, stop, logits.shape[1]):
-                loss[first:last], probs[first:last] = _softmax_cross_entropy(logits[first:last], labels[first:last])
-        for_batch(logits, len(logits), 24 * logits.size, body)
+        loss, probs = np.empty(len(logits), logits.dtype), np.empty_like(logits)
+        _by_row_blocks(_softmax_cross_entropy, logits, (logits, labels), (loss, probs), 24)
         return loss, probs
     return _softmax_cross_entropy(logits, labels)
 
@@ -760,12 +761,8 @@ def _softmax_cross_entropy(logits, labels):
 def softmax_cross_entropy_backward(dloss, probs, labels):
     if _split_rows(probs, 12) and len(labels) == len(probs) == len(dloss):
         grad = np.empty_like(probs)
-
-        def body(start, stop):
-            for first, last in _row_blocks(start, stop, probs.shape[1]):
-                grad[first:last] = _softmax_cross_entropy_backward(dloss[first:last], probs[first:last],
-                                                                   labels[first:last])
-        for_batch(probs, len(probs), 12 * probs.size, body)
+        _by_row_blocks(lambda *rows: (_softmax_cross_entropy_backward(*rows),), probs, (dloss, probs, labels),
+                       (grad,), 12)
         return grad
     return _softmax_cross_entropy_backward(dloss, probs, labels)
 
