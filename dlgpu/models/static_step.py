@@ -65,9 +65,15 @@ class StaticStep:
         else:
             grad = cpu.softmax_cross_entropy_backward(np.full(n, scale, np.float32), probs, labels)
         grads = []
+        # Gradients go straight where the optimizer reads them (Adam's packed buffer): no gather copy.
+        destinations = self._optimizer._gradient_destinations(self._variables)
+        end = len(destinations)
         for index in range(len(self._stages) - 1, -1, -1):
-            grad, stage_grads = self._stages[index].backward(grad, contexts[index], index > 0)
+            stage = self._stages[index]
+            begin = end - len(stage.variables)
+            grad, stage_grads = stage.backward(grad, contexts[index], index > 0, destinations[begin:end])
             grads[:0] = stage_grads
+            end = begin
         self._optimizer.apply(grads, self._variables)
         return Tensor(np.asarray(loss, np.float32)), Tensor(probs)
 
@@ -173,7 +179,8 @@ class _Stage:
 
 
 class _KernelBiasStage(_Stage):
-    """Dense and Conv2D: a kernel and maybe a bias, whose backward primitive returns (dx, dW, db)."""
+    """Dense and Conv2D: a kernel and maybe a bias, whose backward primitive returns (dx, dW, db).  Dense
+    writes dW and db straight into the arrays the optimizer reads them from (``destinations``)."""
     backward_primitive = None
 
     def __init__(self, layer):
@@ -183,14 +190,15 @@ class _KernelBiasStage(_Stage):
     def _bias(self):
         return None if self.layer.bias is None else self.layer.bias.data
 
-    def backward(self, g, ctx, need_dx):
-        dx, dw, db = type(self).backward_primitive(g, ctx, need_dx=need_dx)
+    def backward(self, g, ctx, need_dx, destinations):
+        dx, dw, db = self._backward(g, ctx, need_dx, destinations)
         return dx, [dw] if db is None else [dw, db]
+
+    def _backward(self, g, ctx, need_dx, destinations):
+        return type(self).backward_primitive(g, ctx, need_dx=need_dx)
 
 
 class _DenseStage(_KernelBiasStage):
-    backward_primitive = staticmethod(cpu.dense_backward)
-
     def __init__(self, layer, activation):
         super().__init__(layer)
         self.activation = activation
@@ -198,6 +206,9 @@ class _DenseStage(_KernelBiasStage):
 
     def forward(self, h):
         return cpu.dense_forward(h, self.layer.kernel.data, self._bias(), self.activation)
+
+    def _backward(self, g, ctx, need_dx, destinations):
+        return cpu.dense_backward(g, ctx, need_dx=need_dx, out=(destinations + [None])[:2])
 
 
 class _ConvStage(_KernelBiasStage):
@@ -234,7 +245,7 @@ class _MaxPoolStage(_Stage):
         y, argmax = cpu.max_pool2d_forward(h, layer.pool_size, layer.strides, pads)
         return y, (argmax, h.shape, pads)
 
-    def backward(self, g, ctx, need_dx):
+    def backward(self, g, ctx, need_dx, destinations):
         argmax, shape, pads = ctx
         return cpu.max_pool2d_backward(g, argmax, shape, self.layer.pool_size, self.layer.strides, pads), []
 
@@ -243,7 +254,7 @@ class _FlattenStage(_Stage):
     def forward(self, h):
         return h.reshape(h.shape[0], -1), h.shape
 
-    def backward(self, g, ctx, need_dx):
+    def backward(self, g, ctx, need_dx, destinations):
         return g.reshape(ctx), []
 
 
@@ -258,5 +269,5 @@ class _DropoutStage(_Stage):
         mask = dropout_mask(h, self.layer.rate, self.layer.noise_shape)
         return h * mask, mask
 
-    def backward(self, g, mask, need_dx):
+    def backward(self, g, mask, need_dx, destinations):
         return (g if mask is None else g * mask), []

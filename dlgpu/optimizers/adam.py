@@ -6,11 +6,13 @@
 AdamW (and Adam with ``weight_decay``) first decays p -= lr*wd*p.  Without amsgrad the whole update is one
 ``backend.adam_update`` call over all parameters (on the GPU one multi-tensor kernel launch).
 
-On the CPU the m and v slots of the small parameters (biases, small kernels) live in one flat buffer
-each, their Variables being views of it, so that one pass of numpy calls updates them all
-(``cpu.adam_update_packed``; the large parameters still take ``adam_update``): numpy
-costs ~1 us per call whatever the size, and the seed MLP's five small parameters took 81 us in 60
-calls, 45 us packed (2-core CPU, 2026-11-23).
+On the CPU the m and v slots of every parameter below a million values live in one flat buffer each,
+their Variables being views of it, so that one pass of numpy calls updates them all
+(``cpu.adam_update_packed``; larger parameters take ``adam_update``, which splits each across the
+threads): numpy costs ~1 us per call whatever the size, and the seed MLP's five small parameters took
+81 us in 60 calls, 45 us packed (2-core CPU, 2026-11-23).  Their gradients are gathered into a third flat
+buffer; the planned training step (models/static_step.py) writes them there in the first place
+(``_gradient_destinations``), so the whole MLP's update is twelve numpy calls and no copies.
 """
 
 import numpy as np
@@ -19,8 +21,9 @@ from dlgpu.backend import cpu
 from dlgpu.ops._core import array_module, backend_of
 from dlgpu.optimizers.base import Optimizer
 
-# Parameters with fewer values than this have their slots packed (CPU, float32); larger ones gain nothing.
-PACK_BELOW = 65536
+# Parameters with fewer values than this have their slots packed (CPU, float32); larger ones are updated
+# on their own, split across the CPU threads (cpu._ADAM_SPLIT_SIZE).
+PACK_BELOW = cpu._ADAM_SPLIT_SIZE
 
 
 class Adam(Optimizer):
@@ -56,7 +59,8 @@ class Adam(Optimizer):
     def _pack_small_slots(self):
         """Move the m and v slots of the small float32 CPU parameters into one flat buffer each (the slot
         Variables become views of it, values kept).  Sets ``self._packed`` to (parameters, m buffer,
-        v buffer, the slot Variables, their views), or None when fewer than two parameters qualify."""
+        v buffer, the slot Variables, their views, gradient buffer, {id(parameter): its view of the
+        gradient buffer}), or None when fewer than two parameters qualify."""
         self._packed = None
         if self.amsgrad:
             return
@@ -78,7 +82,22 @@ class Adam(Optimizer):
                 views.append(slot.data)
                 offset += size
             buffers.append(flat)
-        self._packed = (tuple(self._trainable_variables[i] for i in members), buffers[0], buffers[1], slots, views)
+        params = tuple(self._trainable_variables[i] for i in members)
+        gradients = np.zeros(total, np.float32)
+        destinations, offset = {}, 0
+        for var in params:
+            destinations[id(var)] = gradients[offset:offset + var.data.size].reshape(var.data.shape)
+            offset += var.data.size
+        self._packed = (params, buffers[0], buffers[1], slots, views, gradients, destinations)
+
+    def _gradient_destinations(self, variables):
+        """For each variable, the array the next update reads its gradient from without a copy (a view of
+        the packed gradient buffer), or None.  A gradient written anywhere else is copied in."""
+        packed = self._packed
+        if packed is None:
+            return [None] * len(variables)
+        destinations = packed[6]
+        return [destinations.get(id(var)) for var in variables]
 
     def _packed_positions(self, params):
         """Where the packed parameters sit in ``params``, or None when the packed update does not apply
@@ -86,7 +105,7 @@ class Adam(Optimizer):
         packed = self._packed
         if packed is None:
             return None
-        members, _, _, slots, views = packed
+        members, _, _, slots, views, _, _ = packed
         if any(slot.data is not view for slot, view in zip(slots, views)):
             self._pack_small_slots()  # e.g. slots moved to another device: pack what qualifies now
             return self._packed_positions(params) if self._packed is not None else None
@@ -101,8 +120,9 @@ class Adam(Optimizer):
         if not self.amsgrad:
             packed = self._packed_positions(params) if backend_of(params[0].data) is cpu else None
             if packed is not None:
-                _, m_flat, v_flat, _, _ = self._packed
-                cpu.adam_update_packed([params[k].data for k in packed], [grads[k] for k in packed], m_flat, v_flat,
+                members, m_flat, v_flat, _, _, g_flat, destinations = self._packed
+                cpu.adam_update_packed([params[k].data for k in packed], [grads[k] for k in packed],
+                                       [destinations[id(var)] for var in members], g_flat, m_flat, v_flat,
                                        lr, b1, b2, self.epsilon, step, decay)
                 in_pack = set(packed)
                 rest = [k for k in range(len(params)) if k not in in_pack]

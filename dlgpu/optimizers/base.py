@@ -182,6 +182,11 @@ class Optimizer:
         return 0.0
 
     # -- clipping ---------------------------------------------------------------------------------
+    def _gradient_destinations(self, variables):
+        """For each variable, an array that the next apply() reads its gradient from without copying it
+        (see Adam), or None; the planned training step writes gradients there when it can."""
+        return [None] * len(variables)
+
     def _clip(self, grads):
         if self.clipvalue is not None:
             return [array_module(g).clip(g, -self.clipvalue, self.clipvalue) for g in grads]

@@ -76,6 +76,35 @@ def test_activation_float32(name):
     assert y.dtype == np.float32 and cpu.activation_grad(dy, x, y, name).dtype == np.float32
 
 
+@pytest.mark.parametrize("shape", [(0,), (1,), (3, 7), (2, 5, 33)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_block_by_block_is_numpys_maximum(monkeypatch, shape, dtype):
+    monkeypatch.setattr(cpu, "_ZERO_BLOCK", 8)  # several blocks, the last one short
+    monkeypatch.setattr(cpu, "_zero_blocks", {})
+    x = randn(*shape, dtype=dtype)
+    flat = x.reshape(-1)
+    flat[::5], flat[1::7], flat[2::9] = np.nan, np.inf, -np.inf
+    want = np.maximum(x, 0)
+    got = cpu.relu(x)
+    assert got.dtype == dtype and got.shape == x.shape
+    np.testing.assert_array_equal(got, want)  # NaN stays NaN, as maximum propagates it
+    out = np.empty_like(x)
+    assert cpu.relu(x, out) is out
+    np.testing.assert_array_equal(out, want)
+    assert cpu.relu(x, x) is x  # in place
+    np.testing.assert_array_equal(x, want)
+
+
+def test_relu_of_strided_views_and_integers_takes_plain_maximum():
+    x = randn(6, 8, dtype=np.float32)
+    np.testing.assert_array_equal(cpu.relu(x[:, ::2]), np.maximum(x[:, ::2], 0))
+    out = np.empty((6, 8), np.float32)
+    cpu.relu(x[:, :4], out[:, 4:])
+    np.testing.assert_array_equal(out[:, 4:], np.maximum(x[:, :4], 0))
+    ints = np.arange(-3, 3)
+    np.testing.assert_array_equal(cpu.relu(ints), np.maximum(ints, 0))
+
+
 def test_unknown_activation():
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         cpu.activation(np.ones(2, np.float32), "swish")

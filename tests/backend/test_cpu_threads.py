@@ -250,6 +250,25 @@ def test_adam_on_a_large_parameter_matches_serial(threaded, regions, monkeypatch
     assert regions
 
 
+def test_packed_adam_over_a_large_buffer_matches_serial(threaded, regions, monkeypatch):
+    monkeypatch.setattr(cpu, "_ADAM_SPLIT_SIZE", 0)
+    monkeypatch.setattr(cpu, "_ADAM_BLOCK", 4)
+    shapes = [(3, 5), (7,), (2, 2)]
+    total = sum(int(np.prod(s)) for s in shapes)
+    params0, grads = [randn(*s) for s in shapes], [randn(*s) for s in shapes]
+    states = []
+    for run in (cpu.adam_update_packed, lambda *a: serially(cpu.adam_update_packed, *a)):
+        params, g = [p.copy() for p in params0], np.zeros(total, np.float32)
+        m, v = np.full(total, 0.1, np.float32), np.full(total, 0.2, np.float32)
+        destinations = [g[:15].reshape(3, 5), g[15:22], g[22:].reshape(2, 2)]
+        destinations[1][...] = grads[1]  # already in place: not copied again
+        run(params, [grads[0], destinations[1], grads[2]], destinations, g, m, v, 1e-2, 0.9, 0.999, 1e-7, 3, 0.01)
+        states.append((*params, m, v))
+    for got, want in zip(*states):
+        np.testing.assert_array_equal(got, want)
+    assert regions
+
+
 def test_ctrl_c_during_a_region_still_collects_every_slice(threaded, monkeypatch):
     """A KeyboardInterrupt in the caller's slice or while it waits must not leave a worker's result
     behind for the next region (which would then return before its slices ran)."""

@@ -57,6 +57,25 @@ def test_planned_step_trains_exactly_as_the_taped_step(stack_fn, shape, classes)
         np.testing.assert_allclose(wp, wt, rtol=1e-4, atol=1e-6)
 
 
+def test_dense_gradients_are_written_where_adam_reads_them(monkeypatch):
+    """No gather copy: the planned step hands Adam the views of its packed gradient buffer."""
+    from dlgpu.backend import cpu
+    planned, taped = twins(mlp)
+    x, y = rng.standard_normal((8, 12)).astype(np.float32), rng.integers(0, 4, 8).astype(np.int32)
+    for model in (planned, taped):
+        run_steps(model, x, y, steps=1)  # builds the optimizer and packs its slots
+    seen = []
+    original = cpu.adam_update_packed
+    monkeypatch.setattr(cpu, "adam_update_packed", lambda params, grads, destinations, *rest: seen.append(
+        [g is d for g, d in zip(grads, destinations)]) or original(params, grads, destinations, *rest))
+    (losses_p, weights_p), (losses_t, weights_t) = run_steps(planned, x, y, steps=2), run_steps(taped, x, y, steps=2)
+    assert seen[:2] == [[True] * 6] * 2  # the planned steps'; the taped ones' gradients are copied in
+    assert seen[2:] == [[False] * 6] * 2
+    np.testing.assert_allclose(losses_p, losses_t, rtol=1e-5)
+    for wp, wt in zip(weights_p, weights_t):
+        np.testing.assert_allclose(wp, wt, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("last,loss,sparse", [
     ("softmax", lambda: "categorical_crossentropy", False),
     (None, lambda: keras.losses.CategoricalCrossentropy(from_logits=True), False),
