@@ -167,10 +167,17 @@ def paths_table(doc):
     return lines
 
 
+def _warmup_words(profile):
+    words = f"{profile['warmup']} warm-up call(s)"
+    if profile.get("min_warmup_s"):
+        words += f" and at least {profile['min_warmup_s']:g} s of them"
+    return words
+
+
 def markdown(doc):
     lines = [f"## dlgpu bench, {doc['created']}, {doc['device_slug']}", "", machine_line(doc), "",
              f"Size `{doc['options']['size']}`; median of {doc['options']['profile']['reps']} repetitions after "
-             f"{doc['options']['profile']['warmup']} warm-up call(s); × PyTorch = PyTorch's time / this path's time "
+             f"{_warmup_words(doc['options']['profile'])}; × PyTorch = PyTorch's time / this path's time "
              "on the same device (> 1: faster than PyTorch).", ""]
     if doc["targets"]:
         lines += ["### targets", ""] + targets_table(doc) + [""]

@@ -43,8 +43,8 @@ REFERENCE_ORDER = ("torch-cpu", "dlgpu-cpu", "numpy-handwritten", "keras-cpu", "
                    "dlgpu-gpu-generic", "dlgpu-gpu-kernels")
 PROFILES = {
     "tiny": {"warmup": 1, "reps": 2, "min_rep_s": 0.0, "budget_s": 0.5},
-    "quick": {"warmup": 1, "reps": 3, "min_rep_s": 0.01, "budget_s": 1.0},
-    "full": {"warmup": 3, "reps": 7, "min_rep_s": 0.05, "budget_s": 6.0},
+    "quick": {"warmup": 1, "reps": 3, "min_rep_s": 0.01, "budget_s": 1.0, "min_warmup_s": 0.05},
+    "full": {"warmup": 3, "reps": 7, "min_rep_s": 0.05, "budget_s": 6.0, "min_warmup_s": 0.3},
 }
 
 

@@ -20,14 +20,22 @@ def summarize(per_call_s):
             "times_s": [float(v) for v in t]}
 
 
-def measure(step, path, *, warmup=2, reps=5, min_rep_s=0.02, max_number=10_000, budget_s=None, number=None):
+def measure(step, path, *, warmup=2, reps=5, min_rep_s=0.02, max_number=10_000, budget_s=None, number=None,
+            min_warmup_s=0.0):
     """Per-call seconds of ``step()`` on ``path`` (a bench.paths.Path): warm-up excluded.
+
+    The warm-up runs ``warmup`` calls and goes on until ``min_warmup_s`` have passed: the path measured
+    before this one may leave threads spinning for a while (OpenBLAS's for ~120 ms after its last call),
+    and a path timed inside that window pays for its neighbour.
 
     ``budget_s`` caps the total measuring time: fewer repetitions (never fewer than 2 when the
     warm-up showed one fits) are taken when a step is slow, and the result records how many ran.
     """
-    for _ in range(max(warmup, 0)):
+    warmup_end = time.perf_counter() + min_warmup_s
+    calls = 0
+    while calls < warmup or (min_warmup_s > 0 and time.perf_counter() < warmup_end):
         step()
+        calls += 1
     path.sync()
     if number is None:
         # Calibrate: how many calls make one repetition long enough for the clock's resolution.
@@ -58,6 +66,6 @@ def measure(step, path, *, warmup=2, reps=5, min_rep_s=0.02, max_number=10_000, 
             path.sync()
             per_call.append((time.perf_counter() - t0) / number)
     result = summarize(per_call)
-    result.update(number=number, reps=len(per_call), warmup=warmup,
+    result.update(number=number, reps=len(per_call), warmup=calls,
                   clock="cuda-events" if path.events() is not None else "perf_counter")
     return result

@@ -110,3 +110,14 @@ def test_schema_rejects_a_broken_document(tiny_run):
     del broken["machine"]
     problems = schema.errors(broken)
     assert any("machine" in p for p in problems) and any("fast" in p for p in problems)
+
+
+def test_warm_up_lasts_its_minimum_time_and_counts_its_calls():
+    from bench import timing
+    path = next(p for p in paths_module.discover(("cpu",), {"dlgpu-cpu"}))
+    calls = []
+    result = timing.measure(lambda: calls.append(1), path, warmup=2, reps=2, number=1, min_warmup_s=0.02)
+    assert result["warmup"] > 2 and len(calls) == result["warmup"] + 2  # + the two timed repetitions
+    calls.clear()
+    result = timing.measure(lambda: calls.append(1), path, warmup=0, reps=1, number=1)
+    assert result["warmup"] == 0 and len(calls) == 1
