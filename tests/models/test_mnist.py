@@ -91,12 +91,12 @@ def test_seed_mlp_full(mnist):
 
 
 @pytest.mark.slow
-def test_seed_cnn_full(mnist):
-    (x_train, y_train), (x_test, y_test) = mnist
-    dlgpu.set_random_seed(0)
-    acc = _train(seed_cnn(), x_train[..., None], y_train, x_test[..., None], y_test, epochs=2)
-    # Measured 0.9832, 0.9852, 0.9893, 0.9871, 0.9866, 0.9865 (seeds 0-5; 30-65 s each on 2 cores): 0.985 is
-    # met by the median run but not by every seed (seed 0, this test's, gives 0.9832), so the assertion
-    # keeps an honest margin below it.  PyTorch 2.13 with the same recipe (Glorot init, Adam 1e-3, batch
-    # 32, 2 epochs) gave 0.9874, 0.9860, 0.9884 (seeds 0-2).
-    assert acc >= 0.980, acc
+def test_seed_cnn_full_as_the_readme_trains_it(mnist):
+    """The README's training command: the seed CNN, 2 epochs of batch 32 on 54000 images (10 % held out
+    for validation), Adam with a cosine-decayed rate."""
+    from dlgpu.examples import mnist as example
+    acc = example.main(["--device", "cpu", "--seed", "0"])
+    # Measured 0.9866, 0.9858, 0.9865 (seeds 0-2; ~30 s each on 2 cores); on all 60000 images 0.9859-0.9880
+    # over seeds 0-5.  At a constant rate (batch 32, all images) the spread was wider, 0.9832-0.9893, and
+    # PyTorch 2.13 with that constant-rate recipe gave 0.9874, 0.9860, 0.9884 (seeds 0-2).
+    assert acc >= 0.985, acc
