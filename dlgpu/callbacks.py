@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
 import sys
@@ -352,16 +353,18 @@ class ModelCheckpoint(Callback):
 
 
 class LearningRateScheduler(Callback):
-    """Sets the learning rate at each epoch start from ``schedule(epoch, lr)``."""
+    """Sets the learning rate at each epoch start from ``schedule(epoch, lr)``, or ``schedule(epoch)`` for
+    a schedule that takes one argument (Keras's older form, which Keras still accepts)."""
 
     def __init__(self, schedule, verbose=0):
         super().__init__()
         self.schedule = schedule
         self.verbose = verbose
+        self._takes_lr = _accepts_two_positional(schedule)
 
     def on_epoch_begin(self, epoch, logs=None):
         lr = float(self.model.optimizer.learning_rate)
-        new_lr = self.schedule(epoch, lr)
+        new_lr = self.schedule(epoch, lr) if self._takes_lr else self.schedule(epoch)
         if not isinstance(new_lr, (float, int, np.floating, np.integer)) or not math.isfinite(float(new_lr)):
             raise ValueError(f"LearningRateScheduler: the schedule must return a finite float; returned {new_lr!r}")
         self.model.optimizer.learning_rate = float(new_lr)
@@ -371,6 +374,18 @@ class LearningRateScheduler(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+def _accepts_two_positional(fn):
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: assume the current form
+        return True
+    try:
+        signature.bind(0, 0.0)
+    except TypeError:
+        return False
+    return True
 
 
 class ReduceLROnPlateau(Callback):

@@ -100,6 +100,18 @@ def test_learning_rate_scheduler_sets_optimizer_learning_rate():
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0125)
 
 
+def test_learning_rate_scheduler_takes_the_one_argument_form():
+    x, y = _data()
+    model = _model(lr=0.1)
+
+    def halving(epoch):
+        return 0.1 * 0.5 ** epoch
+    hist = model.fit(x, y, epochs=3, verbose=0, callbacks=[callbacks.LearningRateScheduler(halving)])
+    np.testing.assert_allclose(hist.history["learning_rate"], [0.1, 0.05, 0.025])
+    hist = model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.LearningRateScheduler(lambda epoch: 0.3)])
+    np.testing.assert_allclose(hist.history["learning_rate"], [0.3])
+
+
 def test_learning_rate_actually_used_by_the_optimizer():
     x, y = _data()
     model = _model(lr=0.1)

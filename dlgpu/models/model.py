@@ -76,7 +76,10 @@ class Model(Trainer, Layer):
                 values[id(pool_node.outputs)] = fusion.run_conv_pool(node.layer, pool_node.layer, args)
                 fused_pools.add(id(pool_node))
                 continue
-            out = node.layer(args, training=training, **node.kwargs)
+            # training= given when the graph was built wins over the model's (as in Keras: the transfer-learning
+            # idiom base(x, training=False) keeps the base in inference mode during fit)
+            kwargs = node.kwargs if "training" in node.kwargs else {**node.kwargs, "training": training}
+            out = node.layer(args, **kwargs)
             for kt, t in zip(flatten(node.outputs), flatten(out)):
                 values[id(kt)] = t
         return map_structure(lambda kt: values[id(kt)], self._nested_outputs)

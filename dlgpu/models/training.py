@@ -44,7 +44,7 @@ class Trainer:
         """Configure the model for training (strings, functions and objects as Keras accepts)."""
         optimizer = optimizers_module.get(optimizer)
         n_out = self._num_outputs()
-        loss_fns = self._resolve_per_output(loss, "loss", losses_module.get, n_out, allow_none=False)
+        loss_fns = self._resolve_per_output(loss, "loss", losses_module.as_loss, n_out, allow_none=False)
         if loss_weights is not None:
             weights = self._per_output(loss_weights, "loss_weights", n_out)
             loss_weights = [1.0 if w is None else float(w) for w in weights]
@@ -136,12 +136,15 @@ class Trainer:
         for name, tracker in getattr(self, "_output_loss_trackers", {}).items():
             logs[name] = float(tracker.result())
         for _, name, metric in self._metric_objects or []:
-            logs[name] = float(metric.result())
+            logs[name] = _log_value(metric.result())
         return logs
 
     @property
     def metrics_names(self):
-        return ["loss"] + [name for _, name, _ in self._metric_objects or []]
+        """The names of the values evaluate() returns, in its order (the per-output losses of a model with
+        several outputs appear once it has trained or evaluated)."""
+        names = ["loss", *getattr(self, "_output_loss_trackers", {})] + [name for _, name, _ in self._metric_objects or []]
+        return list(dict.fromkeys(names))  # a repeated name is one entry of the logs
 
     @property
     def metrics(self):
@@ -505,3 +508,10 @@ def _format_logs(logs, return_dict):
         return logs
     values = list(logs.values())
     return values[0] if len(values) == 1 else values
+
+
+def _log_value(result):
+    """A metric's result for the logs: a float, or a numpy array for a per-class metric (F1Score with
+    average=None), as Keras logs it."""
+    value = np.asarray(result.numpy() if isinstance(result, Tensor) else result)
+    return float(value) if value.ndim == 0 else value

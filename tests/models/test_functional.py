@@ -60,6 +60,16 @@ def test_multi_io_fit_with_list_and_dict_losses(loss):
     assert isinstance(preds, list) and preds[0].shape == (64, 1) and preds[1].shape == (64, 3)
 
 
+def test_metrics_names_pair_with_what_evaluate_returns():
+    model = _two_io_model()
+    model.compile("adam", loss=["mse", "sparse_categorical_crossentropy"], metrics=[["mae"], ["accuracy"]])
+    xa, xb, y_reg, y_cls = _two_io_data()
+    logs = model.evaluate([xa, xb], [y_reg, y_cls], verbose=0, return_dict=True)
+    values = model.evaluate([xa, xb], [y_reg, y_cls], verbose=0)
+    assert model.metrics_names == list(logs) and len(values) == len(logs) == 5
+    assert dict(zip(model.metrics_names, values)) == pytest.approx(logs)
+
+
 def test_loss_weights():
     model = _two_io_model()
     model.compile(optimizer="adam", loss=["mse", "sparse_categorical_crossentropy"], loss_weights=[2.0, 0.5])
@@ -153,6 +163,25 @@ def test_training_flag_reaches_dropout_in_graph():
     np.testing.assert_array_equal(model(x).numpy(), x)
     np.testing.assert_array_equal(model(x, training=False).numpy(), x)
     assert (model(x, training=True).numpy() == 0).mean() > 0.3
+
+
+def test_training_given_when_building_the_graph_wins():
+    """The transfer-learning idiom: base(x, training=False) keeps that part in inference mode in fit."""
+    inp = dlgpu.Input(shape=(100,))
+    frozen = layers.Dropout(0.5)(inp, training=False)
+    model = dlgpu.Model(inp, layers.Dropout(0.5)(frozen))
+    x = np.ones((4, 100), np.float32)
+    np.testing.assert_array_equal(model(x, training=False).numpy(), x)
+    dropped = model(x, training=True).numpy()
+    assert 0.3 < (dropped == 0).mean() < 0.7  # only the second Dropout ran in training mode
+    inner = dlgpu.Model(inp, layers.BatchNormalization()(inp))
+    outer_in = dlgpu.Input(shape=(100,))
+    outer = dlgpu.Model(outer_in, layers.Dense(1)(inner(outer_in, training=False)))
+    outer.compile("sgd", "mse")
+    outer.fit(np.random.default_rng(0).standard_normal((16, 100)).astype(np.float32) * 3 + 5,
+              np.zeros((16, 1), np.float32), epochs=1, verbose=0)
+    bn = inner.layers[-1]
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), np.zeros(100))  # statistics untouched
 
 
 def test_slicing_a_keras_tensor():

@@ -74,6 +74,36 @@ def test_compile_accepts_objects():
     assert set(hist.history) == {"loss", "sparse_categorical_accuracy"}
 
 
+def test_compile_accepts_plain_loss_functions():
+    """A dlgpu loss function, a per-sample custom function and one that reduces by itself, as in Keras:
+    each trains and evaluates to the mean of its per-sample values."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((32, 5)).astype(np.float32), rng.standard_normal((32, 1)).astype(np.float32)
+    per_sample = lambda t, p: dlgpu.ops.mean(dlgpu.ops.square(t - p), axis=-1)  # noqa: E731
+    reduced = lambda t, p: dlgpu.ops.mean(dlgpu.ops.abs(t - p))  # noqa: E731
+    for loss, reference in [(dlgpu.losses.mean_absolute_error, lambda p: np.abs(y - p).mean()),
+                            (per_sample, lambda p: ((y - p) ** 2).mean()), (reduced, lambda p: np.abs(y - p).mean())]:
+        model = dlgpu.Sequential([dlgpu.Input((5,)), layers.Dense(1)])
+        model.compile("sgd", loss)
+        history = model.fit(x, y, epochs=3, verbose=0).history["loss"]
+        assert history[-1] < history[0]
+        assert model.evaluate(x, y, verbose=0) == pytest.approx(reference(model.predict(x, verbose=0)), rel=1e-5)
+
+
+def test_a_per_class_metric_is_logged_as_an_array():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((40, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 40)]
+    model = dlgpu.Sequential([dlgpu.Input((5,)), layers.Dense(3, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy", metrics=[dlgpu.metrics.F1Score()])  # average=None
+    history = model.fit(x, y, epochs=2, verbose=0).history
+    assert [np.shape(v) for v in history["f1_score"]] == [(3,), (3,)]
+    loss, f1 = model.evaluate(x, y, verbose=0)
+    reference = dlgpu.metrics.F1Score()
+    reference.update_state(y, model.predict(x, verbose=0))
+    np.testing.assert_allclose(f1, reference.result().numpy(), rtol=1e-6)
+
+
 # -- fit ----------------------------------------------------------------------------------------------
 def test_fit_history_contents_and_learning():
     x, y = _clf_data(300)
