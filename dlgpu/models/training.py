@@ -69,9 +69,28 @@ class Trainer:
         return len(outputs) if outputs else None
 
     def _output_names(self, n):
+        """Names of the model's n outputs, as Keras names them: the keys of a dict of outputs, else the
+        output layers' names."""
         if getattr(self, "_functional", False) and len(self.outputs) == n:
+            if isinstance(self._nested_outputs, dict):
+                return list(self._nested_outputs)
             return [t._history[0].name for t in self.outputs]
+        layers = getattr(self, "layers", None)
+        if n == 1 and layers:
+            return [layers[-1].name]
         return [f"output_{i + 1}" for i in range(n)]
+
+    def _by_output(self, structure, what="`y`"):
+        """Targets or predictions as a list, one entry per output: a dict keyed by output names is put in
+        output order (Keras accepts targets so, and a model built with a dict of outputs returns them so)."""
+        if not isinstance(structure, dict):
+            return list(structure) if isinstance(structure, (list, tuple)) else [structure]
+        count = len(self.outputs) if getattr(self, "_functional", False) else len(structure)
+        names = self._output_names(count)
+        if sorted(structure) != sorted(names):
+            raise ValueError(f"{what} is a dict keyed {sorted(structure)}, but the model's outputs are named "
+                             f"{names}: give one entry per output name.")
+        return [structure[name] for name in names]
 
     def _per_output(self, spec, what, n):
         if isinstance(spec, dict):
@@ -101,8 +120,9 @@ class Trainer:
 
     # -- metrics ------------------------------------------------------------------------------
     def _build_metrics(self, y_true, y_pred):
-        outputs_pred = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
+        outputs_pred = self._by_output(y_pred)
         n = len(outputs_pred)
+        trues = self._by_output(y_true) if isinstance(y_true, dict) or n > 1 else [y_true]
         specs = self._compile_metrics
         per_output = [[] for _ in range(n)]
         if specs:
@@ -116,7 +136,7 @@ class Trainer:
                 for spec in ([] if entry is None else entry if isinstance(entry, (list, tuple)) else [entry]):
                     if isinstance(spec, str) and spec in ("accuracy", "acc"):
                         metric = metrics_module.resolve_accuracy(self._loss_fns[i] if self._loss_fns else None,
-                                                                 np.shape(y_true[i]) if n > 1 else np.shape(y_true),
+                                                                 np.shape(trues[i]),
                                                                  outputs_pred[i].shape)
                         metric.name = spec
                     else:
@@ -152,8 +172,8 @@ class Trainer:
 
     # -- one step -----------------------------------------------------------------------------
     def _compute_loss(self, y_true, y_pred, sample_weight=None, training=True):
-        preds = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
-        trues = y_true if isinstance(y_true, (list, tuple)) and len(preds) > 1 else [y_true]
+        preds = self._by_output(y_pred)
+        trues = self._by_output(y_true) if isinstance(y_true, dict) or len(preds) > 1 else [y_true]
         if len(trues) != len(preds):
             raise ValueError(f"The model has {len(preds)} outputs but {len(trues)} targets were given.")
         total = None
@@ -178,8 +198,8 @@ class Trainer:
 
     def _update_metrics(self, y_true, y_pred, loss, per_output, batch_size, sample_weight=None):
         self._loss_tracker.update_state(loss, sample_weight=batch_size)
-        preds = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
-        trues = y_true if isinstance(y_true, (list, tuple)) and len(preds) > 1 else [y_true]
+        preds = self._by_output(y_pred)
+        trues = self._by_output(y_true) if isinstance(y_true, dict) or len(preds) > 1 else [y_true]
         if len(preds) > 1:
             trackers = getattr(self, "_output_loss_trackers", None)
             names = self._output_names(len(preds))
@@ -233,7 +253,11 @@ class Trainer:
         return variables[0].device if variables else _device.get_device()
 
     def _prepare(self, x, y=None, sample_weight=None, what="fit"):
-        return prepare_host_data(x, y, sample_weight, what)
+        xs, ys, sw, n = prepare_host_data(x, y, sample_weight, what)
+        if isinstance(ys, dict):  # targets by output name: in output order from here on
+            ys = self._by_output(ys, f"{what}: `y`")
+            ys = ys if len(ys) > 1 else ys[0]
+        return xs, ys, sw, n
 
     def _to_device(self, structure, dev, index=None):
         def move(a):
@@ -263,7 +287,7 @@ class Trainer:
 
     def _check_labels(self, ys, y_pred):
         """Sparse labels out of range anywhere in y are caught before the first step, not at batch 400."""
-        preds = y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]
+        preds = self._by_output(y_pred)
         trues = ys if isinstance(ys, list) and len(preds) > 1 else [ys]
         for fn, t, p in zip(self._loss_fns, trues, preds):
             check = getattr(fn, "check_labels", None)
@@ -415,7 +439,8 @@ class Trainer:
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        """Outputs for x, in batches, as numpy arrays (a list of them for multi-output models)."""
+        """Outputs for x, in batches, as numpy arrays (a list of them for multi-output models, a dict for
+        a model built with a dict of outputs)."""
         batch_size = check_batch_size(batch_size, "predict")
         xs, _, _, n = self._prepare(x, None, None, "predict")
         dev = self._device()
@@ -437,6 +462,8 @@ class Trainer:
             cbs.close()
         cbs.on_predict_end()
         outputs = [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+        if isinstance(out, dict):  # a model built with a dict of outputs answers with one, as in Keras
+            return dict(zip(out, outputs))
         return outputs[0] if len(outputs) == 1 and not isinstance(out, (list, tuple)) else outputs
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):

@@ -70,6 +70,40 @@ def test_metrics_names_pair_with_what_evaluate_returns():
     assert dict(zip(model.metrics_names, values)) == pytest.approx(logs)
 
 
+def test_targets_keyed_by_output_name_train_as_a_list_does():
+    xa, xb, y_reg, y_cls = _two_io_data()
+    runs = []
+    for targets in ([y_reg, y_cls], {"cls": y_cls, "reg": y_reg}):
+        dlgpu.set_random_seed(1)
+        model = _two_io_model()
+        model.compile("adam", loss={"reg": "mse", "cls": "sparse_categorical_crossentropy"})
+        history = model.fit({"a": xa, "b": xb}, targets, epochs=2, shuffle=False, verbose=0).history
+        runs.append((history, model.get_weights()))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match=r"dict keyed \['cls'\].*named \['reg', 'cls'\]"):
+        model.fit([xa, xb], {"cls": y_cls}, verbose=0)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_with_a_dict_of_outputs():
+    a, b = dlgpu.Input(shape=(4,), name="a"), dlgpu.Input(shape=(3,), name="b")
+    h = layers.Concatenate()([a, b])
+    model = dlgpu.Model([a, b], {"score": layers.Dense(1)(h), "kind": layers.Dense(3, activation="softmax")(h)})
+    model.compile("adam", loss={"score": "mse", "kind": "sparse_categorical_crossentropy"}, metrics={"kind": ["accuracy"]})
+    xa, xb, y_reg, y_cls = _two_io_data()
+    history = model.fit([xa, xb], {"kind": y_cls, "score": y_reg}, epochs=3, verbose=0).history
+    assert list(history) == ["loss", "score_loss", "kind_loss", "kind_accuracy"]
+    assert history["loss"][-1] < history["loss"][0]
+    predicted = model.predict([xa, xb], verbose=0)
+    assert isinstance(predicted, dict) and predicted["score"].shape == (64, 1) and predicted["kind"].shape == (64, 3)
+    logs = model.evaluate([xa, xb], {"kind": y_cls, "score": y_reg}, verbose=0, return_dict=True)
+    assert logs["score_loss"] == pytest.approx(float(((predicted["score"] - y_reg) ** 2).mean()), rel=1e-5)
+
+
 def test_loss_weights():
     model = _two_io_model()
     model.compile(optimizer="adam", loss=["mse", "sparse_categorical_crossentropy"], loss_weights=[2.0, 0.5])
