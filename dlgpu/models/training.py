@@ -277,7 +277,12 @@ class Trainer:
         xb = self._to_device(xs, dev, sl)
         yb = None if ys is None else self._to_device(ys, dev, sl)
         with no_grad():
-            y_pred = self(xb, training=False)
+            try:
+                y_pred = self(xb, training=False)
+            except ValueError as error:  # its shapes are the two samples': name the data's too
+                shapes = [tuple(a.shape) for a in flatten(xs)]
+                raise ValueError(f"{error}\n(checked on the first {sl.stop} samples before training; x has shape "
+                                 f"{shapes[0] if len(shapes) == 1 else shapes})") from error
             if yb is not None:
                 self._check_labels(ys, y_pred)  # before the loss, which may index with a bad label
                 self._compute_loss(yb, y_pred, None if sw is None else Tensor(sw[sl]), training=False)

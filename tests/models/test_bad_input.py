@@ -61,7 +61,8 @@ def test_unknown_loss_optimizer_activation_are_named():
 def test_wrong_input_shape():
     model = _model()
     x, y = _data()
-    _fails_cleanly(model, lambda: model.fit(x[:, :3], y, verbose=0), ValueError, r"hidden.*\(.*3\)")
+    _fails_cleanly(model, lambda: model.fit(x[:, :3], y, verbose=0), ValueError,
+                   r"(?s)hidden.*\(.*3\).*x has shape \(64, 3\)")  # the data's shape, not only the checked samples'
     _fails_cleanly(model, lambda: model.fit(x[:, :, None], y, verbose=0), ValueError, r"hidden|ndim|shape")
     _fails_cleanly(model, lambda: model.predict(x[:, :3], verbose=0), ValueError, r"hidden")
 
