@@ -1,7 +1,8 @@
 """Models: functional and subclassed (Model), Sequential, and loading saved models."""
 
+from dlgpu.models.cloning import clone_model
 from dlgpu.models.model import Model
 from dlgpu.models.sequential import Sequential
 from dlgpu.models.saving import load_model, save_model
 
-__all__ = ["Model", "Sequential", "load_model", "save_model"]
+__all__ = ["Model", "Sequential", "clone_model", "load_model", "save_model"]

@@ -115,6 +115,24 @@ class Model(Trainer, Layer):
     def layers(self):
         return [layer for layer in self._layers if not isinstance(layer, InputLayer) or self._functional]
 
+    @property
+    def input_shape(self):
+        """The input's shape with None for the batch (a list of them for several inputs), as in Keras."""
+        return self._symbolic_shapes("inputs")
+
+    @property
+    def output_shape(self):
+        return self._symbolic_shapes("outputs")
+
+    def _symbolic_shapes(self, which):
+        tensors = getattr(self, which, None) if self.built else None
+        if not tensors:
+            why = ("a subclassed model has no symbolic graph" if hasattr(self, "built") and self.built
+                   else "it has not been built (give it an Input, call it on data, or call build(input_shape))")
+            raise AttributeError(f"Model '{self.name}' has no defined {which[:-1]} shape: {why}.")
+        shapes = [tuple(t.shape) for t in tensors]
+        return shapes[0] if len(shapes) == 1 else shapes
+
     def get_layer(self, name=None, index=None):
         if index is not None:
             return self.layers[index]

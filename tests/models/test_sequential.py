@@ -135,3 +135,16 @@ def test_get_weights_returns_copies():
     assert not np.any(saved[0] == 7.0)
     model.set_weights(saved)
     np.testing.assert_array_equal(model.get_weights()[0], saved[0])
+
+
+def test_input_and_output_shape():
+    model = dlgpu.Sequential([dlgpu.Input((28, 28, 1)), layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(10)])
+    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
+    lazy = dlgpu.Sequential([layers.Dense(3)])
+    with pytest.raises(AttributeError, match="not been built"):
+        lazy.input_shape
+    lazy(np.zeros((2, 5), np.float32))
+    assert lazy.input_shape == (None, 5) and lazy.output_shape == (None, 3)
+    a, b = dlgpu.Input((4,)), dlgpu.Input((3,))
+    two = dlgpu.Model([a, b], [layers.Dense(2)(a), layers.Dense(1)(b)])
+    assert two.input_shape == [(None, 4), (None, 3)] and two.output_shape == [(None, 2), (None, 1)]
