@@ -139,6 +139,26 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(dev, "_gpu_devices", {})
 
 
+def test_auto_picks_a_gpu_cupy_sees_and_logs_which(caplog, monkeypatch):
+    """The GPU branch of 'auto' without a GPU: CuPy's probe answered by a stand-in that sees one device."""
+    runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDeviceProperties=lambda i: {"name": b"Fake H100"})
+    monkeypatch.setattr(dev, "_gpu_probe", (types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime)), None))
+    monkeypatch.setattr(dev, "_gpu_devices", {})
+    with caplog.at_level(logging.INFO, logger="dlgpu"):
+        chosen = dev.resolve("auto")
+    assert chosen.kind == "gpu" and chosen.index == 0 and chosen is dev.resolve("gpu:0")
+    assert "Fake H100" in caplog.text and "CuPy sees a CUDA GPU" in caplog.text
+    with pytest.raises(dev.DeviceError, match="only 1 GPU"):
+        dev.resolve("gpu:1")
+
+
+def test_the_top_level_names_are_the_backends(fresh_default):
+    import dlgpu
+    assert dlgpu.set_device("cpu") is dev.CPU and dlgpu.get_device() is dev.CPU
+    with dlgpu.device("cpu") as chosen:
+        assert chosen is dev.CPU and dlgpu.get_device() is dev.CPU
+
+
 def _gpu_tensor(array):
     t = Tensor.__new__(Tensor)
     t.data, t._parents, t._backward, t._tracked, t._logits = _FakeCupyArray(array), None, None, False, None

@@ -320,6 +320,21 @@ def test_regularizer_penalty_is_added_to_the_training_loss():
     assert len(model.losses) == 1 and float(model.losses[0]) > 0
 
 
+def test_bias_regularizer_penalty_counts_and_pulls_the_bias():
+    x, y = _clf_data(32)
+    dlgpu.set_random_seed(0)
+    model = dlgpu.Sequential([layers.Dense(3, activation="softmax", input_shape=(6,), bias_initializer="ones",
+                                           bias_regularizer=dlgpu.regularizers.L1L2(l1=0.5, l2=0.25))])
+    model.compile(optimizer=dlgpu.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    plain = float(_per_sample_sparse_ce(model.predict(x, verbose=0), y).mean())
+    bias = model.layers[0].bias.numpy()
+    assert model.test_on_batch(x, y) == pytest.approx(plain + 0.5 * np.abs(bias).sum() + 0.25 * (bias ** 2).sum(),
+                                                      rel=1e-5)
+    for _ in range(20):
+        model.train_on_batch(x, y)
+    assert np.abs(model.layers[0].bias.numpy()).sum() < np.abs(bias).sum() * 0.5
+
+
 # -- custom training loops ---------------------------------------------------------------------------------
 def test_gradient_tape_custom_loop_converges():
     rng = np.random.default_rng(0)
