@@ -190,6 +190,6 @@ def test_get_names_and_errors():
 def test_config_round_trip():
     for m in (metrics.AUC(num_thresholds=50, curve="PR"), metrics.Precision(thresholds=[0.2, 0.4]),
               metrics.F1Score(average="macro", threshold=0.5), metrics.BinaryAccuracy(threshold=0.3),
-              metrics.TopKCategoricalAccuracy(k=2)):
+              metrics.TopKCategoricalAccuracy(k=2), metrics.TruePositives(thresholds=0.7)):
         back = metrics.deserialize(metrics.serialize(m))
         assert type(back) is type(m) and back.get_config() == m.get_config()

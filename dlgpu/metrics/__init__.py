@@ -84,6 +84,12 @@ _LOSS_METRICS = ("binary_crossentropy", "categorical_crossentropy", "sparse_cate
                  "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "cosine_similarity")
 
 
+# The per-sample functions that save by name (as Keras saves its own functions): no code is ever saved.
+_FUNCTIONS = {fn.__name__: fn for fn in (
+    accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, top_k_categorical_accuracy,
+    sparse_top_k_categorical_accuracy, mean_squared_error, mean_absolute_error)}
+
+
 def _valid_names():
     return sorted(set(_STRINGS) | set(_CLASSES) | set(_LOSS_METRICS))
 
@@ -123,8 +129,15 @@ def get(identifier):
 
 
 def serialize(metric):
-    return {"module": "keras.metrics", "class_name": type(metric).__name__, "config": metric.get_config(),
-            "registered_name": None}
+    """A Metric as its class name and config; one of dlgpu's metric functions as its name."""
+    if isinstance(metric, Metric):
+        return {"module": "keras.metrics", "class_name": type(metric).__name__, "config": metric.get_config(),
+                "registered_name": None}
+    name = getattr(metric, "__name__", None)
+    if name in _FUNCTIONS and _FUNCTIONS[name] is metric:
+        return {"module": "keras.metrics", "class_name": "function", "config": name, "registered_name": None}
+    raise ValueError(f"Cannot serialize metric {metric!r}: only Metric instances and dlgpu's metric functions "
+                     f"are serializable.")
 
 
 def deserialize(config, custom_objects=None):
@@ -132,6 +145,8 @@ def deserialize(config, custom_objects=None):
     if isinstance(config, str):
         return get(config)
     name = config.get("class_name")
+    if name == "function" and config.get("config") in _FUNCTIONS:
+        return _FUNCTIONS[config["config"]]
     cls = custom_objects.get(name) or _CLASSES.get(name)
     if cls is None:
         raise ValueError(f"Unknown metric class: {name!r}. Valid: {', '.join(sorted(_CLASSES))}.")

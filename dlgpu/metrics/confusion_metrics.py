@@ -128,6 +128,9 @@ class _Counts(_ThresholdMetric):
         out[self._order] = values
         return _result(out[0] if self._scalar else out)
 
+    def get_config(self):  # no top_k/class_id: the counts take thresholds only
+        return {**Metric.get_config(self), "thresholds": self.init_thresholds}
+
 
 class TruePositives(_Counts):
     _which = "true_positives"

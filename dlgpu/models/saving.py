@@ -1,8 +1,11 @@
 """Saving and loading: one ``.dlgpu`` file = a zip of config.json, metadata.json and model.weights.npz.
 
-The architecture is JSON and the weights are an ``.npz`` read with ``allow_pickle=False``: loading never
-unpickles and never runs code from the file.  Files are written to a temporary file beside the target
-and renamed over it, so a crash mid-save never leaves a half-written model where a good one was.
+The architecture and compile settings are JSON (compile_config.py) and the weights an ``.npz`` read with
+``allow_pickle=False``: loading never unpickles and never runs code from the file.  The npz also holds the
+optimizer's variables (step counter, learning rate, slots such as Adam's moments) under ``optimizer/``, so
+that fit after load_model resumes where it stopped, as with Keras's ``.keras`` files.  Files are written to
+a temporary file beside the target and renamed over it, so a crash mid-save never leaves a half-written
+model where a good one was.
 """
 
 from __future__ import annotations
@@ -12,13 +15,23 @@ import json
 import os
 import tempfile
 import time
+import warnings
 import zipfile
 
 import numpy as np
 
+from dlgpu import optimizers
+from dlgpu.models.compile_config import compile_arguments, compile_config
+
 FORMAT = "dlgpu-model"
-FORMAT_VERSION = 1
+# 2: the npz may hold optimizer variables, which a version-1 reader would take for extra model weights
+# ("saved from a different architecture"); it says "upgrade dlgpu" instead.  Version-1 files still load.
+FORMAT_VERSION = 2
 _CONFIG, _METADATA, _WEIGHTS = "config.json", "metadata.json", "model.weights.npz"
+# Optimizer entries: "optimizer/00003:kernel_momentum" for optimizer.variables[3], and which of the model's
+# weights (positions in model.weights) the optimizer was built on, in its order, to build it the same way.
+_OPTIMIZER = "optimizer/"
+_OPTIMIZER_BUILT_ON = _OPTIMIZER + "built_on"
 
 
 class SavedModelError(ValueError):
@@ -43,37 +56,31 @@ def _atomic_write(path, write):
         raise
 
 
-def _weights_bytes(model):
-    arrays = {}
-    for i, v in enumerate(model.weights):
-        arrays[f"{i:05d}:{v.path}"] = v.numpy()
+def _weights_bytes(model, optimizer_arrays=None):
+    arrays = {f"{i:05d}:{v.path}": v.numpy() for i, v in enumerate(model.weights)}
+    arrays.update(optimizer_arrays or {})
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
 
 
-def _compile_config(model):
-    if not getattr(model, "compiled", False):
-        return None
-    from dlgpu import optimizers
-    config = {}
-    try:
-        config["optimizer"] = optimizers.serialize(model.optimizer)
-    except Exception:  # a custom optimizer without a config: the architecture and weights still save
-        config["optimizer"] = None
-    loss = getattr(model, "_loss_config", None)
-    config["loss"] = loss if isinstance(loss, (str, list, dict, type(None))) and _jsonable(loss) else None
-    metrics = getattr(model, "_compile_metrics", None)
-    config["metrics"] = metrics if _jsonable(metrics) else None
-    return config
-
-
-def _jsonable(obj):
-    try:
-        json.dumps(obj)
-        return True
-    except TypeError:
-        return False
+def _optimizer_arrays(model):
+    """The optimizer's variables as npz entries; none when it has not been built (no step taken yet)."""
+    optimizer = model.optimizer if getattr(model, "compiled", False) else None
+    if optimizer is None or not getattr(optimizer, "built", False):
+        return {}
+    position = {id(v): i for i, v in enumerate(model.weights)}
+    built_on = [position.get(id(v)) for v in optimizer._trainable_variables]
+    if None in built_on:
+        warnings.warn(f"Model '{model.name}' was saved without its optimizer's state: the optimizer also updates "
+                      f"variables that are not the model's; training after load_model starts a fresh optimizer.",
+                      stacklevel=4)
+        return {}
+    store = {}
+    optimizer.save_own_variables(store)
+    arrays = {f"{_OPTIMIZER}{i:05d}:{var.name}": store[str(i)] for i, var in enumerate(optimizer.variables)}
+    arrays[_OPTIMIZER_BUILT_ON] = np.asarray(built_on, np.int64)
+    return arrays
 
 
 def save_model(model, filepath, overwrite=True):
@@ -84,10 +91,10 @@ def save_model(model, filepath, overwrite=True):
         raise ValueError(f"Model '{model.name}' is not built yet, so it has no weights to save; call it on data, "
                          f"fit it, or build(input_shape) first.")
     config = {"class_name": type(model).__name__, "config": model.get_config(),
-              "compile_config": _compile_config(model), "build_input_shape": _jsonable_shape(model._build_shapes)}
+              "compile_config": compile_config(model), "build_input_shape": _jsonable_shape(model._build_shapes)}
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "dlgpu_version": _version(), "num_weights": len(model.weights)}
-    weights = _weights_bytes(model)
+    weights = _weights_bytes(model, _optimizer_arrays(model))
 
     def write(handle):
         with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -142,15 +149,18 @@ def _read_json(archive, name, filepath):
 
 
 def _read_weights(archive, filepath):
+    """The model's weights as (path, array) in saved order, and the optimizer's entries as a dict."""
     try:
         data = archive.read(_WEIGHTS)
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            keys = sorted(npz.files)
-            return [(k.split(":", 1)[1], npz[k]) for k in keys]
+            arrays = {k: npz[k] for k in npz.files}
     except KeyError:
         raise SavedModelError(f"{filepath!r} holds no weights ({_WEIGHTS} is missing).") from None
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         raise SavedModelError(f"{filepath!r}: the weights are damaged or not plain arrays: {exc}") from None
+    weights = [(k.split(":", 1)[1], arrays[k]) for k in sorted(arrays) if not k.startswith(_OPTIMIZER)]
+    optimizer_state = {k: a for k, a in arrays.items() if k.startswith(_OPTIMIZER)}
+    return weights, optimizer_state
 
 
 def _assign_weights(model, saved, filepath):
@@ -168,7 +178,8 @@ def _assign_weights(model, saved, filepath):
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # noqa: A002 - Keras signature
-    """Rebuild a model saved with ``model.save``: architecture, weights and (if any) compile settings."""
+    """Rebuild a model saved with ``model.save``: architecture, weights and (if any, unless compile=False)
+    compile settings and optimizer state."""
     from dlgpu import layers
     archive, names = _open(filepath)
     with archive:
@@ -176,7 +187,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # 
             raise SavedModelError(f"{os.fspath(filepath)!r} holds only weights (written by save_weights); build the "
                                   f"model in code and call model.load_weights on it.")
         config = _read_json(archive, _CONFIG, filepath)
-        saved = _read_weights(archive, filepath)
+        saved, optimizer_state = _read_weights(archive, filepath)
     try:
         model = layers.deserialize({"class_name": config["class_name"], "config": config["config"]}, custom_objects)
     except (KeyError, TypeError) as exc:
@@ -185,12 +196,42 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # 
         shape = config["build_input_shape"]
         model.build(tuple(shape) if all(s is None or isinstance(s, int) for s in shape) else shape)
     _assign_weights(model, saved, filepath)
-    compile_config = config.get("compile_config")
-    if compile and compile_config and compile_config.get("optimizer") is not None:
-        from dlgpu import optimizers
-        model.compile(optimizer=optimizers.deserialize(compile_config["optimizer"]), loss=compile_config.get("loss"),
-                      metrics=compile_config.get("metrics"))
+    if compile:
+        _compile_from_config(model, config.get("compile_config"), optimizer_state, custom_objects, filepath)
     return model
+
+
+def _compile_from_config(model, config, optimizer_state, custom_objects, filepath):
+    arguments = compile_arguments(config, custom_objects, os.fspath(filepath))
+    if arguments is None:
+        return
+    if optimizer_state and not _restore_optimizer_state(model, arguments["optimizer"], optimizer_state, filepath):
+        arguments["optimizer"] = optimizers.deserialize(config["optimizer"], custom_objects)
+    try:
+        model.compile(**arguments)
+    except (ValueError, TypeError) as exc:
+        raise SavedModelError(f"{os.fspath(filepath)!r}: the compile config does not fit the model: {exc}. "
+                              f"load_model(..., compile=False) loads it uncompiled.") from None
+
+
+def _restore_optimizer_state(model, optimizer, state, filepath):
+    """Build ``optimizer`` on the model's weights as the saved one was, then load its variables; False,
+    with a warning, when the saved state does not fit (the optimizer may then be half-built: discard it)."""
+    state = dict(state)
+    try:
+        built_on = state.pop(_OPTIMIZER_BUILT_ON).tolist()
+        weights = model.weights
+        if not all(isinstance(i, int) and 0 <= i < len(weights) for i in built_on):
+            raise ValueError(f"it refers to model weights {built_on} but the model has {len(weights)}")
+        optimizer.build([weights[i] for i in built_on])
+        store = {str(int(key[len(_OPTIMIZER):].split(":", 1)[0])): array for key, array in state.items()}
+        optimizer.load_own_variables(store)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        warnings.warn(f"load_model: skipped the optimizer state in {os.fspath(filepath)!r}, which does not fit "
+                      f"optimizer '{optimizer.name}' on this model ({exc}); training starts from a fresh "
+                      f"optimizer state.", stacklevel=4)
+        return False
+    return True
 
 
 def save_weights(model, filepath, overwrite=True):
@@ -211,7 +252,7 @@ def save_weights(model, filepath, overwrite=True):
 def load_weights(model, filepath):
     archive, _ = _open(filepath)
     with archive:
-        saved = _read_weights(archive, filepath)
+        saved, _ = _read_weights(archive, filepath)
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built, so its weights cannot be loaded yet; call it on data "
                          f"or build(input_shape) first.")

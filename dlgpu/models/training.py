@@ -44,6 +44,8 @@ class Trainer:
         """Configure the model for training (strings, functions and objects as Keras accepts)."""
         optimizer = optimizers_module.get(optimizer)
         n_out = self._num_outputs()
+        # as_loss, as Keras's compile: a plain function y_true, y_pred -> per-sample values is wrapped in a Loss,
+        # which reduces it and applies sample weights (the function itself takes no sample_weight).
         loss_fns = self._resolve_per_output(loss, "loss", losses_module.as_loss, n_out, allow_none=False)
         if loss_weights is not None:
             weights = self._per_output(loss_weights, "loss_weights", n_out)

@@ -300,9 +300,14 @@ class Optimizer:
         if len(store.keys()) != len(variables):
             raise ValueError(f"{type(self).__name__}: the saved state has {len(store.keys())} variables but this "
                              f"optimizer has {len(variables)} (build it on the model's variables first).")
-        for i, var in enumerate(variables):
-            value = np.asarray(store[str(i)])
+        values = [np.asarray(store[str(i)]) for i in range(len(variables))]
+        for var, value in zip(variables, values):  # all checked before any is assigned: no half-loaded state
+            if value.shape != var.data.shape:
+                raise ValueError(f"{type(self).__name__}: the saved value of variable '{var.name}' has shape "
+                                 f"{value.shape} but the variable has shape {tuple(var.data.shape)}.")
+        for var, value in zip(variables, values):
             xp = array_module(var.data)
+            # Written into the existing arrays: Adam's packed slots are views of one buffer and stay so.
             var.data[...] = value if xp is np else xp.asarray(value)
 
     def __repr__(self):

@@ -156,6 +156,190 @@ def test_save_to_missing_directory(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+# -- compile settings and optimizer state ----------------------------------------------------------
+def _logits_sequential():
+    return dlgpu.Sequential([layers.Dense(8, activation="relu", input_shape=(6,)), layers.Dense(3)])
+
+
+def _evaluate(model, x, y):
+    return model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+
+
+def test_loss_object_round_trips_and_trains_after_load(tmp_path):
+    model = _logits_sequential()
+    model.compile(optimizer="adam", loss=dlgpu.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _x((32, 6)), np.arange(32) % 3
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.dlgpu")
+    loaded = load_model(tmp_path / "m.dlgpu")
+    (loss,) = loaded._loss_fns
+    assert type(loss) is dlgpu.losses.SparseCategoricalCrossentropy and loss.from_logits
+    assert _evaluate(loaded, x, y) == _evaluate(model, x, y)
+    history = loaded.fit(x, y, epochs=2, verbose=0)
+    assert history.history["loss"][1] < history.history["loss"][0]
+
+
+def test_metric_objects_keep_their_config(tmp_path):
+    dlgpu.set_random_seed(0)
+    model = dlgpu.Sequential([layers.Dense(4, activation="relu", input_shape=(6,)),
+                              layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy",
+                  metrics=[dlgpu.metrics.BinaryAccuracy(threshold=0.3, name="acc_at_0.3"),
+                           dlgpu.metrics.Precision(thresholds=0.3), dlgpu.metrics.TruePositives(thresholds=0.7),
+                           dlgpu.metrics.binary_accuracy, "auc"])
+    x, y = _x((40, 6)), (np.arange(40) % 2).astype(np.float32)
+    before = _evaluate(model, x, y)
+    model.save(tmp_path / "m.dlgpu")
+    loaded = load_model(tmp_path / "m.dlgpu")
+    after = _evaluate(loaded, x, y)
+    assert list(after) == ["loss", "acc_at_0.3", "precision", "true_positives", "binary_accuracy", "auc"]
+    assert after == before
+    by_name = {name: metric for _, name, metric in loaded._metric_objects}
+    assert by_name["acc_at_0.3"].threshold == 0.3 and by_name["precision"].thresholds == [0.3]
+    assert by_name["true_positives"].thresholds == [0.7]
+    # and the thresholds matter here, so equal results are not a coincidence of the defaults
+    assert after["precision"] != float(dlgpu.metrics.Precision()(y, model.predict(x, verbose=0)))
+
+
+@pytest.mark.parametrize("loss_weights", [[0.25, 3.0], {"out1": 0.25, "out2": 3.0}])
+def test_loss_weights_and_per_output_dicts_round_trip(tmp_path, loss_weights):
+    model = _multi_io_residual()
+    model.compile(optimizer="adam", loss_weights=loss_weights,
+                  loss={"out1": "mse", "out2": dlgpu.losses.SparseCategoricalCrossentropy(name="cls")},
+                  metrics={"out2": [dlgpu.metrics.SparseCategoricalAccuracy(name="acc")]})
+    x = [_x((10, 6)), _x((10, 4, 4, 2), 1)]
+    y = [_x((10, 1), 2), np.arange(10) % 2]
+    before = _evaluate(model, x, y)
+    model.save(tmp_path / "m.dlgpu")
+    loaded = load_model(tmp_path / "m.dlgpu")
+    assert _evaluate(loaded, x, y) == before
+    assert list(before) == ["loss", "out1_loss", "out2_loss", "out2_acc"]
+    # the weights are what makes the total: unweighted it would be the plain sum
+    assert before["loss"] == pytest.approx(0.25 * before["out1_loss"] + 3.0 * before["out2_loss"], rel=1e-5)
+    assert before["loss"] != pytest.approx(before["out1_loss"] + before["out2_loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: dlgpu.optimizers.Adam(0.01),   # small parameters' slots packed into flat buffers
+    lambda: dlgpu.optimizers.Adam(0.01, amsgrad=True),
+    lambda: dlgpu.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    lambda: dlgpu.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+], ids=["adam", "adam-amsgrad", "sgd-nesterov", "rmsprop-centered"])
+def test_optimizer_state_round_trips_and_training_resumes_identically(tmp_path, optimizer):
+    model = _logits_sequential()
+    model.compile(optimizer=optimizer(), loss=dlgpu.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _x((32, 6)), np.arange(32) % 3
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.dlgpu")
+    loaded = load_model(tmp_path / "m.dlgpu")
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 12
+    assert [v.name for v in loaded.optimizer.variables] == [v.name for v in model.optimizer.variables]
+    for saved, restored in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(restored.numpy(), saved.numpy())
+    assert any(np.any(v.numpy() != 0) for v in loaded.optimizer.variables[2:])  # real state, not fresh zeros
+    for m in (model, loaded):  # one more step each, on the same batch
+        m.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    assert int(loaded.optimizer.iterations) == 13
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(b, a)
+
+
+def test_compile_false_skips_compile_config_and_optimizer_state(tmp_path):
+    model = _logits_sequential()
+    model.compile(optimizer="adam", loss=dlgpu.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(_x((16, 6)), np.arange(16) % 3, epochs=1, verbose=0)
+    model.save(tmp_path / "m.dlgpu")
+    loaded = load_model(tmp_path / "m.dlgpu", compile=False)
+    assert not loaded.compiled and loaded.optimizer is None
+    _assert_same_predictions(model, loaded, _x())
+
+
+def test_file_saved_before_compile_objects_and_optimizer_state_still_loads(tmp_path):
+    model = _sequential()
+    entries = _valid_archive_entries(tmp_path, model)
+    # what the first format wrote: version 1, no loss_weights, no optimizer entries among the weights
+    meta = json.loads(entries["metadata.json"])
+    meta["format_version"] = 1
+    config = json.loads(entries["config.json"])
+    del config["compile_config"]["loss_weights"]
+    with np.load(io.BytesIO(entries["model.weights.npz"])) as npz:
+        assert any(k.startswith("optimizer/") for k in npz.files)
+        weights = {k: npz[k] for k in npz.files if not k.startswith("optimizer/")}
+    buffer = io.BytesIO()
+    np.savez(buffer, **weights)
+    entries.update({"metadata.json": json.dumps(meta), "config.json": json.dumps(config),
+                    "model.weights.npz": buffer.getvalue()})
+    _write_zip(tmp_path / "old.dlgpu", entries)
+    loaded = load_model(tmp_path / "old.dlgpu")
+    _assert_same_predictions(model, loaded, _x())
+    assert loaded.compiled and int(loaded.optimizer.iterations) == 0
+    loaded.fit(_x((32, 6)), np.arange(32) % 3, epochs=1, verbose=0)
+
+
+def test_optimizer_state_that_does_not_fit_is_skipped_with_a_warning(tmp_path):
+    model = _logits_sequential()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(_x((16, 6)), np.arange(16) % 3, epochs=1, verbose=0)
+    model.save(tmp_path / "m.dlgpu")
+    entries = _valid_archive_entries(tmp_path, model)
+    with np.load(io.BytesIO(entries["model.weights.npz"])) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    slot = next(k for k in sorted(arrays) if k.endswith("_momentum"))
+    arrays[slot] = np.zeros(arrays[slot].size + 1, np.float32)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    entries["model.weights.npz"] = buffer.getvalue()
+    _write_zip(tmp_path / "bad.dlgpu", entries)
+    with pytest.warns(UserWarning, match=r"skipped the optimizer state.*has shape"):
+        loaded = load_model(tmp_path / "bad.dlgpu")
+    _assert_same_predictions(model, loaded, _x())
+    assert int(loaded.optimizer.iterations) == 0 and not loaded.optimizer.built  # fresh, not half loaded
+    loaded.fit(_x((16, 6)), np.arange(16) % 3, epochs=1, verbose=0)
+
+
+def my_loss(y_true, y_pred):
+    return dlgpu.ops.mean(dlgpu.ops.square(y_true - y_pred), axis=-1)
+
+
+def test_custom_loss_function_is_left_out_with_a_warning(tmp_path):
+    model = dlgpu.Sequential([layers.Dense(1, input_shape=(6,))])
+    model.compile(optimizer="adam", loss=my_loss, metrics=["mae", lambda t, p: p])
+    model.fit(_x((16, 6)), _x((16, 1), 1), epochs=1, verbose=0)
+    with pytest.warns(UserWarning, match=r"saved without these compile arguments.*loss 'my_loss', metric '<lambda>'"):
+        model.save(tmp_path / "m.dlgpu")
+    loaded = load_model(tmp_path / "m.dlgpu")
+    _assert_same_predictions(model, loaded, _x())
+    assert loaded.compiled and int(loaded.optimizer.iterations) == 1   # what could be saved was
+    with pytest.raises(ValueError, match="needs a loss"):
+        loaded.fit(_x((16, 6)), _x((16, 1), 1), epochs=1, verbose=0)
+    loaded.compile(optimizer=loaded.optimizer, loss=my_loss, metrics=["mae"])
+    loaded.fit(_x((16, 6)), _x((16, 1), 1), epochs=1, verbose=0)
+
+
+class ScaledMSE(dlgpu.losses.Loss):
+    def __init__(self, scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, y_true, y_pred):
+        return dlgpu.ops.mean(dlgpu.ops.square(y_true - y_pred), axis=-1) * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+def test_custom_loss_class_loads_through_custom_objects(tmp_path):
+    model = dlgpu.Sequential([layers.Dense(1, input_shape=(6,))])
+    model.compile(optimizer="sgd", loss=ScaledMSE(scale=4.0))
+    x, y = _x((16, 6)), _x((16, 1), 1)
+    model.save(tmp_path / "m.dlgpu")
+    with pytest.warns(UserWarning, match=r"without these compile arguments.*loss 'ScaledMSE'.*custom_objects"):
+        assert load_model(tmp_path / "m.dlgpu")._loss_fns is None
+    loaded = load_model(tmp_path / "m.dlgpu", custom_objects={"ScaledMSE": ScaledMSE})
+    assert loaded._loss_fns[0].scale == 4.0
+    assert _evaluate(loaded, x, y) == _evaluate(model, x, y)
+
+
 # -- hostile and broken files ------------------------------------------------------------------------
 def _write_zip(path, entries):
     with zipfile.ZipFile(path, "w") as z:
@@ -163,8 +347,8 @@ def _write_zip(path, entries):
             z.writestr(name, data)
 
 
-def _valid_archive_entries(tmp_path):
-    model = dlgpu.Sequential([layers.Dense(2, input_shape=(3,))])
+def _valid_archive_entries(tmp_path, model=None):
+    model = model or dlgpu.Sequential([layers.Dense(2, input_shape=(3,))])
     model.save(tmp_path / "good.dlgpu")
     with zipfile.ZipFile(tmp_path / "good.dlgpu") as z:
         return {n: z.read(n) for n in z.namelist()}
@@ -254,6 +438,20 @@ def test_weights_with_wrong_shapes_change_nothing(tmp_path):
         model.load_weights(tmp_path / "shapes.dlgpu")
     for a, b in zip(model.get_weights(), before):   # the kernel (which fit) was not assigned either
         np.testing.assert_array_equal(a, b)
+
+
+def test_compile_config_that_does_not_fit_the_model(tmp_path):
+    inputs = dlgpu.Input(shape=(3,))
+    model = dlgpu.Model(inputs, layers.Dense(2)(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    entries = _valid_archive_entries(tmp_path, model)
+    config = json.loads(entries["config.json"])
+    config["compile_config"]["loss_weights"] = [1.0, 2.0, 3.0]   # three weights for one output
+    entries["config.json"] = json.dumps(config).encode()
+    _write_zip(tmp_path / "bad.dlgpu", entries)
+    with pytest.raises(SavedModelError, match=r"compile config does not fit.*loss_weights.*compile=False"):
+        load_model(tmp_path / "bad.dlgpu")
+    assert not load_model(tmp_path / "bad.dlgpu", compile=False).compiled
 
 
 def test_newer_format_version(tmp_path):
