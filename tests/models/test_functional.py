@@ -89,7 +89,7 @@ def test_targets_keyed_by_output_name_train_as_a_list_does():
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_model_with_a_dict_of_outputs():
+def test_a_model_with_a_dict_of_outputs(tmp_path):
     a, b = dlgpu.Input(shape=(4,), name="a"), dlgpu.Input(shape=(3,), name="b")
     h = layers.Concatenate()([a, b])
     model = dlgpu.Model([a, b], {"score": layers.Dense(1)(h), "kind": layers.Dense(3, activation="softmax")(h)})
@@ -102,6 +102,11 @@ def test_a_model_with_a_dict_of_outputs():
     assert isinstance(predicted, dict) and predicted["score"].shape == (64, 1) and predicted["kind"].shape == (64, 3)
     logs = model.evaluate([xa, xb], {"kind": y_cls, "score": y_reg}, verbose=0, return_dict=True)
     assert logs["score_loss"] == pytest.approx(float(((predicted["score"] - y_reg) ** 2).mean()), rel=1e-5)
+    path = str(tmp_path / "dict_outputs.dlgpu")
+    model.save(path)
+    loaded = dlgpu.models.load_model(path)
+    assert loaded.evaluate([xa, xb], {"kind": y_cls, "score": y_reg}, verbose=0, return_dict=True) == logs
+    assert sorted(loaded.predict([xa, xb], verbose=0)) == ["kind", "score"]
 
 
 def test_loss_weights():
