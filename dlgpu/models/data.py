@@ -6,6 +6,8 @@ before anything touches the model: shape, dtype, NaN and cardinality errors are 
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from dlgpu.autograd import Tensor
@@ -19,6 +21,8 @@ def prepare_host_data(x, y=None, sample_weight=None, what="fit"):
     lengths = {len(a) for a in flatten(xs)}
     if ys is not None:
         lengths |= {len(a) for a in flatten(ys)}
+    if sample_weight is not None:
+        check_readable(sample_weight, "sample_weight", what)
     sw = None if sample_weight is None else np.asarray(sample_weight, np.float32)
     if sw is not None:
         lengths.add(len(sw))
@@ -54,6 +58,7 @@ def as_host_array(a, name, what):
         a = a.numpy()
     elif type(a).__module__.startswith("cupy"):
         a = a.get()
+    check_readable(a, name, what)
     try:
         arr = np.asarray(a)
     except Exception as exc:
@@ -66,6 +71,34 @@ def as_host_array(a, name, what):
     if arr.dtype == np.float64:
         arr = arr.astype(np.float32)
     return arr
+
+
+def check_readable(a, name, what):
+    part = unreadable_part(a)
+    if part is not None:
+        inside = "" if part is a else f"a {type(a).__name__} holding "
+        raise TypeError(f"{what}: `{name}` must be array-like (a numpy array, a list of numbers, a dlgpu tensor); "
+                        f"received {inside}{type(part).__module__}.{type(part).__qualname__}")
+
+
+_PLAIN = frozenset((int, float, bool, list, tuple))
+
+
+def unreadable_part(a):
+    """What in ``a`` numpy would have to read by iteration, or None.  np.asarray reads any object with
+    __len__ and __getitem__ index by index until IndexError, which may never come (a dataset object,
+    an endless sequence), so only numbers, lists, tuples and objects that hand numpy an array
+    (__array__, the array interfaces) get that far.  A list's entries are checked one level deep, and its
+    first entry all the way down (rows of a nested list are alike); deeper rows are left to numpy."""
+    if isinstance(a, (list, tuple)):
+        for item in a:
+            if type(item) not in _PLAIN and unreadable_part(item) is not None:
+                return item
+        return unreadable_part(a[0]) if a and isinstance(a[0], (list, tuple)) else None
+    if isinstance(a, (np.ndarray, np.generic, numbers.Number, Tensor)) or hasattr(a, "__array__") \
+            or hasattr(a, "__array_interface__") or hasattr(a, "__cuda_array_interface__"):
+        return None
+    return a
 
 
 def as_host_structure(data, name, what):

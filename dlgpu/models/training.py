@@ -21,6 +21,9 @@ from dlgpu.backend import device as _device
 from dlgpu.layers.base import flatten
 from dlgpu.models.data import (check_batch_size, class_weights_to_sample_weights, length,
                                slice_structure, unpack_validation, prepare_host_data)
+from dlgpu.models.data_sources import (BatchChecks, batch_stream, check_data_source, is_batch_stream,
+                                       reject_with_stream, unpack_batch)
+from dlgpu.utils.py_dataset import PyDataset
 
 
 class Trainer:
@@ -273,7 +276,7 @@ class Trainer:
 
     def _dry_run(self, xs, ys, sw):
         """Run forward + loss on two samples without touching the weights: shape, dtype and label errors
-        surface before training changes anything."""
+        surface before training changes anything.  Returns the shapes of the outputs."""
         dev = self._device()
         sl = slice(0, min(2, length(xs)))
         xb = self._to_device(xs, dev, sl)
@@ -286,67 +289,81 @@ class Trainer:
                 raise ValueError(f"{error}\n(checked on the first {sl.stop} samples before training; x has shape "
                                  f"{shapes[0] if len(shapes) == 1 else shapes})") from error
             if yb is not None:
-                self._check_labels(ys, y_pred)  # before the loss, which may index with a bad label
+                self._check_labels(ys, _output_shapes(y_pred))  # before the loss, which may index with a bad label
                 self._compute_loss(yb, y_pred, None if sw is None else Tensor(sw[sl]), training=False)
                 self._clear_losses()
         if self._metric_objects is None and yb is not None:
             self._build_metrics(ys, y_pred)
+        return _output_shapes(y_pred)
 
-    def _check_labels(self, ys, y_pred):
+    def _check_labels(self, ys, pred_shapes):
         """Sparse labels out of range anywhere in y are caught before the first step, not at batch 400."""
-        preds = self._by_output(y_pred)
-        trues = ys if isinstance(ys, list) and len(preds) > 1 else [ys]
-        for fn, t, p in zip(self._loss_fns, trues, preds):
+        trues = ys if isinstance(ys, list) and len(pred_shapes) > 1 else [ys]
+        for fn, t, shape in zip(self._loss_fns, trues, pred_shapes):
             check = getattr(fn, "check_labels", None)
             if check is not None:
-                check(t, p.shape)
+                check(t, shape)
             elif _is_sparse_crossentropy(fn):
-                _check_sparse_labels(t, p.shape)
+                _check_sparse_labels(t, shape)
 
     # -- fit ------------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
             steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1):
-        """Train for ``epochs`` epochs; returns a History whose ``.history`` maps each log name to a list."""
+        """Train for ``epochs`` epochs; returns a History whose ``.history`` maps each log name to a list.
+
+        ``x`` (and ``validation_data``) may also hand out whole batches, ``(x, y)`` or
+        ``(x, y, sample_weight)``, as Keras 3 allows: a dlgpu.utils.PyDataset (an epoch is ``len(x)``
+        batches, or ``steps_per_epoch``; the batch order is shuffled when ``shuffle`` is true) or an iterator
+        such as a generator (an epoch is ``steps_per_epoch`` batches, or runs until the iterator ends;
+        ``shuffle`` does not apply).  ``y``, ``sample_weight``, ``batch_size`` and ``validation_split`` are
+        then errors, as in Keras."""
         self._check_compiled("fit")
         if x is None:
             raise ValueError("fit: `x` is required.")
-        batch_size = check_batch_size(batch_size, "fit")
+        check_data_source(x, "x", "fit")
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"fit: `epochs` must be a non-negative integer; received epochs={epochs!r}")
         if not 0.0 <= float(validation_split) < 1.0:
             raise ValueError(f"fit: `validation_split` must be in [0, 1); received validation_split={validation_split}")
-        if validation_data is not None and validation_split:
+        if validation_data is not None and validation_split and not is_batch_stream(x):
             warnings.warn("fit: both validation_data and validation_split were given; validation_data is used.")
-        xs, ys, sw, n = self._prepare(x, y, sample_weight, "fit")
-        if ys is None:
-            raise ValueError("fit: `y` is required (targets for the loss).")
-        if class_weight is not None:
-            sw = class_weights_to_sample_weights(class_weight, ys, sw)
-        val = None
-        if validation_data is not None:
-            val = unpack_validation(validation_data)
-        elif validation_split:
-            split_at = int(n * (1.0 - validation_split))
-            if split_at == 0 or split_at == n:
-                raise ValueError(f"fit: validation_split={validation_split} leaves no training or validation samples "
-                                 f"out of {n}")
-            val = (slice_structure(xs, slice(split_at, n)), slice_structure(ys, slice(split_at, n)),
-                   None if sw is None else sw[split_at:])
-            xs, ys = slice_structure(xs, slice(0, split_at)), slice_structure(ys, slice(0, split_at))
-            sw = None if sw is None else sw[:split_at]
-            n = split_at
-        val_prepared = None
-        if val is not None:
-            vxs, vys, vsw, _ = self._prepare(val[0], val[1], val[2], "fit (validation_data)")
-            val_prepared = (vxs, vys, vsw)
+        rng = _host_generator()  # seeded by dlgpu.set_random_seed, so shuffling is reproducible
+        if is_batch_stream(x):
+            reject_with_stream(x, "x", "fit", batch_size, y, sample_weight, validation_split)
+            stream = batch_stream(x, steps_per_epoch, "steps_per_epoch", "x", "fit", rng if shuffle else None)
+            checks = BatchChecks(self, "x", "fit", class_weight=class_weight)
+            steps = stream.steps
+            split_validation = None
 
-        self._dry_run(xs, ys, sw)  # raises before any weight changes
-        if val_prepared is not None:
-            self._check_labels(val_prepared[1], self(self._to_device(slice_structure(val_prepared[0], slice(0, 1)),
-                                                                     self._device()), training=False))
+            def run_epoch(cbs, more_epochs):
+                self._fit_stream_epoch(stream, checks, cbs, more_epochs)
+        else:
+            batch_size = check_batch_size(batch_size, "fit")
+            xs, ys, sw, n = self._prepare(x, y, sample_weight, "fit")
+            if ys is None:
+                raise ValueError("fit: `y` is required (targets for the loss).")
+            if class_weight is not None:
+                sw = class_weights_to_sample_weights(class_weight, ys, sw)
+            split_validation = None
+            if validation_split and validation_data is None:
+                split_at = int(n * (1.0 - validation_split))
+                if split_at == 0 or split_at == n:
+                    raise ValueError(f"fit: validation_split={validation_split} leaves no training or validation "
+                                     f"samples out of {n}")
+                split_validation = (slice_structure(xs, slice(split_at, n)), slice_structure(ys, slice(split_at, n)),
+                                    None if sw is None else sw[split_at:])
+                xs, ys = slice_structure(xs, slice(0, split_at)), slice_structure(ys, slice(0, split_at))
+                sw = None if sw is None else sw[:split_at]
+                n = split_at
+            self._dry_run(xs, ys, sw)  # raises before any weight changes
+            steps = math.ceil(n / batch_size) if steps_per_epoch is None else int(steps_per_epoch)
 
-        steps = math.ceil(n / batch_size) if steps_per_epoch is None else int(steps_per_epoch)
+            def run_epoch(cbs, more_epochs):  # arrays can be read again for as many epochs as asked
+                self._fit_array_epoch(xs, ys, sw, n, batch_size, steps, shuffle, rng, cbs)
+        validate = self._validation(validation_data, split_validation, validation_steps, validation_batch_size,
+                                    batch_size, validation_freq, initial_epoch, epochs)
+
         verbose = 1 if verbose == "auto" else int(verbose)
         history = callbacks_module.History()
         cbs = callbacks_module.CallbackList(callbacks, add_history=history, add_progbar=verbose != 0, model=self,
@@ -354,17 +371,43 @@ class Trainer:
         self.stop_training = False
         self.history = history
         try:
-            self._train_epochs(xs, ys, sw, n, val_prepared, batch_size, validation_batch_size, validation_freq,
-                               initial_epoch, epochs, steps, shuffle, cbs)
+            self._train_epochs(run_epoch, validate, validation_freq, initial_epoch, epochs, cbs)
         finally:
             self._step_variables = None
             cbs.close()  # a run that raised leaves no half-drawn progress bar behind
         return history
 
-    def _train_epochs(self, xs, ys, sw, n, val_prepared, batch_size, validation_batch_size, validation_freq,
-                      initial_epoch, epochs, steps, shuffle, cbs):
-        dev = self._device()
-        rng = _host_generator()  # seeded by dlgpu.set_random_seed, so shuffling is reproducible
+    def _validation(self, validation_data, split_validation, validation_steps, validation_batch_size, batch_size,
+                    validation_freq, initial_epoch, epochs):
+        """A function returning the validation logs, with the data checked now (before training), or None."""
+        what = "fit (validation_data)"
+        if validation_data is not None and is_batch_stream(validation_data):
+            reject_with_stream(validation_data, "validation_data", "fit", validation_batch_size,
+                               batch_size_name="validation_batch_size")
+            runs = sum((epoch + 1) % validation_freq == 0 for epoch in range(initial_epoch, epochs))
+            if not isinstance(validation_data, PyDataset) and validation_steps is None and runs > 1:
+                raise ValueError(f"fit: `validation_data` is an iterator without `validation_steps`: the first "
+                                 f"validation would read it to its end and the other {runs - 1} would find it "
+                                 f"empty. Pass validation_steps (and an iterator that yields that many batches "
+                                 f"for every validation, e.g. one that loops), or a dlgpu.utils.PyDataset.")
+            stream = batch_stream(validation_data, validation_steps, "validation_steps", "validation_data", what)
+            checks = BatchChecks(self, "validation_data", what)
+            return lambda: self._evaluate_stream(stream, checks)
+        if validation_data is not None:
+            check_data_source(validation_data, "validation_data", "fit",
+                              arrays="a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight)")
+            vx, vy, vsw = unpack_validation(validation_data)
+            xs, ys, sw, _ = self._prepare(vx, vy, vsw, what)
+        elif split_validation is not None:
+            xs, ys, sw = split_validation
+        else:
+            return None
+        first = self(self._to_device(slice_structure(xs, slice(0, 1)), self._device()), training=False)
+        self._check_labels(ys, _output_shapes(first))
+        batch_size = check_batch_size(validation_batch_size or batch_size, "fit")
+        return lambda: self._evaluate_prepared(xs, ys, sw, batch_size)
+
+    def _train_epochs(self, run_epoch, validate, validation_freq, initial_epoch, epochs, cbs):
         cbs.on_train_begin()
         logs = {}
         for epoch in range(initial_epoch, epochs):
@@ -373,40 +416,67 @@ class Trainer:
             # Refreshed each epoch (callbacks may (un)freeze layers); set past Layer.__setattr__, which would
             # otherwise track these variables as the model's own.
             object.__setattr__(self, "_step_variables", self.trainable_variables)
-            order = rng.permutation(n) if shuffle and shuffle != "batch" else np.arange(n)
-            for step in range(steps):
-                start = (step * batch_size) % n
-                index = order[start:start + batch_size]
-                if len(index) == 0:
-                    break
-                cbs.on_train_batch_begin(step)
-                if not shuffle:
-                    index = slice(start, start + batch_size)
-                xb = self._to_device(xs, dev, index)
-                yb = self._to_device(ys, dev, index)
-                swb = None if sw is None else Tensor(_device.to_device(sw[index], dev) if dev.kind != "cpu" else sw[index])
-                loss, per_output, y_pred = self.train_step(xb, yb, swb)
-                self._update_metrics(yb, y_pred, loss, per_output, length(yb), swb)
-                cbs.on_train_batch_end(step, self._logs)
-                if self.stop_training:
-                    break
+            run_epoch(cbs, more_epochs=epoch + 1 < epochs)
             logs = self._logs()
-            if val_prepared is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_prepared(*val_prepared, validation_batch_size or batch_size, cbs=None)
-                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            if validate is not None and (epoch + 1) % validation_freq == 0:
+                logs.update({f"val_{k}": v for k, v in validate().items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
         cbs.on_train_end(logs)
 
+    def _fit_array_epoch(self, xs, ys, sw, n, batch_size, steps, shuffle, rng, cbs):
+        dev = self._device()
+        order = rng.permutation(n) if shuffle and shuffle != "batch" else np.arange(n)
+        for step in range(steps):
+            start = (step * batch_size) % n
+            index = order[start:start + batch_size]
+            if len(index) == 0:
+                break
+            cbs.on_train_batch_begin(step)
+            if not shuffle:
+                index = slice(start, start + batch_size)
+            xb = self._to_device(xs, dev, index)
+            yb = self._to_device(ys, dev, index)
+            swb = None if sw is None else Tensor(_device.to_device(sw[index], dev) if dev.kind != "cpu" else sw[index])
+            loss, per_output, y_pred = self.train_step(xb, yb, swb)
+            self._update_metrics(yb, y_pred, loss, per_output, length(yb), swb)
+            cbs.on_train_batch_end(step, self._logs)
+            if self.stop_training:
+                break
+
+    def _fit_stream_epoch(self, stream, checks, cbs, more_epochs):
+        dev = self._device()
+        for step, batch in enumerate(stream.epoch()):
+            cbs.on_train_batch_begin(step)
+            xs, ys, sw = checks(batch)  # raises before this batch changes any weight
+            xb, yb = self._to_device(xs, dev), self._to_device(ys, dev)
+            swb = None if sw is None else self._to_device(sw, dev)
+            loss, per_output, y_pred = self.train_step(xb, yb, swb)
+            self._update_metrics(yb, y_pred, loss, per_output, length(yb), swb)
+            cbs.on_train_batch_end(step, self._logs)
+            if self.stop_training:
+                break
+        stream.end_epoch()
+        # An iterator cannot be rewound: once used up, the epochs still to come would have nothing to train on.
+        if stream.finished and (stream.steps is not None or more_epochs):
+            if stream.steps is None:
+                warnings.warn("fit: `x` is used up after this epoch, so training stops here. To train several "
+                              "epochs on an iterator, pass steps_per_epoch and an iterator that yields that many "
+                              "batches for every epoch (e.g. one that loops), or use a dlgpu.utils.PyDataset.",
+                              stacklevel=5)  # the caller of fit
+            self.stop_training = True
+
     # -- evaluate / predict ---------------------------------------------------------------------
+    def _reset_test_metrics(self):
+        self._reset_metrics()
+        for tracker in getattr(self, "_output_loss_trackers", {}).values():
+            tracker.reset_state()
+
     def _evaluate_prepared(self, xs, ys, sw, batch_size, cbs=None):
         n = length(xs)
         dev = self._device()
-        self._reset_metrics()
-        trackers = getattr(self, "_output_loss_trackers", {})
-        for t in trackers.values():
-            t.reset_state()
+        self._reset_test_metrics()
         steps = math.ceil(n / batch_size)
         for step in range(steps):
             index = slice(step * batch_size, (step + 1) * batch_size)
@@ -421,22 +491,54 @@ class Trainer:
                 cbs.on_test_batch_end(step, self._logs)
         return self._logs()
 
+    def _evaluate_stream(self, stream, checks, cbs=None):
+        dev = self._device()
+        self._reset_test_metrics()
+        for step, batch in enumerate(stream.epoch()):
+            if cbs is not None:
+                cbs.on_test_batch_begin(step)
+            xs, ys, sw = checks(batch)
+            xb, yb = self._to_device(xs, dev), self._to_device(ys, dev)
+            swb = None if sw is None else self._to_device(sw, dev)
+            loss, per_output, y_pred = self.test_step(xb, yb, swb)
+            self._update_metrics(yb, y_pred, loss, per_output, length(yb), swb)
+            if cbs is not None:
+                cbs.on_test_batch_end(step, self._logs)
+        stream.end_epoch()
+        return self._logs()
+
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False):
-        """Loss (and metrics) on the data: a float, or [loss, metric…], or a dict with return_dict=True."""
+        """Loss (and metrics) on the data: a float, or [loss, metric…], or a dict with return_dict=True.
+
+        ``x`` may be a dlgpu.utils.PyDataset or an iterator of ``(x, y)`` batches, as in fit: ``len(x)``
+        batches, or ``steps``, or up to the iterator's end."""
         self._check_compiled("evaluate")
-        batch_size = check_batch_size(batch_size, "evaluate")
-        xs, ys, sw, n = self._prepare(x, y, sample_weight, "evaluate")
-        if ys is None:
-            raise ValueError("evaluate: `y` is required.")
-        self._dry_run(xs, ys, sw)
+        check_data_source(x, "x", "evaluate")
+        if is_batch_stream(x):
+            reject_with_stream(x, "x", "evaluate", batch_size, y, sample_weight)
+            stream = batch_stream(x, steps, "steps", "x", "evaluate")
+            checks = BatchChecks(self, "x", "evaluate")
+            n_steps = stream.steps
+
+            def run(cbs):
+                return self._evaluate_stream(stream, checks, cbs)
+        else:
+            batch_size = check_batch_size(batch_size, "evaluate")
+            xs, ys, sw, n = self._prepare(x, y, sample_weight, "evaluate")
+            if ys is None:
+                raise ValueError("evaluate: `y` is required.")
+            self._dry_run(xs, ys, sw)
+            n_steps = math.ceil(n / batch_size)
+
+            def run(cbs):
+                return self._evaluate_prepared(xs, ys, sw, batch_size, cbs)
         verbose = 1 if verbose == "auto" else int(verbose)
-        n_steps = math.ceil(n / batch_size)
         cbs = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                                             epochs=1, steps=n_steps, mode="test")
         cbs.on_test_begin()
         try:
-            logs = self._evaluate_prepared(xs, ys, sw, batch_size, cbs)
+            logs = run(cbs)
         finally:
             cbs.close()
         cbs.on_test_end(logs)
@@ -447,24 +549,32 @@ class Trainer:
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Outputs for x, in batches, as numpy arrays (a list of them for multi-output models, a dict for
-        a model built with a dict of outputs)."""
-        batch_size = check_batch_size(batch_size, "predict")
-        xs, _, _, n = self._prepare(x, None, None, "predict")
-        dev = self._device()
+        a model built with a dict of outputs).
+
+        ``x`` may be a dlgpu.utils.PyDataset or an iterator of batches (``x`` or a tuple whose first entry
+        is x; targets are ignored): ``len(x)`` batches, or ``steps``, or up to the iterator's end."""
+        check_data_source(x, "x", "predict")
+        if is_batch_stream(x):
+            reject_with_stream(x, "x", "predict", batch_size)
+            stream = batch_stream(x, steps, "steps", "x", "predict")
+            n_steps = stream.steps
+
+            def run(cbs):
+                return self._predict_stream(stream, cbs)
+        else:
+            batch_size = check_batch_size(batch_size, "predict")
+            xs, _, _, n = self._prepare(x, None, None, "predict")
+            n_steps = math.ceil(n / batch_size)
+
+            def run(cbs):
+                return self._predict_arrays(xs, batch_size, n_steps, cbs)
         verbose = 1 if verbose == "auto" else int(verbose)
-        n_steps = math.ceil(n / batch_size)
         cbs = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                                             epochs=1, steps=n_steps, mode="predict")
         cbs.on_predict_begin()
-        chunks = []
         try:
             with no_grad():
-                for step in range(n_steps):
-                    cbs.on_predict_batch_begin(step)
-                    index = slice(step * batch_size, (step + 1) * batch_size)
-                    out = self(self._to_device(xs, dev, index), training=False)
-                    chunks.append([o.numpy() for o in flatten(out)])
-                    cbs.on_predict_batch_end(step, {})
+                chunks, out = run(cbs)
         finally:
             cbs.close()
         cbs.on_predict_end()
@@ -472,6 +582,29 @@ class Trainer:
         if isinstance(out, dict):  # a model built with a dict of outputs answers with one, as in Keras
             return dict(zip(out, outputs))
         return outputs[0] if len(outputs) == 1 and not isinstance(out, (list, tuple)) else outputs
+
+    def _predict_arrays(self, xs, batch_size, n_steps, cbs):
+        dev = self._device()
+        chunks = []
+        for step in range(n_steps):
+            cbs.on_predict_batch_begin(step)
+            index = slice(step * batch_size, (step + 1) * batch_size)
+            out = self(self._to_device(xs, dev, index), training=False)
+            chunks.append([o.numpy() for o in flatten(out)])
+            cbs.on_predict_batch_end(step, {})
+        return chunks, out
+
+    def _predict_stream(self, stream, cbs):
+        dev = self._device()
+        chunks = []
+        for step, batch in enumerate(stream.epoch()):
+            cbs.on_predict_batch_begin(step)
+            xs = prepare_host_data(unpack_batch(batch, "x", "predict")[0], what="predict (a batch of `x`)")[0]
+            out = self(self._to_device(xs, dev), training=False)
+            chunks.append([o.numpy() for o in flatten(out)])
+            cbs.on_predict_batch_end(step, {})
+        stream.end_epoch()
+        return chunks, out
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         self._check_compiled("train_on_batch")
@@ -507,6 +640,10 @@ class Trainer:
 
 
 _SPARSE_CE_NAMES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
+
+
+def _output_shapes(y_pred):
+    return [p.shape for p in flatten(y_pred)]  # a dict of outputs flattens in output order
 
 
 def _is_sparse_crossentropy(fn):

@@ -6,6 +6,8 @@ import difflib
 
 import numpy as np
 
+from dlgpu.utils.py_dataset import PyDataset, Sequence  # noqa: F401  (keras.utils names)
+
 
 def to_categorical(y, num_classes=None, dtype="float32"):
     """One-hot encode integer class labels (keras.utils.to_categorical)."""

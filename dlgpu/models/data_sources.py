@@ -1,0 +1,200 @@
+"""Data that arrives one batch at a time: a dlgpu.utils.PyDataset or an iterator (a generator).
+
+As in Keras 3 (keras/src/trainers/data_adapters/): a PyDataset is read by index, ``len(ds)`` batches a
+pass, with ``on_epoch_end()`` after each; an iterator is read with ``next`` and cannot be rewound.  Each
+batch is checked here as fit's arrays are (dtypes, NaN, cardinality, labels; a dry run when its shapes are
+new) before it reaches the model, so a bad batch raises before it changes any weight.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import warnings
+
+import numpy as np
+
+from dlgpu.layers.base import flatten
+from dlgpu.models.data import class_weights_to_sample_weights, prepare_host_data, unreadable_part
+from dlgpu.utils.py_dataset import PyDataset
+
+
+def is_batch_stream(data):
+    return isinstance(data, (PyDataset, collections.abc.Iterator))
+
+
+def check_data_source(data, name, what, arrays="an array (or a list, tuple or dict of arrays)"):
+    """Reject, before numpy ever reads it, what is neither arrays nor a batch stream: np.asarray walks an
+    object with __len__ and __getitem__ index by index, forever if __getitem__ never raises IndexError."""
+    if is_batch_stream(data) or isinstance(data, dict) or unreadable_part(data) is not data:
+        return
+    raise TypeError(f"{what}: `{name}` must be {arrays}, a dlgpu.utils.PyDataset, or an iterator yielding "
+                    f"batches (e.g. a generator); received {type(data).__module__}.{type(data).__qualname__}."
+                    f"{_hint(data)}")
+
+
+def _hint(data):
+    if isinstance(data, (str, bytes)):
+        return " Load the data into arrays first."
+    if inspect.isgeneratorfunction(data):
+        return f" It is a generator function: call it, {getattr(data, '__name__', 'gen')}(), and pass the generator."
+    if isinstance(data, type):
+        return " It is a class: pass an instance of it."
+    if callable(data):
+        return " It is a function: pass what it returns."
+    if hasattr(data, "__getitem__"):
+        return (" To serve batches by index, subclass dlgpu.utils.PyDataset and implement __len__ and "
+                "__getitem__ (a keras.utils.PyDataset from Keras itself is not recognised).")
+    if hasattr(data, "__iter__"):
+        return " It is iterable but not an iterator: pass iter(...) of it, or subclass dlgpu.utils.PyDataset."
+    return ""
+
+
+def reject_with_stream(data, name, what, batch_size=None, y=None, sample_weight=None, validation_split=0.0,
+                       batch_size_name="batch_size"):
+    """Keras's errors for arguments that a batch stream already carries (or cannot provide)."""
+    kind = "a PyDataset" if isinstance(data, PyDataset) else "an iterator"
+    for arg, value, inside in ((batch_size_name, batch_size, "its batches already have their size"),
+                               ("y", y, "its batches carry the targets: (x, y)"),
+                               ("sample_weight", sample_weight,
+                                "its batches carry the sample weights: (x, y, sample_weight)")):
+        if value is not None:
+            raise ValueError(f"{what}: `{arg}` must not be given when `{name}` is {kind}; {inside}. "
+                             f"Received: {arg}={_short(value)}")
+    if validation_split:
+        raise ValueError(f"{what}: `validation_split` is only supported for arrays; `{name}` is {kind}, which "
+                         f"cannot be split. Pass validation_data instead. Received: "
+                         f"validation_split={validation_split}")
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 60 else f"{type(value).__name__} {text[:40]}..."
+
+
+def check_steps(steps, steps_name, what):
+    if steps is not None and (not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps <= 0):
+        raise ValueError(f"{what}: `{steps_name}` must be a positive integer or None; received "
+                         f"{steps_name}={steps!r}")
+
+
+def batch_stream(data, steps, steps_name, name, what, rng=None):
+    """The batches of a PyDataset (in an order drawn from ``rng`` when one is given) or of an iterator."""
+    check_steps(steps, steps_name, what)
+    if isinstance(data, PyDataset):
+        return PyDatasetBatches(data, steps, steps_name, name, what, rng)
+    return IteratorBatches(data, steps, steps_name, name, what)
+
+
+class PyDatasetBatches:
+    """A PyDataset, ``steps`` batches an epoch (default: one pass).  As in Keras, a pass that an epoch leaves
+    unfinished goes on in the next epoch, and an epoch ends early when its pass does."""
+
+    finished = False  # an index can always be read again
+
+    def __init__(self, dataset, steps, steps_name, name, what, rng):
+        total = dataset.num_batches
+        if total is None and steps is None:
+            raise ValueError(f"{what}: `{name}` is a PyDataset without end (num_batches is None); pass "
+                             f"`{steps_name}` to say how many batches to take.")
+        if total is not None and total <= 0:
+            raise ValueError(f"{what}: `{name}` is a PyDataset with no batches (len {total}).")
+        self.dataset, self.steps, self._total, self._rng = dataset, steps or total, total, rng
+        self._steps_name, self._what = steps_name, what
+        self._order, self._next = None, None  # no pass started yet
+
+    def epoch(self):
+        if self._next is None or self._next == self._total:
+            self._next = 0
+            self._order = self._rng.permutation(self._total) if self._rng is not None and self._total else None
+        self.dataset.on_epoch_begin()
+        for taken in range(self.steps):
+            if self._next == self._total:
+                warnings.warn(f"{self._what}: the PyDataset ran out of batches after {taken} of "
+                              f"{self._steps_name}={self.steps} in this epoch; the next epoch starts a new pass "
+                              f"over its {self._total} batches.", stacklevel=2)
+                return
+            index = self._next if self._order is None else int(self._order[self._next])
+            self._next += 1
+            yield self.dataset[index]
+
+    def end_epoch(self):
+        self.dataset.on_epoch_end()
+
+
+class IteratorBatches:
+    """An iterator, ``steps`` batches an epoch, or up to its end when steps is None.  It cannot be rewound:
+    once ``finished``, it has nothing more to give."""
+
+    def __init__(self, iterator, steps, steps_name, name, what):
+        self._iterator, self.steps = iterator, steps
+        self._steps_name, self._name, self._what = steps_name, name, what
+        self.finished = False
+        self._yielded_before = False
+
+    def epoch(self):
+        taken = 0
+        while self.steps is None or taken < self.steps:
+            try:
+                batch = next(self._iterator)
+            except StopIteration:
+                self.finished = True
+                break
+            taken += 1
+            yield batch
+        if taken == 0:
+            used_up = " (an earlier pass used it up)" if self._yielded_before else ""
+            raise ValueError(f"{self._what}: `{self._name}` yielded no batches{used_up}.")
+        self._yielded_before = True
+        if self.finished and self.steps is not None:
+            warnings.warn(f"{self._what}: `{self._name}` ran out of batches after {taken} of "
+                          f"{self._steps_name}={self.steps}; it must yield {self._steps_name} batches for every "
+                          f"pass (e.g. loop forever).", stacklevel=2)
+
+    def end_epoch(self):
+        pass
+
+
+def unpack_batch(batch, name, what):
+    """(x, y, sample_weight) from one batch, read as Keras reads it: a tuple or list of 1 to 3 entries, or
+    anything else as x alone (an array, a dict of inputs)."""
+    if isinstance(batch, list):
+        batch = tuple(batch)
+    if not isinstance(batch, tuple):
+        return batch, None, None
+    if len(batch) not in (1, 2, 3):
+        raise ValueError(f"{what}: each batch from `{name}` must be x, (x,), (x, y) or (x, y, sample_weight); "
+                         f"received a tuple of {len(batch)} entries.")
+    return batch + (None,) * (3 - len(batch))
+
+
+class BatchChecks:
+    """Checks each (x, y) batch of a stream as fit checks whole arrays, before the model sees it: prepare_host_data
+    (dtypes, NaN, cardinality), then a dry run whenever the batch's per-sample shapes or dtypes differ from
+    the last batch that had one (a stream may change shapes, e.g. sequence lengths, from batch to batch),
+    else the label check against the output shapes that dry run saw."""
+
+    def __init__(self, model, name, what, class_weight=None):
+        self._model, self._name, self._what, self._class_weight = model, name, what, class_weight
+        self._signature, self._output_shapes = None, None
+
+    def __call__(self, batch):
+        x, y, sample_weight = unpack_batch(batch, self._name, self._what)
+        if y is None:
+            raise ValueError(f"{self._what}: each batch from `{self._name}` must be (x, y) or "
+                             f"(x, y, sample_weight); received a batch without targets "
+                             f"({type(batch).__name__}).")
+        xs, ys, sw, n = prepare_host_data(x, y, sample_weight, f"{self._what} (a batch of `{self._name}`)")
+        if self._class_weight is not None:
+            sw = class_weights_to_sample_weights(self._class_weight, ys, sw)
+        signature = (_per_sample(xs), _per_sample(ys), sw is None)
+        if signature != self._signature:
+            self._output_shapes = self._model._dry_run(xs, ys, sw)
+            self._signature = signature
+        else:
+            self._model._check_labels(ys, [(n,) + shape[1:] for shape in self._output_shapes])
+        return xs, ys, sw
+
+
+def _per_sample(structure):
+    return None if structure is None else tuple((a.shape[1:], a.dtype) for a in flatten(structure))
