@@ -114,9 +114,15 @@ class Tensor:
 
 def _as_array(data, dtype=None):
     """numpy/cupy array from any array-like.  float64 becomes float32 unless a dtype is asked for:
-    float32 is the default everywhere, and a stray float64 would halve the speed of every op after it."""
+    float32 is the default everywhere, and a stray float64 would halve the speed of every op after it.
+    Python ints (and lists of them) become int32, as in Keras; anything with a dtype of its own keeps it."""
     if not (isinstance(data, np.ndarray) or type(data).__module__.startswith("cupy")):
+        python_ints = dtype is None and not hasattr(data, "dtype")
         data = np.asarray(data, dtype=dtype)
+        if python_ints and data.dtype == np.int64:
+            narrow = data.astype(np.int32)
+            # ints beyond int32 keep int64 (Keras's numpy backend would raise OverflowError instead)
+            return narrow if (narrow == data).all() else data
     if dtype is not None:
         dtype = np.dtype(dtype)
         return data if data.dtype == dtype else data.astype(dtype)

@@ -6,11 +6,11 @@ import numbers
 
 import numpy as np
 
-from dlgpu.autograd import Tensor, make_result
+from dlgpu.autograd import FLOATX, Tensor, make_result
 from dlgpu.backend import device as _device
 
-__all__ = ["Tensor", "make_result", "to_tensor", "binary_operands", "array_module", "backend_of",
-           "unbroadcast", "normalize_axis", "same_device"]
+__all__ = ["Tensor", "make_result", "to_tensor", "binary_operands", "float_operand", "result_type", "array_module",
+           "backend_of", "unbroadcast", "normalize_axis", "same_device"]
 
 _cupy = None
 
@@ -63,27 +63,114 @@ def same_device(op, *tensors):
             raise _device_mismatch(op, first, t)
 
 
+# Keras 3's type promotion lattice (keras/src/backend/common/dtypes.py, adapted from JAX): each dtype
+# names the dtypes just above it.  "int" and "float" are the weak types of Python scalars: a kind without
+# a width, so a scalar never widens a tensor of its kind (int8 + 1 is int8, float16 * 0.5 is float16).
+_LATTICE = {
+    "bool": ("int",),
+    "int": ("uint8", "int8"),
+    "uint8": ("int16", "uint16"), "uint16": ("int32", "uint32"), "uint32": ("int64", "uint64"), "uint64": ("float",),
+    "int8": ("int16",), "int16": ("int32",), "int32": ("int64",), "int64": ("float",),
+    "float": ("float16",), "float16": ("float32",), "float32": ("float64",), "float64": (),
+}
+
+
+def _upper_bounds(node):
+    bounds = {node}
+    for above in _LATTICE[node]:
+        bounds |= _upper_bounds(above)
+    return frozenset(bounds)
+
+
+_UPPER_BOUNDS = {node: _upper_bounds(node) for node in _LATTICE}
+_FLOATX = np.dtype(FLOATX)
+# A weak type that ends up as the result takes the default width (Keras resolves it by floatx).
+_WEAK_RESOLVED = {"int": np.dtype(np.int32), "float": _FLOATX}
+_result_types = {}
+
+
+def result_type(a, b):
+    """The dtype Keras 3 gives an op on operands of dtypes ``a`` and ``b`` (numpy dtypes, or "int" and "float"
+    for Python scalars): int32 + float32 is float32 and int64 * 0.5 is floatx, where numpy says float64."""
+    key = (a, b)
+    dtype = _result_types.get(key)
+    if dtype is None:
+        nodes = [n if isinstance(n, str) else n.name for n in key]
+        if not all(n in _LATTICE for n in nodes):
+            raise TypeError(f"no implicit dtype promotion for {nodes[0]} and {nodes[1]}; cast one operand "
+                            f"explicitly, e.g. ops.cast(x, 'float32').")
+        common = _UPPER_BOUNDS[nodes[0]] & _UPPER_BOUNDS[nodes[1]]
+        least = next(n for n in common if common <= _UPPER_BOUNDS[n])
+        dtype = _result_types[key] = _WEAK_RESOLVED[least] if least in _WEAK_RESOLVED else np.dtype(least)
+    return dtype
+
+
+_PYTHON_SCALAR_KINDS = {float: "float", int: "int", bool: "bool"}
+_NUMPY_SCALAR_KINDS = {"f": "float", "i": "int", "u": "int", "b": "bool"}
+_BOOL = np.dtype(bool)
+
+
+def _scalar_kind(value):
+    """"int" or "float" for a Python or numpy number (weak: it adapts to the tensor it meets), "bool" for a
+    boolean, None for anything else (arrays, lists)."""
+    kind = _PYTHON_SCALAR_KINDS.get(type(value))
+    if kind is None and isinstance(value, np.generic):
+        # numpy scalars count as weak too, so that x * np.float64(2) stays float32 (dlgpu's rule; Keras
+        # treats only np.float64, a subclass of float, that way).
+        kind = _NUMPY_SCALAR_KINDS.get(value.dtype.kind)
+    return kind
+
+
+def _cast(t, dtype):
+    if t.data.dtype == dtype:
+        return t
+    from dlgpu.ops.math import cast
+    return cast(t, dtype)
+
+
 def binary_operands(op, a, b):
-    """Two Tensors on one device.  A Python or numpy scalar adopts the other operand's dtype."""
+    """Two Tensors on one device, both of the dtype Keras 3 promotes their dtypes to.
+
+    Casts are recorded ops, so a gradient flows back to each operand in that operand's own dtype.
+    """
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         same_device(op, a, b)
-        return a, b
+        if a.data.dtype is b.data.dtype:
+            return a, b
+        dtype = result_type(a.data.dtype, b.data.dtype)
+        return _cast(a, dtype), _cast(b, dtype)
     if isinstance(a, Tensor):
-        return a, _constant_like(b, a)
+        return _with_operand(op, a, b)
     if isinstance(b, Tensor):
-        return _constant_like(a, b), b
-    return to_tensor(a), to_tensor(b)
+        b, a = _with_operand(op, b, a)
+        return a, b
+    if _scalar_kind(b) is not None:  # e.g. ops.add(np.ones(2), 1): the array decides, the scalar adapts
+        return _with_operand(op, to_tensor(a), b)
+    b, a = _with_operand(op, to_tensor(b), a)
+    return a, b
 
 
-def _constant_like(value, like):
-    if isinstance(value, (numbers.Number, np.generic)):
-        dtype = like.data.dtype
-        if isinstance(value, float) and dtype.kind in "iub":
-            dtype = np.dtype(np.float32)
-        return Tensor(array_module(like.data).asarray(value, dtype=dtype))
-    t = to_tensor(value)
-    same_device("binary op", like, t)
-    return t
+def _with_operand(op, t, value):
+    """``t`` and ``value`` (not a Tensor) as two Tensors of their promoted dtype."""
+    kind = _scalar_kind(value)
+    if kind is None:
+        other = to_tensor(value)
+        same_device(op, t, other)
+        dtype = result_type(t.data.dtype, other.data.dtype)
+        return _cast(t, dtype), _cast(other, dtype)
+    dtype = t.data.dtype
+    if dtype.kind != "f":  # a scalar never widens a float tensor: skip the lookup on the training path
+        dtype = result_type(dtype, _BOOL if kind == "bool" else kind)
+        t = _cast(t, dtype)
+    # make_result, not Tensor(): that would turn a float64 constant into float32, and costs twice as much
+    return t, make_result(array_module(t.data).asarray(value, dtype=dtype), (), None)
+
+
+def float_operand(x):
+    """``x`` as a Tensor that a float-valued op (sqrt, exp, sigmoid, softmax…) computes in: bool and integer
+    tensors become floatx, as in Keras; float16, float32 and float64 stay as they are."""
+    x = to_tensor(x)
+    return _cast(x, _FLOATX) if x.data.dtype.kind in "biu" else x
 
 
 def unbroadcast(grad, shape):

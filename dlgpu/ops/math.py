@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlgpu.ops._core import array_module, backend_of, binary_operands, make_result, to_tensor, unbroadcast
+from dlgpu.autograd import FLOATX
+from dlgpu.ops._core import (array_module, backend_of, binary_operands, float_operand, make_result, to_tensor,
+                              unbroadcast)
 
 # Each backward closure receives the upstream gradient ``g`` and returns one gradient per parent.
 # Closures never write into ``g``: the same array may be handed to several parents.
@@ -31,8 +33,8 @@ def multiply(a, b):
 def divide(a, b):
     a, b = binary_operands("divide", a, b)
     x, y = a.data, b.data
-    if x.dtype.kind in "iub" and y.dtype.kind in "iub":
-        x, y = x.astype(np.float32), y.astype(np.float32)
+    if x.dtype.kind in "iub":  # the operands share one dtype; an integer quotient is floatx, as in Keras
+        x, y = x.astype(FLOATX), y.astype(FLOATX)
 
     def backward(g):
         gx = g / y
@@ -96,68 +98,70 @@ def sign(x):
 
 def square(x):
     x = to_tensor(x)
+    if x.data.dtype.kind == "b":  # numpy would keep bool (True * True); Keras counts in int32
+        x = cast(x, "int32")
     d = x.data
     return make_result(d * d, (x,), lambda g: (g * (2 * d),))
 
 
 def sqrt(x):
-    x = to_tensor(x)
+    x = float_operand(x)
     y = array_module(x.data).sqrt(x.data)
     return make_result(y, (x,), lambda g: (g / (2 * y),))
 
 
 def rsqrt(x):
-    x = to_tensor(x)
+    x = float_operand(x)
     y = 1 / array_module(x.data).sqrt(x.data)
     return make_result(y, (x,), lambda g: (g * -0.5 * y * y * y,))
 
 
 def exp(x):
-    x = to_tensor(x)
+    x = float_operand(x)
     y = array_module(x.data).exp(x.data)
     return make_result(y, (x,), lambda g: (g * y,))
 
 
 def expm1(x):
-    x = to_tensor(x)
+    x = float_operand(x)
     xp = array_module(x.data)
     return make_result(xp.expm1(x.data), (x,), lambda g: (g * xp.exp(x.data),))
 
 
 def log(x):
-    x = to_tensor(x)
+    x = float_operand(x)
     return make_result(array_module(x.data).log(x.data), (x,), lambda g: (g / x.data,))
 
 
 def log1p(x):
-    x = to_tensor(x)
+    x = float_operand(x)
     return make_result(array_module(x.data).log1p(x.data), (x,), lambda g: (g / (1 + x.data),))
 
 
 def log2(x):
-    x = to_tensor(x)
+    x = float_operand(x)
     return make_result(array_module(x.data).log2(x.data), (x,), lambda g: (g / (x.data * np.log(2.0).astype(x.data.dtype)),))
 
 
 def log10(x):
-    x = to_tensor(x)
+    x = float_operand(x)
     return make_result(array_module(x.data).log10(x.data), (x,), lambda g: (g / (x.data * np.log(10.0).astype(x.data.dtype)),))
 
 
 def sin(x):
-    x = to_tensor(x)
+    x = float_operand(x)
     xp = array_module(x.data)
     return make_result(xp.sin(x.data), (x,), lambda g: (g * xp.cos(x.data),))
 
 
 def cos(x):
-    x = to_tensor(x)
+    x = float_operand(x)
     xp = array_module(x.data)
     return make_result(xp.cos(x.data), (x,), lambda g: (-g * xp.sin(x.data),))
 
 
 def reciprocal(x):
-    x = to_tensor(x)
+    x = float_operand(x)
     y = 1 / x.data
     return make_result(y, (x,), lambda g: (-g * y * y,))
 
@@ -191,7 +195,10 @@ def clip(x, x_min, x_max):
     xp = array_module(x.data)
     d = x.data
     inside = (d >= x_min) & (d <= x_max)
-    return make_result(xp.clip(d, x_min, x_max), (x,), lambda g: (xp.where(inside, g, xp.zeros((), g.dtype)),))
+    out = xp.clip(d, x_min, x_max)
+    if out.dtype != d.dtype:  # clip keeps x's dtype in Keras; numpy makes int32 clipped to 0.5 float64
+        out = out.astype(d.dtype)
+    return make_result(out, (x,), lambda g: (xp.where(inside, g, xp.zeros((), g.dtype)),))
 
 
 def where(condition, x1, x2):
@@ -274,16 +281,17 @@ def logical_not(x):
     return make_result(array_module(x.data).logical_not(x.data), (x,), lambda g: (None,))
 
 
-def _no_grad_unary(name):
+def _no_grad_unary(name, operand=to_tensor):
     def op(x):
-        x = to_tensor(x)
+        x = operand(x)
         return make_result(getattr(array_module(x.data), name)(x.data), (x,), lambda g: (None,))
     op.__name__ = name
     return op
 
 
-floor = _no_grad_unary("floor")
-ceil = _no_grad_unary("ceil")
+# Keras gives floatx for the floor and ceiling of an integer tensor (numpy 2 keeps the integer dtype).
+floor = _no_grad_unary("floor", float_operand)
+ceil = _no_grad_unary("ceil", float_operand)
 round = _no_grad_unary("round")  # noqa: A001 - keras.ops name
 isnan = _no_grad_unary("isnan")
 isfinite = _no_grad_unary("isfinite")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from dlgpu.ops import math as m
-from dlgpu.ops._core import array_module, backend_of, make_result, same_device, to_tensor, unbroadcast
+from dlgpu.ops._core import array_module, backend_of, float_operand, make_result, same_device, to_tensor, unbroadcast
 
 
-def _primitive_activation(name):
+def _primitive_activation(name, operand=float_operand):
     def op(x, alpha=0.2):
-        x = to_tensor(x)
+        x = operand(x)
         be = backend_of(x.data)
         y = be.activation(x.data, name, alpha)
         return make_result(y, (x,), lambda g: (be.activation_grad(g, x.data, y, name, alpha),))
@@ -22,7 +22,7 @@ def _primitive_activation(name):
     return op
 
 
-relu = _primitive_activation("relu")
+relu = _primitive_activation("relu", to_tensor)  # max(x, 0) of integers is an integer, as in Keras
 sigmoid = _primitive_activation("sigmoid")
 tanh = _primitive_activation("tanh")
 _gelu_exact = _primitive_activation("gelu")
@@ -48,7 +48,7 @@ def relu6(x):
 
 def softplus(x):
     # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large |x|.
-    x = to_tensor(x)
+    x = float_operand(x)
     xp = array_module(x.data)
     d = x.data
     out = xp.maximum(d, 0) + xp.log1p(xp.exp(-xp.abs(d)))
@@ -69,7 +69,7 @@ swish = silu
 
 
 def elu(x, alpha=1.0):
-    x = to_tensor(x)
+    x = float_operand(x)
     xp = array_module(x.data)
     d = x.data
     neg = alpha * xp.expm1(xp.minimum(d, 0))
@@ -91,7 +91,7 @@ def exponential(x):
 
 
 def log_sigmoid(x):
-    return m.negative(softplus(m.negative(x)))
+    return m.negative(softplus(m.negative(float_operand(x))))
 
 
 def mish(x):
@@ -100,7 +100,7 @@ def mish(x):
 
 def softmax(x, axis=-1):
     """Softmax along ``axis``; its output remembers the logits so cross-entropy can fuse with it."""
-    x = to_tensor(x)
+    x = float_operand(x)
     xp = array_module(x.data)
     ax = axis % x.ndim
     if ax == x.ndim - 1:
@@ -117,7 +117,7 @@ def softmax(x, axis=-1):
 
 
 def log_softmax(x, axis=-1):
-    x = to_tensor(x)
+    x = float_operand(x)
     xp = array_module(x.data)
     shifted = x.data - x.data.max(axis=axis, keepdims=True)
     out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))

@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from dlgpu.ops._core import array_module, make_result, normalize_axis, to_tensor
+from dlgpu.autograd import FLOATX
+from dlgpu.ops._core import array_module, float_operand, make_result, normalize_axis, to_tensor
 
 
 def _expand(g, in_shape, axes, keepdims):
@@ -17,12 +18,18 @@ def _expand(g, in_shape, axes, keepdims):
     return g
 
 
+# The dtype Keras sums and multiplies these in (JAX's rule); numpy would widen every integer to 64 bits.
+_ACCUMULATOR_DTYPES = {np.dtype(src): np.dtype(acc) for src, acc in [
+    (np.bool_, np.int32), (np.int8, np.int32), (np.int16, np.int32), (np.int32, np.int32),
+    (np.uint8, np.uint32), (np.uint16, np.uint32), (np.uint32, np.uint32)]}
+
+
 def sum(x, axis=None, keepdims=False):  # noqa: A001 - keras.ops name
     x = to_tensor(x)
     xp = array_module(x.data)
     axes = normalize_axis(axis, x.ndim)
     shape = x.data.shape
-    out = xp.asarray(x.data.sum(axis=axes, keepdims=keepdims))
+    out = xp.asarray(x.data.sum(axis=axes, keepdims=keepdims, dtype=_ACCUMULATOR_DTYPES.get(x.data.dtype)))
     return make_result(out, (x,), lambda g: (xp.broadcast_to(_expand(g, shape, axes, keepdims), shape),))
 
 
@@ -32,7 +39,7 @@ def mean(x, axis=None, keepdims=False):
     axes = normalize_axis(axis, x.ndim)
     shape = x.data.shape
     count = math.prod(shape[a] for a in axes)
-    data = x.data if x.data.dtype.kind == "f" else x.data.astype(np.float32)
+    data = x.data if x.data.dtype.kind == "f" else x.data.astype(FLOATX)
     # sum / count is what ndarray.mean computes, without its per-call bookkeeping (the loss takes a mean
     # every step)
     out = xp.asarray(data.sum(axis=axes, keepdims=keepdims) / count)
@@ -68,7 +75,7 @@ def prod(x, axis=None, keepdims=False):
     xp = array_module(x.data)
     axes = normalize_axis(axis, x.ndim)
     shape = x.data.shape
-    out = xp.asarray(x.data.prod(axis=axes, keepdims=True))
+    out = xp.asarray(x.data.prod(axis=axes, keepdims=True, dtype=_ACCUMULATOR_DTYPES.get(x.data.dtype)))
     result = out if keepdims else out.reshape([s for i, s in enumerate(shape) if i not in axes])
 
     def backward(g):
@@ -90,7 +97,7 @@ def prod(x, axis=None, keepdims=False):
 
 def var(x, axis=None, keepdims=False):
     from dlgpu.ops import math as m
-    x = to_tensor(x)
+    x = float_operand(x)
     centered = m.subtract(x, mean(x, axis=axis, keepdims=True))
     return mean(m.square(centered), axis=axis, keepdims=keepdims)
 
@@ -105,7 +112,7 @@ def moments(x, axes, keepdims=False):
 
 
 def logsumexp(x, axis=None, keepdims=False):
-    x = to_tensor(x)
+    x = float_operand(x)
     xp = array_module(x.data)
     axes = normalize_axis(axis, x.ndim)
     shape = x.data.shape
@@ -121,7 +128,7 @@ def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002 - keras.ops sign
     from dlgpu.ops import math as m
     if ord not in (None, 2, "euclidean", "fro"):
         raise ValueError(f"norm: only the 2-norm is supported; received ord={ord!r}")
-    return m.sqrt(sum(m.square(x), axis=axis, keepdims=keepdims))
+    return m.sqrt(sum(m.square(float_operand(x)), axis=axis, keepdims=keepdims))
 
 
 def _index_reduction(name):
@@ -162,8 +169,11 @@ def count_nonzero(x, axis=None):
 def cumsum(x, axis=None):
     x = to_tensor(x)
     xp = array_module(x.data)
+    # The input's own dtype, or int32 for bool, as in Keras (numpy would widen integers to 64 bits).
+    dtype = np.dtype(np.int32) if x.data.dtype.kind == "b" else x.data.dtype
     if axis is None:
         flat = x.data.reshape(-1)
-        return make_result(xp.cumsum(flat), (x,), lambda g: (xp.flip(xp.cumsum(xp.flip(g))).reshape(x.data.shape),))
-    return make_result(xp.cumsum(x.data, axis=axis), (x,),
+        return make_result(xp.cumsum(flat, dtype=dtype), (x,),
+                           lambda g: (xp.flip(xp.cumsum(xp.flip(g))).reshape(x.data.shape),))
+    return make_result(xp.cumsum(x.data, axis=axis, dtype=dtype), (x,),
                        lambda g: (xp.flip(xp.cumsum(xp.flip(g, axis), axis=axis), axis),))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlgpu.autograd import Tensor
+from dlgpu.autograd import FLOATX, Tensor
 from dlgpu.backend import device as _device
 from dlgpu.ops._core import array_module, backend_of, make_result, same_device, to_tensor
 
@@ -274,9 +274,10 @@ def full_like(x, fill_value, dtype=None):
 def arange(start, stop=None, step=1, dtype=None):
     xp = _device.get_device().xp
     out = xp.arange(start, stop, step) if stop is not None else xp.arange(start)
-    if dtype is not None:
-        out = out.astype(dtype)
-    return Tensor(out, dtype=out.dtype if out.dtype != np.float64 else None)
+    if dtype is None:
+        # int32 or floatx, as Keras gives for Python numbers (numpy would say int64 or float64)
+        dtype = np.int32 if out.dtype.kind in "iu" else FLOATX
+    return Tensor(out, dtype=dtype)
 
 
 def eye(n, m=None, dtype="float32"):
