@@ -90,6 +90,8 @@ avg_pool2d_backward = _simple("avg_pool2d_backward")
 adam_update = _simple("adam_update")
 sgd_update = _simple("sgd_update")
 sigmoid = reference.sigmoid
+erf = reference.erf
+erfinv = reference.erfinv
 scatter_add = reference.scatter_add
 matmul = cupy.matmul  # cuBLAS
 

@@ -2,11 +2,12 @@
 
 from dlgpu.autograd import Tensor
 from dlgpu.ops.conv import average_pool, avg_pool2d, conv, conv2d, conv2d_maxpool, max_pool, max_pool2d, resolve_padding
-from dlgpu.ops.math import (abs, absolute, add, cast, ceil, clip, cos, divide, dot, equal, exp, expm1, floor,
-                            floor_divide, greater, greater_equal, isfinite, isinf, isnan, less, less_equal, log,
-                            log1p, log2, log10, logical_and, logical_not, logical_or, matmul, maximum, minimum,
-                            mod, multiply, negative, not_equal, power, reciprocal, round, rsqrt, sign, sin, sqrt,
-                            square, subtract, true_divide, where)
+from dlgpu.ops.einsum import einsum, tensordot
+from dlgpu.ops.math import (abs, absolute, add, cast, ceil, clip, cos, divide, dot, equal, erf, erfinv, exp, expm1,
+                            floor, floor_divide, greater, greater_equal, isfinite, isinf, isnan, less, less_equal,
+                            log, log1p, log2, log10, logical_and, logical_not, logical_or, matmul, maximum,
+                            minimum, mod, multiply, negative, not_equal, power, reciprocal, round, rsqrt, sign,
+                            sin, sqrt, square, subtract, true_divide, where)
 from dlgpu.ops.nn import (batch_norm_train, batch_normalization, dense, dropout, elu, exponential, gelu,
                           hard_sigmoid, leaky_relu, log_sigmoid, log_softmax, mish, relu, relu6, selu,
                           set_random_seed, sigmoid, sigmoid_cross_entropy, silu, softmax, softmax_cross_entropy,
@@ -18,6 +19,7 @@ from dlgpu.ops.shape import (arange, broadcast_to, concatenate, convert_to_numpy
                              ones, ones_like, pad, repeat, reshape, shape, size, split, squeeze, stack,
                              stop_gradient, swapaxes, take, take_along_axis, tile, transpose, zeros, zeros_like)
 from dlgpu.ops.shape import _getitem
+from dlgpu.ops.sorting import argsort, sort, top_k
 
 
 def _install_operators():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -9,8 +10,8 @@ import numpy as np
 from dlgpu.autograd import FLOATX, Tensor, make_result
 from dlgpu.backend import device as _device
 
-__all__ = ["Tensor", "make_result", "to_tensor", "binary_operands", "float_operand", "result_type", "array_module",
-           "backend_of", "unbroadcast", "normalize_axis", "same_device"]
+__all__ = ["Tensor", "make_result", "to_tensor", "binary_operands", "promoted_operands", "float_operand", "result_type",
+           "array_module", "backend_of", "unbroadcast", "normalize_axis", "same_device", "open_grid"]
 
 _cupy = None
 
@@ -150,6 +151,15 @@ def binary_operands(op, a, b):
     return a, b
 
 
+def promoted_operands(op, values):
+    """Tensors on one device, all of the dtype Keras 3 promotes their dtypes to: binary_operands for ops
+    that take any number of operands (einsum).  Each value counts as a tensor, Python scalars too."""
+    tensors = [to_tensor(v) for v in values]
+    same_device(op, *tensors)
+    dtype = functools.reduce(result_type, (t.data.dtype for t in tensors))
+    return [_cast(t, dtype) for t in tensors]
+
+
 def _with_operand(op, t, value):
     """``t`` and ``value`` (not a Tensor) as two Tensors of their promoted dtype."""
     kind = _scalar_kind(value)
@@ -194,3 +204,9 @@ def normalize_axis(axis, ndim):
             raise ValueError(f"axis {ax} is out of range for a tensor of rank {ndim}")
         out.append(ax % ndim)
     return tuple(out)
+
+
+def open_grid(xp, shape):
+    """One index array per axis of ``shape``, each shaped to broadcast against the others:
+    ``numpy.indices(shape, sparse=True)``, which CuPy does not have."""
+    return [xp.arange(n).reshape((1,) * i + (n,) + (1,) * (len(shape) - i - 1)) for i, n in enumerate(shape)]

@@ -132,12 +132,11 @@ def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002 - keras.ops sign
 
 
 def _index_reduction(name):
-    def op(x, axis=-1, keepdims=False):
+    def op(x, axis=None, keepdims=False):
         x = to_tensor(x)
         xp = array_module(x.data)
-        out = getattr(xp, name)(x.data, axis=axis)
-        if keepdims and axis is not None:
-            out = xp.expand_dims(out, axis)
+        # int32, as in Keras 3 (numpy gives int64); axis=None indexes the flattened tensor
+        out = getattr(xp, name)(x.data, axis=axis, keepdims=keepdims).astype(np.int32)
         return make_result(xp.asarray(out), (x,), lambda g: (None,))
     op.__name__ = name
     return op

@@ -6,7 +6,7 @@ import numpy as np
 
 from dlgpu.autograd import FLOATX, Tensor
 from dlgpu.backend import device as _device
-from dlgpu.ops._core import array_module, backend_of, make_result, same_device, to_tensor
+from dlgpu.ops._core import array_module, backend_of, make_result, open_grid, same_device, to_tensor
 
 
 def convert_to_tensor(x, dtype=None, sparse=None):
@@ -176,7 +176,7 @@ def take_along_axis(x, indices, axis):
 
     def backward(g):
         full = xp.zeros(shape, g.dtype)
-        grids = list(xp.indices(idx.shape, sparse=True))
+        grids = open_grid(xp, idx.shape)
         grids[axis % len(shape)] = idx
         backend_of(full).scatter_add(full, tuple(grids), g)
         return (full,)
@@ -271,9 +271,12 @@ def full_like(x, fill_value, dtype=None):
     return Tensor(array_module(x.data).full_like(x.data, fill_value, dtype=dtype))
 
 
-def arange(start, stop=None, step=1, dtype=None):
+def arange(start, stop=None, step=None, dtype=None):
+    """keras.ops.arange: ``arange(stop)``, ``arange(start, stop[, step])``, or ``arange(stop, step=s)``."""
+    if stop is None:
+        start, stop = 0, start
     xp = _device.get_device().xp
-    out = xp.arange(start, stop, step) if stop is not None else xp.arange(start)
+    out = xp.arange(start, stop, 1 if step is None else step)
     if dtype is None:
         # int32 or floatx, as Keras gives for Python numbers (numpy would say int64 or float64)
         dtype = np.int32 if out.dtype.kind in "iu" else FLOATX

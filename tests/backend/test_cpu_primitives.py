@@ -48,6 +48,28 @@ def test_erf_accuracy():
     np.testing.assert_allclose(cpu.erf(x32), _erf_exact(x32.astype(np.float64)), atol=6e-7)  # + float32 rounding
 
 
+def _erfinv_exact(x):
+    """Newton's method on math.erf from cpu.erfinv's answer: quadratic convergence to float64 precision."""
+    y = cpu.erfinv(x).astype(np.float64)
+    for _ in range(3):
+        y = y - (_erf_exact(y) - x) / (2 / math.sqrt(math.pi) * np.exp(-y * y))
+    return y
+
+
+def test_erfinv_accuracy():
+    near_one = np.logspace(-7.2, -3, 50)
+    x = np.concatenate([np.linspace(-0.999, 0.999, 2001), 1 - near_one, near_one - 1])
+    np.testing.assert_allclose(cpu.erfinv(x), _erfinv_exact(x), rtol=3e-7)
+    x32 = x.astype(np.float32)
+    assert cpu.erfinv(x32).dtype == np.float32
+    np.testing.assert_allclose(cpu.erfinv(x32), _erfinv_exact(x32.astype(np.float64)), rtol=1e-6)  # + float32 rounding
+
+
+def test_erfinv_at_and_beyond_one():
+    x = np.array([-1.0, 1.0, -1.5, 2.0, np.nan], np.float32)
+    np.testing.assert_array_equal(cpu.erfinv(x), [-np.inf, np.inf, np.nan, np.nan, np.nan])
+
+
 def test_sigmoid_is_stable_and_float32():
     x = np.array([-1000.0, -20.0, 0.0, 20.0, 1000.0], np.float32)
     y = cpu.sigmoid(x)

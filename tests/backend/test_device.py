@@ -166,7 +166,10 @@ def _gpu_tensor(array):
 
 
 @pytest.mark.parametrize("op", [ops.add, ops.multiply, ops.matmul, lambda a, b: ops.concatenate([a, b]),
-                                lambda a, b: ops.dense(a, b)], ids=["add", "multiply", "matmul", "concatenate", "dense"])
+                                lambda a, b: ops.dense(a, b), lambda a, b: ops.einsum("ij,jk->ik", a, b),
+                                lambda a, b: ops.einsum("ij,jk,kl->il", a, a, b), ops.tensordot],
+                         ids=["add", "multiply", "matmul", "concatenate", "dense", "einsum", "einsum of three",
+                              "tensordot"])
 def test_mixing_devices_raises_with_the_fix(fake_gpu, op):
     cpu = Tensor(np.ones((2, 2), np.float32))
     gpu = _gpu_tensor(np.ones((2, 2), np.float32))

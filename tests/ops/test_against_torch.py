@@ -57,7 +57,7 @@ ELEMENTWISE = {
     "leaky_relu": lambda t: F.leaky_relu(t, 0.2), "softplus": F.softplus, "silu": F.silu, "elu": F.elu,
     "selu": F.selu, "mish": F.mish, "softsign": F.softsign, "log_sigmoid": F.logsigmoid,
     "exp": torch.exp, "abs": torch.abs, "square": torch.square, "sin": torch.sin,
-    "relu6": F.relu6, "hard_sigmoid": lambda t: torch.clamp(t / 6 + 0.5, 0, 1),
+    "relu6": F.relu6, "hard_sigmoid": lambda t: torch.clamp(t / 6 + 0.5, 0, 1), "erf": torch.erf,
 }
 
 
@@ -82,6 +82,39 @@ def test_binary_broadcast(name, torch_fn):
                          ids=str)
 def test_matmul(shapes):
     compare(ops.matmul, torch.matmul, [randn(*shapes[0]), randn(*shapes[1])])
+
+
+def test_erfinv():
+    compare(ops.erfinv, torch.erfinv, [rng.uniform(-0.95, 0.95, (4, 6)).astype(np.float32)])
+
+
+@pytest.mark.parametrize("subscripts,shapes", [
+    ("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
+    ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 2)]), ("Ab,aB", [(2, 3), (4, 5)]), ("ij,jk->k", [(3, 4), (4, 5)]), ("i,j->ij", [(3,), (4,)]), ("ii->i", [(4, 4)]),
+    ("ii", [(4, 4)]), ("iij->j", [(3, 3, 2)]), ("...ij,...jk->...ik", [(2, 1, 3, 4), (5, 4, 2)]),
+    ("ij,ij->ij", [(1, 3), (2, 3)]), ("bhqd,bhkd->bhqk", [(2, 2, 3, 4), (2, 2, 5, 4)]),
+], ids=str)
+def test_einsum(subscripts, shapes):
+    compare(lambda *ts: ops.einsum(subscripts, *ts), lambda *ts: torch.einsum(subscripts, *ts),
+            [randn(*shape) for shape in shapes])
+
+
+@pytest.mark.parametrize("shapes,axes", [(((3, 4), (4, 5)), 1), (((2, 3, 4), (3, 4, 5)), 2),
+                                         (((3, 4, 5), (5, 4)), ([1, 2], [1, 0]))], ids=str)
+def test_tensordot(shapes, axes):
+    compare(lambda a, b: ops.tensordot(a, b, axes=axes), lambda a, b: torch.tensordot(a, b, dims=axes),
+            [randn(*shape) for shape in shapes])
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_sort(axis):
+    compare(lambda t: ops.sort(t, axis=axis), lambda t: torch.sort(t, dim=axis).values, [randn(3, 4, 5)])
+
+
+def test_top_k():
+    x = randn(3, 4, 7)
+    compare(lambda t: ops.top_k(t, 3)[0], lambda t: torch.topk(t, 3).values, [x])
+    np.testing.assert_array_equal(ops.top_k(x, 3)[1].numpy(), torch.topk(torch.tensor(x), 3).indices.numpy())
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1])

@@ -80,12 +80,23 @@ def test_sum_of_int_labels_stays_int():
     assert ops.sum(Tensor(np.array([1, 2], np.int64))).dtype == "int64"
 
 
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("axis", [None, 0, 1, -1], ids=str)
 @pytest.mark.parametrize("name", ["argmax", "argmin"])
-def test_index_reductions(name):
+def test_index_reductions(name, axis, keepdims):
     x = distinct(3, 4)
-    out = getattr(ops, name)(Tensor(x), axis=1)
-    np.testing.assert_array_equal(out.numpy(), getattr(np, name)(x, axis=1))
-    assert out.dtype.startswith("int")
+    out = getattr(ops, name)(Tensor(x), axis=axis, keepdims=keepdims)
+    expected = getattr(np, name)(x, axis=axis, keepdims=keepdims)
+    assert out.dtype == "int32"  # Keras 3; numpy says int64
+    assert out.shape == expected.shape
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def test_argmax_argmin_keras_examples():
+    x = ops.arange(6).reshape(2, 3) + 10
+    assert int(ops.argmax(x)) == 5 and int(ops.argmin(x)) == 0  # axis=None: into the flattened tensor
+    np.testing.assert_array_equal(ops.argmax(x, axis=0).numpy(), [1, 1, 1])
+    np.testing.assert_array_equal(ops.argmax(x, axis=1).numpy(), [2, 2])
 
 
 def test_sum_of_scalar_target_gradient():

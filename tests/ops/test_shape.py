@@ -181,6 +181,21 @@ def test_creation_defaults_float32():
     assert ops.convert_to_tensor([1, 2]).dtype.startswith("int")
 
 
+@pytest.mark.parametrize("args,kwargs,expected", [
+    ((3,), {}, [0, 1, 2]),
+    ((3, 7), {}, [3, 4, 5, 6]),
+    ((3, 7, 2), {}, [3, 5]),
+    ((6,), {"step": 2}, [0, 2, 4]),  # a single positional is the stop, also with a step
+    ((2.0,), {"step": 0.5}, [0.0, 0.5, 1.0, 1.5]),
+    ((5, 0, -2), {}, [5, 3, 1]),
+    ((1,), {"stop": 4}, [1, 2, 3]),
+], ids=str)
+def test_arange_follows_keras(args, kwargs, expected):
+    out = ops.arange(*args, **kwargs)
+    assert out.dtype == ("float32" if any(isinstance(v, float) for v in (*args, *kwargs.values())) else "int32")
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
 def test_reshape_to_int_shape():
     assert ops.reshape(Tensor(np.ones(6, np.float32)), 6).shape == (6,)
     with pytest.raises(ValueError, match=r"\(6,\).*into \(7,\)"):
