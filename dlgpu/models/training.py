@@ -120,8 +120,9 @@ class Trainer:
         if not self.compiled:
             raise RuntimeError(f"You must call `compile()` before using the model's `{method}()`; "
                                f"e.g. model.compile(optimizer='adam', loss='sparse_categorical_crossentropy').")
-        if self._loss_fns is None and method in ("fit", "train_on_batch", "evaluate", "test_on_batch"):
-            raise ValueError(f"`{method}()` needs a loss: pass loss=... to compile().")
+        custom = self._overrides("train_step" if method in ("fit", "train_on_batch") else "test_step")
+        if self._loss_fns is None and method in ("fit", "train_on_batch", "evaluate", "test_on_batch") and not custom:
+            raise ValueError(f"`{method}()` needs a loss: pass loss=... to compile(), or override train_step.")
 
     # -- metrics ------------------------------------------------------------------------------
     def _build_metrics(self, y_true, y_pred):
@@ -152,11 +153,26 @@ class Trainer:
                                 for i in range(n) for m in per_output[i]]
 
     def _reset_metrics(self):
-        self._loss_tracker.reset_state()
-        for _, _, metric in self._metric_objects or []:
+        object.__setattr__(self, "_step_logs", None)  # past Layer.__setattr__'s tracking, as _step_variables
+        for metric in self._tracked_metrics():
             metric.reset_state()
 
+    def _tracked_metrics(self):
+        """The compiled metrics, and whatever a subclass's ``metrics`` property adds (Keras resets those
+        too at every epoch)."""
+        tracked = [self._loss_tracker] + [m for _, _, m in self._metric_objects or []]
+        if type(self).metrics is not Trainer.metrics:
+            tracked += [m for m in self.metrics if all(m is not t for t in tracked)]
+        return tracked
+
     def _logs(self):
+        """What fit and evaluate report: the logs a custom train_step/test_step returned last, else the
+        compiled metrics' results."""
+        if getattr(self, "_step_logs", None) is not None:
+            return dict(self._step_logs)
+        return self._metric_logs()
+
+    def _metric_logs(self):
         logs = {"loss": float(self._loss_tracker.result())}
         for name, tracker in getattr(self, "_output_loss_trackers", {}).items():
             logs[name] = float(tracker.result())
@@ -216,7 +232,7 @@ class Trainer:
         for i, _, metric in self._metric_objects:
             metric.update_state(trues[i], preds[i], sample_weight=sample_weight)
 
-    def train_step(self, x, y, sample_weight=None):
+    def _train_batch(self, x, y, sample_weight=None):
         """Forward, loss, gradients, one optimizer update.  Returns (loss, per-output losses, y_pred).
 
         Models that static_step.py can plan take that step; all others run under the tape."""
@@ -233,6 +249,68 @@ class Trainer:
         self.optimizer.apply(grads, variables)
         return loss, per_output, y_pred
 
+    def _run_train_batch(self, x, y, sample_weight):
+        """One training batch with fit's bookkeeping: the model's own ``train_step(data)`` when a subclass
+        overrides it (Keras's way to customise fit; its returned logs are what fit reports), else the
+        built-in step and metric updates."""
+        if self._overrides("train_step"):
+            object.__setattr__(self, "_step_logs", _logs_as_values(self.train_step(_pack_data(x, y, sample_weight))))
+            return
+        loss, per_output, y_pred = self._train_batch(x, y, sample_weight)
+        self._update_metrics(y, y_pred, loss, per_output, length(y), sample_weight)
+
+    def _run_test_batch(self, x, y, sample_weight):
+        if self._overrides("test_step"):
+            object.__setattr__(self, "_step_logs", _logs_as_values(self.test_step(_pack_data(x, y, sample_weight))))
+            return
+        loss, per_output, y_pred = self._test_batch(x, y, sample_weight)
+        self._update_metrics(y, y_pred, loss, per_output, length(y), sample_weight)
+
+    def _overrides(self, method):
+        return getattr(type(self), method) is not getattr(Trainer, method)
+
+    # -- Keras's customisation API: override train_step / test_step, call these from them ---------------
+    def train_step(self, data):
+        """One training step on ``data`` = (x, y) or (x, y, sample_weight); returns the logs, as Keras's.
+        Override it in a subclass to change what fit does per batch (use dlgpu.GradientTape,
+        ``self.compute_loss``, ``self.optimizer.apply`` and ``self.compute_metrics``)."""
+        x, y, sample_weight = _unpack_data(data)
+        loss, per_output, y_pred = self._train_batch(x, y, sample_weight)
+        self._update_metrics(y, y_pred, loss, per_output, length(y), sample_weight)
+        return self.get_metrics_result()
+
+    def test_step(self, data):
+        """One evaluation step on ``data``; returns the logs.  Override it to change what evaluate does."""
+        x, y, sample_weight = _unpack_data(data)
+        loss, per_output, y_pred = self._test_batch(x, y, sample_weight)
+        self._update_metrics(y, y_pred, loss, per_output, length(y), sample_weight)
+        return self.get_metrics_result()
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss of ``y_pred`` against ``y`` plus the layers' penalties (self.losses), as in
+        Keras; for a custom train_step."""
+        if self._loss_fns is None:
+            raise ValueError("compute_loss: the model was compiled without a loss; pass loss=... to compile(), "
+                             "or compute the loss yourself in train_step.")
+        if sample_weight is not None and not isinstance(sample_weight, Tensor):
+            sample_weight = Tensor(sample_weight)
+        return self._compute_loss(y, y_pred, sample_weight, training=training)[0]
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Updates the compiled metrics with this batch and returns every metric's result (the loss
+        tracker is the caller's to update, as in Keras)."""
+        if self._metric_objects is None:
+            self._build_metrics(y, y_pred)
+        trues, preds = self._by_output(y), self._by_output(y_pred)
+        trues = trues if len(preds) > 1 else [y]
+        for i, _, metric in self._metric_objects:
+            metric.update_state(trues[i], preds[i], sample_weight=sample_weight)
+        return self.get_metrics_result()
+
+    def get_metrics_result(self):
+        """{name: result} of every metric the model tracks (the loss first)."""
+        return self._metric_logs()
+
     def _static_step(self):
         """The planned step for this model as it is now (re-planned when its layers, trainability,
         optimizer or loss changed), or None."""
@@ -246,7 +324,7 @@ class Trainer:
             object.__setattr__(self, "_static_plan", cached)
         return cached[1]
 
-    def test_step(self, x, y, sample_weight=None):
+    def _test_batch(self, x, y, sample_weight=None):
         with no_grad():
             y_pred = self(x, training=False)
             loss, per_output = self._compute_loss(y, y_pred, sample_weight, training=False)
@@ -265,6 +343,9 @@ class Trainer:
         return xs, ys, sw, n
 
     def _to_device(self, structure, dev, index=None):
+        if structure is None:  # no targets: a custom train_step that needs none (an autoencoder's)
+            return None
+
         def move(a):
             part = a if index is None else a[index]
             return Tensor(part if dev.kind == "cpu" else _device.to_device(part, dev))
@@ -288,7 +369,7 @@ class Trainer:
                 shapes = [tuple(a.shape) for a in flatten(xs)]
                 raise ValueError(f"{error}\n(checked on the first {sl.stop} samples before training; x has shape "
                                  f"{shapes[0] if len(shapes) == 1 else shapes})") from error
-            if yb is not None:
+            if yb is not None and self._loss_fns is not None:  # (a custom train_step may have no compiled loss)
                 self._check_labels(ys, _output_shapes(y_pred))  # before the loss, which may index with a bad label
                 self._compute_loss(yb, y_pred, None if sw is None else Tensor(sw[sl]), training=False)
                 self._clear_losses()
@@ -341,7 +422,7 @@ class Trainer:
         else:
             batch_size = check_batch_size(batch_size, "fit")
             xs, ys, sw, n = self._prepare(x, y, sample_weight, "fit")
-            if ys is None:
+            if ys is None and not self._overrides("train_step"):
                 raise ValueError("fit: `y` is required (targets for the loss).")
             if class_weight is not None:
                 sw = class_weights_to_sample_weights(class_weight, ys, sw)
@@ -439,8 +520,7 @@ class Trainer:
             xb = self._to_device(xs, dev, index)
             yb = self._to_device(ys, dev, index)
             swb = None if sw is None else Tensor(_device.to_device(sw[index], dev) if dev.kind != "cpu" else sw[index])
-            loss, per_output, y_pred = self.train_step(xb, yb, swb)
-            self._update_metrics(yb, y_pred, loss, per_output, length(yb), swb)
+            self._run_train_batch(xb, yb, swb)
             cbs.on_train_batch_end(step, self._logs)
             if self.stop_training:
                 break
@@ -452,8 +532,7 @@ class Trainer:
             xs, ys, sw = checks(batch)  # raises before this batch changes any weight
             xb, yb = self._to_device(xs, dev), self._to_device(ys, dev)
             swb = None if sw is None else self._to_device(sw, dev)
-            loss, per_output, y_pred = self.train_step(xb, yb, swb)
-            self._update_metrics(yb, y_pred, loss, per_output, length(yb), swb)
+            self._run_train_batch(xb, yb, swb)
             cbs.on_train_batch_end(step, self._logs)
             if self.stop_training:
                 break
@@ -485,8 +564,7 @@ class Trainer:
             xb = self._to_device(xs, dev, index)
             yb = self._to_device(ys, dev, index)
             swb = None if sw is None else Tensor(_device.to_device(sw[index], dev) if dev.kind != "cpu" else sw[index])
-            loss, per_output, y_pred = self.test_step(xb, yb, swb)
-            self._update_metrics(yb, y_pred, loss, per_output, length(yb), swb)
+            self._run_test_batch(xb, yb, swb)
             if cbs is not None:
                 cbs.on_test_batch_end(step, self._logs)
         return self._logs()
@@ -500,8 +578,7 @@ class Trainer:
             xs, ys, sw = checks(batch)
             xb, yb = self._to_device(xs, dev), self._to_device(ys, dev)
             swb = None if sw is None else self._to_device(sw, dev)
-            loss, per_output, y_pred = self.test_step(xb, yb, swb)
-            self._update_metrics(yb, y_pred, loss, per_output, length(yb), swb)
+            self._run_test_batch(xb, yb, swb)
             if cbs is not None:
                 cbs.on_test_batch_end(step, self._logs)
         stream.end_epoch()
@@ -526,7 +603,7 @@ class Trainer:
         else:
             batch_size = check_batch_size(batch_size, "evaluate")
             xs, ys, sw, n = self._prepare(x, y, sample_weight, "evaluate")
-            if ys is None:
+            if ys is None and not self._overrides("test_step"):
                 raise ValueError("evaluate: `y` is required.")
             self._dry_run(xs, ys, sw)
             n_steps = math.ceil(n / batch_size)
@@ -616,8 +693,7 @@ class Trainer:
         self._reset_metrics()
         xb, yb = self._to_device(xs, dev), self._to_device(ys, dev)
         swb = None if sw is None else self._to_device(sw, dev)
-        loss, per_output, y_pred = self.train_step(xb, yb, swb)
-        self._update_metrics(yb, y_pred, loss, per_output, length(yb), swb)
+        self._run_train_batch(xb, yb, swb)
         return _format_logs(self._logs(), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
@@ -627,8 +703,7 @@ class Trainer:
         dev = self._device()
         self._reset_metrics()
         xb, yb = self._to_device(xs, dev), self._to_device(ys, dev)
-        loss, per_output, y_pred = self.test_step(xb, yb, None if sw is None else self._to_device(sw, dev))
-        self._update_metrics(yb, y_pred, loss, per_output, length(yb), None)
+        self._run_test_batch(xb, yb, None if sw is None else self._to_device(sw, dev))
         return _format_logs(self._logs(), return_dict)
 
     def predict_on_batch(self, x):
@@ -686,3 +761,22 @@ def _log_value(result):
     average=None), as Keras logs it."""
     value = np.asarray(result.numpy() if isinstance(result, Tensor) else result)
     return float(value) if value.ndim == 0 else value
+
+
+def _unpack_data(data):
+    """(x, y, sample_weight) from Keras's ``data``: (x,), (x, y), (x, y, sample_weight) or x alone."""
+    if isinstance(data, (tuple, list)) and 1 <= len(data) <= 3:
+        return tuple(data) + (None,) * (3 - len(data))
+    return data, None, None
+
+
+def _pack_data(x, y, sample_weight):
+    return (x,) if y is None else (x, y) if sample_weight is None else (x, y, sample_weight)
+
+
+def _logs_as_values(logs):
+    """A custom step's returned logs as fit reports them: floats (arrays for per-class metrics)."""
+    if not isinstance(logs, dict):
+        raise TypeError(f"train_step/test_step must return a dict of logs (name -> value), as in Keras; "
+                        f"returned {type(logs).__name__}")
+    return {name: _log_value(value) for name, value in logs.items()}

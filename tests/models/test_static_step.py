@@ -41,7 +41,7 @@ def twins(stack_fn, loss=lambda: "sparse_categorical_crossentropy", optimizer=la
 
 def run_steps(model, x, y, steps=4, seed=9):
     keras.set_random_seed(seed)  # the dropout masks come from dlgpu's generator
-    losses = [float(model.train_step(Tensor(x), Tensor(y))[0]) for _ in range(steps)]
+    losses = [float(model._train_batch(Tensor(x), Tensor(y))[0]) for _ in range(steps)]
     return losses, model.get_weights()
 
 
@@ -164,7 +164,7 @@ def test_bad_labels_raise_the_loss_error_before_any_update():
     model(x)
     before = model.get_weights()
     with pytest.raises(ValueError, match=r"labels must be integers in \[0, 4\).*received label 7 at index 2"):
-        model.train_step(Tensor(x), Tensor(np.array([0, 1, 7, 2], np.int32)))
+        model._train_batch(Tensor(x), Tensor(np.array([0, 1, 7, 2], np.int32)))
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
 
@@ -175,7 +175,7 @@ def test_labels_the_plan_cannot_read_get_the_taped_steps_error():
     x = rng.standard_normal((4, 12)).astype(np.float32)
     model(x)
     with pytest.raises(ValueError, match="must have the same shape up until the last dimension"):
-        model.train_step(Tensor(x), Tensor(np.zeros((4, 2), np.int32)))
+        model._train_batch(Tensor(x), Tensor(np.zeros((4, 2), np.int32)))
     # column labels and whole-number float labels are read as Keras reads them
     for labels in (np.array([[0], [1], [3], [2]], np.int64), np.array([0.0, 1.0, 3.0, 2.0])):
-        assert np.isfinite(float(model.train_step(Tensor(x), Tensor(labels))[0]))
+        assert np.isfinite(float(model._train_batch(Tensor(x), Tensor(labels))[0]))
