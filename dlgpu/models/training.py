@@ -286,6 +286,14 @@ class Trainer:
         self._update_metrics(y, y_pred, loss, per_output, length(y), sample_weight)
         return self.get_metrics_result()
 
+    def predict_step(self, data):
+        """The outputs for one batch, ``data`` = (x,); override it to change what predict returns."""
+        x, _, _ = _unpack_data(data)
+        return self(x, training=False)
+
+    def _predict_batch(self, x):
+        return self.predict_step((x,)) if self._overrides("predict_step") else self(x, training=False)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The compiled loss of ``y_pred`` against ``y`` plus the layers' penalties (self.losses), as in
         Keras; for a custom train_step."""
@@ -666,8 +674,8 @@ class Trainer:
         for step in range(n_steps):
             cbs.on_predict_batch_begin(step)
             index = slice(step * batch_size, (step + 1) * batch_size)
-            out = self(self._to_device(xs, dev, index), training=False)
-            chunks.append([o.numpy() for o in flatten(out)])
+            out = self._predict_batch(self._to_device(xs, dev, index))
+            chunks.append(_host_outputs(out))
             cbs.on_predict_batch_end(step, {})
         return chunks, out
 
@@ -677,8 +685,8 @@ class Trainer:
         for step, batch in enumerate(stream.epoch()):
             cbs.on_predict_batch_begin(step)
             xs = prepare_host_data(unpack_batch(batch, "x", "predict")[0], what="predict (a batch of `x`)")[0]
-            out = self(self._to_device(xs, dev), training=False)
-            chunks.append([o.numpy() for o in flatten(out)])
+            out = self._predict_batch(self._to_device(xs, dev))
+            chunks.append(_host_outputs(out))
             cbs.on_predict_batch_end(step, {})
         stream.end_epoch()
         return chunks, out
@@ -780,3 +788,8 @@ def _logs_as_values(logs):
         raise TypeError(f"train_step/test_step must return a dict of logs (name -> value), as in Keras; "
                         f"returned {type(logs).__name__}")
     return {name: _log_value(value) for name, value in logs.items()}
+
+
+def _host_outputs(outputs):
+    """A batch's outputs as numpy arrays (a custom predict_step may return numpy arrays itself)."""
+    return [o.numpy() if isinstance(o, Tensor) else np.asarray(o) for o in flatten(outputs)]

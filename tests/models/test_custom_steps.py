@@ -142,3 +142,15 @@ def test_a_train_step_must_return_logs_and_compute_loss_needs_a_loss():
     plain.compile(optimizer="adam")
     with pytest.raises(ValueError, match="needs a loss"):
         plain.fit(X, Y, verbose=0)
+
+
+def test_a_custom_predict_step_shapes_what_predict_returns():
+    class Probabilities(keras.Model):
+        def predict_step(self, data):
+            x = data[0]
+            return ops.sigmoid(self(x, training=False))
+
+    model = _functional(Probabilities)
+    plain = _functional(keras.Model)
+    predicted = model.predict(X, batch_size=40, verbose=0)
+    np.testing.assert_allclose(predicted, 1 / (1 + np.exp(-plain.predict(X, verbose=0))), rtol=1e-5)
