@@ -2,19 +2,27 @@
 
 import inspect
 
+from dlgpu.layers.activation import ELU, LeakyReLU, ReLU, Softmax
 from dlgpu.layers.base import Input, InputLayer, InputSpec, KerasTensor, Layer
-from dlgpu.layers.conv import Conv2D, Convolution2D
-from dlgpu.layers.core import Activation, Dense, Dropout, Embedding, Flatten, Lambda, Reshape
+from dlgpu.layers.conv import Conv1D, Conv2D, Convolution1D, Convolution2D
+from dlgpu.layers.core import (Activation, Dense, Dropout, Embedding, Flatten, Lambda, Reshape,
+                               SpatialDropout2D)
 from dlgpu.layers.merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
                                 concatenate)
 from dlgpu.layers.normalization import BatchNormalization, LayerNormalization
-from dlgpu.layers.pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
-                                  GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
+from dlgpu.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
+                                  GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D,
+                                  GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
+                                  MaxPooling1D, MaxPooling2D)
+from dlgpu.layers.preprocessing import Rescaling
+from dlgpu.layers.reshaping import Cropping2D, Permute, RepeatVector, UpSampling2D, ZeroPadding2D
 
 _BUILTIN = {cls.__name__: cls for cls in (
-    InputLayer, Dense, Activation, Dropout, Flatten, Reshape, Embedding, Conv2D, MaxPooling2D, AveragePooling2D,
+    InputLayer, Dense, Activation, Dropout, SpatialDropout2D, Flatten, Reshape, Embedding, Conv1D, Conv2D,
+    MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling2D, AveragePooling2D,
     GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization, LayerNormalization, Add, Subtract, Multiply,
-    Average, Maximum, Minimum, Concatenate)}
+    Average, Maximum, Minimum, Concatenate, ReLU, LeakyReLU, Softmax, ELU, Rescaling, ZeroPadding2D, Cropping2D,
+    UpSampling2D, Permute, RepeatVector)}
 _custom = {}
 
 

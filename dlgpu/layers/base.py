@@ -22,7 +22,9 @@ _name_counts = defaultdict(int)
 
 
 def _snake_case(name):
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("2_d", "2d").replace("1_d", "1d")
+    """Keras's rule (keras/src/utils/naming.py): Conv2D -> conv2d, ReLU -> re_lu, MLPBlock -> mlp_block."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def unique_name(base):

@@ -1,4 +1,4 @@
-"""Dense, Activation, Dropout, Flatten, Reshape, Lambda, Embedding."""
+"""Dense, Activation, Dropout, SpatialDropout2D, Flatten, Reshape, Lambda, Embedding."""
 
 from __future__ import annotations
 
@@ -122,6 +122,26 @@ class Dropout(Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}
+
+
+class SpatialDropout2D(Dropout):
+    """Dropout of whole channels of NHWC images: one draw per (sample, channel), shared by every pixel,
+    because neighbouring pixels of a feature map are too correlated for per-pixel dropout to regularise."""
+
+    def __init__(self, rate, data_format=None, seed=None, **kwargs):
+        if "noise_shape" in kwargs:  # Dropout's argument; here it is (batch, 1, 1, channels) by definition
+            raise TypeError("SpatialDropout2D.__init__() got an unexpected keyword argument 'noise_shape'")
+        super().__init__(rate, seed=seed, **kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"Layer '{self.name}': only data_format='channels_last' (NHWC) is supported; "
+                             f"received data_format={data_format!r}")
+        self.noise_shape = (None, 1, 1, None)
+        self.input_spec = InputSpec(ndim=4)
+
+    def get_config(self):
+        config = {**super().get_config(), "data_format": "channels_last"}
+        del config["noise_shape"]  # fixed by the layer, not an argument
+        return config
 
 
 class Flatten(Layer):

@@ -1,4 +1,8 @@
-"""MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D (channels_last)."""
+"""Max and average pooling, local and global, over 1-D (N, L, C) and 2-D (N, H, W, C) inputs (channels_last).
+
+A 1-D pooling runs as the 2-D op over a unit-height image, so the 2-D primitives (CPU threads, GPU
+kernels) serve it too.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +11,39 @@ from dlgpu.layers.base import InputSpec, Layer
 from dlgpu.ops.window import conv_output_length, normalize_tuple
 
 
-class _Pooling2D(Layer):
-    _op = None
+def _channels_last(layer, data_format):
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"Layer '{layer.name}': only data_format='channels_last' is supported; "
+                         f"received data_format={data_format!r}")
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+
+class _Pooling(Layer):
+    _rank = None  # spatial axes
+    _op = None    # the 2-D op: ops.max_pool2d or ops.avg_pool2d
+
+    def __init__(self, pool_size, strides, padding, data_format, **kwargs):
         super().__init__(**kwargs)
         owner = f"Layer '{self.name}'"
-        self.pool_size = normalize_tuple(pool_size, 2, "pool_size", owner)
-        self.strides = self.pool_size if strides is None else normalize_tuple(strides, 2, "strides", owner)
+        self.pool_size = normalize_tuple(pool_size, self._rank, "pool_size", owner)
+        self.strides = self.pool_size if strides is None else normalize_tuple(strides, self._rank, "strides", owner)
         self.padding = str(padding).lower()
         if self.padding not in ("valid", "same"):
             raise ValueError(f"Layer '{self.name}': padding must be 'valid' or 'same'; received padding={padding!r}")
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"Layer '{self.name}': only data_format='channels_last' is supported; "
-                             f"received data_format={data_format!r}")
-        self.input_spec = InputSpec(ndim=4)
+        _channels_last(self, data_format)
+        self.input_spec = InputSpec(ndim=self._rank + 2)
 
     def call(self, inputs):
-        return type(self)._op(inputs, self.pool_size, self.strides, self.padding)
+        if self._rank == 2:
+            return type(self)._op(inputs, self.pool_size, self.strides, self.padding)
+        n, length, channels = inputs.shape
+        y = type(self)._op(ops.reshape(inputs, (n, 1, length, channels)), (1,) + self.pool_size,
+                           (1,) + self.strides, self.padding)
+        return ops.reshape(y, (n, y.shape[2], channels))
 
     def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        return (n, conv_output_length(h, self.pool_size[0], self.padding, self.strides[0], self.name),
-                conv_output_length(w, self.pool_size[1], self.padding, self.strides[1], self.name), c)
+        spatial = [conv_output_length(size, p, self.padding, s, self.name)
+                   for size, p, s in zip(input_shape[1:-1], self.pool_size, self.strides)]
+        return (input_shape[0], *spatial, input_shape[-1])
 
     def build(self, input_shape):
         self.compute_output_shape(input_shape)
@@ -40,44 +54,88 @@ class _Pooling2D(Layer):
                 "padding": self.padding, "data_format": "channels_last"}
 
 
-class MaxPooling2D(_Pooling2D):
+class MaxPooling1D(_Pooling):
+    _rank = 1
     _op = staticmethod(ops.max_pool2d)
 
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
-class AveragePooling2D(_Pooling2D):
+
+class AveragePooling1D(_Pooling):
+    _rank = 1
     _op = staticmethod(ops.avg_pool2d)
 
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
+
+class MaxPooling2D(_Pooling):
+    _rank = 2
+    _op = staticmethod(ops.max_pool2d)
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+
+class AveragePooling2D(_Pooling):
+    _rank = 2
+    _op = staticmethod(ops.avg_pool2d)
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+
+MaxPool1D = MaxPooling1D
+AvgPool1D = AveragePooling1D
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 
 
-class _GlobalPooling2D(Layer):
+class _GlobalPooling(Layer):
+    """Mean or max over every spatial axis; a reduction needs no unit axis, so 1-D reduces axis 1 directly."""
+
+    _rank = None
+    _reduce = None  # ops.mean or ops.max
+
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"Layer '{self.name}': only data_format='channels_last' is supported; "
-                             f"received data_format={data_format!r}")
+        _channels_last(self, data_format)
         self.keepdims = keepdims
-        self.input_spec = InputSpec(ndim=4)
+        self.input_spec = InputSpec(ndim=self._rank + 2)
+
+    def call(self, inputs):
+        return type(self)._reduce(inputs, axis=tuple(range(1, self._rank + 1)), keepdims=self.keepdims)
 
     def compute_output_shape(self, input_shape):
-        n, _, _, c = input_shape
-        return (n, 1, 1, c) if self.keepdims else (n, c)
+        n, c = input_shape[0], input_shape[-1]
+        return (n,) + (1,) * self._rank + (c,) if self.keepdims else (n, c)
 
     def get_config(self):
         return {**super().get_config(), "data_format": "channels_last", "keepdims": self.keepdims}
 
 
-class GlobalAveragePooling2D(_GlobalPooling2D):
-    def call(self, inputs):
-        return ops.mean(inputs, axis=(1, 2), keepdims=self.keepdims)
+class GlobalAveragePooling1D(_GlobalPooling):
+    _rank = 1
+    _reduce = staticmethod(ops.mean)
 
 
-class GlobalMaxPooling2D(_GlobalPooling2D):
-    def call(self, inputs):
-        return ops.max(inputs, axis=(1, 2), keepdims=self.keepdims)
+class GlobalMaxPooling1D(_GlobalPooling):
+    _rank = 1
+    _reduce = staticmethod(ops.max)
 
 
+class GlobalAveragePooling2D(_GlobalPooling):
+    _rank = 2
+    _reduce = staticmethod(ops.mean)
+
+
+class GlobalMaxPooling2D(_GlobalPooling):
+    _rank = 2
+    _reduce = staticmethod(ops.max)
+
+
+GlobalAvgPool1D = GlobalAveragePooling1D
+GlobalMaxPool1D = GlobalMaxPooling1D
 GlobalAvgPool2D = GlobalAveragePooling2D
 GlobalMaxPool2D = GlobalMaxPooling2D

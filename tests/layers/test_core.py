@@ -1,4 +1,4 @@
-"""Dense, Activation, Dropout, Flatten, Reshape: the layer contract, PyTorch CPU as reference, bad arguments."""
+"""Dense, Activation, Dropout, SpatialDropout2D, Flatten, Reshape: the layer contract, PyTorch CPU as reference, bad arguments."""
 
 import numpy as np
 import pytest
@@ -130,6 +130,44 @@ def test_dropout_training_vs_inference():
     # the gradient is the same mask and scale (what torch's dropout backward gives)
     np.testing.assert_allclose(gx.numpy(), kept / (1 - rate), rtol=1e-6)
     assert layers.Dropout(0.0)(x, training=True).numpy().tolist() == x.tolist()
+
+
+def test_spatial_dropout2d_contract():
+    run_layer_test(layers.SpatialDropout2D, {"rate": 0.5}, (2, 4, 5, 3), (2, 4, 5, 3))
+
+
+def test_spatial_dropout2d_drops_whole_channels_in_training_only():
+    dlgpu.set_random_seed(4)
+    rate = 0.4
+    layer = layers.SpatialDropout2D(rate)
+    x = np.random.default_rng(5).uniform(1, 2, (50, 3, 4, 40)).astype(np.float32)  # no zeros of its own
+    np.testing.assert_array_equal(layer(x).numpy(), x)
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), x)
+    xt = dlgpu.Tensor(x)
+    with dlgpu.GradientTape() as tape:
+        tape.watch(xt)
+        y = layer(xt, training=True)
+        loss = dlgpu.ops.sum(y)
+    (gx,) = tape.gradient(loss, [xt])
+    y = y.numpy()
+    kept = y != 0
+    # one decision per (sample, channel): every pixel of a feature map is kept, or none is
+    per_map = kept.reshape(50, 12, 40)
+    assert (per_map.all(axis=1) | ~per_map.any(axis=1)).all()
+    assert abs(1 - per_map[:, 0].mean() - rate) < 0.05, f"dropped fraction {1 - per_map[:, 0].mean():.3f}"
+    np.testing.assert_allclose(y[kept], x[kept] / (1 - rate), rtol=1e-6)
+    np.testing.assert_allclose(gx.numpy(), kept / (1 - rate), rtol=1e-6)
+
+
+def test_spatial_dropout2d_bad_arguments():
+    with pytest.raises(ValueError, match=r"sd.*rate=1.5"):
+        layers.SpatialDropout2D(1.5, name="sd")
+    with pytest.raises(ValueError, match=r"'sd'.*data_format"):
+        layers.SpatialDropout2D(0.5, data_format="channels_first", name="sd")
+    with pytest.raises(TypeError, match="noise_shape"):
+        layers.SpatialDropout2D(0.5, noise_shape=(None, 1, 1, None))
+    with pytest.raises(ValueError, match=r"'sd3'.*ndim=4.*ndim=3"):
+        layers.SpatialDropout2D(0.5, name="sd3")(np.ones((2, 3, 4), np.float32), training=True)
 
 
 def test_flatten_reshape_match_torch():
