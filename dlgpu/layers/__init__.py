@@ -3,6 +3,7 @@
 import inspect
 
 from dlgpu.layers.activation import ELU, LeakyReLU, ReLU, Softmax
+from dlgpu.layers.attention import Attention, MultiHeadAttention
 from dlgpu.layers.base import Input, InputLayer, InputSpec, KerasTensor, Layer
 from dlgpu.layers.conv import Conv1D, Conv2D, Convolution1D, Convolution2D
 from dlgpu.layers.core import (Activation, Dense, Dropout, Embedding, Flatten, Lambda, Reshape,
@@ -22,7 +23,7 @@ _BUILTIN = {cls.__name__: cls for cls in (
     MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling2D, AveragePooling2D,
     GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization, LayerNormalization, Add, Subtract, Multiply,
     Average, Maximum, Minimum, Concatenate, ReLU, LeakyReLU, Softmax, ELU, Rescaling, ZeroPadding2D, Cropping2D,
-    UpSampling2D, Permute, RepeatVector)}
+    UpSampling2D, Permute, RepeatVector, MultiHeadAttention, Attention)}
 _custom = {}
 
 
