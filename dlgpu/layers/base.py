@@ -418,7 +418,7 @@ class Layer:
             i = next(counter)
             return KerasTensor(shape, self._output_dtype(), name=self.name if i == 0 else f"{self.name}_{i}",
                                history=(self, node_index, i))
-        outputs = map_structure(make, out_shapes) if not _is_shape(out_shapes) else make(out_shapes)
+        outputs = _map_shapes(make, out_shapes)
         self._inbound_nodes.append(Node(self, inputs, outputs, dict(kwargs)))
         return outputs
 
@@ -450,6 +450,18 @@ class Layer:
 
 def _is_shape(obj):
     return isinstance(obj, tuple) and all(s is None or isinstance(s, (int, np.integer)) for s in obj)
+
+
+def _map_shapes(fn, structure):
+    """map_structure for a structure of shapes: a shape tuple is a leaf, not a tuple to descend into
+    (a layer with several outputs, such as an RNN with return_state, returns a list of shapes)."""
+    if _is_shape(structure):
+        return fn(structure)
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_map_shapes(fn, s) for s in structure)
+    if isinstance(structure, dict):
+        return {k: _map_shapes(fn, v) for k, v in structure.items()}
+    return fn(structure)
 
 
 def _to_list(obj):
