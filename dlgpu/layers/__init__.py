@@ -16,6 +16,7 @@ from dlgpu.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D,
                                   GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
                                   MaxPooling1D, MaxPooling2D)
 from dlgpu.layers.preprocessing import Rescaling
+from dlgpu.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from dlgpu.layers.reshaping import Cropping2D, Permute, RepeatVector, UpSampling2D, ZeroPadding2D
 
 _BUILTIN = {cls.__name__: cls for cls in (
@@ -23,7 +24,7 @@ _BUILTIN = {cls.__name__: cls for cls in (
     MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling2D, AveragePooling2D,
     GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization, LayerNormalization, Add, Subtract, Multiply,
     Average, Maximum, Minimum, Concatenate, ReLU, LeakyReLU, Softmax, ELU, Rescaling, ZeroPadding2D, Cropping2D,
-    UpSampling2D, Permute, RepeatVector, MultiHeadAttention, Attention)}
+    UpSampling2D, Permute, RepeatVector, MultiHeadAttention, Attention, SimpleRNN, LSTM, GRU, Bidirectional)}
 _custom = {}
 
 

@@ -18,7 +18,7 @@ from dlgpu.ops.shape import (arange, broadcast_to, concatenate, convert_to_numpy
                              expand_dims, eye, flatten, flip, full, full_like, linspace, moveaxis, ndim, one_hot,
                              ones, ones_like, pad, repeat, reshape, shape, size, split, squeeze, stack,
                              stop_gradient, swapaxes, take, take_along_axis, tile, transpose, zeros, zeros_like)
-from dlgpu.ops.shape import _getitem
+from dlgpu.ops.shape import _getitem, unstack
 from dlgpu.ops.sorting import argsort, sort, top_k
 
 

@@ -118,6 +118,43 @@ def stack(xs, axis=0):
                        lambda g: tuple(xp.take(g, i, axis=ax) for i in range(len(tensors))))
 
 
+def unstack(x, num=None, axis=0):
+    """keras.ops.unstack: the slices of ``x`` along ``axis``, as a list (an RNN's time steps, a gate's parts).
+
+    Slicing each piece with ``x[i]`` would give every piece's backward a zero array of x's full shape, so
+    n pieces cost O(n^2) in the backward.  Here the pieces write their gradients into one shared buffer,
+    and a hidden identity node between ``x`` and the pieces hands that buffer to ``x`` once: the tape runs
+    it after every piece (it is their only parent), so the buffer is complete by then.
+    """
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    ax = axis % x.ndim
+    count = x.data.shape[ax]
+    if num is not None and num != count:
+        raise ValueError(f"unstack: num={num} but axis {axis} of the tensor (shape {x.shape}) has length {count}")
+    shape = x.data.shape
+    pending = {}  # the buffer of the backward pass under way, if any
+
+    def gather(g):
+        # g is the zero placeholder handed up by the first piece; the gradient is in the buffer
+        return (pending.pop("buffer"),)
+    hub = make_result(x.data, (x,), gather)
+
+    def piece(i):
+        index = (slice(None),) * ax + (i,)
+
+        def backward(g):
+            first = "buffer" not in pending
+            if first:
+                pending["buffer"] = xp.zeros(shape, g.dtype)
+            pending["buffer"][index] = g
+            # One piece gives the hub a (free, broadcast) zero gradient so that the tape visits it; the
+            # others give None, so the tape adds nothing up.
+            return (xp.broadcast_to(xp.zeros((), g.dtype), shape) if first else None,)
+        return make_result(x.data[index], (hub,), backward)
+    return [piece(i) for i in range(count)]
+
+
 def split(x, indices_or_sections, axis=0):
     x = to_tensor(x)
     ax = axis % x.ndim

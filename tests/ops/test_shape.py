@@ -200,3 +200,30 @@ def test_reshape_to_int_shape():
     assert ops.reshape(Tensor(np.ones(6, np.float32)), 6).shape == (6,)
     with pytest.raises(ValueError, match=r"\(6,\).*into \(7,\)"):
         ops.reshape(Tensor(np.ones(6, np.float32)), 7)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_unstack_gradient(axis):
+    x = randn(3, 4, 2)
+    pieces = ops.unstack(Tensor(x), axis=axis)
+    assert [p.shape for p in pieces] == [np.take(x, 0, axis=axis).shape] * x.shape[axis]
+    np.testing.assert_array_equal(np.stack([p.numpy() for p in pieces], axis=axis), x.astype(np.float32))
+    check_gradients(lambda t: ops.unstack(t, axis=axis), [x])
+
+
+def test_unstack_some_pieces_used_and_persistent_tape():
+    """Pieces that do not reach the target give zero rows; a second gradient() starts from a fresh buffer."""
+    x = Tensor(np.arange(6, dtype=np.float32).reshape(3, 2))
+    with GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        a, b, c = ops.unstack(x)
+        first = ops.sum(ops.multiply(a, 2.0))
+        second = ops.add(ops.sum(c), ops.sum(ops.multiply(a, c)))
+    np.testing.assert_array_equal(tape.gradient(first, x).numpy(), [[2, 2], [0, 0], [0, 0]])
+    np.testing.assert_array_equal(tape.gradient(second, x).numpy(), [[4, 5], [0, 0], [1, 2]])
+    np.testing.assert_array_equal(tape.gradient(first, x).numpy(), [[2, 2], [0, 0], [0, 0]])
+
+
+def test_unstack_num_mismatch_error():
+    with pytest.raises(ValueError, match=r"num=2.*\(3, 2\).*length 3"):
+        ops.unstack(Tensor(np.zeros((3, 2))), num=2)

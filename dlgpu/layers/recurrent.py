@@ -1,0 +1,519 @@
+"""SimpleRNN, LSTM and GRU with Keras 3's equations, weights and gate order, and Bidirectional.
+
+Each layer runs its sequence as a Python loop over the time steps, built from differentiable ops, so the
+tape differentiates it and it runs on CuPy unchanged:
+- the input projection of every step is one matmul (inputs @ kernel + bias) before the loop;
+- each step then does one matmul (state @ recurrent_kernel) and the gate arithmetic.
+The steps are taken from the projection with ops.unstack, whose backward fills one buffer (slicing step
+by step would cost O(steps^2) in the backward).  go_backwards walks that list of steps in reverse and, as
+in Keras, returns the sequence in processing order (reversed).
+
+Keras keeps the weights in a cell (lstm/lstm_cell/kernel); here they belong to the layer (lstm/kernel),
+with the same names, shapes, order and gate layout: kernel (input_dim, k*units), recurrent_kernel
+(units, k*units), bias (k*units,) or, for GRU(reset_after=True), (2, 3*units) (input and recurrent
+biases).  The k column blocks are [i, f, c, o] for LSTM and [z, r, h] for GRU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlgpu import activations, initializers, ops, regularizers
+from dlgpu.autograd import Tensor
+from dlgpu.layers.base import InputSpec, Layer, _is_shape
+from dlgpu.layers.core import _positive_int
+from dlgpu.ops._core import array_module
+from dlgpu.ops.nn import dropout_mask
+
+
+def _rate(layer, name, value):
+    if not isinstance(value, (int, float, np.floating)) or isinstance(value, bool) or not 0 <= value < 1:
+        raise ValueError(f"Received an invalid value for `{name}` of layer {layer}, expected a float in [0, 1). "
+                         f"Received: {name}={value!r}")
+    return float(value)
+
+
+def _split_gates(kernel, gates):
+    """A (rows, gates*units) kernel as (gates, rows, units): one block per gate, for a batched matmul."""
+    rows, cols = kernel.shape
+    return ops.transpose(ops.reshape(kernel, (rows, gates, cols // gates)), (1, 0, 2))
+
+
+def _gate_matmul(h, kernel, mask, gates):
+    """``h @ kernel`` as (batch, gates, units).  With recurrent dropout in an LSTM or GRU, Keras drops a
+    different part of ``h`` for each gate: then ``mask`` is (gates, batch, units) and ``kernel`` comes
+    already split by _split_gates, and the gates' products are one batched matmul."""
+    if mask is None or mask.ndim == 2:
+        product = ops.matmul(h if mask is None else ops.multiply(h, mask), kernel)
+        return ops.reshape(product, (h.shape[0], gates, -1))
+    return ops.transpose(ops.matmul(ops.multiply(mask, h), kernel), (1, 0, 2))
+
+
+def _with_initial_state(args, kwargs):
+    """The call's arguments with ``initial_state`` (popped from kwargs) joined to the inputs as
+    [sequences, *states], as Keras's RNN does it: a functional graph then sees the states as inputs of the
+    call (an encoder's states feeding a decoder) and saves that wiring."""
+    initial_state = kwargs.pop("initial_state", None)
+    if initial_state is None or not args:
+        return args
+    states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+    return ([args[0], *states],) + tuple(args[1:])
+
+
+class _RNN(Layer):
+    """What SimpleRNN, LSTM and GRU share: arguments, weights, dropout masks, initial states, the loop over
+    the steps, the outputs and the config.  A subclass names its gates and states and writes one step."""
+
+    _gates = 1                 # column blocks of `units` in the kernels
+    _state_names = ("h",)      # what return_state returns after the output
+    _gate_masks = False        # Keras (implementation 1): one dropout mask per gate when recurrent_dropout > 0
+
+    def __init__(self, units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+                 kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
+                 kernel_constraint, recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed,
+                 return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask=False,
+                 use_cudnn="auto", implementation=None, **kwargs):
+        super().__init__(**kwargs)
+        cls = type(self).__name__
+        self.units = _positive_int(cls, "units", units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        for name, value in (("kernel_constraint", kernel_constraint), ("recurrent_constraint", recurrent_constraint),
+                            ("bias_constraint", bias_constraint)):
+            if value is not None:  # dlgpu applies no weight constraints yet; better say so than ignore it
+                raise NotImplementedError(f"Layer '{self.name}' ({cls}): weight constraints are not supported; "
+                                          f"received {name}={value!r}")
+        self.dropout = _rate(cls, "dropout", dropout)
+        self.recurrent_dropout = _rate(cls, "recurrent_dropout", recurrent_dropout)
+        self.seed = seed  # kept for the config; masks come from dlgpu's generator (dlgpu.random.set_seed)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        if stateful:
+            raise NotImplementedError(f"Layer '{self.name}' ({cls}): stateful=True is not supported; pass the "
+                                      f"previous states with initial_state= instead")
+        self.stateful = False
+        self.unroll = bool(unroll)  # the loop below is unrolled either way
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(f"Layer '{self.name}': use_cudnn must be 'auto', True or False; received {use_cudnn!r}")
+        self.input_spec = InputSpec(ndim=3)
+
+    # -- weights ---------------------------------------------------------------------------------
+    def _bias_shape(self):
+        return (self._gates * self.units,)
+
+    def _bias_initializer(self):
+        return self.bias_initializer
+
+    def build(self, input_shape):
+        if not _is_shape(input_shape):  # [sequences, *initial_states]
+            input_shape = input_shape[0]
+        self._check_sequences(input_shape)
+        features = input_shape[-1]
+        if features is None:
+            raise ValueError(f"Layer '{self.name}': the last axis (features) of the input must be known; "
+                             f"received input shape {tuple(input_shape)}")
+        width = self._gates * self.units
+        self.kernel = self.add_weight((features, width), self.kernel_initializer, name="kernel",
+                                      regularizer=self.kernel_regularizer)
+        self.recurrent_kernel = self.add_weight((self.units, width), self.recurrent_initializer,
+                                                name="recurrent_kernel", regularizer=self.recurrent_regularizer)
+        self.bias = self.add_weight(self._bias_shape(), self._bias_initializer(), name="bias",
+                                    regularizer=self.bias_regularizer) if self.use_bias else None
+        self.input_spec = InputSpec(ndim=3, axes={-1: features})
+        self.built = True
+
+    def _check_sequences(self, shape):
+        if len(shape) != 3:
+            raise ValueError(f"Input 0 of layer '{self.name}' ({type(self).__name__}) is incompatible with the layer: "
+                             f"expected ndim=3 (batch, timesteps, features), found ndim={len(shape)}. Full shape "
+                             f"received: {tuple(shape)}")
+
+    # -- calling ---------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        return Layer.__call__(self, *_with_initial_state(args, kwargs), **kwargs)
+
+    def call(self, inputs, initial_state=None, mask=None, training=None):
+        if mask is not None:
+            raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}): masking (mask=...) is not "
+                                      f"supported yet")
+        if isinstance(inputs, (list, tuple)):
+            inputs, *states = inputs
+            initial_state = states or initial_state
+            self._check_sequences(inputs.shape)
+        x = inputs
+        batch, steps, features = x.shape
+        if steps == 0:
+            raise ValueError(f"Layer '{self.name}': the input has no time steps (shape {x.shape})")
+        xp = array_module(x.data)
+        states = self._initial_states(initial_state, batch, xp, x.data.dtype)
+        gate_masks = self._gate_masks and self.recurrent_dropout > 0
+        count = self._gates if gate_masks else None
+        input_mask = self._dropout_mask(xp, x.data.dtype, (batch, features), self.dropout, count, training)
+        state_mask = self._dropout_mask(xp, x.data.dtype, (batch, self.units), self.recurrent_dropout, count,
+                                        training)
+
+        per_step = ops.unstack(self._project_inputs(x, input_mask), axis=1)  # (batch, gates, units) each
+        if self.go_backwards:
+            per_step.reverse()
+        step = self._step_function(state_mask)
+        outputs = []
+        for x_t in per_step:
+            states = step(x_t, states)
+            if self.return_sequences:
+                outputs.append(states[0])
+        output = ops.stack(outputs, axis=1) if self.return_sequences else states[0]
+        if self.activity_regularizer is not None:
+            self.add_loss(self.activity_regularizer(output))
+        return [output, *states] if self.return_state else output
+
+    def _input_bias(self):
+        return self.bias
+
+    def _project_inputs(self, x, mask):
+        """Every step's ``x_t @ kernel + bias`` at once, as (batch, steps, gates, units)."""
+        batch, steps, _ = x.shape
+        if mask is None or mask.ndim == 2:
+            if mask is not None:  # one (batch, features) mask for every step, as Keras draws it
+                x = ops.multiply(x, ops.expand_dims(mask, 1))
+            projected = ops.dense(x, self.kernel, self._input_bias())
+        else:  # one mask per gate, (gates, batch, features): a batched matmul gives (gates, batch, steps, units)
+            dropped = ops.multiply(ops.expand_dims(mask, 2), x)
+            kernels = ops.expand_dims(_split_gates(self.kernel, self._gates), 1)  # (gates, 1, features, units)
+            projected = ops.transpose(ops.matmul(dropped, kernels), (1, 2, 0, 3))
+            projected = ops.reshape(projected, (batch, steps, -1))
+            if self._input_bias() is not None:
+                projected = ops.add(projected, self._input_bias())
+        return ops.reshape(projected, (batch, steps, self._gates, self.units))
+
+    def _dropout_mask(self, xp, dtype, shape, rate, count, training):
+        """None outside training; else the mask Keras draws once per call and uses at every step: one of
+        ``shape``, or ``count`` of them stacked when each gate gets its own."""
+        if not training or rate == 0:
+            return None
+        full = shape if count is None else (count,) + shape
+        return Tensor(dropout_mask(xp.empty(full, dtype), rate), dtype=dtype)
+
+    def _initial_states(self, initial_state, batch, xp, dtype):
+        names = self._state_names
+        if initial_state is None:
+            return [Tensor(xp.zeros((batch, self.units), dtype)) for _ in names]
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        if len(states) != len(names):
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) expects {len(names)} initial state "
+                             f"tensor(s) ({', '.join(names)}) but received {len(states)}")
+        states = [self._convert_input(s) for s in states]
+        for name, s in zip(names, states):
+            if tuple(s.shape) != (batch, self.units):
+                raise ValueError(f"Layer '{self.name}': initial state {name} must have shape (batch, units) = "
+                                 f"{(batch, self.units)}; received {tuple(s.shape)}")
+        return states
+
+    def _step_function(self, state_mask):
+        """A function (x_t, states) -> new states for one call; x_t is (batch, gates, units).  Built per call,
+        so weights reshaped for the step are reshaped once, not once per step."""
+        raise NotImplementedError
+
+    # -- shapes and config -----------------------------------------------------------------------
+    def compute_output_shape(self, input_shape):
+        if not _is_shape(input_shape):
+            input_shape = input_shape[0]
+        self._check_sequences(input_shape)
+        batch, steps = input_shape[0], input_shape[1]
+        output = (batch, steps, self.units) if self.return_sequences else (batch, self.units)
+        if self.return_state:
+            return [output] + [(batch, self.units) for _ in self._state_names]
+        return output
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+                "kernel_constraint": None, "recurrent_constraint": None, "bias_constraint": None,
+                "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout, "seed": self.seed,
+                "return_sequences": self.return_sequences, "return_state": self.return_state,
+                "go_backwards": self.go_backwards, "stateful": self.stateful, "unroll": self.unroll,
+                "zero_output_for_mask": self.zero_output_for_mask}
+
+
+class SimpleRNN(_RNN):
+    """h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)."""
+
+    def __init__(self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros", kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, return_sequences=False, return_state=False, go_backwards=False,
+                 stateful=False, unroll=False, seed=None, **kwargs):
+        super().__init__(units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+                         kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, recurrent_constraint, bias_constraint, dropout, recurrent_dropout,
+                         seed, return_sequences, return_state, go_backwards, stateful, unroll, **kwargs)
+
+    def _step_function(self, state_mask):
+        kernel, activation = self.recurrent_kernel, self.activation
+
+        def step(x_t, states):
+            h = states[0]
+            return [activation(ops.reshape(ops.add(x_t, _gate_matmul(h, kernel, state_mask, 1)), h.shape))]
+        return step
+
+
+class LSTM(_RNN):
+    """Long short-term memory, Keras's gate order [i, f, c, o]:
+    i, f, o = recurrent_activation(...), c_t = f * c_{t-1} + i * activation(x_t W_c + h_{t-1} U_c + b_c),
+    h_t = o * activation(c_t).  return_state gives [output, h, c]."""
+
+    _gates = 4
+    _state_names = ("h", "c")
+    _gate_masks = True
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 return_sequences=False, return_state=False, go_backwards=False, stateful=False, unroll=False,
+                 **kwargs):
+        super().__init__(units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+                         kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, recurrent_constraint, bias_constraint, dropout, recurrent_dropout,
+                         seed, return_sequences, return_state, go_backwards, stateful, unroll, **kwargs)
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def _bias_initializer(self):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        units, init = self.units, self.bias_initializer
+
+        def forget_gate_ones(shape, dtype=None):  # Keras: the forget gate's bias starts at 1
+            parts = [init((units,), dtype), np.ones((units,), dtype), init((2 * units,), dtype)]
+            return np.concatenate([np.asarray(p) for p in parts])
+        return forget_gate_ones
+
+    def _step_function(self, state_mask):
+        kernel = self.recurrent_kernel if state_mask is None or state_mask.ndim == 2 else \
+            _split_gates(self.recurrent_kernel, 4)
+        act, gate = self.activation, self.recurrent_activation
+
+        def step(x_t, states):
+            h, c = states
+            i, f, g, o = ops.unstack(ops.add(x_t, _gate_matmul(h, kernel, state_mask, 4)), axis=1)
+            c = ops.add(ops.multiply(gate(f), c), ops.multiply(gate(i), act(g)))
+            return [ops.multiply(gate(o), act(c)), c]
+        return step
+
+    def get_config(self):
+        return {**super().get_config(), "recurrent_activation": activations.serialize(self.recurrent_activation),
+                "unit_forget_bias": self.unit_forget_bias}
+
+
+class GRU(_RNN):
+    """Gated recurrent unit, Keras's gate order [z, r, h]:
+    z, r = recurrent_activation(x_t W + h_{t-1} U + b) for their blocks, h_t = z * h_{t-1} + (1 - z) * hh with
+    reset_after=True (Keras's default, cuDNN's and torch's): hh = activation(x_t W_h + b_h + r * (h_{t-1} U_h + b'_h))
+    and a bias of shape (2, 3*units), input biases then recurrent biases;
+    reset_after=False: hh = activation(x_t W_h + b_h + (r * h_{t-1}) U_h), one bias of shape (3*units,)."""
+
+    _gates = 3
+    _gate_masks = True
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, recurrent_constraint=None, bias_constraint=None,
+                 dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, unroll=False, reset_after=True, **kwargs):
+        super().__init__(units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+                         kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, recurrent_constraint, bias_constraint, dropout, recurrent_dropout,
+                         seed, return_sequences, return_state, go_backwards, stateful, unroll, **kwargs)
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.reset_after = bool(reset_after)
+
+    def _bias_shape(self):
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _input_bias(self):
+        if self.bias is None or not self.reset_after:
+            return self.bias
+        return self.bias[0]
+
+    def _step_function(self, state_mask):
+        act, gate, units = self.activation, self.recurrent_activation, self.units
+        per_gate = state_mask is not None and state_mask.ndim == 3
+        if self.reset_after:
+            kernel = _split_gates(self.recurrent_kernel, 3) if per_gate else self.recurrent_kernel
+            recurrent_bias = None if self.bias is None else ops.reshape(self.bias[1], (3, units))
+
+            def step(x_t, states):
+                h = states[0]
+                inner = _gate_matmul(h, kernel, state_mask, 3)
+                if recurrent_bias is not None:
+                    inner = ops.add(inner, recurrent_bias)
+                x_z, x_r, x_h = ops.unstack(x_t, axis=1)
+                h_z, h_r, h_h = ops.unstack(inner, axis=1)
+                z = gate(ops.add(x_z, h_z))
+                r = gate(ops.add(x_r, h_r))
+                hh = act(ops.add(x_h, ops.multiply(r, h_h)))
+                return [_mix(z, h, hh)]
+            return step
+
+        # reset_after=False: the reset gate scales h before its matmul, so the h block is a second matmul
+        kernel_zr, kernel_h = self.recurrent_kernel[:, :2 * units], self.recurrent_kernel[:, 2 * units:]
+        if per_gate:
+            kernel_zr = _split_gates(kernel_zr, 2)
+        mask_zr = None if state_mask is None else (state_mask[:2] if per_gate else state_mask)
+        mask_h = None if state_mask is None else (state_mask[2] if per_gate else state_mask)
+
+        def step(x_t, states):
+            h = states[0]
+            x_z, x_r, x_h = ops.unstack(x_t, axis=1)
+            h_z, h_r = ops.unstack(_gate_matmul(h, kernel_zr, mask_zr, 2), axis=1)
+            z = gate(ops.add(x_z, h_z))
+            r = gate(ops.add(x_r, h_r))
+            dropped = h if mask_h is None else ops.multiply(h, mask_h)
+            hh = act(ops.add(x_h, ops.matmul(ops.multiply(r, dropped), kernel_h)))
+            return [_mix(z, h, hh)]
+        return step
+
+    def get_config(self):
+        return {**super().get_config(), "recurrent_activation": activations.serialize(self.recurrent_activation),
+                "reset_after": self.reset_after}
+
+
+def _mix(z, h, hh):
+    """z * h + (1 - z) * hh, written as hh + z * (h - hh): three ops instead of four."""
+    return ops.add(hh, ops.multiply(z, ops.subtract(h, hh)))
+
+
+class Bidirectional(Layer):
+    """Runs a copy of ``layer`` forwards and another backwards over the sequence and merges their outputs
+    (concat, sum, mul, ave, or None for both).  The backward output sequence is flipped back to the input's
+    time order before merging, as in Keras.  Weights: the forward layer's, then the backward layer's."""
+
+    _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+    def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
+        if not isinstance(layer, _RNN):
+            raise ValueError(f"Bidirectional wraps a recurrent layer (SimpleRNN, LSTM, GRU); received {layer!r}")
+        if backward_layer is not None and not isinstance(backward_layer, _RNN):
+            raise ValueError(f"Bidirectional: backward_layer must be a recurrent layer; received {backward_layer!r}")
+        if merge_mode not in self._MERGE_MODES:
+            raise ValueError(f"Bidirectional: invalid merge_mode {merge_mode!r}; expected one of {self._MERGE_MODES}")
+        super().__init__(**kwargs)
+        # Fresh layers from the wrapped one's config, so that no weights or state carry over (as Keras does).
+        config = layer.get_config()
+        config["name"] = "forward_" + _remove_prefix(layer.name, "forward_")
+        self.forward_layer = type(layer).from_config(config)
+        if backward_layer is None:
+            config = layer.get_config()
+            config["go_backwards"] = True
+            config["name"] = "backward_" + _remove_prefix(layer.name, "backward_")
+            backward_layer = type(layer).from_config(config)
+        self.backward_layer = backward_layer
+        if self.forward_layer.go_backwards == self.backward_layer.go_backwards:
+            raise ValueError(f"Layer '{self.name}': the forward and backward layers must have different go_backwards; "
+                             f"both have go_backwards={self.forward_layer.go_backwards}")
+        for attribute in ("return_sequences", "return_state"):
+            forward, backward = getattr(self.forward_layer, attribute), getattr(self.backward_layer, attribute)
+            if forward != backward:
+                raise ValueError(f"Layer '{self.name}': the forward and backward layers must have the same "
+                                 f"{attribute}; received {forward} and {backward}")
+        self.merge_mode = merge_mode
+        self.return_sequences = self.forward_layer.return_sequences
+        self.return_state = self.forward_layer.return_state
+        self.stateful = False
+        self._initial_weights = weights
+        self.input_spec = InputSpec(ndim=3)
+
+    def __call__(self, *args, **kwargs):
+        return Layer.__call__(self, *_with_initial_state(args, kwargs), **kwargs)
+
+    def build(self, input_shape):
+        sequences = input_shape if _is_shape(input_shape) else input_shape[0]
+        self.forward_layer._maybe_build(sequences)
+        self.backward_layer._maybe_build(sequences)
+        self.built = True
+        if self._initial_weights:
+            self.set_weights(self._initial_weights)
+            self._initial_weights = None
+
+    def call(self, inputs, initial_state=None, mask=None, training=None):
+        if isinstance(inputs, (list, tuple)):
+            inputs, *states = inputs
+            initial_state = states or initial_state
+        forward_state = backward_state = None
+        if initial_state is not None:
+            half = len(initial_state) // 2
+            forward_state, backward_state = list(initial_state[:half]), list(initial_state[half:])
+        y = self.forward_layer(inputs, initial_state=forward_state, mask=mask, training=training)
+        y_rev = self.backward_layer(inputs, initial_state=backward_state, mask=mask, training=training)
+        states = []
+        if self.return_state:
+            states = y[1:] + y_rev[1:]
+            y, y_rev = y[0], y_rev[0]
+        if self.return_sequences:
+            y_rev = ops.flip(y_rev, axis=1)
+        if self.merge_mode == "concat":
+            output = [ops.concatenate([y, y_rev], axis=-1)]
+        elif self.merge_mode == "sum":
+            output = [ops.add(y, y_rev)]
+        elif self.merge_mode == "ave":
+            output = [ops.multiply(ops.add(y, y_rev), 0.5)]
+        elif self.merge_mode == "mul":
+            output = [ops.multiply(y, y_rev)]
+        else:
+            output = [y, y_rev]
+        if len(output) == 1 and not states:
+            return output[0]
+        return output + states
+
+    def compute_output_shape(self, input_shape):
+        shape = self.forward_layer.compute_output_shape(input_shape)
+        states = []
+        if self.return_state:
+            shape, states = shape[0], shape[1:]
+        if self.merge_mode == "concat":
+            output = [shape[:-1] + (2 * shape[-1],)]
+        elif self.merge_mode is None:
+            output = [shape, shape]
+        else:
+            output = [shape]
+        if len(output) == 1 and not states:
+            return output[0]
+        return output + states + states
+
+    def get_config(self):
+        from dlgpu import layers
+        return {**super().get_config(), "merge_mode": self.merge_mode,
+                "layer": layers.serialize(self.forward_layer),
+                "backward_layer": layers.serialize(self.backward_layer)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from dlgpu import layers
+        config = dict(config)
+        config["layer"] = layers.deserialize(config["layer"], custom_objects)
+        if config.get("backward_layer") is not None:
+            config["backward_layer"] = layers.deserialize(config["backward_layer"], custom_objects)
+        return cls(**config)
+
+
+def _remove_prefix(name, prefix):
+    return name[len(prefix):] if name.startswith(prefix) else name
