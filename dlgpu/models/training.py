@@ -125,10 +125,15 @@ class Trainer:
             raise ValueError(f"`{method}()` needs a loss: pass loss=... to compile(), or override train_step.")
 
     # -- metrics ------------------------------------------------------------------------------
+    def _targets_by_output(self, y_true, outputs):
+        """The targets as a list, one entry per output: a single output's target is one array even when it
+        is given as a list of rows."""
+        return self._by_output(y_true) if isinstance(y_true, dict) or outputs > 1 else [y_true]
+
     def _build_metrics(self, y_true, y_pred):
         outputs_pred = self._by_output(y_pred)
         n = len(outputs_pred)
-        trues = self._by_output(y_true) if isinstance(y_true, dict) or n > 1 else [y_true]
+        trues = self._targets_by_output(y_true, n)
         specs = self._compile_metrics
         per_output = [[] for _ in range(n)]
         if specs:
@@ -194,7 +199,7 @@ class Trainer:
     # -- one step -----------------------------------------------------------------------------
     def _compute_loss(self, y_true, y_pred, sample_weight=None, training=True):
         preds = self._by_output(y_pred)
-        trues = self._by_output(y_true) if isinstance(y_true, dict) or len(preds) > 1 else [y_true]
+        trues = self._targets_by_output(y_true, len(preds))
         if len(trues) != len(preds):
             raise ValueError(f"The model has {len(preds)} outputs but {len(trues)} targets were given.")
         total = None
@@ -220,7 +225,7 @@ class Trainer:
     def _update_metrics(self, y_true, y_pred, loss, per_output, batch_size, sample_weight=None):
         self._loss_tracker.update_state(loss, sample_weight=batch_size)
         preds = self._by_output(y_pred)
-        trues = self._by_output(y_true) if isinstance(y_true, dict) or len(preds) > 1 else [y_true]
+        trues = self._targets_by_output(y_true, len(preds))
         if len(preds) > 1:
             trackers = getattr(self, "_output_loss_trackers", None)
             names = self._output_names(len(preds))
@@ -309,8 +314,8 @@ class Trainer:
         tracker is the caller's to update, as in Keras)."""
         if self._metric_objects is None:
             self._build_metrics(y, y_pred)
-        trues, preds = self._by_output(y), self._by_output(y_pred)
-        trues = trues if len(preds) > 1 else [y]
+        preds = self._by_output(y_pred)
+        trues = self._targets_by_output(y, len(preds))
         for i, _, metric in self._metric_objects:
             metric.update_state(trues[i], preds[i], sample_weight=sample_weight)
         return self.get_metrics_result()
@@ -387,7 +392,7 @@ class Trainer:
 
     def _check_labels(self, ys, pred_shapes):
         """Sparse labels out of range anywhere in y are caught before the first step, not at batch 400."""
-        trues = ys if isinstance(ys, list) and len(pred_shapes) > 1 else [ys]
+        trues = self._targets_by_output(ys, len(pred_shapes))
         for fn, t, shape in zip(self._loss_fns, trues, pred_shapes):
             check = getattr(fn, "check_labels", None)
             if check is not None:
