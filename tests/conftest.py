@@ -15,6 +15,21 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 if os.environ.get("DLGPU_DATASETS") and not os.path.isabs(os.environ["DLGPU_DATASETS"]):
     os.environ["DLGPU_DATASETS"] = str((REPO / os.environ["DLGPU_DATASETS"]).resolve())
 
+# The real MNIST files, read before any test changes the environment: the folder holding mnist/, or None.
+_REAL_DATASETS = os.environ.get("DLGPU_DATASETS") or None
+
+
+@pytest.fixture(scope="session")
+def real_mnist_root():
+    """The folder holding mnist/ with the four real IDX files, or a skip saying how to provide them."""
+    if _REAL_DATASETS is None:
+        pytest.skip("DLGPU_DATASETS is not set; point it at the folder holding mnist/ (CI: ../shared/data)")
+    root = pathlib.Path(_REAL_DATASETS)
+    if not (root / "mnist").is_dir():
+        pytest.skip(f"no mnist/ folder under DLGPU_DATASETS={root}; put the four MNIST IDX .gz files there")
+    return root
+
+
 # Tests place what they create on the CPU unless they ask for the GPU explicitly (`with dlgpu.device`).
 os.environ.setdefault("DLGPU_DEVICE", "cpu")
 

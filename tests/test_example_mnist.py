@@ -1,6 +1,5 @@
 """The README's training command, on a slice of MNIST: it runs end to end and reports a test accuracy."""
 
-import os
 
 import pytest
 
@@ -8,9 +7,7 @@ from dlgpu.examples import mnist
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
-def test_example_trains_and_reports(model, tmp_path, capsys):
-    if not os.environ.get("DLGPU_DATASETS"):
-        pytest.skip("DLGPU_DATASETS is not set; point it at the folder holding mnist/ (CI: ../shared/data)")
+def test_example_trains_and_reports(model, tmp_path, capsys, real_mnist_root):
     path = tmp_path / "m.dlgpu"
     accuracy = mnist.main(["--model", model, "--epochs", "1", "--samples", "3000", "--device", "cpu",
                            "--save", str(path)])

@@ -38,9 +38,7 @@ def test_committed_notebook_has_no_outputs():
     assert any("parameters" in c.metadata.get("tags", []) for c in code), "no cell tagged 'parameters'"
 
 
-def test_quickstart_runs_end_to_end(tmp_path, monkeypatch):
-    if not os.environ.get("DLGPU_DATASETS"):
-        pytest.skip("DLGPU_DATASETS is not set; the notebook needs the real MNIST files (no downloads in tests)")
+def test_quickstart_runs_end_to_end(tmp_path, monkeypatch, real_mnist_root):  # no downloads in tests
     monkeypatch.setenv("DLGPU_QUICKSTART_SAMPLES", os.environ.get("DLGPU_QUICKSTART_SAMPLES", "2000"))
     monkeypatch.setenv("DLGPU_QUICKSTART_EPOCHS", os.environ.get("DLGPU_QUICKSTART_EPOCHS", "1"))
     # ipykernel's inline backend draws with Agg into PNG outputs: headless, and the test can see the figures.

@@ -25,9 +25,6 @@ from dlgpu.datasets import DatasetNotFoundError, IDXFormatError, _files, fashion
 from dlgpu.datasets._idx import IMAGES_MAGIC, LABELS_MAGIC, parse_idx
 
 FILES = _files.FILES
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# Read once, before the autouse fixture clears it for every test.
-_ENV_DATASETS = os.environ.get("DLGPU_DATASETS")
 
 # Published class counts of MNIST (train, test).
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -49,16 +46,6 @@ def isolated(monkeypatch, tmp_path):
     _files._parse.cache_clear()
 
 
-@pytest.fixture
-def real_root():
-    """The directory holding mnist/ with the four real files, or a skip saying how to provide it."""
-    if not _ENV_DATASETS:
-        pytest.skip("DLGPU_DATASETS is not set; set it to a directory with mnist/<the four IDX .gz files> "
-                    "(CI uses ../shared/data) to run the real-data tests")
-    root = Path(_ENV_DATASETS).expanduser()
-    if not root.is_absolute():
-        root = REPO_ROOT / root
-    return root.resolve()
 
 
 def cache_dir(tmp_path, name):
@@ -128,8 +115,8 @@ class FakeServer:
 
 # ---- the real MNIST files --------------------------------------------------------------------------
 
-def test_real_mnist_matches_keras_contract(real_root, monkeypatch):
-    monkeypatch.setenv("DLGPU_DATASETS", str(real_root))
+def test_real_mnist_matches_keras_contract(real_mnist_root, monkeypatch):
+    monkeypatch.setenv("DLGPU_DATASETS", str(real_mnist_root))
     (x_train, y_train), (x_test, y_test) = mnist.load_data()
     assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
     assert y_train.shape == (60000,) and y_test.shape == (10000,)
@@ -147,15 +134,15 @@ def test_real_mnist_matches_keras_contract(real_root, monkeypatch):
     assert x_again.max() == 255 and np.bincount(y_again).tolist() == MNIST_TRAIN_COUNTS
 
 
-def test_real_files_match_the_checksum_table(real_root):
+def test_real_files_match_the_checksum_table(real_mnist_root):
     for name in FILES:
-        assert _files.file_md5(real_root / "mnist" / name) == mnist.MD5[name], name
+        assert _files.file_md5(real_mnist_root / "mnist" / name) == mnist.MD5[name], name
 
 
-def test_download_from_mirror_into_cache_atomically(real_root, monkeypatch, tmp_path):
+def test_download_from_mirror_into_cache_atomically(real_mnist_root, monkeypatch, tmp_path):
     # A file:// mirror with the real bytes, after one that does not exist: the first fails, the second serves.
     missing = tmp_path / "no-such-mirror"
-    monkeypatch.setattr(mnist, "MIRRORS", [missing.as_uri() + "/", (real_root / "mnist").as_uri() + "/"])
+    monkeypatch.setattr(mnist, "MIRRORS", [missing.as_uri() + "/", (real_mnist_root / "mnist").as_uri() + "/"])
     monkeypatch.setattr(_files, "urlopen", urllib.request.urlopen)
     (x_train, y_train), (x_test, y_test) = mnist.load_data()
     assert x_train.shape == (60000, 28, 28) and np.bincount(y_test).tolist() == MNIST_TEST_COUNTS

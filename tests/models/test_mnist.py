@@ -4,7 +4,6 @@ The data come from ``$DLGPU_DATASETS/mnist/`` (CI: ``DLGPU_DATASETS=../shared/da
 tests/conftest.py).  Full-dataset runs are marked ``slow`` (``pytest -m slow``).
 """
 
-import os
 
 import numpy as np
 import pytest
@@ -14,12 +13,7 @@ from dlgpu import layers
 
 
 @pytest.fixture(scope="module")
-def mnist():
-    root = os.environ.get("DLGPU_DATASETS")
-    if not root:
-        pytest.skip("DLGPU_DATASETS is not set; point it at the folder holding mnist/ (CI: ../shared/data)")
-    if not os.path.isdir(os.path.join(root, "mnist")):
-        pytest.skip(f"no mnist/ folder under DLGPU_DATASETS={root}")
+def mnist(real_mnist_root):
     try:
         from dlgpu.datasets import mnist as loader
     except ImportError as exc:
