@@ -36,6 +36,24 @@ os.environ.setdefault("DLGPU_DEVICE", "cpu")
 from dlgpu.backend import device as _device  # noqa: E402 - after the environment above
 
 
+def pytest_addoption(parser):
+    parser.addoption("--simulated-gpu", action="store_true",
+                     help="run the GPU code paths on dlgpu.testing.simulated_cupy (numpy memory under CuPy's rules, "
+                          "our kernels in the SIMT emulator): a check of the Python around the GPU, not of a GPU")
+
+
+def pytest_configure(config):
+    if config.getoption("--simulated-gpu"):
+        from dlgpu.testing import simulated_cupy
+        simulated_cupy.install()
+
+
+def pytest_report_header(config):
+    if config.getoption("--simulated-gpu"):
+        return "GPU: SIMULATED (dlgpu.testing.simulated_cupy) -- these results say nothing about CUDA itself"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     if _device.gpu_available():
         return
