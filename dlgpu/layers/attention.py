@@ -33,7 +33,8 @@ def _large_negative(dtype):
 
 def _keep_bias(keep, dtype, xp):
     """0 where ``keep`` is True, a large negative number elsewhere: added to logits before the softmax."""
-    return Tensor(xp.where(keep, np.asarray(0, dtype), np.asarray(_large_negative(dtype), dtype)))
+    scalar = np.dtype(dtype).type  # numpy scalars, not 0-d arrays: CuPy refuses host arrays as operands
+    return Tensor(xp.where(keep, scalar(0), scalar(_large_negative(dtype))))
 
 
 def _mask_array(mask, xp):
@@ -222,7 +223,7 @@ class MultiHeadAttention(_ReturnsScores):
 
         # (B, T, N, H) -> (B, N, T, H); the 1/sqrt(key_dim) scale goes on the query, as in Keras
         q = ops.transpose(self._project("query", query, 1), (0, 2, 1, 3))
-        q = ops.multiply(q, np.asarray(self._inverse_sqrt_key_dim, q.dtype))
+        q = ops.multiply(q, float(self._inverse_sqrt_key_dim))  # a Python float keeps q's dtype and device
         k = ops.transpose(self._project("key", key, 1), (0, 2, 3, 1))        # (B, N, H, S)
         v = ops.transpose(self._project("value", value, 1), (0, 2, 1, 3))    # (B, N, S, Hv)
         logits = ops.matmul(q, k)                                            # (B, N, T, S)

@@ -284,7 +284,8 @@ class Layer:
         out = []
         for v in self.weights:
             a = v.numpy()
-            out.append(a.copy() if a is v.data or np.shares_memory(a, v.data) else a)
+            on_host = isinstance(v.data, np.ndarray)  # a GPU weight's .numpy() is already a copy
+            out.append(a.copy() if on_host and (a is v.data or np.shares_memory(a, v.data)) else a)
         return out
 
     def set_weights(self, weights):

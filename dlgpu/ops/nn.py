@@ -242,7 +242,7 @@ def dropout_mask(data, rate, noise_shape=None, seed=None):
         keep = gen.random(shape, dtype=np.float32) >= rate
     else:  # pragma: no cover - GPU path
         keep = gen.random_sample(shape, dtype=np.float32) >= rate
-    scale = np.asarray(1.0 / (1.0 - rate), data.dtype)
+    scale = data.dtype.type(1.0 / (1.0 - rate))  # a numpy scalar: CuPy refuses 0-d numpy arrays as operands
     mask = keep * scale if data.dtype.kind == "f" else keep
     return mask.astype(data.dtype, copy=False)
 
@@ -261,7 +261,7 @@ def batch_norm_train(x, gamma, beta, axes, epsilon):
     mean = d.mean(axis=axes, keepdims=True)
     centered = d - mean
     var = (centered * centered).mean(axis=axes, keepdims=True)
-    inv_std = 1.0 / xp.sqrt(var + np.asarray(epsilon, d.dtype))
+    inv_std = 1.0 / xp.sqrt(var + d.dtype.type(epsilon))
     x_hat = centered * inv_std
     scale = gamma.data if gamma is not None else None
     y = x_hat * scale if scale is not None else x_hat.copy()
