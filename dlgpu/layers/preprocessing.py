@@ -6,7 +6,7 @@ import numpy as np
 
 from dlgpu import ops
 from dlgpu.autograd import Tensor
-from dlgpu.layers.base import Layer
+from dlgpu.layers.base import KerasTensor, Layer, flatten
 from dlgpu.ops._core import array_module
 
 
@@ -46,6 +46,16 @@ class Rescaling(Layer):
         return {**super().get_config(), "scale": self.scale, "offset": self.offset}
 
 
+class _ArrayInputLayer(Layer):
+    """A layer whose input may be a plain (nested) list of numbers, as Keras's preprocessing layers accept:
+    Layer.__call__ would otherwise read a list as several inputs."""
+
+    def __call__(self, inputs, *args, **kwargs):
+        if isinstance(inputs, (list, tuple)) and not any(isinstance(t, (Tensor, KerasTensor)) for t in flatten(inputs)):
+            inputs = np.asarray(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
+
 def _layer_error(layer, message):
     return ValueError(f"Layer '{layer.name}' ({type(layer).__name__}): {message}")
 
@@ -67,7 +77,8 @@ def _batches(layer, data):
         count = data.num_batches
         if count is None:
             raise _layer_error(layer, "adapt() needs a PyDataset with an end (num_batches is None)")
-        data = (data[i] for i in range(count))
+        dataset = data
+        data = (dataset[i] for i in range(count))
     elif isinstance(data, (list, tuple)) and data and np.isscalar(data[0]):
         yield np.asarray(data)  # a flat list of numbers is one batch, not a list of scalar batches
         return
@@ -82,7 +93,7 @@ def _batches(layer, data):
         raise _layer_error(layer, "adapt() received no batches")
 
 
-class Normalization(Layer):
+class Normalization(_ArrayInputLayer):
     """(x - mean) / sqrt(variance), per index of the kept ``axis`` (keras.layers.Normalization).
 
     The statistics come from ``mean``/``variance`` given here, or from ``adapt(data)``, which stores them in
@@ -232,7 +243,7 @@ def _encode(layer, indices, mode, depth, count_weights=None):
     return Tensor((hot * count_weights.astype(np.float32)[..., None]).sum(axis=-2))
 
 
-class Discretization(Layer):
+class Discretization(_ArrayInputLayer):
     """Bucket index of each value: i where bin_boundaries[i-1] <= x < bin_boundaries[i] (numpy.digitize),
     as int32 or encoded (keras.layers.Discretization)."""
 
@@ -322,7 +333,7 @@ def _encoded_shape(mode, shape, depth):
     return shape[:-1] + (depth,)
 
 
-class CategoryEncoding(Layer):
+class CategoryEncoding(_ArrayInputLayer):
     """Integer category ids as one_hot, multi_hot (default) or count vectors of ``num_tokens`` floats
     (keras.layers.CategoryEncoding); ids must lie in [0, num_tokens)."""
 
