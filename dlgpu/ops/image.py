@@ -103,34 +103,41 @@ def affine_transform(images, transform, interpolation="bilinear", fill_mode="con
     src_y = xp.where(xp.isfinite(src_y), src_y, xp.float32(-1))
 
     if interpolation == "nearest":
-        corners = [(xp.floor(src_y + 0.5).astype(xp.int64), xp.floor(src_x + 0.5).astype(xp.int64), None)]
+        along_y = [(xp.floor(src_y + 0.5).astype(xp.int64), None)]
+        along_x = [(xp.floor(src_x + 0.5).astype(xp.int64), None)]
     else:
         y0, x0 = xp.floor(src_y), xp.floor(src_x)
         fy, fx = src_y - y0, src_x - x0
         y0, x0 = y0.astype(xp.int64), x0.astype(xp.int64)
-        corners = [(y0, x0, (1 - fy) * (1 - fx)), (y0, x0 + 1, (1 - fy) * fx),
-                   (y0 + 1, x0, fy * (1 - fx)), (y0 + 1, x0 + 1, fy * fx)]
+        along_y = [(y0, 1 - fy), (y0 + 1, fy)]
+        along_x = [(x0, 1 - fx), (x0 + 1, fx)]
+    # The fill rule per axis once (two index arrays each), then the corners as their products.
+    along_y = [_fix_index(xp, i, height, fill_mode) + (w,) for i, w in along_y]
+    along_x = [_fix_index(xp, i, width, fill_mode) + (w,) for i, w in along_x]
 
     base = (xp.arange(batch, dtype=xp.int64) * height)[:, None, None]
     gathers, fill_weight = [], None
-    for iy, ix, weight in corners:
-        iy, inside_y = _fix_index(xp, iy, height, fill_mode)
-        ix, inside_x = _fix_index(xp, ix, width, fill_mode)
-        if weight is None:
-            weight = xp.ones(iy.shape, xp.float32)
-        if fill_mode == "constant":
-            outside = ~(inside_y & inside_x)
-            fill_weight = (0 if fill_weight is None else fill_weight) + xp.where(outside, weight, xp.float32(0))
-            weight = xp.where(outside, xp.float32(0), weight)
-        gathers.append((((base + iy) * width + ix).reshape(-1), weight.astype(xp.float32)[..., None]))
+    for iy, inside_y, wy in along_y:
+        row_start = (base + iy) * width
+        for ix, inside_x, wx in along_x:
+            weight = xp.ones(iy.shape, xp.float32) if wy is None else wy * wx
+            if fill_mode == "constant":
+                outside = ~(inside_y & inside_x)
+                fill_weight = (0 if fill_weight is None else fill_weight) + xp.where(outside, weight, xp.float32(0))
+                weight = xp.where(outside, xp.float32(0), weight)
+            gathers.append(((row_start + ix).reshape(-1), weight.astype(xp.float32, copy=False)[..., None]))
 
     flat = x.data.reshape(batch * height * width, channels)
     out = None
     for rows_index, weight in gathers:
-        term = flat[rows_index].reshape(batch, height, width, channels) * weight
-        out = term if out is None else out + term
+        # take() along the rows is ~5x faster than flat[rows_index] on numpy
+        term = xp.take(flat, rows_index, axis=0).reshape(batch, height, width, channels) * weight
+        if out is None:
+            out = term
+        else:
+            out += term
     if fill_weight is not None and fill_value != 0:
-        out = out + fill_weight.astype(out.dtype)[..., None] * out.dtype.type(fill_value)
+        out += fill_weight.astype(out.dtype)[..., None] * out.dtype.type(fill_value)
     out = out.astype(x.data.dtype, copy=False)
 
     def backward(g):
