@@ -1,5 +1,5 @@
-"""Image preprocessing and augmentation: ops.image (the affine sampler against scipy.ndimage for every
-fill mode, resize against torch, gradients by finite differences); the layer contract for each layer;
+"""Image preprocessing and augmentation layers (ops.image itself: tests/ops/test_image.py): the layer
+contract for each layer;
 hand-computed geometry (90-degree rotation = np.rot90, flips = np.flip, whole-pixel translations = a
 shift with the fill rule, zoom 0 = identity); inference is the identity; seeds make runs repeat; value
 ranges; the Keras tutorial's augmentation block inside a small CNN trained with fit, saved and loaded;
@@ -12,93 +12,12 @@ import dlgpu
 from dlgpu import layers, ops
 from dlgpu.models import load_model
 
-from helpers import check_gradients
+from helpers import check_gradients, scipy_affine_transform
 
 from .layer_test_case import run_layer_test
 
-ndimage = pytest.importorskip("scipy.ndimage")
-
-# An affine map per image whose source points avoid the x.5 ties where nearest rounding is a convention.
-TRANSFORMS = np.array([[0.93, 0.31, 0.77, -0.23, 1.07, -1.33, 0, 0],
-                       [1.21, -0.42, -2.17, 0.53, 0.81, 0.94, 0, 0]], np.float32)
-SCIPY_MODES = {"reflect": "reflect", "wrap": "grid-wrap", "nearest": "nearest", "constant": "grid-constant",
-               "mirror": "mirror"}
-
-
 def _images(shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-def _scipy_affine(images, transforms, order, mode, cval):
-    """scipy's reference: ndimage reads input[M @ (row, col, channel) + offset]."""
-    out = []
-    for img, (a0, a1, a2, b0, b1, b2, _, _) in zip(images, transforms.astype(np.float64)):
-        matrix = np.array([[b1, b0, 0], [a1, a0, 0], [0, 0, 1]])
-        out.append(ndimage.affine_transform(img.astype(np.float64), matrix, offset=[b2, a2, 0], order=order,
-                                            mode=SCIPY_MODES[mode], cval=cval))
-    return np.stack(out)
-
-
-# -- ops.image ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("fill_mode", sorted(SCIPY_MODES))
-@pytest.mark.parametrize("interpolation, order", [("bilinear", 1), ("nearest", 0)])
-def test_affine_transform_matches_scipy(fill_mode, interpolation, order):
-    x = _images((2, 5, 6, 3))
-    out = ops.image.affine_transform(x, TRANSFORMS, interpolation, fill_mode, fill_value=0.5)
-    assert out.dtype == "float32" and out.shape == x.shape
-    np.testing.assert_allclose(out.numpy(), _scipy_affine(x, TRANSFORMS, order, fill_mode, 0.5), atol=2e-6)
-
-
-def test_affine_transform_single_image_and_3x3_matrix():
-    x = _images((5, 6, 2))
-    a0, a1, a2, b0, b1, b2 = TRANSFORMS[0, :6]
-    matrix = np.array([[a0, a1, a2], [b0, b1, b2], [0, 0, 1]], np.float32)
-    out = ops.image.affine_transform(x, matrix, fill_mode="wrap")
-    np.testing.assert_allclose(out.numpy(), _scipy_affine(x[None], TRANSFORMS[:1], 1, "wrap", 0)[0], atol=2e-6)
-
-
-@pytest.mark.parametrize("interpolation, fill_mode", [("bilinear", "constant"), ("bilinear", "reflect"),
-                                                      ("nearest", "wrap")])
-def test_affine_transform_gradient(interpolation, fill_mode):
-    check_gradients(lambda x: ops.image.affine_transform(x, TRANSFORMS, interpolation, fill_mode, fill_value=0.3),
-                    [_images((2, 4, 5, 2))])
-
-
-@pytest.mark.parametrize("size", [(3, 4), (14, 5), (7, 20), (1, 1)])
-@pytest.mark.parametrize("interpolation, torch_mode", [("bilinear", "bilinear"), ("nearest", "nearest-exact")])
-def test_resize_matches_torch(size, interpolation, torch_mode):
-    torch = pytest.importorskip("torch")
-    x = _images((2, 7, 9, 3))
-    kwargs = {"align_corners": False} if torch_mode == "bilinear" else {}
-    ref = torch.nn.functional.interpolate(torch.tensor(x).permute(0, 3, 1, 2), size=size, mode=torch_mode, **kwargs)
-    out = ops.image.resize(x, size, interpolation)
-    np.testing.assert_allclose(out.numpy(), ref.permute(0, 2, 3, 1).numpy(), atol=2e-6)
-
-
-def test_resize_crop_and_pad_to_aspect_ratio():
-    x = _images((2, 6, 10, 1))
-    # 6x10 to a square: crop the central 6x6, then the sizes match and nothing is interpolated
-    np.testing.assert_array_equal(ops.image.resize(x, (6, 6), crop_to_aspect_ratio=True).numpy(), x[:, :, 2:8])
-    # 6x10 to 10x10: pad two rows of fill_value above and below, then resize 10x10 -> 10x10 (no-op)
-    padded = ops.image.resize(x, (10, 10), pad_to_aspect_ratio=True, fill_value=-7.0).numpy()
-    np.testing.assert_array_equal(padded[:, 2:8], x)
-    assert (padded[:, :2] == -7).all() and (padded[:, 8:] == -7).all()
-    check_gradients(lambda t: ops.image.resize(t, (4, 7)), [_images((1, 5, 3, 2))])
-
-
-def test_ops_image_bad_inputs():
-    with pytest.raises(ValueError, match="affine_transform: expected images of rank 3.*received shape \\(4, 4\\)"):
-        ops.image.affine_transform(np.zeros((4, 4)), TRANSFORMS[0])
-    with pytest.raises(ValueError, match="`fill_mode` must be one of"):
-        ops.image.affine_transform(np.zeros((1, 4, 4, 1)), TRANSFORMS[0], fill_mode="edge")
-    with pytest.raises(ValueError, match="`transform` must have shape.*received shape \\(2, 6\\)"):
-        ops.image.affine_transform(np.zeros((2, 4, 4, 1)), np.zeros((2, 6)))
-    with pytest.raises(NotImplementedError, match="antialias"):
-        ops.image.resize(np.zeros((4, 4, 1)), (2, 2), antialias=True)
-    with pytest.raises(NotImplementedError, match="'bicubic'"):
-        ops.image.resize(np.zeros((4, 4, 1)), (2, 2), "bicubic")
-    with pytest.raises(NotImplementedError, match="channels_last"):
-        ops.image.resize(np.zeros((1, 4, 4)), (2, 2), data_format="channels_first")
 
 
 # -- the layer contract ---------------------------------------------------------------------------------
@@ -159,6 +78,7 @@ def test_rotation_by_90_degrees_is_rot90():
 
 
 def test_rotation_matches_scipy_for_each_fill_mode():
+    pytest.importorskip("scipy")
     x = _images((2, 6, 7, 1))
     for fill_mode in ("reflect", "wrap", "constant", "nearest"):
         layer = layers.RandomRotation((0.1, 0.1), fill_mode=fill_mode, fill_value=2.0)
@@ -166,7 +86,7 @@ def test_rotation_matches_scipy_for_each_fill_mode():
         c, s = np.cos(theta), np.sin(theta)
         t = np.array([c, -s, cx - cx * c + cy * s, s, c, cy - cx * s - cy * c, 0, 0], np.float32)
         np.testing.assert_allclose(layer(x, training=True).numpy(),
-                                   _scipy_affine(x, np.stack([t, t]), 1, fill_mode, 2.0), atol=1e-5)
+                                   scipy_affine_transform(x, np.stack([t, t]), 1, fill_mode, 2.0), atol=1e-5)
 
 
 @pytest.mark.parametrize("mode, axes", [("horizontal", (2,)), ("vertical", (1,)),

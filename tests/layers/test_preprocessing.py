@@ -222,3 +222,21 @@ def test_category_encoding_bad_inputs():
         layers.CategoryEncoding(3)([[0, 1]], count_weights=[[1.0, 1.0]])
     with pytest.raises(ValueError, match="non-integer"):
         layers.CategoryEncoding(3)(np.array([[0.5, 1.0]]))
+
+
+@pytest.mark.gpu
+def test_preprocessing_on_gpu_matches_cpu():
+    x = np.random.default_rng(6).standard_normal((8, 5)).astype(np.float32)
+    ids = np.random.default_rng(7).integers(0, 6, (8, 3))
+    results = []
+    for device in ("cpu", "gpu"):
+        with dlgpu.device(device):
+            norm = layers.Normalization()
+            norm.adapt(x)
+            outs = [norm(x), layers.Normalization(axis=None, invert=True, mean=1.0, variance=4.0)(x),
+                    layers.Discretization([-0.5, 0.0, 0.5])(x),
+                    layers.Discretization([-0.5, 0.5], output_mode="count")(x)]
+            outs += [layers.CategoryEncoding(6, output_mode=mode)(ids) for mode in ("one_hot", "multi_hot", "count")]
+            results.append([o.numpy() for o in outs])
+    for on_cpu, on_gpu in zip(*results):
+        np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-6, atol=1e-6)
