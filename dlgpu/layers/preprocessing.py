@@ -67,7 +67,7 @@ def _host(x):
 
 
 def _batches(layer, data):
-    """adapt() data as a list-free stream of host arrays: one array, a PyDataset, or an iterable of batches
+    """adapt() data as a stream of host arrays: from one array, a PyDataset, or an iterable of batches
     (an (x, y) or (x, y, sample_weight) tuple counts by its x, as Keras's _extract_batch)."""
     from dlgpu.utils import PyDataset
     if isinstance(data, (np.ndarray, Tensor)) or hasattr(data, "__cuda_array_interface__"):
@@ -125,7 +125,7 @@ class Normalization(_ArrayInputLayer):
         self.input_mean = mean
         self.input_variance = variance
         self._constants = None  # given mean/variance, broadcast to the input's rank (host arrays)
-        self._on_device = {}    # ... and their copies on the device that last used them
+        self._on_device = {}    # ... and their copies per array module (numpy, CuPy)
 
     def build(self, input_shape):
         ndim = len(input_shape)
