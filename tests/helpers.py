@@ -78,3 +78,20 @@ def away_from(x, points, margin=0.05):
         close = np.abs(x - p) < margin
         x[close] = p + np.where(x[close] >= p, margin, -margin) * 2
     return x
+
+
+# keras fill_mode -> scipy.ndimage mode with the same per-pixel rule (the grid- modes pad rather than extend)
+SCIPY_FILL_MODES = {"reflect": "reflect", "wrap": "grid-wrap", "nearest": "nearest", "constant": "grid-constant",
+                    "mirror": "mirror"}
+
+
+def scipy_affine_transform(images, transforms, order, fill_mode, fill_value):
+    """The reference for ops.image.affine_transform: NHWC ``images``, Keras 8-vector ``transforms`` (one per
+    image), through scipy.ndimage.affine_transform, which reads input[M @ (row, col, channel) + offset]."""
+    from scipy import ndimage
+    out = []
+    for img, (a0, a1, a2, b0, b1, b2, _, _) in zip(images, np.asarray(transforms, np.float64)):
+        matrix = np.array([[b1, b0, 0], [a1, a0, 0], [0, 0, 1]])
+        out.append(ndimage.affine_transform(img.astype(np.float64), matrix, offset=[b2, a2, 0], order=order,
+                                            mode=SCIPY_FILL_MODES[fill_mode], cval=fill_value))
+    return np.stack(out)

@@ -92,3 +92,29 @@ def test_to_categorical_and_categorical_crossentropy():
     np.testing.assert_array_equal(y, np.eye(3)[[0, 2, 1]])
     with pytest.raises(ValueError):
         keras.utils.to_categorical([0, 3], num_classes=3)
+
+
+def test_preprocessing_layers_guide_snippet():
+    # keras.io "Working with preprocessing layers": an augmentation block and an adapted Normalization
+    # inside the model, trained with fit (the augmentation runs in fit only)
+    x_train = np.random.default_rng(0).integers(0, 256, (32, 16, 16, 3)).astype("uint8")
+    y_train = np.random.default_rng(1).integers(0, 10, 32)
+    data_augmentation = keras.Sequential([
+        layers.RandomFlip("horizontal"),
+        layers.RandomRotation(0.1),
+        layers.RandomZoom(0.1),
+    ])
+    normalizer = layers.Normalization()
+    normalizer.adapt(x_train)
+    inputs = keras.Input(shape=x_train.shape[1:])
+    x = data_augmentation(inputs)
+    x = normalizer(x)
+    x = layers.Conv2D(4, 3, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(10)(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="rmsprop", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(x_train, y_train, batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    np.testing.assert_allclose(normalizer.mean.numpy(), x_train.reshape(-1, 3).mean(axis=0), rtol=1e-5)
+    assert model.predict(x_train[:4], verbose=0).shape == (4, 10)

@@ -15,7 +15,10 @@ from dlgpu.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D,
                                   GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D,
                                   GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
                                   MaxPooling1D, MaxPooling2D)
-from dlgpu.layers.preprocessing import Rescaling
+from dlgpu.layers.image_augmentation import (RandomBrightness, RandomContrast, RandomFlip, RandomRotation,
+                                             RandomTranslation, RandomZoom)
+from dlgpu.layers.image_preprocessing import CenterCrop, RandomCrop, Resizing
+from dlgpu.layers.preprocessing import CategoryEncoding, Discretization, Normalization, Rescaling
 from dlgpu.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from dlgpu.layers.reshaping import Cropping2D, Permute, RepeatVector, UpSampling2D, ZeroPadding2D
 
@@ -24,7 +27,9 @@ _BUILTIN = {cls.__name__: cls for cls in (
     MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling2D, AveragePooling2D,
     GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization, LayerNormalization, Add, Subtract, Multiply,
     Average, Maximum, Minimum, Concatenate, ReLU, LeakyReLU, Softmax, ELU, Rescaling, ZeroPadding2D, Cropping2D,
-    UpSampling2D, Permute, RepeatVector, MultiHeadAttention, Attention, SimpleRNN, LSTM, GRU, Bidirectional)}
+    UpSampling2D, Permute, RepeatVector, MultiHeadAttention, Attention, SimpleRNN, LSTM, GRU, Bidirectional,
+    Normalization, Discretization, CategoryEncoding, Resizing, CenterCrop, RandomCrop, RandomFlip, RandomRotation,
+    RandomZoom, RandomTranslation, RandomContrast, RandomBrightness)}
 _custom = {}
 
 
