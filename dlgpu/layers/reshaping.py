@@ -62,7 +62,7 @@ class _ZeroPadding(Layer):
 
     _rank = None
 
-    def __init__(self, padding, data_format=None, **kwargs):
+    def __init__(self, padding, data_format, **kwargs):
         super().__init__(**kwargs)
         _channels_last(self, data_format)
         self.padding = _pairs(self, "padding", padding, self._rank)
@@ -112,7 +112,7 @@ class _Cropping(Layer):
 
     _rank = None
 
-    def __init__(self, cropping, data_format=None, **kwargs):
+    def __init__(self, cropping, data_format, **kwargs):
         super().__init__(**kwargs)
         _channels_last(self, data_format)
         self.cropping = _pairs(self, "cropping", cropping, self._rank)
@@ -156,7 +156,7 @@ class Cropping1D(_Cropping):
     _rank = 1
 
     def __init__(self, cropping=(1, 1), **kwargs):
-        super().__init__(cropping, **kwargs)
+        super().__init__(cropping, None, **kwargs)  # no data_format argument in Keras
 
 
 class Cropping2D(_Cropping):
@@ -207,7 +207,7 @@ class _UpSampling(Layer):
 
     _rank = None
 
-    def __init__(self, size, data_format=None, interpolation="nearest", **kwargs):
+    def __init__(self, size, data_format, interpolation, **kwargs):
         super().__init__(**kwargs)
         _channels_last(self, data_format)
         self.size = normalize_tuple(size, self._rank, "size", f"Layer '{self.name}'")
@@ -238,7 +238,7 @@ class UpSampling1D(_UpSampling):
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
             raise TypeError(f"UpSampling1D: expected an integer value for `size`, got {type(size).__name__}: "
                             f"size={size!r}")
-        super().__init__(int(size), **kwargs)
+        super().__init__(int(size), None, "nearest", **kwargs)  # Keras takes neither argument here
 
     def get_config(self):
         return {**super().get_config(), "size": self.size[0]}
@@ -251,7 +251,7 @@ class UpSampling2D(_UpSampling):
     _NOT_IMPLEMENTED = ("bicubic", "lanczos3", "lanczos5")
 
     def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
-        super().__init__(size, data_format, **kwargs)
+        super().__init__(size, data_format, "nearest", **kwargs)
         self.interpolation = str(interpolation).lower()
         if self.interpolation in self._NOT_IMPLEMENTED:
             raise NotImplementedError(f"Layer '{self.name}' (UpSampling2D): interpolation={interpolation!r} is not "
@@ -272,7 +272,7 @@ class UpSampling3D(_UpSampling):
     _rank = 3
 
     def __init__(self, size=(2, 2, 2), data_format=None, **kwargs):
-        super().__init__(size, data_format, **kwargs)
+        super().__init__(size, data_format, "nearest", **kwargs)
 
     def get_config(self):
         return {**super().get_config(), "size": list(self.size), "data_format": "channels_last"}
