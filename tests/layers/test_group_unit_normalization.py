@@ -250,3 +250,18 @@ def test_normalization_layers_on_gpu_match_cpu():
             results[device] = [loss.numpy()] + [g.numpy() for g in grads]
     for a, b in zip(results["gpu"], results["cpu"]):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_normalization_ops():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 4))
+    np.testing.assert_allclose(ops.normalize(x, axis=0, order=1).numpy(), x / np.abs(x).sum(0), rtol=1e-5)
+    check_gradients(lambda t: ops.normalize(t, axis=-1, order=3), [x])
+    with pytest.raises(ValueError, match=r"order=0"):
+        ops.normalize(x, order=0)
+    with pytest.raises(ValueError, match=r"axis 2 is out of bounds.*axis=\[0, 2\]"):
+        ops.layer_normalization(x, axis=[0, 2])
+    y = ops.layer_normalization(x.astype(np.float32), epsilon=1e-3).numpy()
+    np.testing.assert_allclose(y, (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-3),
+                               rtol=1e-4, atol=1e-5)
+    assert ops.rms_normalization(np.float32(2.0)).shape == (1,)
