@@ -138,6 +138,9 @@ class AlphaDropout(_Noise):
 
     def call(self, inputs, training=False):
         if training and self.rate > 0:
+            if self.rate == 1:  # Keras's affine map divides by zero here
+                raise ValueError(f"Layer '{self.name}' (AlphaDropout): rate=1 drops every value and leaves no "
+                                 f"affine map that restores the variance; use a rate below 1.")
             shape = self._mask_shape(inputs.shape)
             dtype = inputs.data.dtype
             keep = (self._draw(inputs.data, shape, "uniform") >= dtype.type(self.rate)).astype(dtype)
@@ -152,7 +155,7 @@ class AlphaDropout(_Noise):
 
     def compute_output_shape(self, input_shape):
         if self.noise_shape is not None and len(self.noise_shape) != len(input_shape):
-            self._mask_shape(input_shape)
+            self._mask_shape(input_shape)  # raises, naming both shapes
         return input_shape
 
     def get_config(self):

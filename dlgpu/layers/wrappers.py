@@ -23,14 +23,14 @@ class TimeDistributed(Layer):
         self.layer = layer
 
     def _child_shape(self, input_shape):
+        """What the wrapped layer sees: (None, ...) with the time axis folded into the unknown batch."""
         if not _is_shape(input_shape) or len(input_shape) < 3:
             raise ValueError(f"Layer '{self.name}' (TimeDistributed) expects one input of rank >= 3 (batch, time, "
                              f"...); received input shape {input_shape}")
-        batch, steps = input_shape[:2]
-        return (None if batch is None or steps is None else batch * steps,) + tuple(input_shape[2:])
+        return (None,) + tuple(input_shape[2:])
 
     def build(self, input_shape):
-        self.layer._maybe_build((None,) + tuple(self._child_shape(input_shape)[1:]))
+        self.layer._maybe_build(self._child_shape(input_shape))
         self.built = True
 
     def call(self, inputs, training=None, mask=None):
@@ -45,7 +45,7 @@ class TimeDistributed(Layer):
         return ops.reshape(out, shape[:2] + tuple(out.shape[1:]))
 
     def compute_output_shape(self, input_shape):
-        child = self.layer.compute_output_shape((None,) + tuple(self._child_shape(input_shape)[1:]))
+        child = self.layer.compute_output_shape(self._child_shape(input_shape))
         if not _is_shape(child):
             raise ValueError(f"Layer '{self.name}' (TimeDistributed): the wrapped layer '{self.layer.name}' must "
                              f"return one tensor; its output shapes are {child}")

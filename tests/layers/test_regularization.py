@@ -164,6 +164,10 @@ def test_bad_shapes_and_rate_one():
         layers.AlphaDropout(0.5, noise_shape=(None, 2), name="ad")(np.ones((3, 4), np.float32), training=True)
     with pytest.raises(ValueError, match=r"'gd'.*rate=1"):
         layers.GaussianDropout(1.0, name="gd")(np.ones((3, 4), np.float32), training=True)
+    with pytest.raises(ValueError, match=r"'ad'.*rate=1"):
+        layers.AlphaDropout(1.0, name="ad")(np.ones((3, 4), np.float32), training=True)
+    with pytest.raises(ValueError, match=r"'ad'.*noise_shape=\(None, 1\).*\(None, 3, 4\)"):
+        layers.AlphaDropout(0.5, noise_shape=(None, 1), name="ad")(dlgpu.Input((3, 4)))
     # rate 1 outside training is the identity, as in Keras
     np.testing.assert_array_equal(layers.GaussianDropout(1.0)(np.ones((2, 2), np.float32)).numpy(), 1)
 
