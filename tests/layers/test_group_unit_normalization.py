@@ -168,7 +168,8 @@ def test_layer_norm_middle_axis_and_rms_scaling():
         rms = layers.LayerNormalization(rms_scaling=True, dtype="float64")
     rms.build((None, 3, 4))
     assert [w.path.split("/")[-1] for w in rms.weights] == ["gamma"]  # no beta with rms_scaling, as Keras
-    np.testing.assert_allclose(rms(dlgpu.Tensor(x, dtype="float64")).numpy(), x / np.sqrt(x.var(-1, keepdims=True) + 1e-3), rtol=1e-10)
+    np.testing.assert_allclose(rms(dlgpu.Tensor(x, dtype="float64")).numpy(),
+                               x / np.sqrt(x.var(-1, keepdims=True) + 1e-3), rtol=1e-10)
     check_gradients(rms, [x])
 
 
