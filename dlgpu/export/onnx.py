@@ -214,14 +214,17 @@ def _batch_norm(g, layer, inputs, out, shapes):
 
 def _layer_norm(g, layer, inputs, out, shapes):
     rank = len(shapes[0])
-    size = shapes[0][layer.axis]
+    axes = sorted(a % rank for a in ([layer.axis] if isinstance(layer.axis, int) else layer.axis))
+    size = tuple(shapes[0][a] for a in axes)
     gamma = _weight(layer.gamma) if layer.gamma is not None else np.ones(size, np.float32)
     beta = _weight(layer.beta) if layer.beta is not None else np.zeros(size, np.float32)
-    if layer.axis % rank != rank - 1:
-        raise ExportError(f"ONNX export: layer '{layer.name}' (LayerNormalization) normalizes axis {layer.axis}; "
-                          f"only the last axis is supported.")
+    # ONNX normalizes over every axis from `axis` to the last, so only trailing axes map onto it
+    if axes != list(range(axes[0], rank)) or getattr(layer, "rms_scaling", False):
+        raise ExportError(f"ONNX export: layer '{layer.name}' (LayerNormalization) normalizes axes {layer.axis}"
+                          f"{' with rms_scaling' if getattr(layer, 'rms_scaling', False) else ''}; only the "
+                          f"last axes, without rms_scaling, are supported.")
     g.node("LayerNormalization", [inputs[0], g.const(f"{layer.name}/gamma", gamma), g.const(f"{layer.name}/beta", beta)],
-           [out], axis=-1, epsilon=layer.epsilon, name=layer.name)
+           [out], axis=axes[0] - rank, epsilon=layer.epsilon, name=layer.name)
 
 
 def _merge_op(op_type, variadic):

@@ -6,11 +6,12 @@ from dlgpu.layers.activation import ELU, LeakyReLU, ReLU, Softmax
 from dlgpu.layers.attention import Attention, MultiHeadAttention
 from dlgpu.layers.base import Input, InputLayer, InputSpec, KerasTensor, Layer
 from dlgpu.layers.conv import Conv1D, Conv2D, Convolution1D, Convolution2D
-from dlgpu.layers.core import (Activation, Dense, Dropout, Embedding, Flatten, Lambda, Reshape,
+from dlgpu.layers.core import (Activation, Dense, Dropout, Embedding, Flatten, Identity, Lambda, Reshape,
                                SpatialDropout2D)
-from dlgpu.layers.merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
-                                concatenate)
-from dlgpu.layers.normalization import BatchNormalization, LayerNormalization
+from dlgpu.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
+                                concatenate, dot)
+from dlgpu.layers.normalization import (BatchNormalization, GroupNormalization, LayerNormalization,
+                                        RMSNormalization, UnitNormalization)
 from dlgpu.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
                                   GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D,
                                   GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
@@ -20,7 +21,10 @@ from dlgpu.layers.image_augmentation import (RandomBrightness, RandomContrast, R
 from dlgpu.layers.image_preprocessing import CenterCrop, RandomCrop, Resizing
 from dlgpu.layers.preprocessing import CategoryEncoding, Discretization, Normalization, Rescaling
 from dlgpu.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
-from dlgpu.layers.reshaping import Cropping2D, Permute, RepeatVector, UpSampling2D, ZeroPadding2D
+from dlgpu.layers.regularization import ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise
+from dlgpu.layers.reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D,
+                                    UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
+from dlgpu.layers.wrappers import TimeDistributed
 
 _BUILTIN = {cls.__name__: cls for cls in (
     InputLayer, Dense, Activation, Dropout, SpatialDropout2D, Flatten, Reshape, Embedding, Conv1D, Conv2D,
@@ -30,6 +34,10 @@ _BUILTIN = {cls.__name__: cls for cls in (
     UpSampling2D, Permute, RepeatVector, MultiHeadAttention, Attention, SimpleRNN, LSTM, GRU, Bidirectional,
     Normalization, Discretization, CategoryEncoding, Resizing, CenterCrop, RandomCrop, RandomFlip, RandomRotation,
     RandomZoom, RandomTranslation, RandomContrast, RandomBrightness)}
+_BUILTIN.update({cls.__name__: cls for cls in (
+    GaussianNoise, GaussianDropout, AlphaDropout, ActivityRegularization, GroupNormalization, UnitNormalization,
+    RMSNormalization, Identity, Dot, TimeDistributed, ZeroPadding1D, ZeroPadding3D, Cropping1D, Cropping3D,
+    UpSampling1D, UpSampling3D)})
 _custom = {}
 
 

@@ -1,6 +1,8 @@
-"""Dense, Activation, Dropout, SpatialDropout2D, Flatten, Reshape, Lambda, Embedding."""
+"""Dense, Activation, Dropout, SpatialDropout2D, Flatten, Reshape, Lambda, Identity, Embedding."""
 
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 
@@ -199,20 +201,73 @@ class Reshape(Layer):
 
 
 class Lambda(Layer):
-    """Wraps a Python function of tensors.  Not saved with the model: loading needs the function again."""
+    """Wraps a Python function of tensors.  Not saved with the model: loading needs the function again.
 
-    def __init__(self, function, output_shape=None, arguments=None, **kwargs):
+    ``output_shape`` (without the batch axis, or a function of the input shape) is used for symbolic calls
+    when given; otherwise the shape comes from running the function on zeros.  A function with a
+    ``training`` argument receives the call's training flag, as in Keras.
+    """
+
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
         super().__init__(**kwargs)
+        if not callable(function):
+            raise ValueError(f"Layer '{self.name}' (Lambda): `function` must be callable. Received: "
+                             f"function={function!r}")
+        if mask is not None:
+            raise NotImplementedError(f"Layer '{self.name}' (Lambda): masks are not supported in dlgpu; received "
+                                      f"mask={mask!r}")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise ValueError(f"Layer '{self.name}' (Lambda): `arguments` must be a dict of keyword arguments for "
+                             f"the function. Received: arguments={arguments!r}")
+        if output_shape is not None and not callable(output_shape) and not _is_shape_like(output_shape) and not (
+                isinstance(output_shape, list) and all(_is_shape_like(o) for o in output_shape)):
+            raise ValueError(f"Layer '{self.name}' (Lambda): `output_shape` must be a tuple of ints or None "
+                             f"(without the batch axis), a list of such tuples, or a function of the input "
+                             f"shape. Received: output_shape={output_shape!r}")
         self.function = function
         self.arguments = arguments or {}
         self._output_shape = output_shape
+        try:
+            self._fn_expects_training = "training" in inspect.signature(function).parameters
+        except (TypeError, ValueError):  # builtins without a signature
+            self._fn_expects_training = False
 
-    def call(self, inputs):
-        return self.function(inputs, **self.arguments)
+    def call(self, inputs, training=None):
+        kwargs = dict(self.arguments)
+        if self._fn_expects_training:
+            kwargs["training"] = training
+        return self.function(inputs, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        if self._output_shape is None:
+            return super().compute_output_shape(input_shape)
+        if callable(self._output_shape):
+            shape = self._output_shape(input_shape)
+            return tuple(shape) if _is_shape_like(shape) else shape
+        batch = input_shape[0] if _is_shape_like(input_shape) else input_shape[0][0]
+        if _is_shape_like(self._output_shape):
+            return (batch,) + tuple(self._output_shape)
+        return [(batch,) + tuple(shape) for shape in self._output_shape]
 
     def get_config(self):
         raise ValueError(f"Layer '{self.name}' (Lambda) wraps Python code, which dlgpu never saves or loads; "
                          f"rewrite it as a subclassed Layer with get_config, or save only the weights.")
+
+
+def _is_shape_like(value):
+    """A tuple/list of ints or None: one shape without (or, for input shapes, with) the batch axis."""
+    return isinstance(value, (list, tuple)) and all(
+        s is None or isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in value)
+
+
+class Identity(Layer):
+    """Returns its inputs unchanged: a placeholder where a model needs a layer but no operation."""
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
 class Embedding(Layer):

@@ -1,7 +1,8 @@
-"""Layers that merge several inputs: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate."""
+"""Layers that merge several inputs: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot."""
 
 from __future__ import annotations
 
+import string
 from functools import reduce
 
 import numpy as np
@@ -100,9 +101,89 @@ class Concatenate(Layer):
         return {**super().get_config(), "axis": self.axis}
 
 
+class Dot(Layer):
+    """The dot product of two batched tensors along one axis of each (Keras's batch_dot): the output keeps
+    the first input's other axes, then the second's other non-batch axes; (batch, n) with (batch, n) gives
+    (batch, 1).  normalize=True L2-normalises both along those axes first (cosine similarity)."""
+
+    def __init__(self, axes, normalize=False, **kwargs):
+        super().__init__(**kwargs)
+        def is_int(a):
+            return isinstance(a, (int, np.integer)) and not isinstance(a, bool)
+        if not is_int(axes):
+            if not isinstance(axes, (list, tuple)):
+                raise TypeError(f"Layer '{self.name}' (Dot): invalid type for argument `axes`: it should be a list "
+                                f"or an int. Received: axes={axes!r}")
+            if len(axes) != 2 or not all(is_int(a) for a in axes):
+                raise ValueError(f"Layer '{self.name}' (Dot): invalid format for argument `axes`: it should contain "
+                                 f"two integers. Received: axes={axes!r}")
+            axes = [int(a) for a in axes]
+        else:
+            axes = int(axes)
+        self.axes = axes
+        self.normalize = bool(normalize)
+
+    def _axes(self, shapes):
+        """The contracted axis of each input, non-negative, after checking what batch_dot needs."""
+        if not isinstance(shapes, (list, tuple)) or len(shapes) != 2 or not all(isinstance(s, tuple) for s in shapes):
+            raise ValueError(f"Layer '{self.name}' (Dot) should be called on a list of 2 inputs. Received: "
+                             f"input_shape={shapes}")
+        if any(len(s) < 2 for s in shapes):
+            raise ValueError(f"Layer '{self.name}' (Dot): both inputs need rank >= 2 (a batch axis and at least one "
+                             f"more). Received shapes {list(shapes)}")
+        wanted = [self.axes, self.axes] if isinstance(self.axes, int) else self.axes
+        axes = []
+        for a, shape in zip(wanted, shapes):
+            if not -len(shape) <= a < len(shape):
+                raise ValueError(f"Layer '{self.name}' (Dot): axis {a} is out of bounds for an input of shape "
+                                 f"{shape}. Received: axes={self.axes}")
+            axes.append(a % len(shape))
+        if 0 in axes:
+            raise ValueError(f"Layer '{self.name}' (Dot): cannot take the dot product over axis 0, the batch axis. "
+                             f"Received: axes={self.axes} for shapes {list(shapes)}")
+        (s1, s2), (a1, a2) = shapes, axes
+        if s1[a1] is not None and s2[a2] is not None and s1[a1] != s2[a2]:
+            raise ValueError(f"Layer '{self.name}' (Dot): incompatible input shapes: axis values {s1[a1]} (at axis "
+                             f"{a1}) != {s2[a2]} (at axis {a2}). Full input shapes: {s1}, {s2}")
+        if s1[0] is not None and s2[0] is not None and s1[0] != s2[0]:
+            raise ValueError(f"Layer '{self.name}' (Dot): the inputs have different batch sizes; received shapes "
+                             f"{s1} and {s2}")
+        return axes
+
+    def build(self, input_shape):
+        self._axes(input_shape)
+        self.built = True
+
+    def call(self, inputs):
+        x, y = inputs
+        a1, a2 = self._axes([tuple(x.shape), tuple(y.shape)])
+        if self.normalize:
+            x, y = ops.normalize(x, axis=a1), ops.normalize(y, axis=a2)
+        # One einsum: the batch label is shared, the contracted label too; the rest keep their order.
+        letters = iter(string.ascii_letters[2:])
+        x_labels = ["a"] + [("b" if i == a1 else next(letters)) for i in range(1, x.ndim)]
+        y_labels = ["a"] + [("b" if i == a2 else next(letters)) for i in range(1, y.ndim)]
+        out_labels = [c for c in x_labels if c != "b"] + [c for c in y_labels[1:] if c != "b"]
+        out = ops.einsum(f"{''.join(x_labels)},{''.join(y_labels)}->{''.join(out_labels)}", x, y)
+        return ops.expand_dims(out, 1) if out.ndim == 1 else out
+
+    def compute_output_shape(self, input_shape):
+        a1, a2 = self._axes(input_shape)
+        s1, s2 = input_shape
+        out = tuple(s for i, s in enumerate(s1) if i != a1) + tuple(s for i, s in enumerate(s2) if i not in (0, a2))
+        return out + (1,) if len(out) == 1 else out
+
+    def get_config(self):
+        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
+
+
 def add(inputs, **kwargs):
     return Add(**kwargs)(inputs)
 
 
 def concatenate(inputs, axis=-1, **kwargs):
     return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def dot(inputs, axes=-1, **kwargs):
+    return Dot(axes=axes, **kwargs)(inputs)

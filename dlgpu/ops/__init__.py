@@ -10,9 +10,10 @@ from dlgpu.ops.math import (abs, absolute, add, cast, ceil, clip, cos, divide, d
                             minimum, mod, multiply, negative, not_equal, power, reciprocal, round, rsqrt, sign,
                             sin, sqrt, square, subtract, true_divide, where)
 from dlgpu.ops.nn import (batch_norm_train, batch_normalization, dense, dropout, elu, exponential, gelu,
-                          hard_sigmoid, leaky_relu, log_sigmoid, log_softmax, mish, relu, relu6, selu,
-                          set_random_seed, sigmoid, sigmoid_cross_entropy, silu, softmax, softmax_cross_entropy,
-                          softplus, softsign, swish, tanh)
+                          hard_sigmoid, layer_normalization, leaky_relu, log_sigmoid, log_softmax, mish,
+                          normalize, relu, relu6, rms_normalization, selu, set_random_seed, sigmoid,
+                          sigmoid_cross_entropy, silu, softmax, softmax_cross_entropy, softplus, softsign, swish,
+                          tanh)
 from dlgpu.ops.reduce import (all, amax, amin, any, argmax, argmin, count_nonzero, cumsum, logsumexp, max, mean,
                               min, moments, norm, prod, std, sum, var)
 from dlgpu.ops.shape import (arange, broadcast_to, concatenate, convert_to_numpy, convert_to_tensor, empty,

@@ -290,3 +290,71 @@ def batch_normalization(x, mean, variance, axis=-1, offset=None, scale=None, eps
         inv = m.multiply(inv, scale)
     out = m.multiply(m.subtract(x, mean), inv)
     return m.add(out, offset) if offset is not None else out
+
+
+def _as_axes(axis, ndim):
+    axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"axis {a} is out of bounds for a tensor of rank {ndim}; received axis={axis!r}")
+    return sorted(a % ndim for a in axes)
+
+
+def _spanning(param, axes, shape):
+    """A weight over ``axes`` (shape ``shape[axes]``) reshaped to broadcast against the full tensor."""
+    if param is None:
+        return None
+    broadcast = [1] * len(shape)
+    for a in axes:
+        broadcast[a] = shape[a]
+    param = to_tensor(param)
+    return param if tuple(param.shape) == tuple(broadcast) else param.reshape(tuple(broadcast))
+
+
+def normalize(x, axis=-1, order=2, epsilon=None):
+    """keras.ops.normalize: x / max(||x||_order, epsilon) along ``axis``; for order 2 the squared norm is
+    clamped at epsilon^2 before the rsqrt, as Keras does, so a zero vector gets a finite gradient."""
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
+        raise ValueError(f"normalize: argument `order` must be an int >= 1. Received: order={order!r}")
+    x = float_operand(x)
+    if x.ndim == 0:
+        x = x.reshape((1,))
+    from dlgpu.ops import reduce as r
+    eps = 1e-7 if epsilon is None else float(epsilon)
+    if order == 2:
+        return m.multiply(x, m.rsqrt(m.maximum(r.sum(m.square(x), axis=axis, keepdims=True), eps * eps)))
+    norm = m.power(r.sum(m.power(m.abs(x), float(order)), axis=axis, keepdims=True), 1.0 / order)
+    return m.divide(x, m.maximum(norm, eps))
+
+
+def layer_normalization(x, gamma=None, beta=None, axis=-1, epsilon=None, rms_scaling=False):
+    """keras.ops.layer_normalization: (x - mean) / sqrt(var + eps) * gamma + beta over ``axis`` (an int or a
+    list), ``gamma`` and ``beta`` spanning those axes.  The normalisation is batch_norm_train's fused op
+    without parameters (its backward assumes per-channel parameters, which these are not); gamma and beta
+    follow as ordinary broadcasts.  rms_scaling=True is Keras's deprecated variant: x / sqrt(var + eps) *
+    gamma, no centring and no beta."""
+    x = float_operand(x)
+    axes = _as_axes(axis, x.ndim)
+    eps = 1e-7 if epsilon is None else float(epsilon)
+    gamma, beta = _spanning(gamma, axes, x.shape), _spanning(beta, axes, x.shape)
+    if rms_scaling:
+        from dlgpu.ops import reduce as r
+        out = m.multiply(x, m.rsqrt(m.add(r.var(x, axis=tuple(axes), keepdims=True), eps)))
+        return m.multiply(out, gamma) if gamma is not None else out
+    out, _, _ = batch_norm_train(x, None, None, tuple(axes), eps)
+    if gamma is not None:
+        out = m.multiply(out, gamma)
+    return m.add(out, beta) if beta is not None else out
+
+
+def rms_normalization(x, scale=None, axis=-1, epsilon=None):
+    """keras.ops.rms_normalization: x / sqrt(mean(x^2) + eps) * scale over ``axis``."""
+    x = float_operand(x)
+    if x.ndim == 0:
+        x = x.reshape((1,))
+    axes = _as_axes(axis, x.ndim)
+    eps = 1e-7 if epsilon is None else float(epsilon)
+    from dlgpu.ops import reduce as r
+    out = m.multiply(x, m.rsqrt(m.add(r.mean(m.square(x), axis=tuple(axes), keepdims=True), eps)))
+    scale = _spanning(scale, axes, x.shape)
+    return m.multiply(out, scale) if scale is not None else out

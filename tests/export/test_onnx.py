@@ -313,3 +313,19 @@ def test_export_of_a_model_on_the_gpu(tmp_path):
         expected = model.predict(x, verbose=0)
     model.export(tmp_path / "m.onnx")
     np.testing.assert_allclose(run_onnx(tmp_path / "m.onnx", x), expected, rtol=1e-3, atol=1e-5)
+
+
+def test_layer_normalization_over_trailing_axes_and_refusals(tmp_path):
+    """LayerNormalization keeps Keras's list of axes after build; ONNX takes any run of trailing axes."""
+    model = keras.Sequential([keras.Input((3, 4)), layers.LayerNormalization(axis=[1, 2], name="ln")])
+    model.get_layer("ln").set_weights([np.arange(12, dtype=np.float32).reshape(3, 4) / 10,
+                                       np.ones((3, 4), np.float32)])
+    assert_export_matches(model, np.random.default_rng(8).standard_normal((2, 3, 4)).astype(np.float32),
+                          tmp_path=tmp_path)
+    middle = keras.Sequential([keras.Input((3, 4)), layers.LayerNormalization(axis=1, name="mid")])
+    with pytest.raises(ExportError, match=r"'mid'.*axes \[1\]"):
+        middle.export(tmp_path / "mid.onnx")
+    with pytest.warns(UserWarning):
+        rms = keras.Sequential([keras.Input((4,)), layers.LayerNormalization(rms_scaling=True, name="rms")])
+    with pytest.raises(ExportError, match=r"'rms'.*rms_scaling"):
+        rms.export(tmp_path / "rms.onnx")
