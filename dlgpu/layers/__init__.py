@@ -33,11 +33,10 @@ _BUILTIN = {cls.__name__: cls for cls in (
     Average, Maximum, Minimum, Concatenate, ReLU, LeakyReLU, Softmax, ELU, Rescaling, ZeroPadding2D, Cropping2D,
     UpSampling2D, Permute, RepeatVector, MultiHeadAttention, Attention, SimpleRNN, LSTM, GRU, Bidirectional,
     Normalization, Discretization, CategoryEncoding, Resizing, CenterCrop, RandomCrop, RandomFlip, RandomRotation,
-    RandomZoom, RandomTranslation, RandomContrast, RandomBrightness)}
-_BUILTIN.update({cls.__name__: cls for cls in (
+    RandomZoom, RandomTranslation, RandomContrast, RandomBrightness,
     GaussianNoise, GaussianDropout, AlphaDropout, ActivityRegularization, GroupNormalization, UnitNormalization,
     RMSNormalization, Identity, Dot, TimeDistributed, ZeroPadding1D, ZeroPadding3D, Cropping1D, Cropping3D,
-    UpSampling1D, UpSampling3D)})
+    UpSampling1D, UpSampling3D)}
 _custom = {}
 
 
