@@ -6,8 +6,12 @@ from dlgpu.layers.activation import ELU, LeakyReLU, ReLU, Softmax
 from dlgpu.layers.attention import Attention, MultiHeadAttention
 from dlgpu.layers.base import Input, InputLayer, InputSpec, KerasTensor, Layer
 from dlgpu.layers.conv import Conv1D, Conv2D, Convolution1D, Convolution2D
+from dlgpu.layers.conv_transpose import (Conv1DTranspose, Conv2DTranspose, Convolution1DTranspose,
+                                         Convolution2DTranspose)
 from dlgpu.layers.core import (Activation, Dense, Dropout, Embedding, Flatten, Lambda, Reshape,
                                SpatialDropout2D)
+from dlgpu.layers.depthwise_conv import (DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
+                                        SeparableConvolution1D, SeparableConvolution2D)
 from dlgpu.layers.merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
                                 concatenate)
 from dlgpu.layers.normalization import BatchNormalization, LayerNormalization
@@ -24,7 +28,8 @@ _BUILTIN = {cls.__name__: cls for cls in (
     MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling2D, AveragePooling2D,
     GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization, LayerNormalization, Add, Subtract, Multiply,
     Average, Maximum, Minimum, Concatenate, ReLU, LeakyReLU, Softmax, ELU, Rescaling, ZeroPadding2D, Cropping2D,
-    UpSampling2D, Permute, RepeatVector, MultiHeadAttention, Attention, SimpleRNN, LSTM, GRU, Bidirectional)}
+    UpSampling2D, Permute, RepeatVector, MultiHeadAttention, Attention, SimpleRNN, LSTM, GRU, Bidirectional,
+    Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D)}
 _custom = {}
 
 

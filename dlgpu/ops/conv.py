@@ -190,7 +190,7 @@ def separable_conv(inputs, depthwise_kernel, pointwise_kernel, strides=1, paddin
     return conv(y, pointwise)
 
 
-def _transpose_pads(size, k, stride, dilation, padding, output_padding):
+def transpose_geometry(size, k, stride, dilation, padding, output_padding):
     """(output length, (before, after) pads of the convolution whose input gradient this transposed
     convolution is, zeros appended to the output).  Keras's rule (keras/src/backend/common/
     backend_utils.py, _convert_conv_transpose_padding_args_from_keras_to_jax): 'valid' gives
@@ -233,7 +233,7 @@ def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=No
                                                   for p in output_padding):
             raise ValueError(f"conv_transpose: output_padding must be None, a non-negative int or a tuple of {rank} "
                              f"of them; received output_padding={output_padding!r}")
-    geometry = [_transpose_pads(size, k, s, d, padding, None if output_padding is None else p)
+    geometry = [transpose_geometry(size, k, s, d, padding, None if output_padding is None else p)
                 for size, k, s, d, p in zip(x.shape[1:-1], kernel.shape[:-2], strides, dilation,
                                             output_padding or (0,) * rank)]
     if any(length < 1 for length, _, _ in geometry):
