@@ -324,3 +324,20 @@ def test_models_on_gpu_match_cpu(make_model, shape):
             results[device] = [g.numpy() for g in tape.gradient(loss, model.trainable_weights)]
     for a, b in zip(results["gpu"], results["cpu"]):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_dilated_and_grouped_conv_skip_the_fused_paths():
+    """Sequential fuses Conv2D + MaxPooling2D and fit may run a static step on conv2d primitives; neither
+    knows dilation or groups, so those layers must go the general way (the shapes would not even agree)."""
+    dlgpu.set_random_seed(0)
+    model = dlgpu.Sequential([dlgpu.Input((10, 10, 2)), layers.Conv2D(4, 3, dilation_rate=2, activation="relu"),
+                              layers.MaxPooling2D(), layers.Conv2D(4, 1, groups=2, activation="relu"),
+                              layers.MaxPooling2D(), layers.Flatten(), layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 10, 10, 2), dtype=np.float32), rng.integers(0, 3, 16)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    h = x
+    for layer in model.layers:
+        h = layer(h)
+    np.testing.assert_allclose(model.predict(x, verbose=0), h.numpy(), rtol=1e-6, atol=1e-7)
