@@ -152,6 +152,11 @@ def _window_attrs(layer, shape, window, dilation=(1, 1)):
         attrs["dilations"] = list(dilation)
     if layer.padding == "same":
         if shape[1] is None or shape[2] is None:
+            if dilation != (1, 1):
+                raise ExportError(f"ONNX export: layer '{layer.name}' ({type(layer).__name__}) is dilated with "
+                                  f"padding='same' on an input of unknown height or width {tuple(shape)}; "
+                                  f"onnxruntime computes no 'same' padding for dilated windows. Give the model's "
+                                  f"Input a fixed spatial size.")
             attrs["auto_pad"] = "SAME_UPPER"  # unknown spatial size: ONNX's rule is the same one
         else:
             from dlgpu.ops.conv import spatial_pads
