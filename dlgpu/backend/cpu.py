@@ -559,6 +559,7 @@ def conv_general_input_grad(dy, w, x_shape, strides, dilation, pads, groups):
 
 
 def _general_grads(dy, x_shape, rows_of, w, strides, dilation, pads, groups, need_dx):
+    """(dx or None, dW or None) of the GEMM path; dW needs the forward's rows (``rows_of``)."""
     xp = array_module(dy)
     n = x_shape[0]
     k = w.shape[:-2]

@@ -59,7 +59,8 @@ class _ConvTranspose(KernelBiasLayer):
     def build(self, input_shape):
         channels = input_shape[-1]
         if channels is None:
-            raise ValueError(f"Layer '{self.name}': the channel axis (last) of the input must be known; received {input_shape}")
+            raise ValueError(f"Layer '{self.name}': the channel axis (last) of the input must be known; "
+                             f"received {input_shape}")
         self.compute_output_shape(input_shape)
         self._add_kernel_and_bias(self.kernel_size + (self.filters, channels), self.filters)
         self.input_spec = InputSpec(ndim=self._rank + 2, axes={-1: channels})

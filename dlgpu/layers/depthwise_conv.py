@@ -40,7 +40,8 @@ class _DepthwiseBase(KernelBiasLayer):
     def _channels(self, input_shape):
         channels = input_shape[-1]
         if channels is None:
-            raise ValueError(f"Layer '{self.name}': the channel axis (last) of the input must be known; received {input_shape}")
+            raise ValueError(f"Layer '{self.name}': the channel axis (last) of the input must be known; "
+                             f"received {input_shape}")
         return channels
 
     def _spatial_output(self, input_shape):
@@ -67,7 +68,8 @@ class _DepthwiseConv(_DepthwiseBase):
     def build(self, input_shape):
         channels = self._channels(input_shape)
         self.compute_output_shape(input_shape)
-        self._add_kernel_and_bias(self.kernel_size + (channels, self.depth_multiplier), channels * self.depth_multiplier)
+        self._add_kernel_and_bias(self.kernel_size + (channels, self.depth_multiplier),
+                                  channels * self.depth_multiplier)
         self.input_spec = InputSpec(ndim=self._rank + 2, axes={-1: channels})
         self.built = True
 

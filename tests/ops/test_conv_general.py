@@ -97,7 +97,8 @@ def test_conv_transpose_matches_torch(shape, k, filters, strides, padding, outpu
     (5, 3, 2, "valid", None, 11), (5, 1, 3, "valid", None, 15), (5, 3, 1, "same", None, 5),
     (5, 4, 2, "valid", 1, 13), (5, 4, 2, "same", 1, 9)])
 def test_conv_transpose_output_length_is_keras(size, k, stride, padding, output_padding, expected):
-    # Keras: valid -> (size-1)*s + max(k, s) or + k + output_padding; same -> size*s or (size-1)*s + k%2 + output_padding
+    # Keras: 'valid' gives (size-1)*s + max(k, s), or + k + output_padding;
+    # 'same' gives size*s, or (size-1)*s + k%2 + output_padding
     y = ops.conv_transpose(np.zeros((1, size, 2), np.float32), np.zeros((k, 3, 2), np.float32), stride, padding,
                            output_padding)
     assert y.shape == (1, expected, 3)
