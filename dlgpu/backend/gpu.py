@@ -68,6 +68,11 @@ dense_forward = _with_backward("dense_forward", "dense_backward")
 dense_backward = _tagged_backward("dense_backward")
 conv2d_forward = _with_backward("conv2d_forward", "conv2d_backward")
 conv2d_backward = _tagged_backward("conv2d_backward")
+# Dilated, grouped, depthwise and transposed convolutions have no CUDA kernel of ours (conv2d.cu covers
+# dilation 1, groups 1): cpu.py's im2col and batched GEMM run on CuPy arrays, the GEMM in cuBLAS.
+conv_general_forward = reference.conv_general_forward
+conv_general_backward = reference.conv_general_backward
+conv_general_input_grad = reference.conv_general_input_grad
 
 
 def _simple(name):

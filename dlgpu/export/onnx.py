@@ -145,15 +145,22 @@ def _nchw(g, layer, x):
     return g.node("Transpose", [x], perm=_TO_NCHW, name=f"{layer.name}/to_nchw")
 
 
-def _window_attrs(layer, shape, window):
+def _window_attrs(layer, shape, window, dilation=(1, 1)):
     """kernel/strides and explicit pads from the same rule the ops use (TensorFlow's 'same': extra at the end)."""
     attrs = {"kernel_shape": list(window), "strides": list(layer.strides)}
+    if dilation != (1, 1):
+        attrs["dilations"] = list(dilation)
     if layer.padding == "same":
         if shape[1] is None or shape[2] is None:
+            if dilation != (1, 1):
+                raise ExportError(f"ONNX export: layer '{layer.name}' ({type(layer).__name__}) is dilated with "
+                                  f"padding='same' on an input of unknown height or width {tuple(shape)}; "
+                                  f"onnxruntime computes no 'same' padding for dilated windows. Give the model's "
+                                  f"Input a fixed spatial size.")
             attrs["auto_pad"] = "SAME_UPPER"  # unknown spatial size: ONNX's rule is the same one
         else:
-            from dlgpu.ops.conv import resolve_padding
-            top, bottom, left, right = resolve_padding("same", shape[1:3], window, layer.strides)
+            from dlgpu.ops.conv import spatial_pads
+            (top, bottom), (left, right) = spatial_pads("same", shape[1:3], window, layer.strides, dilation)
             attrs["pads"] = [top, left, bottom, right]
     return attrs
 
@@ -163,7 +170,10 @@ def _conv2d(g, layer, inputs, out, shapes):
     conv_inputs = [_nchw(g, layer, inputs[0]), g.const(f"{layer.name}/kernel", kernel_hwio.transpose(3, 2, 0, 1))]
     if layer.use_bias:
         conv_inputs.append(g.const(f"{layer.name}/bias", _weight(layer.bias)))
-    y = g.node("Conv", conv_inputs, name=f"{layer.name}/conv", **_window_attrs(layer, shapes[0], layer.kernel_size))
+    attrs = _window_attrs(layer, shapes[0], layer.kernel_size, layer.dilation_rate)
+    if layer.groups != 1:
+        attrs["group"] = layer.groups  # ONNX's (Cout, Cin/group, kh, kw) kernel is Keras's, transposed
+    y = g.node("Conv", conv_inputs, name=f"{layer.name}/conv", **attrs)
     y = g.node("Transpose", [y], perm=_TO_NHWC, name=f"{layer.name}/to_nhwc")
     _emit_activation(g, layer, layer.activation, y, out)
 

@@ -6,8 +6,12 @@ from dlgpu.layers.activation import ELU, LeakyReLU, ReLU, Softmax
 from dlgpu.layers.attention import Attention, MultiHeadAttention
 from dlgpu.layers.base import Input, InputLayer, InputSpec, KerasTensor, Layer
 from dlgpu.layers.conv import Conv1D, Conv2D, Convolution1D, Convolution2D
+from dlgpu.layers.conv_transpose import (Conv1DTranspose, Conv2DTranspose, Convolution1DTranspose,
+                                         Convolution2DTranspose)
 from dlgpu.layers.core import (Activation, Dense, Dropout, Embedding, Flatten, Identity, Lambda, Reshape,
                                SpatialDropout2D)
+from dlgpu.layers.depthwise_conv import (DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
+                                        SeparableConvolution1D, SeparableConvolution2D)
 from dlgpu.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                                 concatenate, dot)
 from dlgpu.layers.normalization import (BatchNormalization, GroupNormalization, LayerNormalization,
@@ -36,7 +40,8 @@ _BUILTIN = {cls.__name__: cls for cls in (
     RandomZoom, RandomTranslation, RandomContrast, RandomBrightness,
     GaussianNoise, GaussianDropout, AlphaDropout, ActivityRegularization, GroupNormalization, UnitNormalization,
     RMSNormalization, Identity, Dot, TimeDistributed, ZeroPadding1D, ZeroPadding3D, Cropping1D, Cropping3D,
-    UpSampling1D, UpSampling3D)}
+    UpSampling1D, UpSampling3D,
+    Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D)}
 _custom = {}
 
 

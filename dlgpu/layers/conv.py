@@ -1,7 +1,9 @@
-"""Conv1D and Conv2D (channels_last, dilation 1): one fused op for convolution, bias and activation.
+"""Conv1D and Conv2D (channels_last).
 
-Conv1D runs as a 2-D convolution over a unit-height image, so the 2-D primitives (CPU threads, GPU
-kernels) serve it too.
+With dilation 1 and groups 1 one fused op computes convolution, bias and activation (Conv1D runs as a
+2-D convolution over a unit-height image, so the 2-D primitives, CPU threads and GPU kernels, serve it
+too).  Dilated and grouped convolutions run ops.conv (the backend's conv_general primitives), then the
+bias and the activation as ops of their own.
 """
 
 from __future__ import annotations
@@ -12,17 +14,48 @@ from dlgpu.layers.core import KernelBiasLayer, _positive_int
 from dlgpu.ops.window import conv_output_length, normalize_tuple
 
 
+def check_data_format(layer, data_format):
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"Layer '{layer.name}': only data_format='channels_last' is supported; "
+                         f"received data_format={data_format!r}")
+
+
+def refuse_constraints(layer, **constraints):
+    for name, value in constraints.items():
+        if value is not None:  # dlgpu applies no weight constraints yet; better say so than ignore it
+            raise NotImplementedError(f"Layer '{layer.name}' ({type(layer).__name__}): weight constraints are not "
+                                      f"supported; received {name}={value!r}")
+
+
+def refuse_strided_dilation(layer, strides, dilation_rate):
+    # Keras refuses the pair in its convolution layers (the TensorFlow backend cannot run it)
+    if max(strides) > 1 and max(dilation_rate) > 1:
+        raise ValueError(f"Layer '{layer.name}': `strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                         f"Received: strides={strides} and dilation_rate={dilation_rate}")
+
+
+def dilated_output_length(size, kernel, padding, stride, dilation, owner):
+    return conv_output_length(size, (kernel - 1) * dilation + 1, padding, stride, owner)
+
+
+def _general_conv(x, kernel, bias, strides, padding, dilation_rate):
+    """ops.conv (dilated or grouped: the groups follow from the kernel's shape), then the bias."""
+    y = ops.conv(x, kernel, strides, padding, dilation_rate=dilation_rate)
+    return y if bias is None else ops.add(y, bias)
+
+
 class _Conv(KernelBiasLayer):
-    """What Conv1D and Conv2D share: arguments, the (*kernel_size, Cin, filters) kernel, shapes, config."""
+    """What Conv1D and Conv2D share: arguments, the (*kernel_size, Cin/groups, filters) kernel, shapes, config."""
 
     _rank = None                     # spatial axes
     _paddings = ("valid", "same")
 
     def __init__(self, filters, kernel_size, strides, padding, data_format, dilation_rate, groups, activation,
                  use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-                 activity_regularizer, **kwargs):
+                 activity_regularizer, kernel_constraint, bias_constraint, **kwargs):
         super().__init__(**kwargs)
-        self.filters = _positive_int(type(self).__name__, "filters", filters)
+        cls = type(self).__name__
+        self.filters = _positive_int(cls, "filters", filters)
         owner = f"Layer '{self.name}'"
         self.kernel_size = normalize_tuple(kernel_size, self._rank, "kernel_size", owner)
         self.strides = normalize_tuple(strides, self._rank, "strides", owner)
@@ -30,36 +63,50 @@ class _Conv(KernelBiasLayer):
         if self.padding not in self._paddings:
             raise ValueError(f"Layer '{self.name}': padding must be {' or '.join(map(repr, self._paddings))}; "
                              f"received padding={padding!r}")
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"Layer '{self.name}': only data_format='channels_last' is supported; "
-                             f"received data_format={data_format!r}")
-        if normalize_tuple(dilation_rate, self._rank, "dilation_rate", owner) != (1,) * self._rank or groups != 1:
-            raise ValueError(f"Layer '{self.name}': dilation_rate and groups other than 1 are not supported; "
-                             f"received dilation_rate={dilation_rate!r}, groups={groups!r}")
+        check_data_format(self, data_format)
+        self.dilation_rate = normalize_tuple(dilation_rate, self._rank, "dilation_rate", owner)
+        refuse_strided_dilation(self, self.strides, self.dilation_rate)
+        self.groups = _positive_int(cls, "groups", groups)
+        if self.filters % self.groups:
+            raise ValueError(f"Layer '{self.name}': the number of filters must be evenly divisible by the number of "
+                             f"groups. Received: groups={self.groups}, filters={self.filters}")
+        refuse_constraints(self, kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
         self._init_kernel_bias(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
                                bias_regularizer, activity_regularizer)
+        if self._general:
+            self._fused = None  # no fused primitive: Sequential's conv-pool fusion and the static step skip it
         self.input_spec = InputSpec(ndim=self._rank + 2)
+
+    @property
+    def _general(self):
+        """Dilated or grouped: runs ops.conv rather than the fused conv2d primitive."""
+        return self.groups != 1 or self.dilation_rate != (1,) * self._rank
 
     def build(self, input_shape):
         channels = input_shape[-1]
         if channels is None:
             raise ValueError(f"Layer '{self.name}': the channel axis (last) of the input must be known; received {input_shape}")
+        if channels % self.groups:
+            raise ValueError(f"Layer '{self.name}': the number of input channels must be evenly divisible by the "
+                             f"number of groups. Received groups={self.groups}, but the input has {channels} "
+                             f"channels (full input shape is {tuple(input_shape)})")
         self.compute_output_shape(input_shape)  # fails early when the window does not fit
-        self._add_kernel_and_bias(self.kernel_size + (channels, self.filters), self.filters)
+        self._add_kernel_and_bias(self.kernel_size + (channels // self.groups, self.filters), self.filters)
         self.input_spec = InputSpec(ndim=self._rank + 2, axes={-1: channels})
         self.built = True
 
     def compute_output_shape(self, input_shape):
-        # causal pads k - 1 before the sequence, which leaves ceil(length / stride) outputs, as 'same' does
+        # causal pads (k - 1) * dilation before the sequence, which leaves ceil(length / stride) outputs, as 'same' does
         padding = "same" if self.padding == "causal" else self.padding
-        spatial = [conv_output_length(size, k, padding, s, self.name)
-                   for size, k, s in zip(input_shape[1:-1], self.kernel_size, self.strides)]
+        spatial = [dilated_output_length(size, k, padding, s, d, self.name)
+                   for size, k, s, d in zip(input_shape[1:-1], self.kernel_size, self.strides, self.dilation_rate)]
         return (input_shape[0], *spatial, self.filters)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
                 "strides": list(self.strides), "padding": self.padding, "data_format": "channels_last",
-                **self._kernel_bias_config()}
+                "dilation_rate": list(self.dilation_rate), "groups": self.groups, **self._kernel_bias_config(),
+                "kernel_constraint": None, "bias_constraint": None}
 
 
 class Conv2D(_Conv):
@@ -72,9 +119,11 @@ class Conv2D(_Conv):
                  **kwargs):
         super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate, groups, activation,
                          use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-                         activity_regularizer, **kwargs)
+                         activity_regularizer, kernel_constraint, bias_constraint, **kwargs)
 
     def call(self, inputs):
+        if self._general:
+            return self._apply(_general_conv, inputs, self.strides, self.padding, self.dilation_rate)
         return self._apply(ops.conv2d, inputs, self.strides, self.padding)
 
 
@@ -99,13 +148,15 @@ class Conv1D(_Conv):
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate, groups, activation,
                          use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-                         activity_regularizer, **kwargs)
+                         activity_regularizer, kernel_constraint, bias_constraint, **kwargs)
 
     def call(self, inputs):
         padding = self.padding
         if padding == "causal":
-            inputs = ops.pad(inputs, ((0, 0), (self.kernel_size[0] - 1, 0), (0, 0)))
+            inputs = ops.pad(inputs, ((0, 0), ((self.kernel_size[0] - 1) * self.dilation_rate[0], 0), (0, 0)))
             padding = "valid"
+        if self._general:
+            return self._apply(_general_conv, inputs, self.strides, padding, self.dilation_rate)
         return self._apply(_conv1d, inputs, self.strides[0], padding)
 
 

@@ -1,7 +1,8 @@
 """Differentiable ops with the keras.ops names: ``from dlgpu import ops; ops.matmul(a, b)``."""
 
 from dlgpu.autograd import Tensor
-from dlgpu.ops.conv import average_pool, avg_pool2d, conv, conv2d, conv2d_maxpool, max_pool, max_pool2d, resolve_padding
+from dlgpu.ops.conv import (average_pool, avg_pool2d, conv, conv2d, conv2d_maxpool, conv_transpose, depthwise_conv,
+                             max_pool, max_pool2d, resolve_padding, separable_conv)
 from dlgpu.ops import image  # noqa: F401  (keras.ops.image)
 from dlgpu.ops.einsum import einsum, tensordot
 from dlgpu.ops.math import (abs, absolute, add, cast, ceil, clip, cos, divide, dot, equal, erf, erfinv, exp, expm1,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dlgpu.autograd import is_recording
-from dlgpu.ops._core import backend_of, make_result, same_device, to_tensor
+from dlgpu.ops._core import backend_of, make_result, promoted_operands, same_device, to_tensor
 from dlgpu.ops.nn import ACTIVATION_NAMES
+from dlgpu.ops.shape import pad, reshape
 from dlgpu.ops.window import normalize_tuple
 
 
@@ -84,13 +85,174 @@ def conv2d_maxpool(x, kernel, bias=None, strides=1, padding="valid", activation=
     return make_result(y, parents, backward)
 
 
-def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
-    """keras.ops.conv for the 2-D channels_last case."""
+# -- the keras.ops convolution family: any rank, dilation, groups, depthwise, separable, transposed ----
+# ops.conv sends the 2-D and 1-D cases with dilation 1 and groups 1 to conv2d above (our CUDA kernel on the
+# GPU, the threaded im2col on the CPU); everything else runs the backend's conv_general primitives.
+
+def _check_data_format(op, data_format):
     if data_format not in (None, "channels_last"):
-        raise ValueError(f"conv: only data_format='channels_last' is supported; received {data_format!r}")
-    if dilation_rate not in (1, (1, 1)):
-        raise ValueError(f"conv: only dilation_rate=1 is supported; received {dilation_rate!r}")
-    return conv2d(inputs, kernel, None, strides, padding)
+        raise ValueError(f"{op}: only data_format='channels_last' is supported; received data_format={data_format!r}")
+
+
+def _spatial_operands(op, inputs, kernel, strides, dilation_rate):
+    """x and kernel as Tensors of one dtype and device, both of rank 3 to 5, with strides and dilation
+    as one positive int per spatial axis."""
+    x, kernel = promoted_operands(op, [inputs, kernel])
+    if x.ndim not in (3, 4, 5) or kernel.ndim != x.ndim:
+        raise ValueError(f"{op}: expected a channels_last input of rank 3, 4 or 5 (1-D to 3-D) and a kernel of the "
+                         f"same rank; received shapes {x.shape} and {kernel.shape}")
+    rank = x.ndim - 2
+    return (x, kernel, normalize_tuple(strides, rank, "strides", op),
+            normalize_tuple(dilation_rate, rank, "dilation_rate", op))
+
+
+def _dilated(k, d):
+    return (k - 1) * d + 1
+
+
+def spatial_pads(padding, sizes, window, strides, dilation, op="conv"):
+    """((before, after), ...) per spatial axis for 'valid' or 'same' (TensorFlow's rule, extra padding at
+    the end) of a dilated window, which spans (k - 1) * dilation + 1 inputs."""
+    padding = padding.lower() if isinstance(padding, str) else padding
+    spans = [_dilated(k, d) for k, d in zip(window, dilation)]
+    if padding == "valid":
+        if any(size < span for size, span in zip(sizes, spans)):
+            raise ValueError(f"{op}: the window {tuple(window)} (dilation_rate={tuple(dilation)}, spanning "
+                             f"{tuple(spans)}) is larger than the input {tuple(sizes)} with padding='valid'; the "
+                             f"output would be empty")
+        return ((0, 0),) * len(sizes)
+    if padding != "same":
+        raise ValueError(f"{op}: padding must be 'valid' or 'same'; received padding={padding!r}")
+    pads = []
+    for size, span, s in zip(sizes, spans, strides):
+        total = max((-(-size // s) - 1) * s + span - size, 0)
+        pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+
+
+def _conv_general(x, kernel, strides, dilation, pads, groups):
+    be = backend_of(x.data)
+    y, ctx = be.conv_general_forward(x.data, kernel.data, strides, dilation, pads, groups)
+    return make_result(y, (x, kernel), lambda g: be.conv_general_backward(g, ctx, need_dx=x._tracked))
+
+
+def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    """keras.ops.conv, channels_last: 1-D to 3-D, dilated, and grouped when the kernel (*k, C/groups, Cout)
+    has fewer input channels than ``inputs`` (groups = C / kernel.shape[-2], as Keras infers it)."""
+    _check_data_format("conv", data_format)
+    x, kernel, strides, dilation = _spatial_operands("conv", inputs, kernel, strides, dilation_rate)
+    channels, (cin, cout) = x.shape[-1], kernel.shape[-2:]
+    if channels % cin:
+        raise ValueError(f"conv: the input's {channels} channels (shape {x.shape}) are not a multiple of the "
+                         f"kernel's {cin} input channels (kernel shape {kernel.shape})")
+    groups = channels // cin
+    if cout % groups:
+        raise ValueError(f"conv: the kernel's {cout} output channels (kernel shape {kernel.shape}) are not a "
+                         f"multiple of the {groups} groups the input's {channels} channels make")
+    rank = x.ndim - 2
+    if groups == 1 and dilation == (1,) * rank and rank in (1, 2):
+        if rank == 2:
+            return conv2d(x, kernel, None, strides, padding)
+        n, length, _ = x.shape  # a unit-height image: the reshapes are views and carry the gradients
+        y = conv2d(reshape(x, (n, 1, length, channels)), reshape(kernel, (1,) + kernel.shape), None,
+                   (1, strides[0]), padding)
+        return reshape(y, (n,) + y.shape[2:])
+    pads = spatial_pads(padding, x.shape[1:-1], kernel.shape[:-2], strides, dilation, "conv")
+    return _conv_general(x, kernel, strides, dilation, pads, groups)
+
+
+def depthwise_conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    """keras.ops.depthwise_conv: each input channel c convolved with its own kernel[..., c, :], output
+    channel c * multiplier + m; a convolution with one group per channel."""
+    _check_data_format("depthwise_conv", data_format)
+    x, kernel, strides, dilation = _spatial_operands("depthwise_conv", inputs, kernel, strides, dilation_rate)
+    channels, multiplier = x.shape[-1], kernel.shape[-1]
+    if kernel.shape[-2] != channels:
+        raise ValueError(f"depthwise_conv: the input has {channels} channels (shape {x.shape}) but the kernel "
+                         f"(*kernel_size, channels, depth_multiplier) expects {kernel.shape[-2]} (kernel shape "
+                         f"{kernel.shape})")
+    pads = spatial_pads(padding, x.shape[1:-1], kernel.shape[:-2], strides, dilation, "depthwise_conv")
+    grouped = reshape(kernel, kernel.shape[:-2] + (1, channels * multiplier))
+    return _conv_general(x, grouped, strides, dilation, pads, channels)
+
+
+def separable_conv(inputs, depthwise_kernel, pointwise_kernel, strides=1, padding="valid", data_format=None,
+                   dilation_rate=1):
+    """keras.ops.separable_conv: depthwise_conv, then a 1x1 convolution by pointwise_kernel
+    (*ones, channels * depth_multiplier, Cout)."""
+    _check_data_format("separable_conv", data_format)
+    y = depthwise_conv(inputs, depthwise_kernel, strides, padding, None, dilation_rate)
+    pointwise = to_tensor(pointwise_kernel)
+    expected = (1,) * (y.ndim - 2) + (y.shape[-1],)
+    if pointwise.ndim != y.ndim or tuple(pointwise.shape[:-1]) != expected:
+        raise ValueError(f"separable_conv: pointwise_kernel must have shape {expected + ('Cout',)} for this "
+                         f"depthwise output of {y.shape[-1]} channels; received {pointwise.shape}")
+    return conv(y, pointwise)
+
+
+def transpose_geometry(size, k, stride, dilation, padding, output_padding):
+    """(output length, (before, after) pads of the convolution whose input gradient this transposed
+    convolution is, zeros appended to the output).  Keras's rule (keras/src/backend/common/
+    backend_utils.py, _convert_conv_transpose_padding_args_from_keras_to_jax): 'valid' gives
+    (size - 1) * stride + max(span, stride) by default, 'same' gives size * stride; an explicit
+    output_padding sets the length to (size - 1) * stride + span + output_padding ('valid') or
+    (size - 1) * stride + span % 2 + output_padding ('same')."""
+    span = _dilated(k, dilation)
+    if padding == "valid":
+        extra = max(span, stride) - span if output_padding is None else output_padding
+        left, right = span - 1, span - 1 + extra
+    else:
+        total = stride + span - 2 if output_padding is None else span + span % 2 - 2 + output_padding
+        left = min(total // 2 + total % 2, span - 1)
+        right = total - left
+    length = (size - 1) * stride + left + right - span + 2
+    # An output position at distance p from the full transposed output's ends is a convolution input
+    # padded by span - 1 - left before and span - 1 - right after; past the full output (right > span - 1)
+    # nothing reaches it, so those positions are zeros appended afterwards.
+    return length, (span - 1 - left, max(span - 1 - right, 0)), max(right - (span - 1), 0)
+
+
+def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=None, data_format=None,
+                   dilation_rate=1):
+    """keras.ops.conv_transpose, channels_last, kernel (*k, Cout, Cin): the input gradient of the
+    convolution by ``kernel`` whose output has this input's shape.  Its backward is that convolution
+    (for the input) and the convolution's kernel gradient with the roles of input and upstream swapped."""
+    _check_data_format("conv_transpose", data_format)
+    x, kernel, strides, dilation = _spatial_operands("conv_transpose", inputs, kernel, strides, dilation_rate)
+    rank = x.ndim - 2
+    if x.shape[-1] != kernel.shape[-1]:
+        raise ValueError(f"conv_transpose: the input has {x.shape[-1]} channels (shape {x.shape}) but the kernel "
+                         f"(*kernel_size, filters, in_channels) expects {kernel.shape[-1]} (kernel shape "
+                         f"{kernel.shape})")
+    padding = padding.lower() if isinstance(padding, str) else padding
+    if padding not in ("valid", "same"):
+        raise ValueError(f"conv_transpose: padding must be 'valid' or 'same'; received padding={padding!r}")
+    if output_padding is not None:
+        output_padding = (output_padding,) * rank if isinstance(output_padding, int) else tuple(output_padding)
+        if len(output_padding) != rank or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0
+                                                  for p in output_padding):
+            raise ValueError(f"conv_transpose: output_padding must be None, a non-negative int or a tuple of {rank} "
+                             f"of them; received output_padding={output_padding!r}")
+    geometry = [transpose_geometry(size, k, s, d, padding, None if output_padding is None else p)
+                for size, k, s, d, p in zip(x.shape[1:-1], kernel.shape[:-2], strides, dilation,
+                                            output_padding or (0,) * rank)]
+    if any(length < 1 for length, _, _ in geometry):
+        raise ValueError(f"conv_transpose: the output would be empty: input shape {x.shape}, kernel shape "
+                         f"{kernel.shape}, strides={strides}, padding={padding!r}, output_padding={output_padding}")
+    pads = tuple(p for _, p, _ in geometry)
+    appended = [extra for _, _, extra in geometry]
+    out_shape = (x.shape[0], *(length - extra for (length, _, _), extra in zip(geometry, appended)), kernel.shape[-2])
+    be = backend_of(x.data)
+    y = be.conv_general_input_grad(x.data, kernel.data, out_shape, strides, dilation, pads, 1)
+
+    def backward(g):
+        dx, ctx = be.conv_general_forward(g, kernel.data, strides, dilation, pads, 1)
+        _, dw = be.conv_general_backward(x.data, ctx, need_dx=False) if kernel._tracked else (None, None)
+        return dx, dw
+    y = make_result(y, (x, kernel), backward)
+    if any(appended):
+        y = pad(y, ((0, 0), *((0, extra) for extra in appended), (0, 0)))
+    return y
 
 
 def _pool_args(x, pool_size, strides, padding, op):

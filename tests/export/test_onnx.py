@@ -329,3 +329,20 @@ def test_layer_normalization_over_trailing_axes_and_refusals(tmp_path):
         rms = keras.Sequential([keras.Input((4,)), layers.LayerNormalization(rms_scaling=True, name="rms")])
     with pytest.raises(ExportError, match=r"'rms'.*rms_scaling"):
         rms.export(tmp_path / "rms.onnx")
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_dilated_and_grouped_convolutions(tmp_path, padding):
+    model = keras.Sequential([keras.Input((9, 8, 4)),
+                              layers.Conv2D(6, 3, dilation_rate=(2, 1), groups=2, padding=padding, activation="relu"),
+                              layers.Conv2D(4, (2, 3), dilation_rate=(1, 2), padding=padding),
+                              layers.Conv2D(4, 1, groups=4)])
+    assert_export_matches(model, np.random.default_rng(3).random((2, 9, 8, 4), dtype=np.float32), tmp_path=tmp_path)
+
+
+def test_dilated_same_convolution_of_unknown_size_says_why(tmp_path):
+    model = keras.Sequential([keras.Input((None, None, 2)), layers.Conv2D(2, 3, dilation_rate=2, padding="same"),
+                              layers.GlobalAveragePooling2D()])
+    with pytest.raises(ExportError, match=r"'conv2d\w*'.*dilated.*padding='same'.*unknown"):
+        model.export(tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
