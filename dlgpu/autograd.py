@@ -37,7 +37,9 @@ def is_recording():
 class Tensor:
     """An immutable array on a device, with an optional link into the autograd graph."""
 
-    __slots__ = ("data", "_parents", "_backward", "_tracked", "_logits", "__weakref__")
+    # _keras_mask: the mask a layer attached (dlgpu.layers.base.get_keras_mask); left unset, not None, so
+    # that creating a tensor costs no more: a missing attribute reads as "no mask"
+    __slots__ = ("data", "_parents", "_backward", "_tracked", "_logits", "_keras_mask", "__weakref__")
     __array_priority__ = 100  # numpy defers `ndarray op Tensor` to our reflected operators
 
     def __init__(self, data, dtype=None):

@@ -8,6 +8,7 @@ from dlgpu.layers.base import Input, InputLayer, InputSpec, KerasTensor, Layer
 from dlgpu.layers.conv import Conv1D, Conv2D, Convolution1D, Convolution2D
 from dlgpu.layers.core import (Activation, Dense, Dropout, Embedding, Flatten, Lambda, Reshape,
                                SpatialDropout2D)
+from dlgpu.layers.masking import Masking
 from dlgpu.layers.merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
                                 concatenate)
 from dlgpu.layers.normalization import BatchNormalization, LayerNormalization
@@ -24,7 +25,8 @@ _BUILTIN = {cls.__name__: cls for cls in (
     MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling2D, AveragePooling2D,
     GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization, LayerNormalization, Add, Subtract, Multiply,
     Average, Maximum, Minimum, Concatenate, ReLU, LeakyReLU, Softmax, ELU, Rescaling, ZeroPadding2D, Cropping2D,
-    UpSampling2D, Permute, RepeatVector, MultiHeadAttention, Attention, SimpleRNN, LSTM, GRU, Bidirectional)}
+    UpSampling2D, Permute, RepeatVector, MultiHeadAttention, Attention, SimpleRNN, LSTM, GRU, Bidirectional,
+    Masking)}
 _custom = {}
 
 

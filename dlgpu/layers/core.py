@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from dlgpu import activations, initializers, ops, regularizers
+from dlgpu.autograd import Tensor
 from dlgpu.layers.base import InputSpec, Layer
 
 
@@ -66,6 +69,7 @@ class Dense(KernelBiasLayer):
         self._init_kernel_bias(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
                                bias_regularizer, activity_regularizer)
         self.input_spec = InputSpec(min_ndim=2)
+        self.supports_masking = True  # on (batch, steps, features) it acts per step, so the steps' mask holds
 
     def build(self, input_shape):
         features = input_shape[-1]
@@ -89,6 +93,7 @@ class Activation(Layer):
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
+        self.supports_masking = True
 
     def call(self, inputs):
         return self.activation(inputs)
@@ -111,6 +116,7 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.noise_shape = noise_shape
         self.seed = seed
+        self.supports_masking = True
 
     def call(self, inputs, training=None):
         if training and self.rate > 0:
@@ -201,14 +207,26 @@ class Reshape(Layer):
 class Lambda(Layer):
     """Wraps a Python function of tensors.  Not saved with the model: loading needs the function again."""
 
-    def __init__(self, function, output_shape=None, arguments=None, **kwargs):
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
         super().__init__(**kwargs)
         self.function = function
         self.arguments = arguments or {}
         self._output_shape = output_shape
+        # Keras: `mask` is a compute_mask-like function or a fixed mask; the layer passes masks only with one
+        self.mask = mask
+        self.supports_masking = mask is not None
+        try:
+            self._fn_takes_mask = "mask" in inspect.signature(function).parameters
+        except (TypeError, ValueError):
+            self._fn_takes_mask = False
 
-    def call(self, inputs):
+    def call(self, inputs, mask=None):
+        if self._fn_takes_mask:
+            return self.function(inputs, mask=mask, **self.arguments)
         return self.function(inputs, **self.arguments)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.mask(inputs, mask) if callable(self.mask) else self.mask
 
     def get_config(self):
         raise ValueError(f"Layer '{self.name}' (Lambda) wraps Python code, which dlgpu never saves or loads; "
@@ -220,12 +238,15 @@ class Embedding(Layer):
 
     _accepts_integer_inputs = True
 
-    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None, **kwargs):
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
+                 mask_zero=False, **kwargs):
         super().__init__(**kwargs)
         self.input_dim = _positive_int(type(self).__name__, "input_dim", input_dim)
         self.output_dim = _positive_int(type(self).__name__, "output_dim", output_dim)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
+        self.mask_zero = bool(mask_zero)
+        self.supports_masking = self.mask_zero
 
     def build(self, input_shape):
         self.embeddings = self.add_weight((self.input_dim, self.output_dim), self.embeddings_initializer,
@@ -241,10 +262,17 @@ class Embedding(Layer):
                              f"{int(ids.min())} to {int(ids.max())}")
         return ops.take(self.embeddings, ids, axis=0)
 
+    def compute_mask(self, inputs, mask=None):
+        """With mask_zero, id 0 is padding: the mask is True where the id is not 0 (Keras)."""
+        if not self.mask_zero:
+            return None
+        return Tensor(inputs.data != 0)
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
                 "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
-                "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer)}
+                "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer),
+                "mask_zero": self.mask_zero}

@@ -81,6 +81,7 @@ class BatchNormalization(Layer):
 class LayerNormalization(Layer):
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # each step is normalised on its own: padding does not leak in
         self.axis = axis
         self.epsilon = float(epsilon)
         self.center = center

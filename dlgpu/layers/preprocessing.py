@@ -14,6 +14,7 @@ class Rescaling(Layer):
 
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True
         self.scale = self._constant("scale", scale)
         self.offset = self._constant("offset", offset)
 
