@@ -128,8 +128,9 @@ class Mean(Metric):
                 v = v.mean(axis=tuple(range(sw.ndim, v.ndim)))
             sw = xp.broadcast_to(sw, v.shape)
             v = v * sw
-            if sw.ndim > 1:
+            if sw.ndim > 1:  # Keras's reduce_to_samplewise_values: weights and values both per sample
                 sw = sw.mean(axis=tuple(range(1, sw.ndim)))
+                v = v.mean(axis=tuple(range(1, v.ndim)))
             self.count = self.count + sw.sum()
         else:
             if v.ndim > 1:
