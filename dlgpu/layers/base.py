@@ -101,18 +101,14 @@ def map_structure(fn, structure):
 
 
 def get_keras_mask(x):
-    """The mask riding on ``x`` (Keras's backend.get_keras_mask), or None.  Tensor keeps no default for the
-    attribute, so that making an op's result costs nothing more; a missing attribute reads as None."""
+    """The mask riding on ``x`` (Keras's backend.get_keras_mask), or None (also for arrays, which have none)."""
     return getattr(x, "_keras_mask", None)
 
 
 def set_keras_mask(x, mask):
-    """Attach ``mask`` (True = a step to use) to the tensor ``x``, as Keras's backend.set_keras_mask."""
-    if mask is None:
-        if getattr(x, "_keras_mask", None) is not None:
-            x._keras_mask = None
-        return
-    x._keras_mask = mask
+    """Attach ``mask`` (True = a step to use; None removes it) to the tensor ``x``, as Keras's
+    backend.set_keras_mask."""
+    x._keras_mask = mask if mask is None or isinstance(mask, (Tensor, KerasTensor)) else Tensor(mask)
 
 
 def _structure_mask(structure):
