@@ -623,6 +623,13 @@ class _Lambda(Layer):
     def call(self, inputs):
         return self.fn(inputs)
 
+    # Slicing a KerasTensor is an op in Keras, not a layer: the result has no mask, and nothing warns.
+    def _set_output_masks(self, inputs, outputs, previous_mask):
+        pass
+
+    def _symbolic_masks(self, inputs, outputs, kwargs):
+        pass
+
 
 class InputLayer(Layer):
     """The layer behind ``Input``: it holds the model's input KerasTensor."""

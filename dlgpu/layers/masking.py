@@ -9,6 +9,8 @@ layers, GlobalAveragePooling1D, the attention layers and the losses use them.
 
 from __future__ import annotations
 
+import numpy as np
+
 from dlgpu import ops
 from dlgpu.autograd import Tensor
 from dlgpu.layers.base import Layer
@@ -16,14 +18,13 @@ from dlgpu.ops._core import array_module
 
 
 def mask_array(layer, mask, expected_shape, what="mask"):
-    """``mask`` as a bool array on the device of ``like`` (Keras casts non-bool masks: non-zero is True),
-    after checking its dtype and that its shape is ``expected_shape``; the error names the layer."""
+    """``mask`` (a Tensor or an array) as a bool array, after checking that its dtype can be read as booleans
+    (Keras casts non-bool masks: non-zero is True) and that its shape is ``expected_shape``; the errors name
+    the layer."""
     data = mask.data if isinstance(mask, Tensor) else mask
-    kind = getattr(getattr(data, "dtype", None), "kind", None)
-    if kind is None:
-        import numpy as np
+    if not hasattr(data, "dtype"):
         data = np.asarray(data)
-        kind = data.dtype.kind
+    kind = data.dtype.kind
     if kind not in "biuf":
         raise TypeError(f"Layer '{layer.name}' ({type(layer).__name__}): `{what}` must be a boolean tensor (or "
                         f"integers/floats read as booleans). Received: {what} dtype {data.dtype}")
