@@ -510,9 +510,10 @@ class Layer:
             if previous is not None:
                 _warn_mask_dropped(self)
             return
-        if previous is None and not self._computes_mask:
+        creates = self._computes_mask or type(self)._symbolic_compute_mask is not Layer._symbolic_compute_mask
+        if previous is None and not creates:
             return
-        if not self._computes_mask:
+        if not creates:
             masks = previous
         else:
             masks = self._symbolic_compute_mask(inputs, previous)

@@ -24,6 +24,9 @@ class Model(Trainer, Layer):
         if kwargs:
             raise TypeError(f"Model.__init__() got unexpected keyword argument(s) {sorted(kwargs)}")
         Layer.__init__(self, **layer_kwargs)
+        # Masks: a model supports them, but an eager call has nothing to compute, since the layers inside set
+        # their outputs' masks as they run (so no per-call cost); the symbolic call reads its graph's masks.
+        self._computes_mask = False
         Trainer.__init__(self)
         self._functional = inputs is not None or outputs is not None
         if self._functional:
