@@ -3,6 +3,10 @@
 A layer creates its weights in ``build(input_shape)`` (called once, on first use) and computes in
 ``call(inputs, training=None)``.  Calling a layer on a :class:`KerasTensor` (what ``Input`` returns)
 records a :class:`Node` instead of computing, which is how functional models are wired.
+
+Masks (Keras's masking, see dlgpu/layers/masking.py) ride on tensors as ``x._keras_mask``: __call__ hands
+the inputs' masks to a ``call`` that takes ``mask=`` and attaches ``compute_mask``'s result to the outputs,
+in eager calls and, as bool KerasTensors over the same axes, in symbolic ones.
 """
 
 from __future__ import annotations

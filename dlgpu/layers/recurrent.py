@@ -6,7 +6,9 @@ tape differentiates it and it runs on CuPy unchanged:
 - each step then does one matmul (state @ recurrent_kernel) and the gate arithmetic.
 The steps are taken from the projection with ops.unstack, whose backward fills one buffer (slicing step
 by step would cost O(steps^2) in the backward).  go_backwards walks that list of steps in reverse and, as
-in Keras, returns the sequence in processing order (reversed).
+in Keras, returns the sequence in processing order (reversed).  With a (batch, steps) mask (Keras's masking:
+Embedding(mask_zero=True), Masking, or mask=...) a masked step keeps every state and repeats the previous
+output; without one the loop is the plain one above.
 
 Keras keeps the weights in a cell (lstm/lstm_cell/kernel); here they belong to the layer (lstm/kernel),
 with the same names, shapes, order and gate layout: kernel (input_dim, k*units), recurrent_kernel
