@@ -37,7 +37,8 @@ def is_recording():
 class Tensor:
     """An immutable array on a device, with an optional link into the autograd graph."""
 
-    __slots__ = ("data", "_parents", "_backward", "_tracked", "_logits", "__weakref__")
+    # _keras_mask: the mask a layer attached to this tensor (Keras's masking; dlgpu/layers/masking.py), or None
+    __slots__ = ("data", "_parents", "_backward", "_tracked", "_logits", "_keras_mask", "__weakref__")
     __array_priority__ = 100  # numpy defers `ndarray op Tensor` to our reflected operators
 
     def __init__(self, data, dtype=None):
@@ -49,6 +50,7 @@ class Tensor:
         self._backward = None
         self._tracked = False
         self._logits = None  # set by softmax: lets cross-entropy fuse with it (Keras does the same)
+        self._keras_mask = None
 
     # -- array facts -------------------------------------------------------------------------
     @property
@@ -134,6 +136,7 @@ def make_result(data, parents, backward):
     out = Tensor.__new__(Tensor)
     out.data = data
     out._logits = None
+    out._keras_mask = None  # always set: reading it then costs a slot read, not a caught AttributeError
     if _tape_state.tapes and not _tape_state.paused:
         for p in parents:
             if p._tracked:

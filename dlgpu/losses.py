@@ -332,6 +332,16 @@ def _standardize_reduction(reduction):
     return reduction
 
 
+def _prediction_mask(y_pred):
+    """The bool array of the mask riding on a model output (Keras: a masked output weights the loss, so
+    padded steps of a sequence output count for nothing and the mean is over the real steps), or None."""
+    mask = getattr(y_pred, "_keras_mask", None)
+    if mask is None:
+        return None
+    data = mask.data if isinstance(mask, Tensor) else mask
+    return data if data.dtype == bool else data != 0
+
+
 def reduce_weighted_values(values, sample_weight=None, reduction="sum_over_batch_size", mask=None):
     """Keras's reduction: weight (and mask), then none / sum / sum divided by the number of values."""
     if mask is not None:
@@ -370,7 +380,8 @@ class Loss:
         self.dtype = dtype or "float32"
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        return reduce_weighted_values(self.call(y_true, y_pred), sample_weight, self.reduction)
+        return reduce_weighted_values(self.call(y_true, y_pred), sample_weight, self.reduction,
+                                      mask=_prediction_mask(y_pred))
 
     def call(self, y_true, y_pred):
         raise NotImplementedError(f"{type(self).__name__} must implement call(y_true, y_pred).")
@@ -429,7 +440,8 @@ class _MeanOfElementwise(LossFunctionWrapper):
         raise NotImplementedError
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        if sample_weight is None and self.reduction in ("sum_over_batch_size", "mean"):
+        if sample_weight is None and self.reduction in ("sum_over_batch_size", "mean") \
+                and _prediction_mask(y_pred) is None:
             y_true, y_pred = _regression_inputs(y_true, y_pred, self.fn.__name__)
             if y_true.shape == y_pred.shape and y_pred.ndim:
                 return ops.mean(self._elementwise(y_true, y_pred))
@@ -554,6 +566,9 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
             if type(mask) is not type(values.data):
                 mask = _device.to_device(mask, values.device) if not isinstance(values.data, np.ndarray) \
                     else _device.to_numpy(mask)
+        predicted = _prediction_mask(y_pred)
+        if predicted is not None:
+            mask = predicted if mask is None else mask & predicted
         return reduce_weighted_values(values, sample_weight, self.reduction, mask=mask)
 
     def check_labels(self, y_true, y_pred_shape):

@@ -118,3 +118,31 @@ def test_preprocessing_layers_guide_snippet():
     assert np.isfinite(history.history["loss"][0])
     np.testing.assert_allclose(normalizer.mean.numpy(), x_train.reshape(-1, 3).mean(axis=0), rtol=1e-5)
     assert model.predict(x_train[:4], verbose=0).shape == (4, 10)
+
+
+def test_text_classification_with_masking_runs_unchanged():
+    """The Keras text tutorials' pattern: pad_sequences, Embedding(mask_zero=True), LSTM, fit/evaluate."""
+    rng = np.random.default_rng(0)
+    reviews = [list(rng.integers(1, 1000, rng.integers(2, 20))) for _ in range(64)]
+    x = keras.utils.pad_sequences(reviews, maxlen=16)
+    assert x.shape == (64, 16) and x.dtype == np.int32
+    assert (x[[i for i, r in enumerate(reviews) if len(r) < 16][0]][0] == 0)  # padding goes before
+    y = rng.integers(0, 2, 64).astype("float32")
+    model = keras.Sequential([keras.Input((None,), dtype="int32"), keras.layers.Embedding(1000, 16, mask_zero=True),
+                              keras.layers.LSTM(32), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert len(model.evaluate(x, y, verbose=0)) == 2
+    short = keras.utils.pad_sequences([reviews[0][:3]], maxlen=16)
+    np.testing.assert_allclose(model.predict(short, verbose=0), model.predict(np.array([reviews[0][:3]]), verbose=0),
+                               rtol=1e-5)
+
+
+def test_pad_sequences_as_keras():
+    seqs = [[1, 2, 3], [4], []]
+    np.testing.assert_array_equal(keras.utils.pad_sequences(seqs), [[1, 2, 3], [0, 0, 4], [0, 0, 0]])
+    np.testing.assert_array_equal(keras.utils.pad_sequences(seqs, maxlen=2, padding="post", truncating="post",
+                                                            value=-1), [[1, 2], [4, -1], [-1, -1]])
+    np.testing.assert_array_equal(keras.utils.pad_sequences(seqs, maxlen=2), [[2, 3], [0, 4], [0, 0]])
+    with pytest.raises(ValueError, match="padding"):
+        keras.utils.pad_sequences(seqs, padding="middle")

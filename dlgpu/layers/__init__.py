@@ -12,6 +12,7 @@ from dlgpu.layers.core import (Activation, Dense, Dropout, Embedding, Flatten, I
                                SpatialDropout2D)
 from dlgpu.layers.depthwise_conv import (DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
                                         SeparableConvolution1D, SeparableConvolution2D)
+from dlgpu.layers.masking import Masking
 from dlgpu.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                                 concatenate, dot)
 from dlgpu.layers.normalization import (BatchNormalization, GroupNormalization, LayerNormalization,
@@ -41,7 +42,8 @@ _BUILTIN = {cls.__name__: cls for cls in (
     GaussianNoise, GaussianDropout, AlphaDropout, ActivityRegularization, GroupNormalization, UnitNormalization,
     RMSNormalization, Identity, Dot, TimeDistributed, ZeroPadding1D, ZeroPadding3D, Cropping1D, Cropping3D,
     UpSampling1D, UpSampling3D,
-    Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D)}
+    Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
+    Masking)}
 _custom = {}
 
 

@@ -20,6 +20,10 @@ def _number(layer, name, value, minimum=None, allow_none=False):
 
 
 class _ElementwiseActivation(Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # elementwise: a mask over the steps still holds
+
     def compute_output_shape(self, input_shape):
         return input_shape
 

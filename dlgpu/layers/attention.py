@@ -22,7 +22,8 @@ import numpy as np
 
 from dlgpu import initializers, ops, regularizers
 from dlgpu.autograd import Tensor
-from dlgpu.layers.base import Layer
+from dlgpu.layers.base import Layer, get_keras_mask
+from dlgpu.layers.masking import mask_array, on_device_of
 from dlgpu.ops._core import array_module
 
 
@@ -218,6 +219,10 @@ class MultiHeadAttention(_ReturnsScores):
              use_causal_mask=False):
         if isinstance(query, dict):
             query, value, key, attention_mask = (query.get(k) for k in ("query", "value", "key", "attention_mask"))
+        # Keras's automatic padding masks: the masks riding on query, value and key (a key that is the value
+        # adds nothing new)
+        key_mask = None if key is None or key is value else get_keras_mask(key)
+        padding_masks = (get_keras_mask(query), get_keras_mask(value), key_mask)
         key = value if key is None else key
         self._check_call_shapes(query, value, key)
 
@@ -227,7 +232,7 @@ class MultiHeadAttention(_ReturnsScores):
         k = ops.transpose(self._project("key", key, 1), (0, 2, 3, 1))        # (B, N, H, S)
         v = ops.transpose(self._project("value", value, 1), (0, 2, 1, 3))    # (B, N, S, Hv)
         logits = ops.matmul(q, k)                                            # (B, N, T, S)
-        bias = self._mask_bias(attention_mask, use_causal_mask, logits)
+        bias = self._mask_bias(attention_mask, use_causal_mask, logits, *padding_masks)
         if bias is not None:
             logits = ops.add(logits, bias)
         scores = ops.softmax(logits, axis=-1)
@@ -247,30 +252,43 @@ class MultiHeadAttention(_ReturnsScores):
                              f"batch size, and `value` and `key` the sequence length. Received shapes "
                              f"query={tuple(query.shape)}, value={tuple(value.shape)}, key={tuple(key.shape)}")
 
-    def _mask_bias(self, attention_mask, use_causal_mask, logits):
-        """The additive mask for logits (B, N, T, S), or None: Keras's _compute_attention_mask, then
-        Softmax(mask=...)'s (1 - mask) * -1e9."""
+    def _mask_bias(self, attention_mask, use_causal_mask, logits, query_mask=None, value_mask=None,
+                   key_mask=None):
+        """The additive mask for logits (B, N, T, S), or None: Keras's _compute_attention_mask (the query's
+        mask as (B, 1, T, 1), the value's and key's as (B, 1, 1, S), all ANDed), then Softmax(mask=...)'s
+        (1 - mask) * -1e9.  A masked query row so sees every key masked and comes out uniform, as in Keras."""
         xp = array_module(logits.data)
-        t_len, s_len = logits.shape[-2:]
+        batch, t_len, s_len = logits.shape[0], logits.shape[-2], logits.shape[-1]
         keep = None
+        for name, mask, length, index in (("query", query_mask, t_len, (slice(None), None, slice(None), None)),
+                                          ("value", value_mask, s_len, (slice(None), None, None, slice(None))),
+                                          ("key", key_mask, s_len, (slice(None), None, None, slice(None)))):
+            if mask is not None:
+                part = on_device_of(mask_array(self, mask, (batch, length), f"{name} mask"), logits.data)[index]
+                keep = part if keep is None else keep & part
         if attention_mask is not None:
-            keep = _mask_array(attention_mask, xp)
-            if keep.ndim == 3:
-                keep = keep[:, None]  # Keras inserts the heads axis before (T, S)
+            given = _mask_array(attention_mask, xp)
+            if given.ndim == 3:
+                given = given[:, None]  # Keras inserts the heads axis before (T, S)
             try:
-                if keep.ndim not in (2, 4) or np.broadcast_shapes(keep.shape, logits.shape) != logits.shape:
+                if given.ndim not in (2, 4) or np.broadcast_shapes(given.shape, logits.shape) != logits.shape:
                     raise ValueError
             except ValueError:
                 raise ValueError(f"Layer '{self.name}' (MultiHeadAttention): `attention_mask` must broadcast to "
                                  f"(batch, query length, key length) = {(logits.shape[0], t_len, s_len)} (or with a "
                                  f"heads axis to {tuple(logits.shape)}). Received: attention_mask shape "
                                  f"{tuple(attention_mask.shape)}") from None
+            keep = given if keep is None else keep & given
         if use_causal_mask:
             causal = xp.tril(xp.ones((t_len, s_len), dtype=bool))  # query i sees keys 0..i, as Keras's cumsum test
             keep = causal if keep is None else keep & causal
         return None if keep is None else _keep_bias(keep, logits.data.dtype, xp)
 
     # -- shapes and config -----------------------------------------------------------------------------------
+    def compute_mask(self, inputs, mask=None):
+        """The output keeps the query's mask (Keras sets it on the attention output)."""
+        return mask.get("query") if isinstance(mask, dict) else None
+
     def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
         query_shape, value_shape, _ = self._shapes(query_shape, value_shape, key_shape)
         out = query_shape[:-1] + (self._output_shape or (query_shape[-1],))
@@ -355,7 +373,7 @@ class Attention(_ReturnsScores):
         xp = array_module(scores.data)
         keep = None
         if mask is not None and mask[1] is not None:
-            keep = _mask_array(mask[1], xp)[:, None, :]  # (B, 1, Tv)
+            keep = on_device_of(mask_array(self, mask[1], value.shape[:2], "value mask"), scores.data)[:, None, :]
         if use_causal_mask:
             causal = xp.tril(xp.ones(scores.shape[-2:], dtype=bool))[None]
             keep = causal if keep is None else keep & causal
@@ -365,9 +383,15 @@ class Attention(_ReturnsScores):
         probs = ops.dropout(weights, self.dropout) if training and self.dropout > 0 else weights
         result = ops.matmul(probs, value)
         if mask is not None and mask[0] is not None:
-            q_keep = _mask_array(mask[0], xp)[:, :, None].astype(result.data.dtype)
-            result = ops.multiply(result, Tensor(q_keep))
+            q_keep = on_device_of(mask_array(self, mask[0], query.shape[:2], "query mask"), result.data)
+            result = ops.multiply(result, Tensor(q_keep[:, :, None].astype(result.data.dtype)))
         return (result, weights) if return_attention_scores else result
+
+    def compute_mask(self, inputs, mask=None):
+        """The output keeps the query's mask (Keras)."""
+        if mask is None or mask[0] is None:
+            return None
+        return mask[0]
 
     def compute_output_shape(self, input_shape):
         self._validate(input_shape, "input_shape")

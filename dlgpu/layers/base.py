@@ -3,6 +3,10 @@
 A layer creates its weights in ``build(input_shape)`` (called once, on first use) and computes in
 ``call(inputs, training=None)``.  Calling a layer on a :class:`KerasTensor` (what ``Input`` returns)
 records a :class:`Node` instead of computing, which is how functional models are wired.
+
+Masks (Keras's masking, see dlgpu/layers/masking.py) ride on tensors as ``x._keras_mask``: __call__ hands
+the inputs' masks to a ``call`` that takes ``mask=`` and attaches ``compute_mask``'s result to the outputs,
+in eager calls and, as bool KerasTensors over the same axes, in symbolic ones.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import inspect
 import re
 import threading
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -56,6 +61,7 @@ class KerasTensor:
         self.dtype = np.dtype(dtype).name
         self.name = name
         self._history = history  # (layer, node_index, tensor_index)
+        self._keras_mask = None  # a symbolic bool KerasTensor when the layer that made this one gives a mask
 
     @property
     def ndim(self):
@@ -96,6 +102,23 @@ def map_structure(fn, structure):
     if isinstance(structure, dict):
         return {k: map_structure(fn, v) for k, v in structure.items()}
     return fn(structure)
+
+
+def get_keras_mask(x):
+    """The mask riding on ``x`` (Keras's backend.get_keras_mask), or None (also for arrays, which have none)."""
+    return getattr(x, "_keras_mask", None)
+
+
+def set_keras_mask(x, mask):
+    """Attach ``mask`` (True = a step to use; None removes it) to the tensor ``x``, as Keras's
+    backend.set_keras_mask."""
+    x._keras_mask = mask if mask is None or isinstance(mask, (Tensor, KerasTensor)) else Tensor(mask)
+
+
+def _structure_mask(structure):
+    """The masks of a list/tuple/dict of tensors in the same structure, or None when none has one."""
+    masks = map_structure(get_keras_mask, structure)
+    return masks if any(m is not None for m in flatten(masks)) else None
 
 
 class Node:
@@ -191,6 +214,10 @@ class Layer:
         params = inspect.signature(self.call).parameters
         self._call_takes_training = "training" in params or any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        self._call_takes_mask = "mask" in params
+        # Keras's rule: a layer that overrides compute_mask supports masking; others set supports_masking.
+        self._computes_mask = type(self).compute_mask is not Layer.compute_mask
+        self._supports_masking = self._computes_mask
 
     # -- attribute tracking: sub-layers and variables assigned as attributes -----------------
     def __setattr__(self, name, value):
@@ -325,6 +352,38 @@ class Layer:
         for layer in self._layers:
             layer._clear_losses()
 
+    # -- masks: which steps of a padded sequence are real (Keras's masking) ------------------------
+    @property
+    def supports_masking(self):
+        """Whether the layer passes a mask on (compute_mask); a mask reaching a layer without it is dropped
+        with a warning, as in Keras."""
+        return self._supports_masking
+
+    @supports_masking.setter
+    def supports_masking(self, value):
+        self._supports_masking = bool(value)
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of the output given the inputs and their mask: by default the input's mask unchanged."""
+        return mask
+
+    def _set_output_masks(self, inputs, outputs, previous_mask):
+        """Keras's _set_mask_metadata: attach compute_mask's result to outputs that carry no mask yet (a
+        layer may set its output's mask in call, as Masking does, or return its input unchanged)."""
+        if not self._supports_masking:
+            if previous_mask is not None:
+                _warn_mask_dropped(self)
+            return
+        flat_outputs = flatten(outputs)
+        if all(get_keras_mask(t) is not None for t in flat_outputs):
+            return
+        masks = self.compute_mask(inputs, previous_mask)
+        if masks is None:
+            return
+        for t, m in zip(flat_outputs, flatten(masks)):
+            if m is not None and isinstance(t, Tensor) and get_keras_mask(t) is None:
+                t._keras_mask = m if isinstance(m, Tensor) else Tensor(m)
+
     # -- building and calling -----------------------------------------------------------------
     def build(self, input_shape):
         self.built = True
@@ -356,14 +415,22 @@ class Layer:
         if not isinstance(inputs, (Tensor, KerasTensor, list, tuple, dict)) and inputs is not None:
             inputs = self._convert_input(inputs)  # one array: a tensor from here on
         if isinstance(inputs, Tensor):  # the common case, kept short: it runs for every layer every step
+            previous_mask = getattr(inputs, "_keras_mask", None)
             inputs = self._accept_tensor(inputs)
         elif is_symbolic(inputs):
             return self._symbolic_call(inputs, *args[1:], **kwargs)
         else:
             inputs = map_structure(self._convert_input, inputs)
+            previous_mask = _structure_mask(inputs)
             shapes = map_structure(lambda t: t.shape if isinstance(t, Tensor) else None, inputs)
             if not self.built:
                 self._maybe_build(shapes)
+        # Keras: an explicit mask= wins; else the inputs' masks go to a call that takes `mask`
+        explicit_mask = kwargs.get("mask")
+        if explicit_mask is not None:
+            previous_mask = explicit_mask
+        elif previous_mask is not None and self._call_takes_mask:
+            kwargs["mask"] = previous_mask
         training = kwargs.pop("training", None)
         ctx = _call_context
         outer = ctx.training
@@ -378,10 +445,13 @@ class Layer:
         ctx.training = training
         ctx.depth += 1
         try:
-            return self.call(inputs, *args[1:], **kwargs)
+            outputs = self.call(inputs, *args[1:], **kwargs)
         finally:
             ctx.training = outer
             ctx.depth -= 1
+        if previous_mask is not None or self._computes_mask:  # nothing to do, and no cost, without masks
+            self._set_output_masks(inputs, outputs, previous_mask)
+        return outputs
 
     def _accept_tensor(self, inputs):
         """One tensor input converted to this layer's dtype, shape-checked, the layer built on first use."""
@@ -403,6 +473,11 @@ class Layer:
             t = ops.cast(t, self.dtype)
         elif kind == "f" and self.dtype == "float32" and t.data.dtype != np.float32:
             t = ops.cast(t, self.dtype)
+        else:
+            return t
+        mask = getattr(x, "_keras_mask", None)
+        if mask is not None:  # the cast copy keeps the mask, as Keras's maybe_convert does
+            t._keras_mask = mask
         return t
 
     def _symbolic_call(self, inputs, *args, **kwargs):
@@ -420,8 +495,67 @@ class Layer:
             return KerasTensor(shape, self._output_dtype(), name=self.name if i == 0 else f"{self.name}_{i}",
                                history=(self, node_index, i))
         outputs = _map_shapes(make, out_shapes)
+        self._symbolic_masks(inputs, outputs, kwargs)
         self._inbound_nodes.append(Node(self, inputs, outputs, dict(kwargs)))
         return outputs
+
+    def _symbolic_masks(self, inputs, outputs, kwargs):
+        """Give the output KerasTensors the masks an eager call would give (x._keras_mask, as in Keras).
+        Only the shape of a mask is symbolic: compute_mask runs on zeros shaped like the inputs, and each
+        mask it returns becomes a bool KerasTensor over the leading axes of its output (Keras masks are
+        the output's shape without the feature axes: (batch, steps) for (batch, steps, features))."""
+        explicit = kwargs.get("mask")
+        if explicit is not None and is_symbolic(explicit):
+            raise NotImplementedError(
+                f"Layer '{self.name}' ({type(self).__name__}): a symbolic `mask=` argument in a functional "
+                f"model is not supported; masks travel with the tensors (Embedding(mask_zero=True), Masking) "
+                f"or can be passed as arrays in eager calls.")
+        previous = _structure_mask(inputs) if not isinstance(inputs, KerasTensor) else inputs._keras_mask
+        if not self._supports_masking:
+            if previous is not None:
+                _warn_mask_dropped(self)
+            return
+        creates = self._computes_mask or type(self)._symbolic_compute_mask is not Layer._symbolic_compute_mask
+        if previous is None and not creates:
+            return
+        if not creates:
+            masks = previous
+        else:
+            masks = self._symbolic_compute_mask(inputs, previous)
+        if masks is None:
+            return
+        if isinstance(masks, KerasTensor):
+            masks = [masks]
+        for kt, m in zip(flatten(outputs), flatten(masks)):
+            if isinstance(kt, KerasTensor) and m is not None:
+                if not isinstance(m, KerasTensor):  # a new mask: its shape is the output's leading axes
+                    m = KerasTensor(kt.shape[:m.ndim], "bool", name=f"{kt.name}_mask")
+                kt._keras_mask = m
+
+    def _symbolic_compute_mask(self, inputs, previous):
+        """compute_mask run on zeros shaped like the inputs (None read as 1) and all-True dummy masks; an
+        input mask handed through comes back as that input's KerasTensor mask."""
+        originals = {}
+
+        def zeros(kt):
+            if not isinstance(kt, KerasTensor):
+                return kt
+            return Tensor(np.zeros(tuple(1 if s is None else s for s in kt.shape), kt.dtype))
+
+        def ones(kt):
+            if not isinstance(kt, KerasTensor):
+                return None
+            t = Tensor(np.ones(tuple(1 if s is None else s for s in kt.shape), bool))
+            originals[id(t)] = kt
+            return t
+        dummies = zeros(inputs) if isinstance(inputs, KerasTensor) else map_structure(zeros, inputs)
+        dummy_masks = None if previous is None else (
+            ones(previous) if isinstance(previous, KerasTensor) else map_structure(ones, previous))
+        with no_grad():
+            result = self.compute_mask(dummies, dummy_masks)
+        if result is None:
+            return None
+        return [None if m is None else originals.get(id(m), m) for m in flatten(result)]
 
     def _output_dtype(self):
         return self.dtype
@@ -447,6 +581,12 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _warn_mask_dropped(layer):
+    warnings.warn(f"Layer '{layer.name}' (of type {type(layer).__name__}) was passed an input with a mask "
+                  f"attached to it. However, this layer does not support masking and will therefore destroy "
+                  f"the mask information. Downstream layers will not see the mask.", stacklevel=3)
 
 
 def _is_shape(obj):
@@ -488,6 +628,13 @@ class _Lambda(Layer):
 
     def call(self, inputs):
         return self.fn(inputs)
+
+    # Slicing a KerasTensor is an op in Keras, not a layer: the result has no mask, and nothing warns.
+    def _set_output_masks(self, inputs, outputs, previous_mask):
+        pass
+
+    def _symbolic_masks(self, inputs, outputs, kwargs):
+        pass
 
 
 class InputLayer(Layer):

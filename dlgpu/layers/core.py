@@ -7,6 +7,7 @@ import inspect
 import numpy as np
 
 from dlgpu import activations, initializers, ops, regularizers
+from dlgpu.autograd import Tensor
 from dlgpu.layers.base import InputSpec, Layer
 
 
@@ -68,6 +69,7 @@ class Dense(KernelBiasLayer):
         self._init_kernel_bias(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
                                bias_regularizer, activity_regularizer)
         self.input_spec = InputSpec(min_ndim=2)
+        self.supports_masking = True  # on (batch, steps, features) it acts per step, so the steps' mask holds
 
     def build(self, input_shape):
         features = input_shape[-1]
@@ -91,6 +93,7 @@ class Activation(Layer):
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
+        self.supports_masking = True
 
     def call(self, inputs):
         return self.activation(inputs)
@@ -113,6 +116,7 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.noise_shape = noise_shape
         self.seed = seed
+        self.supports_masking = True
 
     def call(self, inputs, training=None):
         if training and self.rate > 0:
@@ -205,7 +209,8 @@ class Lambda(Layer):
 
     ``output_shape`` (without the batch axis, or a function of the input shape) is used for symbolic calls
     when given; otherwise the shape comes from running the function on zeros.  A function with a
-    ``training`` argument receives the call's training flag, as in Keras.
+    ``training`` argument receives the call's training flag, as in Keras; so does a
+    ``mask`` argument (Keras's ``mask``: a compute_mask-like function or a fixed mask).
     """
 
     def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
@@ -213,9 +218,6 @@ class Lambda(Layer):
         if not callable(function):
             raise ValueError(f"Layer '{self.name}' (Lambda): `function` must be callable. Received: "
                              f"function={function!r}")
-        if mask is not None:
-            raise NotImplementedError(f"Layer '{self.name}' (Lambda): masks are not supported in dlgpu; received "
-                                      f"mask={mask!r}")
         if arguments is not None and not isinstance(arguments, dict):
             raise ValueError(f"Layer '{self.name}' (Lambda): `arguments` must be a dict of keyword arguments for "
                              f"the function. Received: arguments={arguments!r}")
@@ -227,15 +229,22 @@ class Lambda(Layer):
         self.function = function
         self.arguments = arguments or {}
         self._output_shape = output_shape
+        # Keras: `mask` is a compute_mask-like function or a fixed mask; the layer passes masks only with one
+        self.mask = mask
+        self.supports_masking = mask is not None
         try:
-            self._fn_expects_training = "training" in inspect.signature(function).parameters
+            parameters = inspect.signature(function).parameters
         except (TypeError, ValueError):  # builtins without a signature
-            self._fn_expects_training = False
+            parameters = {}
+        self._fn_expects_training = "training" in parameters
+        self._fn_takes_mask = "mask" in parameters
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, mask=None):
         kwargs = dict(self.arguments)
         if self._fn_expects_training:
             kwargs["training"] = training
+        if self._fn_takes_mask:
+            kwargs["mask"] = mask
         return self.function(inputs, **kwargs)
 
     def compute_output_shape(self, input_shape):
@@ -248,6 +257,9 @@ class Lambda(Layer):
         if _is_shape_like(self._output_shape):
             return (batch,) + tuple(self._output_shape)
         return [(batch,) + tuple(shape) for shape in self._output_shape]
+
+    def compute_mask(self, inputs, mask=None):
+        return self.mask(inputs, mask) if callable(self.mask) else self.mask
 
     def get_config(self):
         raise ValueError(f"Layer '{self.name}' (Lambda) wraps Python code, which dlgpu never saves or loads; "
@@ -263,6 +275,10 @@ def _is_shape_like(value):
 class Identity(Layer):
     """Returns its inputs unchanged: a placeholder where a model needs a layer but no operation."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
     def call(self, inputs):
         return inputs
 
@@ -275,12 +291,15 @@ class Embedding(Layer):
 
     _accepts_integer_inputs = True
 
-    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None, **kwargs):
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
+                 mask_zero=False, **kwargs):
         super().__init__(**kwargs)
         self.input_dim = _positive_int(type(self).__name__, "input_dim", input_dim)
         self.output_dim = _positive_int(type(self).__name__, "output_dim", output_dim)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
+        self.mask_zero = bool(mask_zero)
+        self.supports_masking = self.mask_zero
 
     def build(self, input_shape):
         self.embeddings = self.add_weight((self.input_dim, self.output_dim), self.embeddings_initializer,
@@ -296,10 +315,17 @@ class Embedding(Layer):
                              f"{int(ids.min())} to {int(ids.max())}")
         return ops.take(self.embeddings, ids, axis=0)
 
+    def compute_mask(self, inputs, mask=None):
+        """With mask_zero, id 0 is padding: the mask is True where the id is not 0 (Keras)."""
+        if not self.mask_zero:
+            return None
+        return Tensor(inputs.data != 0)
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
                 "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
-                "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer)}
+                "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer),
+                "mask_zero": self.mask_zero}

@@ -8,7 +8,7 @@ from functools import reduce
 import numpy as np
 
 from dlgpu import ops
-from dlgpu.layers.base import Layer
+from dlgpu.layers.base import Layer, get_keras_mask
 
 
 class _Merge(Layer):
@@ -38,6 +38,40 @@ class _Merge(Layer):
     def compute_output_shape(self, input_shape):
         return self._check(input_shape)
 
+    def compute_mask(self, inputs, mask=None):
+        """Keras: a step is kept if any input keeps it; with an unmasked input there is no mask."""
+        if mask is None or any(m is None for m in mask):
+            return None
+        return reduce(ops.logical_or, mask)
+
+
+def _expanded_masks(inputs):
+    """Each input's mask broadcast to its shape (None for an unmasked input)."""
+    out = []
+    for x in inputs:
+        m = get_keras_mask(x)
+        out.append(None if m is None else ops.broadcast_to(ops.expand_dims(m, -1), x.shape))
+    return out
+
+
+def _masked_extreme(op, inputs):
+    """Keras's _apply_merge_op_and_or_mask for Maximum and Minimum: a masked entry takes the other
+    operand's value, so padding never wins the comparison."""
+    output, output_mask = None, None
+    for x, mask in zip(inputs, _expanded_masks(inputs)):
+        if output is None:
+            output, output_mask = x, mask
+            continue
+        if mask is not None:
+            x = ops.where(mask, x, output)
+        if output_mask is not None:
+            output = ops.where(output_mask, output, x)
+        output_mask = ops.logical_or(output_mask, mask) if mask is not None and output_mask is not None else None
+        output = op(output, x)
+    if output_mask is not None:
+        output._keras_mask = ops.any(output_mask, axis=-1)
+    return output
+
 
 class Add(_Merge):
     _combine = staticmethod(ops.add)
@@ -55,13 +89,42 @@ class Subtract(_Merge):
 class Multiply(_Merge):
     _combine = staticmethod(ops.multiply)
 
+    def call(self, inputs):
+        if all(get_keras_mask(x) is None for x in inputs):
+            return reduce(ops.multiply, inputs)
+        # Keras: masked entries count as 1 in the product; with every input masked, the output is 0 where
+        # no input keeps a step and carries the OR of the masks
+        masks = _expanded_masks(inputs)
+        every = all(m is not None for m in masks)
+        output, output_mask = None, None
+        for x, mask in zip(inputs, masks):
+            if mask is not None:
+                x = ops.where(mask, x, 1.0)
+                if every:
+                    output_mask = mask if output_mask is None else ops.logical_or(output_mask, mask)
+            output = x if output is None else ops.multiply(output, x)
+        if every:
+            output = ops.where(output_mask, output, 0.0)
+            output._keras_mask = ops.any(output_mask, axis=-1)
+        return output
+
 
 class Maximum(_Merge):
     _combine = staticmethod(ops.maximum)
 
+    def call(self, inputs):
+        if all(get_keras_mask(x) is None for x in inputs):
+            return reduce(ops.maximum, inputs)
+        return _masked_extreme(ops.maximum, inputs)
+
 
 class Minimum(_Merge):
     _combine = staticmethod(ops.minimum)
+
+    def call(self, inputs):
+        if all(get_keras_mask(x) is None for x in inputs):
+            return reduce(ops.minimum, inputs)
+        return _masked_extreme(ops.minimum, inputs)
 
 
 class Average(_Merge):
@@ -96,6 +159,22 @@ class Concatenate(Layer):
 
     def call(self, inputs):
         return ops.concatenate(list(inputs), axis=self.axis)
+
+    def compute_mask(self, inputs, mask=None):
+        """Keras: each input's mask (all True for an unmasked one) broadcast to its shape, concatenated
+        along the axis, then any() over the last axis: the OR of the masks when joining features, the
+        masks one after the other when joining steps."""
+        if mask is None or all(m is None for m in mask):
+            return None
+        full = []
+        for x, m in zip(inputs, mask):
+            if m is None:
+                full.append(ops.ones_like(x, dtype="bool"))
+            elif m.ndim < x.ndim:
+                full.append(ops.broadcast_to(ops.expand_dims(m, -1), x.shape))
+            else:
+                full.append(m)
+        return ops.any(ops.concatenate(full, axis=self.axis), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}

@@ -187,6 +187,7 @@ class LayerNormalization(_AffineNormalization):
                  gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
                  gamma_constraint=None, rms_scaling=False, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # per sample (per step): padding does not leak in
         if rms_scaling:
             warnings.warn("You passed `rms_scaling=True`, which is deprecated. This argument incorrectly scales "
                           "the input by the variance, not the root mean square. To correctly use RMS "
@@ -222,6 +223,7 @@ class GroupNormalization(_AffineNormalization):
                  gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
                  gamma_constraint=None, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # per sample (per step): padding does not leak in
         if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or (groups <= 0 and groups != -1):
             raise ValueError(f"Layer '{self.name}' (GroupNormalization): invalid value for argument `groups`, "
                              f"expected a positive integer (or -1 for instance normalization). Received: "
@@ -278,6 +280,7 @@ class UnitNormalization(Layer):
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # per sample (per step): padding does not leak in
         self.axis = _axis_list(self, axis)
 
     def call(self, inputs):

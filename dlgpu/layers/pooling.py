@@ -7,7 +7,9 @@ kernels) serve it too.
 from __future__ import annotations
 
 from dlgpu import ops
+from dlgpu.autograd import Tensor
 from dlgpu.layers.base import InputSpec, Layer
+from dlgpu.layers.masking import mask_array, on_device_of
 from dlgpu.ops.window import conv_output_length, normalize_tuple
 
 
@@ -116,11 +118,34 @@ class _GlobalPooling(Layer):
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
+    """The mean over the steps; with a (batch, steps) mask, the mean over the unmasked steps only (Keras).
+    A sample whose every step is masked gives zeros, where Keras's 0/0 would give NaN."""
+
     _rank = 1
     _reduce = staticmethod(ops.mean)
 
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(data_format=data_format, keepdims=keepdims, **kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return ops.mean(inputs, axis=1, keepdims=self.keepdims)
+        keep = mask_array(self, mask, inputs.shape[:2])
+        weights = on_device_of(keep, inputs.data).astype(inputs.data.dtype)[:, :, None]   # (batch, steps, 1)
+        counts = weights.sum(axis=1, keepdims=self.keepdims)
+        counts = counts + (counts == 0)  # an all-padding sample divides 0 by 1, not by 0
+        return ops.divide(ops.sum(ops.multiply(inputs, Tensor(weights)), axis=1, keepdims=self.keepdims),
+                          Tensor(counts))
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
 
 class GlobalMaxPooling1D(_GlobalPooling):
+    """The max over the steps.  As in Keras 3 it does not support masking: a mask reaching it is dropped
+    with a warning and padded steps take part in the max."""
+
     _rank = 1
     _reduce = staticmethod(ops.max)
 

@@ -15,6 +15,7 @@ class Rescaling(Layer):
 
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True
         self.scale = self._constant("scale", scale)
         self.offset = self._constant("offset", offset)
 
@@ -104,6 +105,7 @@ class Normalization(_ArrayInputLayer):
 
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True
         if axis is None:
             axis = ()
         elif isinstance(axis, (int, np.integer)):

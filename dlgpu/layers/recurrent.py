@@ -6,7 +6,9 @@ tape differentiates it and it runs on CuPy unchanged:
 - each step then does one matmul (state @ recurrent_kernel) and the gate arithmetic.
 The steps are taken from the projection with ops.unstack, whose backward fills one buffer (slicing step
 by step would cost O(steps^2) in the backward).  go_backwards walks that list of steps in reverse and, as
-in Keras, returns the sequence in processing order (reversed).
+in Keras, returns the sequence in processing order (reversed).  With a (batch, steps) mask (Keras's masking:
+Embedding(mask_zero=True), Masking, or mask=...) a masked step keeps every state and repeats the previous
+output; without one the loop is the plain one above.
 
 Keras keeps the weights in a cell (lstm/lstm_cell/kernel); here they belong to the layer (lstm/kernel),
 with the same names, shapes, order and gate layout: kernel (input_dim, k*units), recurrent_kernel
@@ -20,8 +22,10 @@ import numpy as np
 
 from dlgpu import activations, initializers, ops, regularizers
 from dlgpu.autograd import Tensor
+from dlgpu.backend import device as _device
 from dlgpu.layers.base import InputSpec, Layer, _is_shape
 from dlgpu.layers.core import _positive_int
+from dlgpu.layers.masking import mask_array, on_device_of
 from dlgpu.ops._core import array_module
 from dlgpu.ops.nn import dropout_mask
 
@@ -142,9 +146,8 @@ class _RNN(Layer):
         return Layer.__call__(self, *_with_initial_state(args, kwargs), **kwargs)
 
     def call(self, inputs, initial_state=None, mask=None, training=None):
-        if mask is not None:
-            raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}): masking (mask=...) is not "
-                                      f"supported yet")
+        if isinstance(mask, (list, tuple)):  # [sequences, *initial_states] carry one mask each: the first counts
+            mask = mask[0]
         if isinstance(inputs, (list, tuple)):
             inputs, *states = inputs
             initial_state = states or initial_state
@@ -161,19 +164,52 @@ class _RNN(Layer):
         state_mask = self._dropout_mask(xp, x.data.dtype, (batch, self.units), self.recurrent_dropout, count,
                                         training)
 
+        keep = None if mask is None else mask_array(self, mask, (batch, steps))
         per_step = ops.unstack(self._project_inputs(x, input_mask), axis=1)  # (batch, gates, units) each
         if self.go_backwards:
             per_step.reverse()
         step = self._step_function(state_mask)
-        outputs = []
-        for x_t in per_step:
-            states = step(x_t, states)
-            if self.return_sequences:
-                outputs.append(states[0])
-        output = ops.stack(outputs, axis=1) if self.return_sequences else states[0]
+        if keep is None:
+            outputs = []
+            for x_t in per_step:
+                states = step(x_t, states)
+                if self.return_sequences:
+                    outputs.append(states[0])
+            last = states[0]
+        else:
+            last, outputs, states = self._masked_loop(step, per_step, states, keep, xp, x.data.dtype)
+        output = ops.stack(outputs, axis=1) if self.return_sequences else last
         if self.activity_regularizer is not None:
             self.add_loss(self.activity_regularizer(output))
         return [output, *states] if self.return_state else output
+
+    def _masked_loop(self, step, per_step, states, keep, xp, dtype):
+        """The loop with a (batch, steps) mask, as Keras's backend rnn: at a masked step every state keeps
+        its previous value and the output repeats the previous output (zeros before the first step), or
+        is zero with zero_output_for_mask.  A step no sample uses is skipped, and one every sample uses
+        takes the plain update, so only steps where the padding differs pay for the selects."""
+        keep = on_device_of(keep, per_step[0].data)
+        if self.go_backwards:
+            keep = keep[:, ::-1]
+        used = _device.to_numpy(keep.any(axis=0))  # one transfer per call, not one per step
+        full = _device.to_numpy(keep.all(axis=0))
+        zeros = Tensor(xp.zeros((keep.shape[0], self.units), dtype))
+        previous, outputs = zeros, []
+        for t, x_t in enumerate(per_step):
+            if not used[t]:
+                out = zeros if self.zero_output_for_mask else previous
+            else:
+                new = step(x_t, states)
+                if full[t]:
+                    states, out = new, new[0]
+                else:
+                    k = Tensor(keep[:, t:t + 1])
+                    states = [ops.where(k, n, s) for n, s in zip(new, states)]
+                    out = ops.where(k, new[0], zeros if self.zero_output_for_mask else previous)
+            previous = out
+            if self.return_sequences:
+                outputs.append(out)
+        return previous, outputs, states
 
     def _input_bias(self):
         return self.bias
@@ -223,6 +259,15 @@ class _RNN(Layer):
         raise NotImplementedError
 
     # -- shapes and config -----------------------------------------------------------------------
+    def compute_mask(self, inputs, mask=None):
+        """Keras: the input's mask goes on with the sequence output; a last output and states have none."""
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None for _ in self._state_names]
+        return output_mask
+
     def compute_output_shape(self, input_shape):
         if not _is_shape(input_shape):
             input_shape = input_shape[0]
@@ -435,6 +480,10 @@ class Bidirectional(Layer):
             if forward != backward:
                 raise ValueError(f"Layer '{self.name}': the forward and backward layers must have the same "
                                  f"{attribute}; received {forward} and {backward}")
+        # Keras: with return_sequences, masked steps of both directions output zeros, so that after the
+        # backward sequence is flipped back the padding lines up with zeros on both halves
+        for sub in (self.forward_layer, self.backward_layer):
+            sub.zero_output_for_mask = sub.return_sequences
         self.merge_mode = merge_mode
         self.return_sequences = self.forward_layer.return_sequences
         self.return_state = self.forward_layer.return_state
@@ -455,6 +504,8 @@ class Bidirectional(Layer):
             self._initial_weights = None
 
     def call(self, inputs, initial_state=None, mask=None, training=None):
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
         if isinstance(inputs, (list, tuple)):
             inputs, *states = inputs
             initial_state = states or initial_state
@@ -483,6 +534,18 @@ class Bidirectional(Layer):
         if len(output) == 1 and not states:
             return output[0]
         return output + states
+
+    def compute_mask(self, inputs, mask=None):
+        """Keras: the sequence outputs keep the input's mask (one per output with merge_mode=None)."""
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        if self.return_sequences:
+            output_mask = [mask, mask] if self.merge_mode is None else [mask]
+        else:
+            output_mask = [None, None] if self.merge_mode is None else [None]
+        if self.return_state:
+            output_mask += [None] * (2 * len(self.forward_layer._state_names))
+        return output_mask if len(output_mask) > 1 else output_mask[0]
 
     def compute_output_shape(self, input_shape):
         shape = self.forward_layer.compute_output_shape(input_shape)

@@ -70,6 +70,7 @@ class GaussianNoise(_Noise):
 
     def __init__(self, stddev, seed=None, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # elementwise: a mask over the steps still holds
         self.stddev = _fraction(self, "stddev", stddev)
         self._init_seed(seed)
 
@@ -89,6 +90,7 @@ class GaussianDropout(_Noise):
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # elementwise: a mask over the steps still holds
         self.rate = _fraction(self, "rate", rate)
         self._init_seed(seed)
 
@@ -116,6 +118,7 @@ class AlphaDropout(_Noise):
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # elementwise: a mask over the steps still holds
         self.rate = _fraction(self, "rate", rate)
         if noise_shape is not None:
             if not isinstance(noise_shape, (list, tuple)) or not all(
@@ -169,6 +172,7 @@ class ActivityRegularization(Layer):
 
     def __init__(self, l1=0.0, l2=0.0, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # elementwise: a mask over the steps still holds
         for name, value in (("l1", l1), ("l2", l2)):
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
                 raise ValueError(f"Layer '{self.name}' (ActivityRegularization): `{name}` must be a non-negative "

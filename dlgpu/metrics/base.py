@@ -128,8 +128,9 @@ class Mean(Metric):
                 v = v.mean(axis=tuple(range(sw.ndim, v.ndim)))
             sw = xp.broadcast_to(sw, v.shape)
             v = v * sw
-            if sw.ndim > 1:
+            if sw.ndim > 1:  # Keras's reduce_to_samplewise_values: weights and values both per sample
                 sw = sw.mean(axis=tuple(range(1, sw.ndim)))
+                v = v.mean(axis=tuple(range(1, v.ndim)))
             self.count = self.count + sw.sum()
         else:
             if v.ndim > 1:
@@ -156,6 +157,22 @@ class Sum(Metric):
         return _result(float(self.total))
 
 
+def with_output_mask(sample_weight, y_pred):
+    """Keras's MeanMetricWrapper: a mask riding on the prediction becomes a (further) sample weight, so
+    padded steps of a sequence output do not count."""
+    mask = getattr(y_pred, "_keras_mask", None)
+    if mask is None:
+        return sample_weight
+    weights = _array(mask).astype(np.float32)
+    if sample_weight is None:
+        return weights
+    sw = _array(sample_weight)
+    if array_module(sw) is not array_module(weights):
+        sw = array_module(weights).asarray(_device.to_numpy(sw))
+    weights, sw = _squeeze_or_expand(weights, sw.astype(np.float32))
+    return weights * sw
+
+
 class MeanMetricWrapper(Mean):
     """Mean over samples of ``fn(y_true, y_pred, **kwargs)``."""
 
@@ -165,6 +182,7 @@ class MeanMetricWrapper(Mean):
         super().__init__(name=name or getattr(fn, "__name__", None), dtype=dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        sample_weight = with_output_mask(sample_weight, y_pred)
         yt, yp = _pair(y_true, y_pred)
         values = self._fn(yt, yp, **self._fn_kwargs)
         super().update_state(values, sample_weight)

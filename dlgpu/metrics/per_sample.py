@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from dlgpu.autograd import Tensor
-from dlgpu.metrics.base import Mean, MeanMetricWrapper, _array, _pair, _result, _squeeze_or_expand
+from dlgpu.metrics.base import (Mean, MeanMetricWrapper, _array, _pair, _result, _squeeze_or_expand,
+                                with_output_mask)
 from dlgpu.ops._core import array_module
 
 
@@ -159,6 +160,7 @@ class _LossMetric(MeanMetricWrapper):
         super().__init__(values, name=name or loss_fn.__name__, dtype=dtype, **kwargs)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        sample_weight = with_output_mask(sample_weight, y_pred)
         yp = y_pred if isinstance(y_pred, Tensor) else Tensor(_array(y_pred))
         yt = y_true if isinstance(y_true, Tensor) else Tensor(_pair(y_true, yp.data)[0])
         Mean.update_state(self, self._fn(yt, yp, **self._fn_kwargs), sample_weight)

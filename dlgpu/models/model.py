@@ -24,6 +24,9 @@ class Model(Trainer, Layer):
         if kwargs:
             raise TypeError(f"Model.__init__() got unexpected keyword argument(s) {sorted(kwargs)}")
         Layer.__init__(self, **layer_kwargs)
+        # Masks: a model supports them, but an eager call has nothing to compute, since the layers inside set
+        # their outputs' masks as they run (so no per-call cost); the symbolic call reads its graph's masks.
+        self._computes_mask = False
         Trainer.__init__(self)
         self._functional = inputs is not None or outputs is not None
         if self._functional:
@@ -105,11 +108,24 @@ class Model(Trainer, Layer):
                                  f"{kt.shape}, found shape {tuple(shape)}")
         return flat
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, mask=None):
         if not getattr(self, "_functional", False):
             raise NotImplementedError(f"Model '{self.name}' is a subclass without a `call` method: define "
                                       f"call(self, inputs, training=None), or build a functional Model(inputs, outputs).")
+        if mask is not None:  # Keras's Functional.call: given masks ride on the inputs into the graph
+            _attach_masks(inputs, mask)
         return self._run_graph(inputs, training)
+
+    # -- masks ---------------------------------------------------------------------------------
+    def compute_mask(self, inputs, mask=None):
+        """None: the layers inside set their outputs' masks as they run, and those reach the model's outputs."""
+        return None
+
+    def _symbolic_compute_mask(self, inputs, previous):
+        """A model called in a functional graph: its outputs get the masks its own graph gave its outputs."""
+        outputs = getattr(self, "outputs", None) or []
+        masks = [layer_base.get_keras_mask(t) for t in outputs]
+        return masks if any(m is not None for m in masks) else None
 
     @property
     def layers(self):
@@ -201,3 +217,15 @@ class Model(Trainer, Layer):
             from dlgpu.models.functional_config import functional_from_config
             return functional_from_config(cls, config, custom_objects)
         return cls(**config)
+
+
+def _attach_masks(inputs, mask):
+    """Set each given mask (None for none) on the matching input tensor."""
+    flat_inputs = flatten(inputs) if isinstance(inputs, (list, tuple, dict)) else [inputs]
+    flat_masks = flatten(mask) if isinstance(mask, (list, tuple, dict)) else [mask]
+    if len(flat_masks) != len(flat_inputs):
+        raise ValueError(f"`mask` must have one entry per input: {len(flat_inputs)} input(s), "
+                         f"{len(flat_masks)} mask(s) received")
+    for x, m in zip(flat_inputs, flat_masks):
+        if m is not None and isinstance(x, Tensor):
+            x._keras_mask = m if isinstance(m, Tensor) else Tensor(m)

@@ -75,9 +75,12 @@ class Sequential(Model):
         if not self.built:
             self.build((None,) + tuple(input_shape[1:]))
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, mask=None):
         if not self._stack:
             raise ValueError(f"Sequential '{self.name}' has no layers; add some with .add(layer).")
+        if mask is not None:
+            from dlgpu.models.model import _attach_masks
+            _attach_masks(inputs, mask)
         return fusion.run_sequence(self._stack, inputs, training)
 
     def compute_output_shape(self, input_shape):

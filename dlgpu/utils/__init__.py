@@ -7,6 +7,7 @@ import difflib
 import numpy as np
 
 from dlgpu.utils.py_dataset import PyDataset, Sequence  # noqa: F401  (keras.utils names)
+from dlgpu.utils.sequence_utils import pad_sequences  # noqa: F401
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):

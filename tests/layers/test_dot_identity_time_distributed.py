@@ -192,8 +192,15 @@ def test_lambda_output_shape_training_and_refusals():
     np.testing.assert_array_equal(lam(x, training=True).numpy(), 2 * x)
     lam(x)
     assert seen == [True, None]
-    with pytest.raises(NotImplementedError, match=r"'lm'.*mask"):
-        layers.Lambda(fn, mask=lambda i, m: m, name="lm")
+    received = []
+
+    def fn_with_mask(t, training=None, mask=None):  # a function may take the training flag and the mask
+        received.append((training, None if mask is None else mask.numpy().tolist()))
+        return t
+    masked = dlgpu.Tensor(x)
+    masked._keras_mask = dlgpu.Tensor(np.array([True, False]))
+    layers.Lambda(fn_with_mask, mask=lambda inputs, mask: mask)(masked, training=False)
+    assert received == [(False, [True, False])]
     with pytest.raises(ValueError, match=r"'lm'.*callable"):
         layers.Lambda(3, name="lm")
     with pytest.raises(ValueError, match=r"'lm'.*output_shape='x'"):
