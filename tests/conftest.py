@@ -55,6 +55,12 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    if config.getoption("--simulated-gpu"):
+        too_big = pytest.mark.skip(reason="runs our kernels at GPU-sized shapes: the SIMT emulator would take minutes "
+                                          "(the CPU suite runs every kernel at small, awkward shapes)")
+        for item in items:
+            if item.get_closest_marker("gpu_sized") is not None:
+                item.add_marker(too_big)
     if _device.gpu_available():
         return
     skip_gpu = pytest.mark.skip(reason=f"needs a CUDA GPU: {_device.gpu_unavailable_reason()}")

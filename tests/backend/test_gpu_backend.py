@@ -165,7 +165,7 @@ def _seed_cnn(keras):
         layers.Dense(10, activation="softmax")])
 
 
-@pytest.mark.parametrize("path", ["kernels", "generic"])
+@pytest.mark.parametrize("path", [pytest.param("kernels", marks=pytest.mark.gpu_sized), "generic"])
 def test_seed_cnn_trains_the_same_on_gpu(path, monkeypatch):
     """Same weights and data: the GPU's losses over a few Adam steps track the CPU's."""
     import dlgpu as keras

@@ -33,6 +33,7 @@ def rng():
 SEED_LAYERS = [((64, 28, 28, 1), (3, 3, 1, 32)), ((64, 13, 13, 32), (3, 3, 32, 64))]
 
 
+@pytest.mark.gpu_sized
 @pytest.mark.parametrize("shapes", SEED_LAYERS, ids=["conv1", "conv2"])
 def test_seed_cnn_conv_layers(kb, rng, shapes):
     xs, ws = shapes
@@ -48,6 +49,7 @@ def test_seed_cnn_conv_layers(kb, rng, shapes):
         np.testing.assert_allclose(kb.asnumpy(g), r, rtol=1e-3, atol=1e-2)  # dW sums 43264 products
 
 
+@pytest.mark.gpu_sized
 def test_seed_cnn_max_pool(kb, rng):
     x = rng.standard_normal((64, 26, 26, 32)).astype(np.float32)
     y, argmax = kb.lib.max_pool2d_forward(kb.asarray(x), (2, 2), (2, 2), (0, 0, 0, 0))
@@ -60,6 +62,7 @@ def test_seed_cnn_max_pool(kb, rng):
                                                                             (0, 0, 0, 0)))
 
 
+@pytest.mark.gpu_sized
 def test_large_adam(kb, rng):
     shapes = [(3, 3, 32, 64), (64,), (1600, 128), (128,), (128, 10), (10,), (3_000_001,)]
     params = [rng.standard_normal(s).astype(np.float32) for s in shapes]

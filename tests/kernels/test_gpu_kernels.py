@@ -30,6 +30,7 @@ def rng():
     return np.random.default_rng(99)
 
 
+@pytest.mark.gpu_sized
 @pytest.mark.parametrize("ta", [False, True])
 @pytest.mark.parametrize("tb", [False, True])
 def test_large_gemm_bias_relu(kb, rng, ta, tb):
@@ -43,6 +44,7 @@ def test_large_gemm_bias_relu(kb, rng, ta, tb):
     np.testing.assert_allclose(c, np.maximum(a64 @ b64 + bias, 0), rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.gpu_sized
 def test_large_softmax_xent(kb, rng):
     for cols in (1000, 5000):
         x = (rng.standard_normal((2049, cols)) * 3).astype(np.float32)
@@ -53,6 +55,7 @@ def test_large_softmax_xent(kb, rng):
         np.testing.assert_allclose(kb.asnumpy(probs), ref_probs, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.gpu_sized
 def test_large_dense_backward(kb, rng):
     x = rng.standard_normal((4096, 300)).astype(np.float32)
     w = rng.standard_normal((300, 130)).astype(np.float32)
