@@ -262,3 +262,47 @@ def test_functional_multi_output_model_on_gpu_matches_cpu():
     assert on_gpu.keys() == on_cpu.keys()
     for key in on_cpu:
         np.testing.assert_allclose(on_gpu[key], on_cpu[key], rtol=1e-4, err_msg=key)
+
+
+def test_shape_inference_and_build_happen_on_the_layers_device():
+    """Dummies for shape and mask inference live where the weights do: a subclassed model built on the GPU,
+    a nested functional model with weights, an Embedding's mask."""
+    class Subclassed(dlgpu.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = layers.Dense(4, activation="relu")
+            self.out = layers.Dense(2)
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    with dlgpu.device("gpu"):
+        model = Subclassed()
+        model.build((None, 6))
+        assert model.hidden.kernel.device.kind == "gpu"
+        inner_in = layers.Input((6,))
+        inner = dlgpu.Model(inner_in, layers.BatchNormalization()(inner_in))
+        inner(np.ones((2, 6), np.float32))  # weights on the GPU before the outer graph is wired
+        outer_in = layers.Input((6,))
+        outer = dlgpu.Model(outer_in, layers.Dense(1)(inner(outer_in, training=False)))
+        tokens = layers.Input((None,), dtype="int32")
+        masked = dlgpu.Model(tokens, layers.LSTM(3)(layers.Embedding(10, 4, mask_zero=True)(tokens)))
+        x = np.ones((2, 6), np.float32)
+        assert outer.predict(x, verbose=0).shape == (2, 1)
+        assert masked.predict(np.array([[1, 2, 0], [3, 0, 0]]), verbose=0).shape == (2, 3)
+
+
+def test_explicit_dtypes_survive_the_move_to_the_gpu():
+    with dlgpu.device("gpu"):
+        assert dlgpu.ops.convert_to_tensor(np.ones(2), dtype="float64").dtype == "float64"
+        assert dlgpu.ops.convert_to_tensor(np.ones(2)).dtype == "float32"  # dlgpu's float64 rule, as on the CPU
+
+
+def test_gradients_from_another_device_are_refused_before_any_update():
+    with dlgpu.device("gpu"):
+        variable = dlgpu.Variable(np.ones(3, np.float32), name="w")
+        optimizer = optimizers.Adam()
+        with pytest.raises(dlgpu.DeviceError, match=r"'w' is on cpu but the variable lives on gpu"):
+            optimizer.apply([np.ones(3, np.float32)], [variable])
+    np.testing.assert_array_equal(variable.numpy(), np.ones(3))
+    assert int(optimizer.iterations.numpy()) == 0

@@ -391,10 +391,21 @@ class Layer:
     def call(self, inputs, *args, **kwargs):
         raise NotImplementedError(f"Layer {type(self).__name__} must implement call()")
 
+    def _placement(self):
+        """Where this layer computes: its weights' device, or the current device before it has any."""
+        for v in self._all_variables():
+            return v.device
+        return _device.get_device()
+
+    def _zeros_like_shape(self, shape, dtype="float32", fill=0):
+        """A dummy input for shape and mask inference (None read as 1), on the layer's device."""
+        host = np.full(tuple(1 if s is None else s for s in shape), fill, dtype)
+        return Tensor(_device.to_device(host, self._placement()), dtype=host.dtype)
+
     def compute_output_shape(self, input_shape):
         """Shape inference by running the layer on zeros (built-in layers override with a formula)."""
         def zeros_for(shape):
-            return Tensor(np.zeros(tuple(1 if s is None else s for s in shape), np.float32))
+            return self._zeros_like_shape(shape)
         dummy = map_structure(zeros_for, input_shape) if not _is_shape(input_shape) else zeros_for(input_shape)
         with no_grad():
             out = self.call(dummy, **({"training": False} if self._call_takes_training else {}))
@@ -540,12 +551,12 @@ class Layer:
         def zeros(kt):
             if not isinstance(kt, KerasTensor):
                 return kt
-            return Tensor(np.zeros(tuple(1 if s is None else s for s in kt.shape), kt.dtype))
+            return self._zeros_like_shape(kt.shape, kt.dtype)
 
         def ones(kt):
             if not isinstance(kt, KerasTensor):
                 return None
-            t = Tensor(np.ones(tuple(1 if s is None else s for s in kt.shape), bool))
+            t = self._zeros_like_shape(kt.shape, bool, fill=True)
             originals[id(t)] = kt
             return t
         dummies = zeros(inputs) if isinstance(inputs, KerasTensor) else map_structure(zeros, inputs)

@@ -163,7 +163,7 @@ class Model(Trainer, Layer):
             self.built = True
             return
         def zeros(shape):
-            return Tensor(np.zeros(tuple(1 if s is None else s for s in shape), np.float32))
+            return self._zeros_like_shape(shape)
         dummy = zeros(input_shape) if layer_base._is_shape(tuple(input_shape)) else map_structure(zeros, input_shape)
         with no_grad():
             self(dummy, training=False)

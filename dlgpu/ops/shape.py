@@ -17,7 +17,7 @@ def convert_to_tensor(x, dtype=None, sparse=None):
         dev = _device.get_device()
         t = Tensor(x, dtype=dtype)
         if dev.kind != "cpu":
-            t = Tensor(_device.to_device(t.data, dev))
+            t = Tensor(_device.to_device(t.data, dev), dtype=t.data.dtype)  # the dtype is settled already
         return t
     return Tensor(x, dtype=dtype)
 

@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 
 from dlgpu.autograd import Tensor, Variable
+from dlgpu.backend import device as _device
 from dlgpu.ops._core import array_module, backend_of
 from dlgpu.optimizers import schedules as _schedules
 
@@ -241,6 +242,11 @@ class Optimizer:
             if a.shape != v.data.shape:
                 raise ValueError(f"{type(self).__name__}: the gradient for variable '{v.name}' has shape "
                                  f"{tuple(a.shape)} but the variable has shape {v.shape}.")
+            if type(a) is not type(v.data) and _device.device_of_array(a) != v.device:  # before any update
+                raise _device.DeviceError(
+                    f"{type(self).__name__}: the gradient for variable '{v.name}' is on "
+                    f"{_device.device_of_array(a)} but the variable lives on {v.device}; dlgpu never copies "
+                    f"between devices silently (move it with dlgpu.to_device).")
             params.append(v)
             arrays.append(a)
         if missing and not self._warned_none:
