@@ -306,3 +306,16 @@ def test_gradients_from_another_device_are_refused_before_any_update():
             optimizer.apply([np.ones(3, np.float32)], [variable])
     np.testing.assert_array_equal(variable.numpy(), np.ones(3))
     assert int(optimizer.iterations.numpy()) == 0
+
+
+def test_output_gradients_from_another_device_are_refused():
+    with dlgpu.device("gpu"):
+        variable = dlgpu.Variable(np.ones(2, np.float32))
+        with dlgpu.GradientTape() as tape:
+            y = variable * variable
+        with pytest.raises(dlgpu.DeviceError, match="output gradient is on cpu but its target lives on gpu"):
+            tape.gradient(y, variable, output_gradients=dlgpu.Tensor(np.ones(2, np.float32)))
+        with dlgpu.GradientTape() as tape:
+            y = variable * variable
+        seed = dlgpu.ops.convert_to_tensor(np.array([10.0, 100.0], np.float32))  # the current device: the GPU
+        np.testing.assert_allclose(tape.gradient(y, variable, output_gradients=seed).numpy(), [20.0, 200.0])

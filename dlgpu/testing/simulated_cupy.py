@@ -665,12 +665,14 @@ def install():
         if name not in _saved:
             _saved[name] = sys.modules.get(name)
         sys.modules[name] = module
+    this.__name__ = "cupy"  # code keys things by the array module's name (xp.__name__), as CuPy's is
     from dlgpu.backend import device as _device  # noqa: PLC0415
     _device._gpu_probe = None  # probe again: the GPU is now "there"
     _device._gpu_devices.clear()
 
 
 def uninstall():
+    sys.modules[__spec__.name].__name__ = __spec__.name
     for name, module in _saved.items():
         if module is None:
             sys.modules.pop(name, None)
