@@ -95,3 +95,33 @@ def scipy_affine_transform(images, transforms, order, fill_mode, fill_value):
         out.append(ndimage.affine_transform(img.astype(np.float64), matrix, offset=[b2, a2, 0], order=order,
                                             mode=SCIPY_FILL_MODES[fill_mode], cval=fill_value))
     return np.stack(out)
+
+
+def assert_model_on_gpu_matches_cpu(make_model, x, training=False, build_shape=None, rtol=1e-3, atol=1e-5):
+    """``make_model()`` built on the CPU and on the GPU with the same weights: the output, and the gradients
+    of sum(output^2) for the input and every trainable weight, agree (tests marked ``gpu``)."""
+    import dlgpu
+    from dlgpu import ops
+
+    results, weights = {}, None
+    for device in ("cpu", "gpu"):
+        with dlgpu.device(device):
+            model = make_model()
+            if build_shape is not None:
+                model.build(build_shape)
+            if weights is None:
+                weights = model.get_weights()
+            model.set_weights(weights)
+            xt = ops.convert_to_tensor(x)
+            with GradientTape() as tape:
+                tape.watch(xt)
+                out = model(xt, training=training)
+                loss = ops.sum(ops.square(out))
+            grads = tape.gradient(loss, [xt] + model.trainable_weights)
+            # integer inputs (token ids, uint8 images) have no gradient: None on both devices
+            results[device] = [out.numpy()] + [None if g is None else g.numpy() for g in grads]
+    for name, on_gpu, on_cpu in zip(["output", "input gradient"] + [f"gradient {i}" for i in range(len(grads))],
+                                    results["gpu"], results["cpu"]):
+        assert (on_gpu is None) == (on_cpu is None), name
+        if on_cpu is not None:
+            np.testing.assert_allclose(on_gpu, on_cpu, rtol=rtol, atol=atol, err_msg=name)

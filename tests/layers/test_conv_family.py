@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import dlgpu
-from dlgpu import layers, ops
+from dlgpu import layers
 from dlgpu.models import load_model
+from helpers import assert_model_on_gpu_matches_cpu
 
 from .layer_test_case import run_layer_test
 from .torch_ref import assert_close, grads_of
@@ -312,19 +313,7 @@ def test_mobilenet_block_trains_and_round_trips(tmp_path):
                          ids=["autoencoder", "mobilenet_block"])
 def test_models_on_gpu_match_cpu(make_model, shape):
     x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
-    results, weights = {}, None
-    for device in ("cpu", "gpu"):
-        with dlgpu.device(device):
-            model = make_model()
-            if weights is None:
-                weights = model.get_weights()
-            model.set_weights(weights)
-            xt = ops.convert_to_tensor(x)
-            with dlgpu.GradientTape() as tape:
-                loss = ops.sum(ops.square(model(xt, training=False)))
-            results[device] = [g.numpy() for g in tape.gradient(loss, model.trainable_weights)]
-    for a, b in zip(results["gpu"], results["cpu"]):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    assert_model_on_gpu_matches_cpu(make_model, x)
 
 
 def test_dilated_and_grouped_conv_skip_the_fused_paths():

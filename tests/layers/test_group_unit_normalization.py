@@ -7,7 +7,7 @@ import pytest
 import dlgpu
 from dlgpu import layers, ops
 
-from helpers import check_gradients
+from helpers import assert_model_on_gpu_matches_cpu, check_gradients
 from .layer_test_case import run_layer_test
 from .torch_ref import assert_close, grads_of
 
@@ -234,23 +234,7 @@ def _norm_model():
 @pytest.mark.gpu
 def test_normalization_layers_on_gpu_match_cpu():
     x = np.random.default_rng(8).standard_normal((3, 5, 6)).astype(np.float32)
-    results = {}
-    weights = None
-    for device in ("cpu", "gpu"):
-        with dlgpu.device(device):
-            model = _norm_model()
-            model.build((None, 5, 6))
-            if weights is None:
-                weights = model.get_weights()
-            model.set_weights(weights)
-            xt = ops.convert_to_tensor(x)
-            with dlgpu.GradientTape() as tape:
-                tape.watch(xt)
-                loss = ops.sum(ops.square(model(xt, training=True)))
-            grads = tape.gradient(loss, [xt] + model.trainable_weights)
-            results[device] = [loss.numpy()] + [g.numpy() for g in grads]
-    for a, b in zip(results["gpu"], results["cpu"]):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    assert_model_on_gpu_matches_cpu(_norm_model, x, training=True, build_shape=(None, 5, 6))
 
 
 def test_normalization_ops():

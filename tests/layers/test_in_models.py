@@ -7,6 +7,7 @@ import pytest
 import dlgpu
 from dlgpu import layers
 from dlgpu.models import load_model
+from helpers import assert_model_on_gpu_matches_cpu
 
 
 def _image_model():
@@ -85,26 +86,9 @@ def test_model_trains_and_round_trips(make_model, make_data, tmp_path):
     loaded.fit(x, y, epochs=1, verbose=0)  # still trainable after loading (compile config restored)
 
 
-def _forward_and_gradients(make_model, x, device, weights=None):
-    """Output and weight gradients of sum(output^2) in inference mode (no dropout draws) on ``device``."""
-    with dlgpu.device(device):
-        model = make_model()
-        if weights is not None:
-            model.set_weights(weights)
-        xt = dlgpu.ops.convert_to_tensor(x)
-        with dlgpu.GradientTape() as tape:
-            out = model(xt, training=False)
-            loss = dlgpu.ops.sum(dlgpu.ops.square(out))
-        grads = tape.gradient(loss, model.trainable_weights)
-    return model.get_weights(), [out.numpy()] + [g.numpy() for g in grads]
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("make_model,make_data", [(_image_model, _images), (_sequence_model, _sequences)],
                          ids=["images", "sequences"])
 def test_model_on_gpu_matches_cpu(make_model, make_data):
     x, _ = make_data(32, np.random.default_rng(2))
-    weights, on_cpu = _forward_and_gradients(make_model, x, "cpu")
-    _, on_gpu = _forward_and_gradients(make_model, x, "gpu", weights)
-    for a, b in zip(on_gpu, on_cpu):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    assert_model_on_gpu_matches_cpu(make_model, x)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import dlgpu
-from dlgpu import layers, ops
+from dlgpu import layers
 from dlgpu.models import load_model
+from helpers import assert_model_on_gpu_matches_cpu
 
 
 def _video_model():
@@ -88,19 +89,4 @@ def test_sequential_with_batch_one_and_keras_style_config():
 @pytest.mark.gpu
 def test_model_of_new_layers_on_gpu_matches_cpu():
     x, _ = _data(n=4, seed=1)
-    results = {}
-    weights = None
-    for device in ("cpu", "gpu"):
-        with dlgpu.device(device):
-            model = _video_model()
-            if weights is None:
-                weights = model.get_weights()
-            model.set_weights(weights)
-            xt = ops.convert_to_tensor(x)
-            with dlgpu.GradientTape() as tape:
-                tape.watch(xt)
-                loss = ops.sum(ops.square(model(xt, training=False)))
-            grads = tape.gradient(loss, [xt] + model.trainable_weights)
-            results[device] = [loss.numpy()] + [g.numpy() for g in grads]
-    for a, b in zip(results["gpu"], results["cpu"]):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    assert_model_on_gpu_matches_cpu(_video_model, x)

@@ -14,7 +14,7 @@ from dlgpu import layers, ops
 from dlgpu.layers import recurrent
 from dlgpu.models import load_model
 
-from helpers import check_gradients
+from helpers import assert_model_on_gpu_matches_cpu, check_gradients
 
 from .layer_test_case import run_layer_test
 
@@ -510,23 +510,7 @@ def _recurrent_model():
                              layers.Dense(2)])
 
 
-def _forward_and_gradients(x, device, weights=None):
-    with dlgpu.device(device):
-        model = _recurrent_model()
-        if weights is not None:
-            model.set_weights(weights)
-        xt = ops.convert_to_tensor(x)
-        with dlgpu.GradientTape() as tape:
-            tape.watch(xt)
-            loss = ops.sum(ops.square(model(xt, training=False)))
-        grads = tape.gradient(loss, [xt] + model.trainable_weights)
-    return model.get_weights(), [loss.numpy()] + [g.numpy() for g in grads]
-
-
 @pytest.mark.gpu
 def test_recurrent_layers_on_gpu_match_cpu():
     x = np.random.default_rng(9).standard_normal((4, 6, F)).astype(np.float32)
-    weights, on_cpu = _forward_and_gradients(x, "cpu")
-    _, on_gpu = _forward_and_gradients(x, "gpu", weights)
-    for a, b in zip(on_gpu, on_cpu):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    assert_model_on_gpu_matches_cpu(_recurrent_model, x)
