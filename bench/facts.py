@@ -162,16 +162,32 @@ def library_versions():
     return versions
 
 
+def _cupy_device_facts(why_no_nvml):
+    """Without NVML, CuPy still knows the GPU's name and memory (no clocks or power): enough to name the
+    results file and to look up the peak."""
+    facts = {"nvml": why_no_nvml}
+    try:
+        import cupy
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+    except Exception:
+        return facts
+    name = _str(props.get("name", b"")) or None
+    facts.update({"name": name, "memory_total_bytes": props.get("totalGlobalMem"), "source": "cupy"})
+    if name:
+        facts["peak"] = gpu_peak(name)
+    return facts
+
+
 def gpu_static_facts():
-    """Name, memory, clocks and power limit of GPU 0 through NVML; None without a GPU or NVML."""
+    """Name, memory, clocks and power limit of GPU 0 through NVML (name and memory from CuPy without it)."""
     try:
         import pynvml
     except ImportError:
-        return {"nvml": "nvidia-ml-py is not installed"}
+        return _cupy_device_facts("nvidia-ml-py is not installed")
     try:
         pynvml.nvmlInit()
     except Exception as exc:
-        return {"nvml": f"NVML init failed: {exc}"}
+        return _cupy_device_facts(f"NVML init failed: {exc}")
     try:
         h = pynvml.nvmlDeviceGetHandleByIndex(0)
         name = pynvml.nvmlDeviceGetName(h)

@@ -121,3 +121,20 @@ def test_warm_up_lasts_its_minimum_time_and_counts_its_calls():
     calls.clear()
     result = timing.measure(lambda: calls.append(1), path, warmup=0, reps=1, number=1)
     assert result["warmup"] == 0 and len(calls) == 1
+
+
+@pytest.mark.gpu
+def test_gpu_paths_run_and_agree(tmp_path):
+    """Both dlgpu GPU paths (our kernels, generic CuPy) time with CUDA events and agree with each other; the
+    results file is named after the GPU.  On the simulated GPU this checks the harness, not the times."""
+    doc, json_path = run.main(["--size", "tiny", "--device", "gpu", "--suite", "ops,models", "--filter", "mlp",
+                               "--reps", "1", "--warmup", "0", "--out", str(tmp_path), "--quiet", "--no-plot"])
+    assert schema.errors(doc) == []
+    assert doc["device_slug"] in os.path.basename(json_path) and "epyc" not in doc["device_slug"]
+    ran = [r for r in doc["results"] if r["name"] in ("mlp_train", "mlp_predict")]
+    assert ran
+    for r in ran:
+        for path in ("dlgpu-gpu-kernels", "dlgpu-gpu-generic"):
+            entry = r["entries"][path]
+            assert entry["status"] == "ok", (r["name"], path, entry)
+            assert entry["check"] in ("reference", "agrees") and entry["median_s"] > 0
