@@ -179,3 +179,32 @@ def test_labels_the_plan_cannot_read_get_the_taped_steps_error():
     # column labels and whole-number float labels are read as Keras reads them
     for labels in (np.array([[0], [1], [3], [2]], np.int64), np.array([0.0, 1.0, 3.0, 2.0])):
         assert np.isfinite(float(model._train_batch(Tensor(x), Tensor(labels))[0]))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "categorical_crossentropy"])
+@pytest.mark.parametrize("stack_fn,shape,classes", [(mlp, (12,), 4), (cnn, (10, 10, 2), 3)], ids=["mlp", "cnn"])
+def test_planned_step_on_the_gpu_trains_as_the_taped_step(stack_fn, shape, classes, loss):
+    """On the GPU the plan calls gpu.py's primitives (our kernels; no conv+pool fusion, no packed Adam)."""
+    with keras.device("gpu"):
+        planned, taped = twins(stack_fn, loss=lambda: loss)
+        assert planned._static_step() is not None and taped._static_step() is None
+        assert not any(isinstance(s, static_step._ConvPoolStage) for s in planned._static_step()._stages)
+        x = keras.to_device(rng.standard_normal((8,) + shape).astype(np.float32), "gpu")
+        labels = rng.integers(0, classes, 8)
+        y = keras.to_device(labels.astype(np.int32) if loss.startswith("sparse")
+                            else np.eye(classes, dtype=np.float32)[labels], "gpu")
+        assert planned._static_step().accepts(Tensor(x), Tensor(y), None)
+        (losses_p, weights_p), (losses_t, weights_t) = run_steps(planned, x, y), run_steps(taped, x, y)
+    np.testing.assert_allclose(losses_p, losses_t, rtol=1e-5)
+    for wp, wt in zip(weights_p, weights_t):
+        np.testing.assert_allclose(wp, wt, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_host_batches_for_a_gpu_model_take_the_taped_step_error():
+    with keras.device("gpu"):
+        planned, _ = twins(mlp)
+        step = planned._static_step()
+    x, y = rng.standard_normal((4, 12)).astype(np.float32), rng.integers(0, 4, 4)
+    assert not step.accepts(Tensor(x), Tensor(y), None)  # the taped step then names the device mismatch
