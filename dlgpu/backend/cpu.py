@@ -672,9 +672,9 @@ def _col2im_general(target, blocks, k, strides, dilation, out):
         target[(slice(None), *window)] += xp.moveaxis(blocks[(slice(None),) * (2 + len(k)) + tap], 0, -2)
 
 
-def _pad_spatial(x, pads):
+def _pad_spatial(x, pads, value=0.0):
     if any(b or a for b, a in pads):
-        return array_module(x).pad(x, ((0, 0), *pads, (0, 0)))
+        return array_module(x).pad(x, ((0, 0), *pads, (0, 0)), constant_values=value)
     return x
 
 
@@ -818,6 +818,96 @@ def avg_pool2d_backward(dy, x_shape, pool, strides, pads):
         for j in range(pool[1]):
             dxpad[_window_slice(i, j, strides, ho, wo)] += share
     return dxpad[:, pads[0]:pads[0] + h, pads[2]:pads[2] + w, :]
+
+
+# -- pooling of any rank (3-D here; the 2-D primitives above serve 1-D and 2-D) ------------------------
+# ``pads`` holds one (before, after) per spatial axis, as conv_general's.  A strided view gives every
+# output's window without a copy; the backward loops over window offsets (taps), never over pixels.
+
+def _pool_general_output(x_shape, pool, strides, pads):
+    return tuple(conv_output_size(size, k, s, b, a) for size, k, s, (b, a) in zip(x_shape[1:-1], pool, strides, pads))
+
+
+def _pool_windows(padded, pool, strides, out):
+    """(N, *out, C, *pool) strided view of the padded input: output o's window starts at o * stride."""
+    step = padded.strides
+    return array_module(padded).lib.stride_tricks.as_strided(
+        padded, (padded.shape[0], *out, padded.shape[-1], *pool),
+        (step[0], *(t * s for t, s in zip(step[1:-1], strides)), step[-1], *step[1:-1]))
+
+
+def max_pool_general(x, pool, strides, pads):
+    """Max over each window, without the argmax: inference needs no backward."""
+    out = _pool_general_output(x.shape, pool, strides, pads)
+    windows = _pool_windows(_pad_spatial(x, pads, -np.inf), pool, strides, out)
+    return windows.max(axis=tuple(range(-len(pool), 0)))
+
+
+def max_pool_general_forward(x, pool, strides, pads):
+    """Max over each window, and argmax (int32, N, *out, C): the row-major offset within the window of
+    its first maximum, so ties send the gradient to one input, the first, as max_pool2d_forward and
+    PyTorch do.  Windows are copied a block of samples at a time to (..., taps) rows for argmax."""
+    xp = array_module(x)
+    n, taps = x.shape[0], math.prod(pool)
+    out = _pool_general_output(x.shape, pool, strides, pads)
+    windows = _pool_windows(_pad_spatial(x, pads, -np.inf), pool, strides, out)
+    y = xp.empty((n, *out, x.shape[-1]), x.dtype)
+    argmax = xp.empty(y.shape, np.int32)
+
+    def rows(start, stop):
+        block = windows[start:stop].reshape(stop - start, *y.shape[1:], taps)  # a copy: the view overlaps
+        index = block.argmax(axis=-1)  # the first maximum, in numpy and CuPy alike
+        y[start:stop] = xp.take_along_axis(block, index[..., None], axis=-1)[..., 0]
+        argmax[start:stop] = index
+
+    for_batch(x, n, 4 * (2 * taps + 2) * y.size, rows)
+    return y, argmax
+
+
+def max_pool_general_backward(dy, argmax, x_shape, pool, strides, pads):
+    xp = array_module(dy)
+    n, out = x_shape[0], dy.shape[1:-1]
+    dxpad = xp.empty((n, *(size + b + a for size, (b, a) in zip(x_shape[1:-1], pads)), x_shape[-1]), dy.dtype)
+
+    def rows(start, stop):
+        target = dxpad[start:stop]
+        target[...] = 0
+        g, index = dy[start:stop], argmax[start:stop]
+        for t, window in _tap_windows(pool, strides, (1,) * len(pool), out):
+            target[(slice(None), *window)] += g * (index == t)
+
+    for_batch(dy, n, 4 * (dxpad.size + 3 * math.prod(pool) * dy.size), rows)
+    return dxpad[(slice(None), *(slice(b, b + size) for size, (b, _) in zip(x_shape[1:-1], pads)))]
+
+
+def _valid_counts(xp, sizes, pool, strides, pads, out, dtype):
+    """(1, *out, 1): how many real (unpadded) inputs each window covers; padding is not counted (Keras/TF)."""
+    rank = len(sizes)
+    counts = xp.ones((1,) * (rank + 2), dtype)
+    for axis, (size, k, s, (before, _), o) in enumerate(zip(sizes, pool, strides, pads, out)):
+        starts = xp.arange(o) * s - before
+        along = (xp.minimum(starts + k, size) - xp.maximum(starts, 0)).astype(dtype)
+        counts = counts * along.reshape((1,) * (axis + 1) + (o,) + (1,) * (rank - axis))
+    return counts
+
+
+def avg_pool_general_forward(x, pool, strides, pads):
+    out = _pool_general_output(x.shape, pool, strides, pads)
+    windows = _pool_windows(_pad_spatial(x, pads), pool, strides, out)
+    y = windows.sum(axis=tuple(range(-len(pool), 0)))
+    y /= _valid_counts(array_module(x), x.shape[1:-1], pool, strides, pads, out, x.dtype)
+    return y, None
+
+
+def avg_pool_general_backward(dy, x_shape, pool, strides, pads):
+    xp = array_module(dy)
+    out = dy.shape[1:-1]
+    share = dy / _valid_counts(xp, x_shape[1:-1], pool, strides, pads, out, dy.dtype)
+    dxpad = xp.zeros((x_shape[0], *(size + b + a for size, (b, a) in zip(x_shape[1:-1], pads)), x_shape[-1]),
+                     dy.dtype)
+    for _, window in _tap_windows(pool, strides, (1,) * len(pool), out):
+        dxpad[(slice(None), *window)] += share
+    return dxpad[(slice(None), *(slice(b, b + size) for size, (b, _) in zip(x_shape[1:-1], pads)))]
 
 
 # -- convolution followed by 2x2 max-pooling, fused ---------------------------------------------
