@@ -260,6 +260,22 @@ def test_volume_cnn_trains_and_round_trips(tmp_path):
     loaded.fit(x, y, epochs=1, verbose=0)
 
 
+def test_sequential_volume_cnn_matches_its_layers_and_round_trips(tmp_path):
+    """Sequential runs its layers through its own loop (which fuses 2-D conv-pool pairs, never these)."""
+    dlgpu.set_random_seed(1)
+    x, y = _bright_corner(16, np.random.default_rng(3))
+    model = dlgpu.Sequential([dlgpu.Input((6, 6, 6, 1)), layers.Conv3D(3, 3, activation="relu"),
+                              layers.MaxPool3D(), layers.Convolution3DTranspose(2, 2, strides=2),
+                              layers.GlobalAvgPool3D(), layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    h = x
+    for layer in model.layers:
+        h = layer(h)
+    np.testing.assert_allclose(model.predict(x, verbose=0), h.numpy(), rtol=1e-6, atol=1e-7)
+    _round_trip(model, x[:3], tmp_path)
+
+
 @pytest.mark.gpu
 def test_volume_cnn_on_gpu_matches_cpu():
     x = _bright_corner(3, np.random.default_rng(2))[0]
