@@ -2,7 +2,8 @@
 inputs (channels_last).
 
 The local poolings call ops.max_pool / ops.average_pool, which run 1-D as the 2-D op over a unit-height
-image, so the 2-D primitives (CPU threads, GPU kernels) serve it too, and 3-D on strided window views.
+image, so the 2-D primitives (CPU threads, GPU kernels) serve it too, and 3-D one window offset at a time
+on strided views of the input (numpy or CuPy alike).
 """
 
 from __future__ import annotations
