@@ -48,7 +48,8 @@ def torch_conv_transpose(tx, tw, strides, padding, output_padding, dilation):
     rank = tx.ndim - 2
     x = tx.permute(0, rank + 1, *range(1, rank + 1))
     w = tw.permute(rank + 1, rank, *range(rank))  # (*k, Cout, Cin) -> (Cin, Cout, *k)
-    full = {1: F.conv_transpose1d, 2: F.conv_transpose2d}[rank](x, w, stride=strides, dilation=dilation)
+    transpose = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[rank]
+    full = transpose(x, w, stride=strides, dilation=dilation)
     for axis in range(rank):
         op = None if output_padding is None else output_padding[axis]
         k, d = tw.shape[axis], dilation[axis]

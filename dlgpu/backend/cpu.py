@@ -672,9 +672,9 @@ def _col2im_general(target, blocks, k, strides, dilation, out):
         target[(slice(None), *window)] += xp.moveaxis(blocks[(slice(None),) * (2 + len(k)) + tap], 0, -2)
 
 
-def _pad_spatial(x, pads):
+def _pad_spatial(x, pads, value=0.0):
     if any(b or a for b, a in pads):
-        return array_module(x).pad(x, ((0, 0), *pads, (0, 0)))
+        return array_module(x).pad(x, ((0, 0), *pads, (0, 0)), constant_values=value)
     return x
 
 
@@ -818,6 +818,108 @@ def avg_pool2d_backward(dy, x_shape, pool, strides, pads):
         for j in range(pool[1]):
             dxpad[_window_slice(i, j, strides, ho, wo)] += share
     return dxpad[:, pads[0]:pads[0] + h, pads[2]:pads[2] + w, :]
+
+
+# -- pooling of any rank (3-D here; the 2-D primitives above serve 1-D and 2-D) ------------------------
+# ``pads`` holds one (before, after) per spatial axis, as conv_general's.  Each window offset (tap) is a
+# strided view of the padded input across every output; the loops run over taps, never over pixels.
+# Reducing one (N, *out, C, *pool) as_strided view of all windows instead was up to 4x slower on numpy
+# (a 16 MiB input, 3x3x3 windows at stride 1: max with argmax 1.08 s against 0.40 s, max alone 0.63 s
+# against 0.16 s, mean 0.57 s against 0.21 s; 2x2x2 at stride 2 about even).
+
+def _pool_general_output(x_shape, pool, strides, pads):
+    return tuple(conv_output_size(size, k, s, b, a) for size, k, s, (b, a) in zip(x_shape[1:-1], pool, strides, pads))
+
+
+def _pool_taps(padded, pool, strides, out, start=None, stop=None):
+    """(tap index, strided view of the inputs that tap sees for every output) in row-major window order."""
+    for t, window in _tap_windows(pool, strides, (1,) * len(pool), out):
+        yield t, padded[(slice(start, stop), *window)]
+
+
+def max_pool_general(x, pool, strides, pads):
+    """Max over each window, without the argmax: inference needs no backward."""
+    xp = array_module(x)
+    out = _pool_general_output(x.shape, pool, strides, pads)
+    taps = _pool_taps(_pad_spatial(x, pads, -np.inf), pool, strides, out)
+    y = next(taps)[1].copy()
+    for _, candidate in taps:
+        xp.maximum(y, candidate, out=y)
+    return y
+
+
+def max_pool_general_forward(x, pool, strides, pads):
+    """Max over each window, and argmax (int32, N, *out, C): the row-major offset within the window of
+    its first maximum, so ties send the gradient to one input, the first, as max_pool2d_forward and
+    PyTorch do."""
+    xp = array_module(x)
+    n = x.shape[0]
+    out = _pool_general_output(x.shape, pool, strides, pads)
+    padded = _pad_spatial(x, pads, -np.inf)
+    y = xp.empty((n, *out, x.shape[-1]), x.dtype)
+    argmax = xp.empty(y.shape, np.int32)
+
+    def rows(start, stop):
+        taps = _pool_taps(padded, pool, strides, out, start, stop)
+        best, index = y[start:stop], argmax[start:stop]
+        best[...] = next(taps)[1]
+        index[...] = 0
+        for t, candidate in taps:
+            better = candidate > best  # strict: the first maximum keeps its place
+            xp.maximum(best, candidate, out=best)
+            xp.copyto(index, np.int32(t), where=better)  # here 1.8x faster than xp.where (3x3x3 windows)
+
+    for_batch(x, n, 4 * 4 * math.prod(pool) * y.size, rows)
+    return y, argmax
+
+
+def max_pool_general_backward(dy, argmax, x_shape, pool, strides, pads):
+    xp = array_module(dy)
+    n, out = x_shape[0], dy.shape[1:-1]
+    dxpad = xp.empty((n, *(size + b + a for size, (b, a) in zip(x_shape[1:-1], pads)), x_shape[-1]), dy.dtype)
+
+    def rows(start, stop):
+        target = dxpad[start:stop]
+        target[...] = 0
+        g, index = dy[start:stop], argmax[start:stop]
+        for t, window in _pool_taps(target, pool, strides, out):
+            window += g * (index == t)  # a view: adds into target, overlapping windows included
+
+    for_batch(dy, n, 4 * (dxpad.size + 3 * math.prod(pool) * dy.size), rows)
+    return dxpad[(slice(None), *(slice(b, b + size) for size, (b, _) in zip(x_shape[1:-1], pads)))]
+
+
+def _valid_counts(xp, sizes, pool, strides, pads, out, dtype):
+    """(1, *out, 1): how many real (unpadded) inputs each window covers; padding is not counted (Keras/TF)."""
+    rank = len(sizes)
+    counts = xp.ones((1,) * (rank + 2), dtype)
+    for axis, (size, k, s, (before, _), o) in enumerate(zip(sizes, pool, strides, pads, out)):
+        starts = xp.arange(o) * s - before
+        along = (xp.minimum(starts + k, size) - xp.maximum(starts, 0)).astype(dtype)
+        counts = counts * along.reshape((1,) * (axis + 1) + (o,) + (1,) * (rank - axis))
+    return counts
+
+
+def avg_pool_general_forward(x, pool, strides, pads):
+    xp = array_module(x)
+    out = _pool_general_output(x.shape, pool, strides, pads)
+    taps = _pool_taps(_pad_spatial(x, pads), pool, strides, out)
+    y = next(taps)[1].copy()
+    for _, window in taps:
+        y += window
+    y /= _valid_counts(xp, x.shape[1:-1], pool, strides, pads, out, x.dtype)
+    return y, None
+
+
+def avg_pool_general_backward(dy, x_shape, pool, strides, pads):
+    xp = array_module(dy)
+    out = dy.shape[1:-1]
+    share = dy / _valid_counts(xp, x_shape[1:-1], pool, strides, pads, out, dy.dtype)
+    dxpad = xp.zeros((x_shape[0], *(size + b + a for size, (b, a) in zip(x_shape[1:-1], pads)), x_shape[-1]),
+                     dy.dtype)
+    for _, window in _pool_taps(dxpad, pool, strides, out):
+        window += share
+    return dxpad[(slice(None), *(slice(b, b + size) for size, (b, _) in zip(x_shape[1:-1], pads)))]
 
 
 # -- convolution followed by 2x2 max-pooling, fused ---------------------------------------------

@@ -73,6 +73,12 @@ conv2d_backward = _tagged_backward("conv2d_backward")
 conv_general_forward = reference.conv_general_forward
 conv_general_backward = reference.conv_general_backward
 conv_general_input_grad = reference.conv_general_input_grad
+# Pooling of rank 3 likewise: pooling.cu covers 2-D windows; cpu.py's window views run on CuPy arrays.
+max_pool_general = reference.max_pool_general
+max_pool_general_forward = reference.max_pool_general_forward
+max_pool_general_backward = reference.max_pool_general_backward
+avg_pool_general_forward = reference.avg_pool_general_forward
+avg_pool_general_backward = reference.avg_pool_general_backward
 
 
 def _simple(name):

@@ -5,9 +5,9 @@ import inspect
 from dlgpu.layers.activation import ELU, LeakyReLU, ReLU, Softmax
 from dlgpu.layers.attention import Attention, MultiHeadAttention
 from dlgpu.layers.base import Input, InputLayer, InputSpec, KerasTensor, Layer
-from dlgpu.layers.conv import Conv1D, Conv2D, Convolution1D, Convolution2D
-from dlgpu.layers.conv_transpose import (Conv1DTranspose, Conv2DTranspose, Convolution1DTranspose,
-                                         Convolution2DTranspose)
+from dlgpu.layers.conv import Conv1D, Conv2D, Conv3D, Convolution1D, Convolution2D, Convolution3D
+from dlgpu.layers.conv_transpose import (Conv1DTranspose, Conv2DTranspose, Conv3DTranspose, Convolution1DTranspose,
+                                         Convolution2DTranspose, Convolution3DTranspose)
 from dlgpu.layers.core import (Activation, Dense, Dropout, Embedding, Flatten, Identity, Lambda, Reshape,
                                SpatialDropout2D)
 from dlgpu.layers.depthwise_conv import (DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
@@ -17,10 +17,11 @@ from dlgpu.layers.merge import (Add, Average, Concatenate, Dot, Maximum, Minimum
                                 concatenate, dot)
 from dlgpu.layers.normalization import (BatchNormalization, GroupNormalization, LayerNormalization,
                                         RMSNormalization, UnitNormalization)
-from dlgpu.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, GlobalAveragePooling1D,
-                                  GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D,
-                                  GlobalMaxPool2D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
-                                  MaxPooling1D, MaxPooling2D)
+from dlgpu.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, AvgPool1D, AvgPool2D,
+                                  AvgPool3D, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,
+                                  GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D, GlobalMaxPool1D, GlobalMaxPool2D,
+                                  GlobalMaxPool3D, GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D,
+                                  MaxPool1D, MaxPool2D, MaxPool3D, MaxPooling1D, MaxPooling2D, MaxPooling3D)
 from dlgpu.layers.image_augmentation import (RandomBrightness, RandomContrast, RandomFlip, RandomRotation,
                                              RandomTranslation, RandomZoom)
 from dlgpu.layers.image_preprocessing import CenterCrop, RandomCrop, Resizing
@@ -43,7 +44,7 @@ _BUILTIN = {cls.__name__: cls for cls in (
     RMSNormalization, Identity, Dot, TimeDistributed, ZeroPadding1D, ZeroPadding3D, Cropping1D, Cropping3D,
     UpSampling1D, UpSampling3D,
     Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
-    Masking)}
+    Masking, Conv3D, Conv3DTranspose, MaxPooling3D, AveragePooling3D, GlobalMaxPooling3D, GlobalAveragePooling3D)}
 _custom = {}
 
 

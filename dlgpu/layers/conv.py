@@ -1,9 +1,9 @@
-"""Conv1D and Conv2D (channels_last).
+"""Conv1D, Conv2D and Conv3D (channels_last).
 
 With dilation 1 and groups 1 one fused op computes convolution, bias and activation (Conv1D runs as a
 2-D convolution over a unit-height image, so the 2-D primitives, CPU threads and GPU kernels, serve it
-too).  Dilated and grouped convolutions run ops.conv (the backend's conv_general primitives), then the
-bias and the activation as ops of their own.
+too).  Dilated and grouped convolutions, and every Conv3D, run ops.conv (the backend's conv_general
+primitives), then the bias and the activation as ops of their own.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def _general_conv(x, kernel, bias, strides, padding, dilation_rate):
 
 
 class _Conv(KernelBiasLayer):
-    """What Conv1D and Conv2D share: arguments, the (*kernel_size, Cin/groups, filters) kernel, shapes, config."""
+    """What Conv1D, Conv2D and Conv3D share: arguments, the (*kernel_size, Cin/groups, filters) kernel, shapes,
+    config."""
 
     _rank = None                     # spatial axes
     _paddings = ("valid", "same")
@@ -160,5 +161,25 @@ class Conv1D(_Conv):
         return self._apply(_conv1d, inputs, self.strides[0], padding)
 
 
+class Conv3D(_Conv):
+    """3-D convolution over (batch, depth, height, width, channels); no fused primitive exists for it."""
+
+    _rank = 3
+    _general = True  # ops.conv's im2col and (batched) GEMM, also with dilation 1 and groups 1
+
+    def __init__(self, filters, kernel_size, strides=(1, 1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1, 1), groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate, groups, activation,
+                         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+                         activity_regularizer, kernel_constraint, bias_constraint, **kwargs)
+
+    def call(self, inputs):
+        return self._apply(_general_conv, inputs, self.strides, self.padding, self.dilation_rate)
+
+
 Convolution1D = Conv1D
 Convolution2D = Conv2D
+Convolution3D = Conv3D

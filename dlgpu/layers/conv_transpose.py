@@ -1,4 +1,5 @@
-"""Conv1DTranspose and Conv2DTranspose (channels_last): ops.conv_transpose, then the bias and the activation.
+"""Conv1DTranspose, Conv2DTranspose and Conv3DTranspose (channels_last): ops.conv_transpose, then the bias
+and the activation.
 
 The kernel is (*kernel_size, filters, input channels), as in Keras: the kernel of the convolution whose
 input gradient this layer computes.
@@ -119,5 +120,21 @@ class Conv1DTranspose(_ConvTranspose):
                          bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint, **kwargs)
 
 
+class Conv3DTranspose(_ConvTranspose):
+    """The transpose of Conv3D.  Keras 3 puts data_format before output_padding here (not in Conv2DTranspose)."""
+
+    _rank = 3
+
+    def __init__(self, filters, kernel_size, strides=(1, 1, 1), padding="valid", data_format=None,
+                 output_padding=None, dilation_rate=(1, 1, 1), activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
+        super().__init__(filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate,
+                         activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                         bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint, **kwargs)
+
+
 Convolution1DTranspose = Conv1DTranspose
 Convolution2DTranspose = Conv2DTranspose
+Convolution3DTranspose = Conv3DTranspose

@@ -1,7 +1,9 @@
-"""Max and average pooling, local and global, over 1-D (N, L, C) and 2-D (N, H, W, C) inputs (channels_last).
+"""Max and average pooling, local and global, over 1-D (N, L, C), 2-D (N, H, W, C) and 3-D (N, D, H, W, C)
+inputs (channels_last).
 
-A 1-D pooling runs as the 2-D op over a unit-height image, so the 2-D primitives (CPU threads, GPU
-kernels) serve it too.
+The local poolings call ops.max_pool / ops.average_pool, which run 1-D as the 2-D op over a unit-height
+image, so the 2-D primitives (CPU threads, GPU kernels) serve it too, and 3-D one window offset at a time
+on strided views of the input (numpy or CuPy alike).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def _channels_last(layer, data_format):
 
 class _Pooling(Layer):
     _rank = None  # spatial axes
-    _op = None    # the 2-D op: ops.max_pool2d or ops.avg_pool2d
+    _op = None    # ops.max_pool or ops.average_pool
 
     def __init__(self, pool_size, strides, padding, data_format, **kwargs):
         super().__init__(**kwargs)
@@ -35,12 +37,7 @@ class _Pooling(Layer):
         self.input_spec = InputSpec(ndim=self._rank + 2)
 
     def call(self, inputs):
-        if self._rank == 2:
-            return type(self)._op(inputs, self.pool_size, self.strides, self.padding)
-        n, length, channels = inputs.shape
-        y = type(self)._op(ops.reshape(inputs, (n, 1, length, channels)), (1,) + self.pool_size,
-                           (1,) + self.strides, self.padding)
-        return ops.reshape(y, (n, y.shape[2], channels))
+        return type(self)._op(inputs, self.pool_size, self.strides, self.padding)
 
     def compute_output_shape(self, input_shape):
         spatial = [conv_output_length(size, p, self.padding, s, self.name)
@@ -58,7 +55,7 @@ class _Pooling(Layer):
 
 class MaxPooling1D(_Pooling):
     _rank = 1
-    _op = staticmethod(ops.max_pool2d)
+    _op = staticmethod(ops.max_pool)
 
     def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
@@ -66,7 +63,7 @@ class MaxPooling1D(_Pooling):
 
 class AveragePooling1D(_Pooling):
     _rank = 1
-    _op = staticmethod(ops.avg_pool2d)
+    _op = staticmethod(ops.average_pool)
 
     def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
@@ -74,7 +71,7 @@ class AveragePooling1D(_Pooling):
 
 class MaxPooling2D(_Pooling):
     _rank = 2
-    _op = staticmethod(ops.max_pool2d)
+    _op = staticmethod(ops.max_pool)
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
@@ -82,9 +79,27 @@ class MaxPooling2D(_Pooling):
 
 class AveragePooling2D(_Pooling):
     _rank = 2
-    _op = staticmethod(ops.avg_pool2d)
+    _op = staticmethod(ops.average_pool)
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+
+class MaxPooling3D(_Pooling):
+    _rank = 3
+    _op = staticmethod(ops.max_pool)
+
+    def __init__(self, pool_size=(2, 2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+
+class AveragePooling3D(_Pooling):
+    """pool_size has no default, as in Keras 3's AveragePooling3D."""
+
+    _rank = 3
+    _op = staticmethod(ops.average_pool)
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
@@ -92,6 +107,8 @@ MaxPool1D = MaxPooling1D
 AvgPool1D = AveragePooling1D
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
+MaxPool3D = MaxPooling3D
+AvgPool3D = AveragePooling3D
 
 
 class _GlobalPooling(Layer):
@@ -160,7 +177,19 @@ class GlobalMaxPooling2D(_GlobalPooling):
     _reduce = staticmethod(ops.max)
 
 
+class GlobalAveragePooling3D(_GlobalPooling):
+    _rank = 3
+    _reduce = staticmethod(ops.mean)
+
+
+class GlobalMaxPooling3D(_GlobalPooling):
+    _rank = 3
+    _reduce = staticmethod(ops.max)
+
+
 GlobalAvgPool1D = GlobalAveragePooling1D
 GlobalMaxPool1D = GlobalMaxPooling1D
 GlobalAvgPool2D = GlobalAveragePooling2D
 GlobalMaxPool2D = GlobalMaxPooling2D
+GlobalAvgPool3D = GlobalAveragePooling3D
+GlobalMaxPool3D = GlobalMaxPooling3D

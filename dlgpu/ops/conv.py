@@ -283,9 +283,58 @@ def avg_pool2d(x, pool_size=2, strides=None, padding="valid"):
     return make_result(y, (x,), lambda g: (be.avg_pool2d_backward(g, shape, pool, strides, pads),))
 
 
+def _pool_operands(op, inputs, pool_size, strides, padding, data_format):
+    """x as a float Tensor of rank 3 to 5, pool and strides as one positive int per spatial axis, and
+    ((before, after), ...) pads."""
+    _check_data_format(op, data_format)
+    x = to_tensor(inputs)
+    if x.ndim not in (3, 4, 5):
+        raise ValueError(f"{op}: expected a channels_last input of rank 3, 4 or 5 (1-D to 3-D pooling); "
+                         f"received shape {x.shape}")
+    if x.data.dtype.kind != "f":  # the -inf padding of max and the division of the mean need floats
+        raise TypeError(f"{op}: expected a floating-point input; received dtype {x.data.dtype}")
+    rank = x.ndim - 2
+    pool = normalize_tuple(pool_size, rank, "pool_size", op)
+    strides = pool if strides is None else normalize_tuple(strides, rank, "strides", op)
+    flat = resolve_padding(padding, x.shape[1:-1], pool, strides, op)
+    if not any(flat):  # resolve_padding's 'valid' is 2-D's four zeros
+        flat = (0, 0) * rank
+    return x, pool, strides, padding, tuple(zip(flat[::2], flat[1::2]))
+
+
+def _pool_as_2d(pool_2d, x, pool, strides, padding):
+    """1-D pooling as the 2-D op over a unit-height image (the reshapes are views and carry gradients)."""
+    n, length, channels = x.shape
+    y = pool_2d(reshape(x, (n, 1, length, channels)), (1,) + pool, (1,) + strides, padding)
+    return reshape(y, (n, y.shape[2], channels))
+
+
 def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
-    return max_pool2d(inputs, pool_size, strides, padding)
+    """keras.ops.max_pool, channels_last, 1-D to 3-D.  1-D and 2-D run max_pool2d (our kernel on the GPU);
+    3-D runs the backend's max_pool_general primitives.  Ties send the gradient to the first maximum."""
+    x, pool, strides, padding, pads = _pool_operands("max_pool", inputs, pool_size, strides, padding, data_format)
+    if x.ndim == 4:
+        return max_pool2d(x, pool, strides, padding)
+    if x.ndim == 3:
+        return _pool_as_2d(max_pool2d, x, pool, strides, padding)
+    be = backend_of(x.data)
+    if not (x._tracked and is_recording()):  # inference: no backward, so no argmax to keep
+        return make_result(be.max_pool_general(x.data, pool, strides, pads), (x,), None)
+    y, argmax = be.max_pool_general_forward(x.data, pool, strides, pads)
+    shape = x.data.shape
+    return make_result(y, (x,), lambda g: (be.max_pool_general_backward(g, argmax, shape, pool, strides, pads),))
 
 
 def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
-    return avg_pool2d(inputs, pool_size, strides, padding)
+    """keras.ops.average_pool, channels_last, 1-D to 3-D; with padding='same' each window's mean is over
+    its real inputs only (Keras/TensorFlow), padding not counted."""
+    x, pool, strides, padding, pads = _pool_operands("average_pool", inputs, pool_size, strides, padding,
+                                                     data_format)
+    if x.ndim == 4:
+        return avg_pool2d(x, pool, strides, padding)
+    if x.ndim == 3:
+        return _pool_as_2d(avg_pool2d, x, pool, strides, padding)
+    be = backend_of(x.data)
+    y, _ = be.avg_pool_general_forward(x.data, pool, strides, pads)
+    shape = x.data.shape
+    return make_result(y, (x,), lambda g: (be.avg_pool_general_backward(g, shape, pool, strides, pads),))
