@@ -42,9 +42,13 @@ def _norms(w, axis):
     return xp.sqrt(xp.sum(w * w, axis=axis, keepdims=True))
 
 
+def _tensor(array):
+    return Tensor(array, dtype=array.dtype)  # Tensor() alone would make float64 weights float32
+
+
 def _scaled(w, norms, desired):
     """w * desired / (eps + norms), every operand in w's dtype (numpy scalars, never 0-d arrays)."""
-    return Tensor(w * (desired / (norms + w.dtype.type(EPSILON))))
+    return _tensor(w * (desired / (norms + w.dtype.type(EPSILON))))
 
 
 class Constraint:
@@ -118,7 +122,7 @@ class NonNeg(Constraint):
 
     def __call__(self, w):
         w = _array(w)
-        return Tensor(array_module(w).maximum(w, w.dtype.type(0)))
+        return _tensor(array_module(w).maximum(w, w.dtype.type(0)))
 
 
 class UnitNorm(Constraint):
@@ -129,7 +133,7 @@ class UnitNorm(Constraint):
 
     def __call__(self, w):
         w = _array(w)
-        return Tensor(w / (_norms(w, self.axis) + w.dtype.type(EPSILON)))
+        return _tensor(w / (_norms(w, self.axis) + w.dtype.type(EPSILON)))
 
     def get_config(self):
         return {"axis": _axis_config(self.axis)}
