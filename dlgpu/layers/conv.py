@@ -20,13 +20,6 @@ def check_data_format(layer, data_format):
                          f"received data_format={data_format!r}")
 
 
-def refuse_constraints(layer, **constraints):
-    for name, value in constraints.items():
-        if value is not None:  # dlgpu applies no weight constraints yet; better say so than ignore it
-            raise NotImplementedError(f"Layer '{layer.name}' ({type(layer).__name__}): weight constraints are not "
-                                      f"supported; received {name}={value!r}")
-
-
 def refuse_strided_dilation(layer, strides, dilation_rate):
     # Keras refuses the pair in its convolution layers (the TensorFlow backend cannot run it)
     if max(strides) > 1 and max(dilation_rate) > 1:
