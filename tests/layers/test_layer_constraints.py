@@ -60,7 +60,7 @@ def _inputs(layer, shape):
     return rng.standard_normal(shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("make,shape,expected", LAYERS, ids=lambda v: "" if not callable(v) else None)
+@pytest.mark.parametrize("make,shape,expected", LAYERS, ids=[type(case[0]()).__name__ for case in LAYERS])
 def test_layers_take_constraints_into_weights_config_and_training(make, shape, expected):
     layer = make()
     x = _inputs(layer, shape)
