@@ -33,7 +33,7 @@ def _default_log_handler():
 
 _default_log_handler()
 
-from dlgpu import activations, initializers, regularizers  # noqa: E402
+from dlgpu import activations, constraints, initializers, regularizers  # noqa: E402
 from dlgpu import losses, metrics, optimizers  # noqa: E402
 from dlgpu import callbacks, layers, models, datasets  # noqa: E402
 from dlgpu.layers import Input, InputSpec, Layer  # noqa: E402
@@ -44,5 +44,5 @@ from dlgpu import random  # noqa: E402
 
 __all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceError", "device", "get_device",
            "gpu_available", "set_device", "to_device", "to_numpy", "ops", "stop_gradient", "set_random_seed",
-           "activations", "initializers", "regularizers", "losses", "metrics", "optimizers", "callbacks",
-           "layers", "models", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils"]
+           "activations", "constraints", "initializers", "regularizers", "losses", "metrics", "optimizers",
+           "callbacks", "layers", "models", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils"]

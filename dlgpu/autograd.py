@@ -152,6 +152,14 @@ def make_result(data, parents, backward):
 
 _variable_ids = itertools.count()
 
+# Bumped whenever a variable gains or loses a constraint, so that an optimizer re-lists its constrained
+# variables only then, not by scanning every variable every step.
+constraint_version = [0]
+
+
+def _note_constraint_change():
+    constraint_version[0] += 1
+
 
 class Variable(Tensor):
     """A mutable tensor: model weights and optimizer state.
@@ -182,6 +190,18 @@ class Variable(Tensor):
         self._tracked = self.trainable
         self._regularizer = regularizer
         self._constraint = constraint
+        if constraint is not None:
+            _note_constraint_change()
+
+    @property
+    def constraint(self):
+        """Applied by the optimizer after each update: the variable becomes ``constraint(variable)``."""
+        return self._constraint
+
+    @constraint.setter
+    def constraint(self, value):
+        self._constraint = value
+        _note_constraint_change()
 
     def __setattr__(self, key, value):
         if key == "trainable":

@@ -20,11 +20,13 @@ import numbers
 
 import numpy as np
 
-from dlgpu import initializers, ops, regularizers
+from dlgpu import constraints, initializers, ops, regularizers
 from dlgpu.autograd import Tensor
 from dlgpu.layers.base import Layer, get_keras_mask
 from dlgpu.layers.masking import mask_array, on_device_of
+from dlgpu.layers.regularization import check_seed
 from dlgpu.ops._core import array_module
+from dlgpu.ops.nn import seeded_generator
 
 
 def _large_negative(dtype):
@@ -96,17 +98,18 @@ class MultiHeadAttention(_ReturnsScores):
         self._use_bias = bool(use_bias)
         self._output_shape = self._check_output_shape(output_shape)
         self._attention_axes = self._check_attention_axes(attention_axes)
-        for name, value in (("flash_attention", flash_attention), ("kernel_constraint", kernel_constraint),
-                            ("bias_constraint", bias_constraint)):
-            if value:  # accepted as None/False so that Keras configs load; anything else would be ignored silently
-                raise NotImplementedError(f"Layer '{self.name}' (MultiHeadAttention): `{name}` is not supported "
-                                          f"by dlgpu. Received: {name}={value!r}")
+        if flash_attention:  # accepted as None/False so that Keras configs load; anything else would be ignored
+            raise NotImplementedError(f"Layer '{self.name}' (MultiHeadAttention): `flash_attention` is not "
+                                      f"supported by dlgpu. Received: flash_attention={flash_attention!r}")
         self._kernel_initializer = initializers.get(kernel_initializer)
         self._bias_initializer = initializers.get(bias_initializer)
         self._kernel_regularizer = regularizers.get(kernel_regularizer)
         self._bias_regularizer = regularizers.get(bias_regularizer)
         self._activity_regularizer = regularizers.get(activity_regularizer)
-        self.seed = seed  # kept for the config; masks come from dlgpu's generator (ops.set_random_seed), as Dropout
+        self._kernel_constraint = self._get_constraint("kernel_constraint", kernel_constraint)
+        self._bias_constraint = self._get_constraint("bias_constraint", bias_constraint)
+        self.seed = check_seed(self, seed)  # with a seed, the dropout masks come from the layer's own generator
+        self._generators = {}
         self._inverse_sqrt_key_dim = 1.0 / math.sqrt(float(self._key_dim))
 
     def _check_output_shape(self, output_shape):
@@ -195,9 +198,10 @@ class MultiHeadAttention(_ReturnsScores):
 
     def _add_kernel_bias(self, name, kernel_shape, bias_shape):
         kernel = self.add_weight(kernel_shape, self._kernel_initializer, name=f"{name}/kernel",
-                                 regularizer=self._kernel_regularizer)
+                                 regularizer=self._kernel_regularizer, constraint=self._kernel_constraint)
         bias = self.add_weight(bias_shape, self._bias_initializer, name=f"{name}/bias",
-                               regularizer=self._bias_regularizer) if self._use_bias else None
+                               regularizer=self._bias_regularizer,
+                               constraint=self._bias_constraint) if self._use_bias else None
         return kernel, bias
 
     def _project(self, name, x, n_in):
@@ -210,8 +214,8 @@ class MultiHeadAttention(_ReturnsScores):
         y = ops.dense(x, ops.reshape(kernel, (flat_in, flat_out)),
                       None if bias is None else ops.reshape(bias, (flat_out,)))
         y = ops.reshape(y, lead + tuple(out_shape))
-        if self._activity_regularizer is not None:
-            self.add_loss(self._activity_regularizer(y))
+        if self._activity_regularizer is not None:  # per projection, as Keras's EinsumDense sublayers
+            self._add_activity_loss(self._activity_regularizer, y)
         return y
 
     # -- the computation -------------------------------------------------------------------------------------
@@ -236,7 +240,11 @@ class MultiHeadAttention(_ReturnsScores):
         if bias is not None:
             logits = ops.add(logits, bias)
         scores = ops.softmax(logits, axis=-1)
-        probs = ops.dropout(scores, self._dropout) if training and self._dropout > 0 else scores
+        if training and self._dropout > 0:
+            generator = seeded_generator(self._generators, self.seed, array_module(scores.data))
+            probs = ops.dropout(scores, self._dropout, generator=generator)
+        else:
+            probs = scores
         context = ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))          # (B, T, N, Hv)
         output = self._project("attention_output", context, 2)              # (B, T, *output_shape)
         return (output, scores) if return_attention_scores else output
@@ -306,7 +314,8 @@ class MultiHeadAttention(_ReturnsScores):
                 "kernel_regularizer": regularizers.serialize(self._kernel_regularizer),
                 "bias_regularizer": regularizers.serialize(self._bias_regularizer),
                 "activity_regularizer": regularizers.serialize(self._activity_regularizer),
-                "kernel_constraint": None, "bias_constraint": None, "seed": self.seed}
+                "kernel_constraint": constraints.serialize(self._kernel_constraint),
+                "bias_constraint": constraints.serialize(self._bias_constraint), "seed": self.seed}
 
     def build_from_config(self, build_config):
         shapes = (build_config or {}).get("input_shape")
@@ -331,7 +340,8 @@ class Attention(_ReturnsScores):
         self.use_scale = bool(use_scale)
         self.score_mode = score_mode
         self.dropout = _rate(self, dropout)
-        self.seed = seed
+        self.seed = check_seed(self, seed)  # with a seed, the dropout masks come from the layer's own generator
+        self._generators = {}
         self.scale = None
         self.concat_score_weight = None
 
@@ -380,7 +390,11 @@ class Attention(_ReturnsScores):
         if keep is not None:
             scores = ops.add(scores, _keep_bias(keep, scores.data.dtype, xp))
         weights = ops.softmax(scores, axis=-1)
-        probs = ops.dropout(weights, self.dropout) if training and self.dropout > 0 else weights
+        if training and self.dropout > 0:
+            generator = seeded_generator(self._generators, self.seed, array_module(weights.data))
+            probs = ops.dropout(weights, self.dropout, generator=generator)
+        else:
+            probs = weights
         result = ops.matmul(probs, value)
         if mask is not None and mask[0] is not None:
             q_keep = on_device_of(mask_array(self, mask[0], query.shape[:2], "query mask"), result.data)

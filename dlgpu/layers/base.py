@@ -232,16 +232,25 @@ class Layer:
     # -- weights ------------------------------------------------------------------------------
     def add_weight(self, shape=None, initializer="glorot_uniform", dtype=None, trainable=True, name=None,
                    regularizer=None, constraint=None, **kwargs):
-        from dlgpu import initializers, regularizers
+        from dlgpu import constraints, initializers, regularizers
         shape = tuple(int(s) for s in (shape or ()))
         init = initializers.get(initializer)
         value = init(shape, dtype or self.dtype) if callable(init) else init
         variable = Variable(value, dtype=dtype or self.dtype, trainable=trainable,
-                            name=name, regularizer=regularizers.get(regularizer), constraint=constraint)
+                            name=name, regularizer=regularizers.get(regularizer),
+                            constraint=constraints.get(constraint))
         variable.path = f"{self.name}/{name}" if name else self.name
         if not any(variable is v for v in self._tracked_variables):
             self._tracked_variables.append(variable)
         return variable
+
+    def _get_constraint(self, argument, identifier):
+        """constraints.get(identifier), its error naming the layer and the argument."""
+        from dlgpu import constraints
+        try:
+            return constraints.get(identifier)
+        except ValueError as error:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): invalid `{argument}`: {error}") from None
 
     @property
     def trainable(self):
@@ -335,6 +344,18 @@ class Layer:
     # -- losses added during the forward pass (activity regularizers, add_loss) ---------------
     def add_loss(self, loss):
         self._losses.append(loss)
+
+    def _add_activity_loss(self, regularizer, outputs):
+        """Keras's Layer: regularizer(output) for each output tensor, divided by its batch size (Keras >= 3.14,
+        so that the penalty's weight does not grow with the batch); an empty batch adds zero."""
+        for output in flatten(outputs):
+            if not isinstance(output, Tensor):
+                continue
+            loss = regularizer(output)
+            if output.ndim > 0:
+                batch = output.shape[0]
+                loss = ops.multiply(loss, 1.0 / batch) if batch else ops.multiply(loss, 0.0)
+            self.add_loss(loss)
 
     @property
     def losses(self):

@@ -20,13 +20,6 @@ def check_data_format(layer, data_format):
                          f"received data_format={data_format!r}")
 
 
-def refuse_constraints(layer, **constraints):
-    for name, value in constraints.items():
-        if value is not None:  # dlgpu applies no weight constraints yet; better say so than ignore it
-            raise NotImplementedError(f"Layer '{layer.name}' ({type(layer).__name__}): weight constraints are not "
-                                      f"supported; received {name}={value!r}")
-
-
 def refuse_strided_dilation(layer, strides, dilation_rate):
     # Keras refuses the pair in its convolution layers (the TensorFlow backend cannot run it)
     if max(strides) > 1 and max(dilation_rate) > 1:
@@ -71,9 +64,8 @@ class _Conv(KernelBiasLayer):
         if self.filters % self.groups:
             raise ValueError(f"Layer '{self.name}': the number of filters must be evenly divisible by the number of "
                              f"groups. Received: groups={self.groups}, filters={self.filters}")
-        refuse_constraints(self, kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
         self._init_kernel_bias(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
-                               bias_regularizer, activity_regularizer)
+                               bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint)
         if self._general:
             self._fused = None  # no fused primitive: Sequential's conv-pool fusion and the static step skip it
         self.input_spec = InputSpec(ndim=self._rank + 2)
@@ -106,8 +98,7 @@ class _Conv(KernelBiasLayer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
                 "strides": list(self.strides), "padding": self.padding, "data_format": "channels_last",
-                "dilation_rate": list(self.dilation_rate), "groups": self.groups, **self._kernel_bias_config(),
-                "kernel_constraint": None, "bias_constraint": None}
+                "dilation_rate": list(self.dilation_rate), "groups": self.groups, **self._kernel_bias_config()}
 
 
 class Conv2D(_Conv):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dlgpu import ops
 from dlgpu.layers.base import InputSpec
-from dlgpu.layers.conv import check_data_format, refuse_constraints, refuse_strided_dilation
+from dlgpu.layers.conv import check_data_format, refuse_strided_dilation
 from dlgpu.layers.core import KernelBiasLayer, _positive_int
 from dlgpu.ops.conv import transpose_geometry
 from dlgpu.ops.window import normalize_tuple
@@ -38,9 +38,8 @@ class _ConvTranspose(KernelBiasLayer):
         check_data_format(self, data_format)
         self.dilation_rate = normalize_tuple(dilation_rate, self._rank, "dilation_rate", owner)
         refuse_strided_dilation(self, self.strides, self.dilation_rate)
-        refuse_constraints(self, kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
         self._init_kernel_bias(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
-                               bias_regularizer, activity_regularizer)
+                               bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint)
         self._fused = None  # ops.conv_transpose has no fused bias and activation
         self.input_spec = InputSpec(ndim=self._rank + 2)
 
@@ -91,7 +90,7 @@ class _ConvTranspose(KernelBiasLayer):
                 "strides": list(self.strides), "padding": self.padding,
                 "output_padding": None if self.output_padding is None else list(self.output_padding),
                 "data_format": "channels_last", "dilation_rate": list(self.dilation_rate),
-                **self._kernel_bias_config(), "kernel_constraint": None, "bias_constraint": None}
+                **self._kernel_bias_config()}
 
 
 class Conv2DTranspose(_ConvTranspose):

@@ -6,9 +6,12 @@ import inspect
 
 import numpy as np
 
-from dlgpu import activations, initializers, ops, regularizers
+from dlgpu import activations, constraints, initializers, ops, regularizers
 from dlgpu.autograd import Tensor
 from dlgpu.layers.base import InputSpec, Layer
+from dlgpu.layers.regularization import check_seed
+from dlgpu.ops._core import array_module
+from dlgpu.ops.nn import seeded_generator
 
 
 def _positive_int(layer, name, value):
@@ -20,10 +23,11 @@ def _positive_int(layer, name, value):
 
 class KernelBiasLayer(Layer):
     """What Dense and Conv2D share: a kernel, an optional bias, an activation that runs inside the op when
-    the backend fuses it, their initializers and regularizers, and the config entries for all of them."""
+    the backend fuses it, their initializers, regularizers and constraints, and the config entries for all
+    of them."""
 
     def _init_kernel_bias(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
-                          bias_regularizer, activity_regularizer):
+                          bias_regularizer, activity_regularizer, kernel_constraint=None, bias_constraint=None):
         self.activation = activations.get(activation)
         self._fused = activations.fused_name(self.activation)
         self.use_bias = use_bias
@@ -32,12 +36,14 @@ class KernelBiasLayer(Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.kernel_constraint = self._get_constraint("kernel_constraint", kernel_constraint)
+        self.bias_constraint = self._get_constraint("bias_constraint", bias_constraint)
 
     def _add_kernel_and_bias(self, kernel_shape, units):
         self.kernel = self.add_weight(kernel_shape, self.kernel_initializer, name="kernel",
-                                      regularizer=self.kernel_regularizer)
-        self.bias = self.add_weight((units,), self.bias_initializer, name="bias",
-                                    regularizer=self.bias_regularizer) if self.use_bias else None
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        self.bias = self.add_weight((units,), self.bias_initializer, name="bias", regularizer=self.bias_regularizer,
+                                    constraint=self.bias_constraint) if self.use_bias else None
 
     def _apply(self, op, inputs, *args):
         """op(inputs, kernel, bias, *args, activation) fused when it can be, then the activity penalty."""
@@ -46,7 +52,7 @@ class KernelBiasLayer(Layer):
         else:
             out = self.activation(op(inputs, self.kernel, self.bias, *args))
         if self.activity_regularizer is not None:
-            self.add_loss(self.activity_regularizer(out))
+            self._add_activity_loss(self.activity_regularizer, out)
         return out
 
     def _kernel_bias_config(self):
@@ -55,7 +61,9 @@ class KernelBiasLayer(Layer):
                 "bias_initializer": initializers.serialize(self.bias_initializer),
                 "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": regularizers.serialize(self.activity_regularizer)}
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint)}
 
 
 class Dense(KernelBiasLayer):
@@ -67,7 +75,7 @@ class Dense(KernelBiasLayer):
         super().__init__(**kwargs)
         self.units = _positive_int(type(self).__name__, "units", units)
         self._init_kernel_bias(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
-                               bias_regularizer, activity_regularizer)
+                               bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint)
         self.input_spec = InputSpec(min_ndim=2)
         self.supports_masking = True  # on (batch, steps, features) it acts per step, so the steps' mask holds
 
@@ -106,7 +114,10 @@ class Activation(Layer):
 
 
 class Dropout(Layer):
-    """Zeroes a fraction ``rate`` of the inputs during training only; identity at inference."""
+    """Zeroes a fraction ``rate`` of the inputs during training only; identity at inference.
+
+    With a ``seed`` the layer draws its masks from its own generator (ops.nn.seeded_generator), as Keras's
+    Dropout does with its SeedGenerator: the same masks, step after step, in every run."""
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -115,12 +126,17 @@ class Dropout(Layer):
                              f"value between 0 and 1. Received: rate={rate!r}")
         self.rate = float(rate)
         self.noise_shape = noise_shape
-        self.seed = seed
+        self.seed = check_seed(self, seed)
+        self._generators = {}
         self.supports_masking = True
+
+    def _generator(self, data):
+        """The generator this layer's masks come from (also used by the planned training step)."""
+        return seeded_generator(self._generators, self.seed, array_module(data))
 
     def call(self, inputs, training=None):
         if training and self.rate > 0:
-            return ops.dropout(inputs, self.rate, self.noise_shape)
+            return ops.dropout(inputs, self.rate, self.noise_shape, generator=self._generator(inputs.data))
         return inputs
 
     def compute_output_shape(self, input_shape):
@@ -292,18 +308,20 @@ class Embedding(Layer):
     _accepts_integer_inputs = True
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
-                 mask_zero=False, **kwargs):
+                 embeddings_constraint=None, mask_zero=False, **kwargs):
         super().__init__(**kwargs)
         self.input_dim = _positive_int(type(self).__name__, "input_dim", input_dim)
         self.output_dim = _positive_int(type(self).__name__, "output_dim", output_dim)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
+        self.embeddings_constraint = self._get_constraint("embeddings_constraint", embeddings_constraint)
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
 
     def build(self, input_shape):
         self.embeddings = self.add_weight((self.input_dim, self.output_dim), self.embeddings_initializer,
-                                          name="embeddings", regularizer=self.embeddings_regularizer)
+                                          name="embeddings", regularizer=self.embeddings_regularizer,
+                                          constraint=self.embeddings_constraint)
         self.built = True
 
     def call(self, inputs):
@@ -328,4 +346,5 @@ class Embedding(Layer):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
                 "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
                 "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer),
+                "embeddings_constraint": constraints.serialize(self.embeddings_constraint),
                 "mask_zero": self.mask_zero}

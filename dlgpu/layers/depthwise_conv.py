@@ -7,9 +7,9 @@ the channels.  Both run ops.depthwise_conv / ops.separable_conv, then the bias a
 
 from __future__ import annotations
 
-from dlgpu import initializers, ops, regularizers
+from dlgpu import constraints, initializers, ops, regularizers
 from dlgpu.layers.base import InputSpec
-from dlgpu.layers.conv import check_data_format, dilated_output_length, refuse_constraints
+from dlgpu.layers.conv import check_data_format, dilated_output_length
 from dlgpu.layers.core import KernelBiasLayer, _positive_int
 from dlgpu.ops.window import normalize_tuple
 
@@ -60,9 +60,9 @@ class _DepthwiseConv(_DepthwiseBase):
                  activity_regularizer, depthwise_constraint, bias_constraint, **kwargs):
         super().__init__(**kwargs)
         self._init_window(depth_multiplier, kernel_size, strides, padding, data_format, dilation_rate)
-        refuse_constraints(self, depthwise_constraint=depthwise_constraint, bias_constraint=bias_constraint)
         self._init_kernel_bias(activation, use_bias, depthwise_initializer, bias_initializer, depthwise_regularizer,
-                               bias_regularizer, activity_regularizer)
+                               bias_regularizer, activity_regularizer,
+                               self._get_constraint("depthwise_constraint", depthwise_constraint), bias_constraint)
         self._fused = None
 
     def build(self, input_shape):
@@ -87,7 +87,7 @@ class _DepthwiseConv(_DepthwiseBase):
                 "use_bias": self.use_bias, "depthwise_initializer": shared["kernel_initializer"],
                 "bias_initializer": shared["bias_initializer"], "depthwise_regularizer": shared["kernel_regularizer"],
                 "bias_regularizer": shared["bias_regularizer"], "activity_regularizer": shared["activity_regularizer"],
-                "depthwise_constraint": None, "bias_constraint": None}
+                "depthwise_constraint": shared["kernel_constraint"], "bias_constraint": shared["bias_constraint"]}
 
 
 class DepthwiseConv2D(_DepthwiseConv):
@@ -125,24 +125,26 @@ class _SeparableConv(_DepthwiseBase):
         super().__init__(**kwargs)
         self.filters = _positive_int(type(self).__name__, "filters", filters)
         self._init_window(depth_multiplier, kernel_size, strides, padding, data_format, dilation_rate)
-        refuse_constraints(self, depthwise_constraint=depthwise_constraint, pointwise_constraint=pointwise_constraint,
-                           bias_constraint=bias_constraint)
         self._init_kernel_bias(activation, use_bias, depthwise_initializer, bias_initializer, depthwise_regularizer,
-                               bias_regularizer, activity_regularizer)
+                               bias_regularizer, activity_regularizer,
+                               self._get_constraint("depthwise_constraint", depthwise_constraint), bias_constraint)
         self.pointwise_initializer = initializers.get(pointwise_initializer)
         self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+        self.pointwise_constraint = self._get_constraint("pointwise_constraint", pointwise_constraint)
 
     def build(self, input_shape):
         channels = self._channels(input_shape)
         self.compute_output_shape(input_shape)
         self.depthwise_kernel = self.add_weight(self.kernel_size + (channels, self.depth_multiplier),
                                                 self.kernel_initializer, name="depthwise_kernel",
-                                                regularizer=self.kernel_regularizer)
+                                                regularizer=self.kernel_regularizer,
+                                                constraint=self.kernel_constraint)
         self.pointwise_kernel = self.add_weight((1,) * self._rank + (channels * self.depth_multiplier, self.filters),
                                                 self.pointwise_initializer, name="pointwise_kernel",
-                                                regularizer=self.pointwise_regularizer)
-        self.bias = self.add_weight((self.filters,), self.bias_initializer, name="bias",
-                                    regularizer=self.bias_regularizer) if self.use_bias else None
+                                                regularizer=self.pointwise_regularizer,
+                                                constraint=self.pointwise_constraint)
+        self.bias = self.add_weight((self.filters,), self.bias_initializer, name="bias", regularizer=self.bias_regularizer,
+                                    constraint=self.bias_constraint) if self.use_bias else None
         self.input_spec = InputSpec(ndim=self._rank + 2, axes={-1: channels})
         self.built = True
 
@@ -153,7 +155,7 @@ class _SeparableConv(_DepthwiseBase):
             out = ops.add(out, self.bias)
         out = self.activation(out)
         if self.activity_regularizer is not None:
-            self.add_loss(self.activity_regularizer(out))
+            self._add_activity_loss(self.activity_regularizer, out)
         return out
 
     def compute_output_shape(self, input_shape):
@@ -168,7 +170,9 @@ class _SeparableConv(_DepthwiseBase):
                 "bias_initializer": shared["bias_initializer"], "depthwise_regularizer": shared["kernel_regularizer"],
                 "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer),
                 "bias_regularizer": shared["bias_regularizer"], "activity_regularizer": shared["activity_regularizer"],
-                "depthwise_constraint": None, "pointwise_constraint": None, "bias_constraint": None}
+                "depthwise_constraint": shared["kernel_constraint"],
+                "pointwise_constraint": constraints.serialize(self.pointwise_constraint),
+                "bias_constraint": shared["bias_constraint"]}
 
 
 class SeparableConv2D(_SeparableConv):

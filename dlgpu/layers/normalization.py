@@ -5,15 +5,8 @@ from __future__ import annotations
 import numbers
 import warnings
 
-from dlgpu import initializers, ops, regularizers
+from dlgpu import constraints, initializers, ops, regularizers
 from dlgpu.layers.base import InputSpec, Layer
-
-
-def _refuse_constraints(layer, **constraints):
-    for name, value in constraints.items():
-        if value is not None:  # dlgpu applies no weight constraints yet; better say so than ignore it
-            raise NotImplementedError(f"Layer '{layer.name}' ({type(layer).__name__}): weight constraints are not "
-                                      f"supported; received {name}={value!r}")
 
 
 def _axis_list(layer, axis):
@@ -63,7 +56,6 @@ class BatchNormalization(Layer):
                  beta_constraint=None, gamma_constraint=None, renorm=False, renorm_clipping=None,
                  renorm_momentum=0.99, synchronized=False, **kwargs):
         super().__init__(**kwargs)
-        _refuse_constraints(self, beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
         if renorm:
             raise NotImplementedError(f"Layer '{self.name}' (BatchNormalization): batch renormalization is not "
                                       f"implemented in dlgpu; received renorm={renorm!r}")
@@ -85,6 +77,8 @@ class BatchNormalization(Layer):
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = self._get_constraint("beta_constraint", beta_constraint)
+        self.gamma_constraint = self._get_constraint("gamma_constraint", gamma_constraint)
 
     def build(self, input_shape):
         rank = len(input_shape)
@@ -96,10 +90,10 @@ class BatchNormalization(Layer):
         self._axis = axis
         self._reduce_axes = tuple(i for i in range(rank) if i != axis)
         self._param_shape = tuple(size if i == axis else 1 for i in range(rank))
-        self.gamma = self.add_weight((size,), self.gamma_initializer, name="gamma",
-                                     regularizer=self.gamma_regularizer) if self.scale else None
-        self.beta = self.add_weight((size,), self.beta_initializer, name="beta",
-                                    regularizer=self.beta_regularizer) if self.center else None
+        self.gamma = self.add_weight((size,), self.gamma_initializer, name="gamma", regularizer=self.gamma_regularizer,
+                                     constraint=self.gamma_constraint) if self.scale else None
+        self.beta = self.add_weight((size,), self.beta_initializer, name="beta", regularizer=self.beta_regularizer,
+                                    constraint=self.beta_constraint) if self.center else None
         self.moving_mean = self.add_weight((size,), self.moving_mean_initializer, name="moving_mean", trainable=False)
         self.moving_variance = self.add_weight((size,), self.moving_variance_initializer, name="moving_variance",
                                                trainable=False)
@@ -135,17 +129,17 @@ class BatchNormalization(Layer):
                 "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
                 "beta_regularizer": regularizers.serialize(self.beta_regularizer),
                 "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
-                "beta_constraint": None, "gamma_constraint": None, "synchronized": False, "renorm": False,
+                "beta_constraint": constraints.serialize(self.beta_constraint),
+                "gamma_constraint": constraints.serialize(self.gamma_constraint), "synchronized": False, "renorm": False,
                 "renorm_clipping": self.renorm_clipping, "renorm_momentum": self.renorm_momentum}
 
 
 class _AffineNormalization(Layer):
     """What LayerNormalization and GroupNormalization share: gamma and beta, their initializers and
-    regularizers, the refused constraints, and the config entries for all of them."""
+    regularizers and constraints, and the config entries for all of them."""
 
     def _init_affine(self, epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
                      gamma_regularizer, beta_constraint, gamma_constraint):
-        _refuse_constraints(self, beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
         if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon >= 0:
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): `epsilon` must be a non-negative "
                              f"float. Received: epsilon={epsilon!r}")
@@ -156,12 +150,14 @@ class _AffineNormalization(Layer):
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = self._get_constraint("beta_constraint", beta_constraint)
+        self.gamma_constraint = self._get_constraint("gamma_constraint", gamma_constraint)
 
     def _add_gamma_beta(self, shape, gamma=True, beta=True):
-        self.gamma = self.add_weight(shape, self.gamma_initializer, name="gamma",
-                                     regularizer=self.gamma_regularizer) if gamma else None
-        self.beta = self.add_weight(shape, self.beta_initializer, name="beta",
-                                    regularizer=self.beta_regularizer) if beta else None
+        self.gamma = self.add_weight(shape, self.gamma_initializer, name="gamma", regularizer=self.gamma_regularizer,
+                                     constraint=self.gamma_constraint) if gamma else None
+        self.beta = self.add_weight(shape, self.beta_initializer, name="beta", regularizer=self.beta_regularizer,
+                                    constraint=self.beta_constraint) if beta else None
 
     def compute_output_shape(self, input_shape):
         _canonical_axes(self, self.axis, input_shape)
@@ -173,7 +169,8 @@ class _AffineNormalization(Layer):
                 "gamma_initializer": initializers.serialize(self.gamma_initializer),
                 "beta_regularizer": regularizers.serialize(self.beta_regularizer),
                 "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
-                "beta_constraint": None, "gamma_constraint": None}
+                "beta_constraint": constraints.serialize(self.beta_constraint),
+                "gamma_constraint": constraints.serialize(self.gamma_constraint)}
 
 
 class LayerNormalization(_AffineNormalization):

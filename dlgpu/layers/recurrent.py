@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlgpu import activations, initializers, ops, regularizers
+from dlgpu import activations, constraints, initializers, ops, regularizers
 from dlgpu.autograd import Tensor
 from dlgpu.backend import device as _device
 from dlgpu.layers.base import InputSpec, Layer, _is_shape
 from dlgpu.layers.core import _positive_int
 from dlgpu.layers.masking import mask_array, on_device_of
+from dlgpu.layers.regularization import check_seed
 from dlgpu.ops._core import array_module
-from dlgpu.ops.nn import dropout_mask
+from dlgpu.ops.nn import dropout_mask, seeded_generator
 
 
 def _rate(layer, name, value):
@@ -89,14 +90,13 @@ class _RNN(Layer):
         self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.activity_regularizer = regularizers.get(activity_regularizer)
-        for name, value in (("kernel_constraint", kernel_constraint), ("recurrent_constraint", recurrent_constraint),
-                            ("bias_constraint", bias_constraint)):
-            if value is not None:  # dlgpu applies no weight constraints yet; better say so than ignore it
-                raise NotImplementedError(f"Layer '{self.name}' ({cls}): weight constraints are not supported; "
-                                          f"received {name}={value!r}")
+        self.kernel_constraint = self._get_constraint("kernel_constraint", kernel_constraint)
+        self.recurrent_constraint = self._get_constraint("recurrent_constraint", recurrent_constraint)
+        self.bias_constraint = self._get_constraint("bias_constraint", bias_constraint)
         self.dropout = _rate(cls, "dropout", dropout)
         self.recurrent_dropout = _rate(cls, "recurrent_dropout", recurrent_dropout)
-        self.seed = seed  # kept for the config; masks come from dlgpu's generator (dlgpu.random.set_seed)
+        self.seed = check_seed(self, seed)  # with a seed, the masks come from the layer's own generator
+        self._generators = {}
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
@@ -127,11 +127,13 @@ class _RNN(Layer):
                              f"received input shape {tuple(input_shape)}")
         width = self._gates * self.units
         self.kernel = self.add_weight((features, width), self.kernel_initializer, name="kernel",
-                                      regularizer=self.kernel_regularizer)
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
         self.recurrent_kernel = self.add_weight((self.units, width), self.recurrent_initializer,
-                                                name="recurrent_kernel", regularizer=self.recurrent_regularizer)
+                                                name="recurrent_kernel", regularizer=self.recurrent_regularizer,
+                                                constraint=self.recurrent_constraint)
         self.bias = self.add_weight(self._bias_shape(), self._bias_initializer(), name="bias",
-                                    regularizer=self.bias_regularizer) if self.use_bias else None
+                                    regularizer=self.bias_regularizer,
+                                    constraint=self.bias_constraint) if self.use_bias else None
         self.input_spec = InputSpec(ndim=3, axes={-1: features})
         self.built = True
 
@@ -179,9 +181,10 @@ class _RNN(Layer):
         else:
             last, outputs, states = self._masked_loop(step, per_step, states, keep, xp, x.data.dtype)
         output = ops.stack(outputs, axis=1) if self.return_sequences else last
-        if self.activity_regularizer is not None:
-            self.add_loss(self.activity_regularizer(output))
-        return [output, *states] if self.return_state else output
+        result = [output, *states] if self.return_state else output
+        if self.activity_regularizer is not None:  # Keras's Layer penalises every output, the states too
+            self._add_activity_loss(self.activity_regularizer, result)
+        return result
 
     def _masked_loop(self, step, per_step, states, keep, xp, dtype):
         """The loop with a (batch, steps) mask, as Keras's backend rnn: at a masked step every state keeps
@@ -236,7 +239,8 @@ class _RNN(Layer):
         if not training or rate == 0:
             return None
         full = shape if count is None else (count,) + shape
-        return Tensor(dropout_mask(xp.empty(full, dtype), rate), dtype=dtype)
+        generator = seeded_generator(self._generators, self.seed, xp)
+        return Tensor(dropout_mask(xp.empty(full, dtype), rate, generator=generator), dtype=dtype)
 
     def _initial_states(self, initial_state, batch, xp, dtype):
         names = self._state_names
@@ -288,7 +292,9 @@ class _RNN(Layer):
                 "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
                 "bias_regularizer": regularizers.serialize(self.bias_regularizer),
                 "activity_regularizer": regularizers.serialize(self.activity_regularizer),
-                "kernel_constraint": None, "recurrent_constraint": None, "bias_constraint": None,
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint),
                 "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout, "seed": self.seed,
                 "return_sequences": self.return_sequences, "return_state": self.return_state,
                 "go_backwards": self.go_backwards, "stateful": self.stateful, "unroll": self.unroll,

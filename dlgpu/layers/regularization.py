@@ -17,7 +17,7 @@ from dlgpu import ops, regularizers
 from dlgpu.autograd import Tensor
 from dlgpu.layers.base import Layer
 from dlgpu.ops._core import array_module
-from dlgpu.ops.nn import _generator
+from dlgpu.ops.nn import seeded_generator
 
 
 def _fraction(layer, name, value):
@@ -28,7 +28,7 @@ def _fraction(layer, name, value):
     return float(value)
 
 
-def _seed(layer, seed):
+def check_seed(layer, seed):
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}): `seed` must be an int or None. "
                          f"Received: seed={seed!r}")
@@ -39,15 +39,11 @@ class _Noise(Layer):
     """The shared parts: a seed, draws on the input's device, identity outside training."""
 
     def _init_seed(self, seed):
-        self.seed = _seed(self, seed)
+        self.seed = check_seed(self, seed)
         self._generators = {}
 
     def _generator(self, xp):
-        if self.seed is None:
-            return _generator(xp)
-        if xp.__name__ not in self._generators:
-            self._generators[xp.__name__] = _generator(xp, self.seed)
-        return self._generators[xp.__name__]
+        return seeded_generator(self._generators, self.seed, xp)
 
     def _draw(self, data, shape, kind):
         """Standard normal ('normal') or uniform [0, 1) ('uniform') values of ``shape`` in ``data``'s dtype,
@@ -182,10 +178,7 @@ class ActivityRegularization(Layer):
         self.activity_regularizer = regularizers.L1L2(l1=self.l1, l2=self.l2)
 
     def call(self, inputs):
-        loss = self.activity_regularizer(inputs)
-        if inputs.ndim > 0 and inputs.shape[0] > 0:
-            loss = ops.multiply(loss, 1.0 / inputs.shape[0])
-        self.add_loss(loss)
+        self._add_activity_loss(self.activity_regularizer, inputs)
         return inputs
 
     def compute_output_shape(self, input_shape):

@@ -149,7 +149,8 @@ def _loss_kind(loss_fn):
 
 
 def _plain(layer):
-    """Trainable, float32, no penalties or constraints: what the step reproduces exactly."""
+    """Trainable, float32, no penalties: what the step reproduces exactly.  Weight constraints are no
+    obstacle: the step hands its gradients to optimizer.apply, which applies them after the update."""
     return (layer.built and layer.trainable and layer.dtype == "float32"
             and getattr(layer, "activity_regularizer", None) is None
             and getattr(layer, "kernel_regularizer", None) is None and getattr(layer, "bias_regularizer", None) is None)
@@ -285,7 +286,7 @@ class _DropoutStage(_Stage):
         if self.layer.rate <= 0:
             return h, None
         from dlgpu.ops.nn import dropout_mask
-        mask = dropout_mask(h, self.layer.rate, self.layer.noise_shape)
+        mask = dropout_mask(h, self.layer.rate, self.layer.noise_shape, generator=self.layer._generator(h))
         return h * mask, mask
 
     def backward(self, g, mask, need_dx, destinations):

@@ -210,6 +210,19 @@ def _generator(xp, seed=None):
     return _rng[key]
 
 
+def seeded_generator(generators, seed, xp):
+    """A layer's generator for array module ``xp``: with a seed, its own one, made once from the seed and
+    kept in ``generators`` (a dict the layer owns), so that it advances with every draw as Keras's
+    SeedGenerator does (a seeded model repeats its masks from run to run, not from step to step); without a
+    seed, dlgpu's shared generator (reseeded by ``dlgpu.set_random_seed``)."""
+    if seed is None:
+        return _generator(xp)
+    key = xp.__name__
+    if key not in generators:
+        generators[key] = _generator(xp, seed)
+    return generators[key]
+
+
 def set_random_seed(seed):
     """Seed dlgpu's own generators (dropout masks, initializers) for reproducible runs."""
     _rng.clear()
@@ -222,21 +235,22 @@ def set_random_seed(seed):
         _rng["cupy"] = cupy.random.RandomState(seed)
 
 
-def dropout(x, rate, noise_shape=None, seed=None):
-    """Zero each value with probability ``rate`` and scale the rest by 1/(1-rate) (inverted dropout)."""
+def dropout(x, rate, noise_shape=None, seed=None, generator=None):
+    """Zero each value with probability ``rate`` and scale the rest by 1/(1-rate) (inverted dropout).
+    ``generator`` (a generator of x's array module, see seeded_generator) draws the mask instead of ``seed``."""
     x = to_tensor(x)
     if not 0 <= rate < 1:
         raise ValueError(f"dropout: rate must be in [0, 1); received rate={rate}")
     if rate == 0:
         return x
-    mask = dropout_mask(x.data, rate, noise_shape, seed)
+    mask = dropout_mask(x.data, rate, noise_shape, seed, generator)
     return make_result(x.data * mask, (x,), lambda g: (g * mask,))
 
 
-def dropout_mask(data, rate, noise_shape=None, seed=None):
+def dropout_mask(data, rate, noise_shape=None, seed=None, generator=None):
     """The array dropout multiplies ``data`` by: 0 with probability ``rate``, else 1/(1-rate)."""
     xp = array_module(data)
-    gen = _generator(xp, seed)
+    gen = generator if generator is not None else _generator(xp, seed)
     shape = data.shape if noise_shape is None else tuple(s if n is None else n for s, n in zip(data.shape, noise_shape))
     if xp is np:
         keep = gen.random(shape, dtype=np.float32) >= rate

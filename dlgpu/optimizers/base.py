@@ -14,7 +14,8 @@ import warnings
 
 import numpy as np
 
-from dlgpu.autograd import Tensor, Variable
+from dlgpu.autograd import Tensor, Variable, no_grad
+from dlgpu.autograd import constraint_version as _constraint_version
 from dlgpu.backend import device as _device
 from dlgpu.ops._core import array_module, backend_of
 from dlgpu.optimizers import schedules as _schedules
@@ -78,6 +79,8 @@ class Optimizer:
         self._exclude_ids = set()
         self._exclude_names = ()
         self._warned_none = False
+        self._constrained = []  # the registered variables that have a constraint (see _apply_constraints)
+        self._constraint_version = None
         self.built = False
 
     # -- learning rate ----------------------------------------------------------------------------
@@ -145,6 +148,7 @@ class Optimizer:
             if id(var) not in self._index:
                 self._index[id(var)] = len(self._trainable_variables)
                 self._trainable_variables.append(var)
+        self._list_constrained()
         self.built = True
 
     def _build_new(self, variables):
@@ -260,7 +264,29 @@ class Optimizer:
         if self.clipvalue is not None or self.clipnorm is not None or self.global_clipnorm is not None:
             arrays = self._clip(arrays)
         self._update(params, arrays, lr, int(self._iterations.data) + 1)
+        if self._constraint_version != _constraint_version[0]:
+            self._list_constrained()
+        if self._constrained:
+            self._apply_constraints(params)
         self._iterations.data += 1
+
+    # -- constraints ------------------------------------------------------------------------------
+    def _list_constrained(self):
+        """Re-list the constrained variables: only when some variable's constraint changed, so that a
+        model without constraints pays one integer comparison per step."""
+        self._constraint_version = _constraint_version[0]
+        self._constrained = [v for v in self._trainable_variables if v._constraint is not None]
+
+    def _apply_constraints(self, params):
+        """Keras: after the update, each updated variable with a constraint becomes constraint(variable).
+        Runs after the whole update (Adam's packed one included), so every path, the planned CPU training
+        step too, sees the same projection.  Values are written into the variable's array, which keeps
+        packed views and the optimizer's references valid."""
+        updated = {id(p) for p in params}
+        with no_grad():
+            for var in self._constrained:
+                if id(var) in updated:
+                    var.assign(var._constraint(var))
 
     def _update(self, params, grads, lr, step):
         raise NotImplementedError

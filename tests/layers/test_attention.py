@@ -474,7 +474,7 @@ def test_attention_symbolic_scores_and_config():
     ({"num_heads": 2, "key_dim": 4, "output_shape": "wide"}, ValueError, "output_shape"),
     ({"num_heads": 2, "key_dim": 4, "attention_axes": 2}, NotImplementedError, "attention_axes"),
     ({"num_heads": 2, "key_dim": 4, "attention_axes": (1, 2)}, NotImplementedError, "attention_axes"),
-    ({"num_heads": 2, "key_dim": 4, "kernel_constraint": "non_neg"}, NotImplementedError, "kernel_constraint"),
+    ({"num_heads": 2, "key_dim": 4, "kernel_constraint": "nonneg"}, ValueError, "kernel_constraint"),
     ({"num_heads": 2, "key_dim": 4, "flash_attention": True}, NotImplementedError, "flash_attention"),
 ])
 def test_bad_constructor_arguments(kwargs, error, argument):

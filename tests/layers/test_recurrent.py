@@ -233,7 +233,7 @@ def test_gru_reset_before_matches_keras_equations(go_backwards):
     np.testing.assert_allclose(h.numpy(), ref_h, rtol=1e-4, atol=1e-5)
 
 
-def _fixed_masks(data, rate):
+def _fixed_masks(data, rate, generator=None):
     """A stand-in for ops.nn.dropout_mask: the same mask for the same shape, every time."""
     keep = np.random.default_rng(sum(data.shape) * 7 + data.ndim).random(data.shape) >= rate
     return (keep / (1 - rate)).astype(data.dtype)
@@ -489,8 +489,8 @@ def test_bad_arguments():
         layers.SimpleRNN(4, recurrent_dropout=-0.1)
     with pytest.raises(NotImplementedError, match=r"'s'.*stateful=True"):
         layers.LSTM(4, stateful=True, name="s")
-    with pytest.raises(NotImplementedError, match=r"kernel_constraint"):
-        layers.GRU(4, kernel_constraint="non_neg")
+    with pytest.raises(ValueError, match=r"GRU.*kernel_constraint.*'nonneg'"):
+        layers.GRU(4, kernel_constraint="nonneg")
     with pytest.raises(ValueError, match=r"'m'.*mask.*\(2, 3\)"):  # masks: tests/layers/test_masking.py
         layers.GRU(4, name="m")(np.zeros((2, 3, 4), np.float32), mask=np.ones((3, 2), bool))
     with pytest.raises(ValueError, match=r"recurrent layer"):
