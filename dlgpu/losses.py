@@ -753,7 +753,8 @@ _CLASS_OF_FUNCTION = {
     "categorical_hinge": CategoricalHinge, "kl_divergence": KLDivergence, "poisson": Poisson,
     "binary_crossentropy": BinaryCrossentropy, "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-    "binary_focal_crossentropy": BinaryFocalCrossentropy, "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
+    "binary_focal_crossentropy": BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
     "dice": Dice, "tversky": Tversky}
 
 

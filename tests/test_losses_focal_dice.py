@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dlgpu
-from dlgpu import GradientTape, Variable, activations, losses, ops
+from dlgpu import GradientTape, Variable, activations, losses
 from dlgpu.autograd import Tensor
 
 rng = np.random.default_rng(7)

@@ -162,7 +162,8 @@ class _AtConstraint(Metric):
             raise ValueError(f"Argument `{self._value_name}` must be in the range [0, 1]. "
                              f"Received: {self._value_name}={value}")
         if num_thresholds <= 0:
-            raise ValueError(f"Argument `num_thresholds` must be an integer > 0. Received: num_thresholds={num_thresholds}")
+            raise ValueError("Argument `num_thresholds` must be an integer > 0. "
+                             f"Received: num_thresholds={num_thresholds}")
         self.value = value
         setattr(self, self._value_name, value)
         self.num_thresholds = num_thresholds

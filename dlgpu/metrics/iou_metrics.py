@@ -86,9 +86,9 @@ class IoU(_IoUBase):
         target_class_ids = list(target_class_ids)
         if not target_class_ids:
             raise ValueError(f"{type(self).__name__}: `target_class_ids` must name at least one class.")
-        if max(target_class_ids) >= num_classes or min(target_class_ids) < 0:
-            raise ValueError(f"Target class id {max(target_class_ids) if max(target_class_ids) >= num_classes else min(target_class_ids)} "
-                             f"is out of range, which is [0, {num_classes}).")
+        bad = [c for c in target_class_ids if not 0 <= c < num_classes]
+        if bad:
+            raise ValueError(f"Target class id {bad[0]} is out of range, which is [0, {num_classes}).")
         self.target_class_ids = target_class_ids
 
     def result(self):
@@ -122,9 +122,9 @@ class BinaryIoU(IoU):
 class MeanIoU(IoU):
     def __init__(self, num_classes, name=None, dtype=None, ignore_class=None, sparse_y_true=True, sparse_y_pred=True,
                  axis=-1):
-        super().__init__(num_classes, list(range(num_classes)) if isinstance(num_classes, (int, np.integer)) and num_classes > 0 else [0], name=name,
-                         dtype=dtype, ignore_class=ignore_class, sparse_y_true=sparse_y_true,
-                         sparse_y_pred=sparse_y_pred, axis=axis)
+        valid = isinstance(num_classes, (int, np.integer)) and num_classes > 0  # else the base class explains
+        super().__init__(num_classes, list(range(num_classes)) if valid else [0], name=name, dtype=dtype,
+                         ignore_class=ignore_class, sparse_y_true=sparse_y_true, sparse_y_pred=sparse_y_pred, axis=axis)
 
     def get_config(self):
         return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype,
