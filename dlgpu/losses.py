@@ -313,6 +313,101 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     return ops.mean(values, axis=axis)
 
 
+def _focal_alpha(alpha, y_pred, axis):
+    """alpha as a number, or a per-class Tensor on y_pred's device shaped to broadcast along ``axis``."""
+    if isinstance(alpha, numbers.Number):
+        return float(alpha)
+    values = np.asarray(_device.to_numpy(alpha.data) if isinstance(alpha, Tensor) else alpha, np.float32).reshape(-1)
+    ax = axis % y_pred.ndim
+    if values.shape[0] != y_pred.shape[ax]:
+        raise ValueError(f"categorical_focal_crossentropy: `alpha` must be a number or hold one weight per class "
+                         f"({y_pred.shape[ax]} along axis {axis}); received {values.shape[0]} values.")
+    values = values.reshape((-1,) + (1,) * (y_pred.ndim - 1 - ax))
+    return _like(values, y_pred)
+
+
+def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
+                              label_smoothing=0.0, axis=-1):
+    """Mean over ``axis`` of the binary cross-entropy scaled by the focal factor ``(1 - p_t) ** gamma`` (and by
+    ``alpha`` / ``1 - alpha`` for classes 1 / 0 with ``apply_class_balancing``)."""
+    y_pred = _pred(y_pred)
+    y_true = _like(y_true, y_pred, y_pred.dtype)
+    _check_same_shape(y_true, y_pred, "binary_focal_crossentropy")
+    if label_smoothing:
+        y_true = ops.add(ops.multiply(y_true, 1.0 - label_smoothing), 0.5 * label_smoothing)
+    logits = y_pred if from_logits else _sigmoid_logits(y_pred)
+    if logits is not None:
+        # Keras takes sigmoid then the clipped log; the fused op is the same away from saturation and keeps a
+        # gradient there.
+        probs = ops.sigmoid(logits)
+        bce = ops.sigmoid_cross_entropy(logits, y_true)
+    else:
+        probs = y_pred
+        p = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
+        bce = ops.negative(ops.add(ops.multiply(y_true, ops.log(p)),
+                                   ops.multiply(ops.subtract(1.0, y_true), ops.log(ops.subtract(1.0, p)))))
+    p_t = ops.add(ops.multiply(y_true, probs), ops.multiply(ops.subtract(1.0, y_true), ops.subtract(1.0, probs)))
+    values = bce
+    if gamma:  # gamma 0 is plain cross-entropy (and 0 ** -1 would make the power's gradient NaN at p_t = 1)
+        values = ops.multiply(ops.power(ops.subtract(1.0, p_t), float(gamma)), values)
+    if apply_class_balancing:
+        weight = ops.add(ops.multiply(y_true, float(alpha)), ops.multiply(ops.subtract(1.0, y_true), 1.0 - alpha))
+        values = ops.multiply(weight, values)
+    return ops.mean(values, axis=axis)
+
+
+def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
+                                   axis=-1):
+    """Sum over ``axis`` of ``alpha * (1 - p) ** gamma * (-y_true * log p)`` (Lin et al., 2018)."""
+    if isinstance(axis, bool):
+        raise ValueError(f"categorical_focal_crossentropy: `axis` must be an integer; received axis={axis}")
+    y_pred = _pred(y_pred)
+    y_true = _like(y_true, y_pred, y_pred.dtype)
+    _check_same_shape(y_true, y_pred, "categorical_focal_crossentropy")
+    if label_smoothing:
+        classes = y_pred.shape[axis]
+        y_true = ops.add(ops.multiply(y_true, 1.0 - label_smoothing), label_smoothing / classes)
+    logits = y_pred if from_logits else _softmax_logits(y_pred, axis)
+    if logits is not None:
+        # log_softmax rather than Keras's clipped log of the softmax: equal away from saturation, finite always
+        log_probs = ops.log_softmax(logits, axis=axis)
+        probs = ops.exp(log_probs)
+    else:
+        probs = ops.divide(y_pred, ops.sum(y_pred, axis=axis, keepdims=True))
+        probs = ops.clip(probs, EPSILON, 1.0 - EPSILON)
+        log_probs = ops.log(probs)
+    values = ops.negative(ops.multiply(y_true, log_probs))
+    if gamma:
+        values = ops.multiply(ops.power(ops.subtract(1.0, probs), float(gamma)), values)
+    values = ops.multiply(_focal_alpha(alpha, y_pred, axis), values)
+    return ops.sum(values, axis=axis)
+
+
+def dice(y_true, y_pred, axis=None):
+    """``1 - 2 sum(y_true y_pred) / (sum(y_true) + sum(y_pred) + eps)`` over ``axis`` (all axes by default)."""
+    y_pred = _pred(y_pred)
+    y_true = _like(y_true, y_pred, y_pred.dtype)
+    _check_broadcastable(y_true, y_pred, "dice")
+    axis = tuple(axis) if isinstance(axis, list) else axis
+    intersection = ops.sum(ops.multiply(y_true, y_pred), axis=axis)
+    denominator = ops.add(ops.add(ops.sum(y_true, axis=axis), ops.sum(y_pred, axis=axis)), EPSILON)
+    return ops.subtract(1.0, ops.divide(ops.multiply(intersection, 2.0), denominator))
+
+
+def tversky(y_true, y_pred, alpha=0.5, beta=0.5, axis=None):
+    """``1 - TP / (TP + alpha FP + beta FN + eps)`` with soft counts over ``axis`` (Salehi et al., 2017)."""
+    y_pred = _pred(y_pred)
+    y_true = _like(y_true, y_pred, y_pred.dtype)
+    _check_broadcastable(y_true, y_pred, "tversky")
+    axis = tuple(axis) if isinstance(axis, list) else axis
+    intersection = ops.sum(ops.multiply(y_pred, y_true), axis=axis)
+    fp = ops.sum(ops.multiply(ops.subtract(1.0, y_true), y_pred), axis=axis)
+    fn = ops.sum(ops.multiply(y_true, ops.subtract(1.0, y_pred)), axis=axis)
+    denominator = ops.add(ops.add(ops.add(intersection, ops.multiply(fp, float(alpha))),
+                                  ops.multiply(fn, float(beta))), EPSILON)
+    return ops.subtract(1.0, ops.divide(intersection, denominator))
+
+
 # Keras names these too.
 mse = MSE = mean_squared_error
 mae = MAE = mean_absolute_error
@@ -530,13 +625,35 @@ class BinaryCrossentropy(LossFunctionWrapper):
         self.axis = axis
 
     def call(self, y_true, y_pred):
-        y_pred = _pred(y_pred)
-        y_true, y_pred_sq = squeeze_or_expand_to_same_rank(_like(y_true, y_pred), y_pred)
-        if y_pred_sq is not y_pred:  # the squeezed copy lost _logits; keep the original's by squeezing it too
-            logits = _sigmoid_logits(y_pred)
-            if logits is not None:
-                y_pred_sq._logits = (ops.reshape(logits, y_pred_sq.shape), "sigmoid")
-        return binary_crossentropy(y_true, y_pred_sq, **self._fn_kwargs)
+        return _call_binary(binary_crossentropy, y_true, y_pred, self._fn_kwargs)
+
+
+def _call_binary(fn, y_true, y_pred, kwargs):
+    """fn on Keras's same-rank pair (labels (B,) against predictions (B, 1)), keeping a sigmoid's logits."""
+    y_pred = _pred(y_pred)
+    y_true, y_pred_sq = squeeze_or_expand_to_same_rank(_like(y_true, y_pred), y_pred)
+    if y_pred_sq is not y_pred:  # the squeezed copy lost _logits; keep the original's by squeezing it too
+        logits = _sigmoid_logits(y_pred)
+        if logits is not None:
+            y_pred_sq._logits = (ops.reshape(logits, y_pred_sq.shape), "sigmoid")
+    return fn(y_true, y_pred_sq, **kwargs)
+
+
+class BinaryFocalCrossentropy(LossFunctionWrapper):
+    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
+                 axis=-1, reduction="sum_over_batch_size", name="binary_focal_crossentropy", dtype=None):
+        super().__init__(binary_focal_crossentropy, reduction=reduction, name=name, dtype=dtype,
+                         apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
+                         from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
+        self.apply_class_balancing = apply_class_balancing
+        self.alpha = alpha
+        self.gamma = gamma
+        self.from_logits = from_logits
+        self.label_smoothing = label_smoothing
+        self.axis = axis
+
+    def call(self, y_true, y_pred):
+        return _call_binary(binary_focal_crossentropy, y_true, y_pred, self._fn_kwargs)
 
 
 class CategoricalCrossentropy(LossFunctionWrapper):
@@ -546,6 +663,36 @@ class CategoricalCrossentropy(LossFunctionWrapper):
                          from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
         self.from_logits = from_logits
         self.label_smoothing = label_smoothing
+        self.axis = axis
+
+
+class CategoricalFocalCrossentropy(LossFunctionWrapper):
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name="categorical_focal_crossentropy", dtype=None):
+        if not isinstance(alpha, numbers.Number):  # a list keeps its config JSON-friendly
+            alpha = [float(a) for a in np.asarray(_device.to_numpy(alpha.data) if isinstance(alpha, Tensor)
+                                                  else alpha).reshape(-1)]
+        super().__init__(categorical_focal_crossentropy, reduction=reduction, name=name, dtype=dtype,
+                         alpha=alpha, gamma=gamma, from_logits=from_logits, label_smoothing=label_smoothing,
+                         axis=axis)
+        self.alpha = alpha
+        self.gamma = gamma
+        self.from_logits = from_logits
+        self.label_smoothing = label_smoothing
+        self.axis = axis
+
+
+class Dice(LossFunctionWrapper):
+    def __init__(self, reduction="sum_over_batch_size", name="dice", axis=None, dtype=None):
+        super().__init__(dice, reduction=reduction, name=name, dtype=dtype, axis=axis)
+        self.axis = axis
+
+
+class Tversky(LossFunctionWrapper):
+    def __init__(self, alpha=0.5, beta=0.5, reduction="sum_over_batch_size", name="tversky", axis=None, dtype=None):
+        super().__init__(tversky, reduction=reduction, name=name, dtype=dtype, alpha=alpha, beta=beta, axis=axis)
+        self.alpha = alpha
+        self.beta = beta
         self.axis = axis
 
 
@@ -581,12 +728,14 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
 _CLASSES = {cls.__name__: cls for cls in (
     MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, Huber,
     LogCosh, CosineSimilarity, Hinge, SquaredHinge, CategoricalHinge, KLDivergence, Poisson,
-    BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy, LossFunctionWrapper)}
+    BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryFocalCrossentropy,
+    CategoricalFocalCrossentropy, Dice, Tversky, LossFunctionWrapper)}
 
 _FUNCTIONS = {fn.__name__: fn for fn in (
     mean_squared_error, mean_absolute_error, mean_absolute_percentage_error, mean_squared_logarithmic_error,
     huber, log_cosh, cosine_similarity, hinge, squared_hinge, categorical_hinge, kl_divergence, poisson,
-    binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy)}
+    binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy, binary_focal_crossentropy,
+    categorical_focal_crossentropy, dice, tversky)}
 
 _ALIASES = {"mse": "mean_squared_error", "MSE": "mean_squared_error", "mae": "mean_absolute_error",
             "MAE": "mean_absolute_error", "mape": "mean_absolute_percentage_error",
@@ -603,7 +752,10 @@ _CLASS_OF_FUNCTION = {
     "cosine_similarity": CosineSimilarity, "hinge": Hinge, "squared_hinge": SquaredHinge,
     "categorical_hinge": CategoricalHinge, "kl_divergence": KLDivergence, "poisson": Poisson,
     "binary_crossentropy": BinaryCrossentropy, "categorical_crossentropy": CategoricalCrossentropy,
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy}
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "binary_focal_crossentropy": BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
+    "dice": Dice, "tversky": Tversky}
 
 
 def _valid_names():

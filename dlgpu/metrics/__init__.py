@@ -1,7 +1,9 @@
 """Metrics (Keras 3 names and semantics): stateful objects with ``update_state``, ``result``, ``reset_state``.
 
 One small module per family: base.py (Metric, Mean, Sum, MeanMetricWrapper), per_sample.py (accuracies,
-regression errors), confusion_metrics.py (Precision, Recall, AUC, F1).  This module resolves names:
+regression errors), loss_metrics.py (losses as metrics: cross-entropies, KL, Poisson, hinges, log-cosh, cosine,
+MAPE, MSLE), regression_metrics.py (R2Score), confusion_metrics.py (Precision, Recall, the rate-at-rate metrics,
+AUC, F1), iou_metrics.py (the IoU family).  This module resolves names:
 ``get``, ``serialize``/``deserialize`` and ``resolve_accuracy(loss, y_true_shape, y_pred_shape)``, which picks
 the accuracy flavour for ``metrics=["accuracy"]``.
 """
@@ -11,7 +13,15 @@ from __future__ import annotations
 from dlgpu.autograd import Tensor
 from dlgpu.metrics.base import EPSILON, Mean, MeanMetricWrapper, Metric, Sum, _array, _snake  # noqa: F401
 from dlgpu.metrics.confusion_metrics import (AUC, F1Score, FBetaScore, FalseNegatives, FalsePositives,  # noqa: F401
-                                             Precision, Recall, TrueNegatives, TruePositives)
+                                             Precision, PrecisionAtRecall, Recall, RecallAtPrecision,
+                                             SensitivityAtSpecificity, SpecificityAtSensitivity, TrueNegatives,
+                                             TruePositives)
+from dlgpu.metrics.iou_metrics import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU, _keras_snake  # noqa: F401
+from dlgpu.metrics.loss_metrics import (BinaryCrossentropy, CategoricalCrossentropy, CategoricalHinge,  # noqa: F401
+                                        CosineSimilarity, Hinge, KLDivergence, LogCoshError,
+                                        MeanAbsolutePercentageError, MeanSquaredLogarithmicError, Poisson,
+                                        SparseCategoricalCrossentropy, SquaredHinge)
+from dlgpu.metrics.regression_metrics import R2Score  # noqa: F401
 from dlgpu.metrics.per_sample import (Accuracy, BinaryAccuracy, CategoricalAccuracy, MeanAbsoluteError,  # noqa: F401
                                       MeanSquaredError, RootMeanSquaredError, SparseCategoricalAccuracy,
                                       SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy, _LossMetric,
@@ -21,6 +31,12 @@ from dlgpu.metrics.per_sample import (Accuracy, BinaryAccuracy, CategoricalAccur
                                       mean_squared_error, sparse_categorical_accuracy,
                                       sparse_top_k_categorical_accuracy, top_k_categorical_accuracy)
 from dlgpu.utils import unknown_name_error
+
+# keras.metrics exports these loss functions under the same names (one value per sample, as Tensors).
+from dlgpu.losses import (binary_crossentropy, binary_focal_crossentropy, categorical_crossentropy,  # noqa: E402,F401
+                          categorical_focal_crossentropy, categorical_hinge, hinge, huber, kl_divergence, log_cosh,
+                          mean_absolute_percentage_error, mean_squared_logarithmic_error, poisson,
+                          sparse_categorical_crossentropy, squared_hinge)
 
 
 # -- accuracy resolution and lookup -----------------------------------------------------------------
@@ -39,9 +55,9 @@ def _loss_kind(loss):
         key = key.lower()
     if "sparse_categorical_crossentropy" in key:
         return "sparse"
-    if "categorical_crossentropy" in key:
+    if "categorical_crossentropy" in key or "categorical_focal_crossentropy" in key:
         return "categorical"
-    if "binary_crossentropy" in key or key in ("bce",):
+    if "binary_crossentropy" in key or "binary_focal_crossentropy" in key or key in ("bce",):
         return "binary"
     return None
 
@@ -67,27 +83,53 @@ def resolve_accuracy(loss, y_true_shape, y_pred_shape):
 _CLASSES = {cls.__name__: cls for cls in (
     Mean, Sum, Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy, TopKCategoricalAccuracy,
     SparseTopKCategoricalAccuracy, MeanSquaredError, MeanAbsoluteError, RootMeanSquaredError, Precision, Recall,
-    TruePositives, FalsePositives, TrueNegatives, FalseNegatives, AUC, FBetaScore, F1Score)}
+    TruePositives, FalsePositives, TrueNegatives, FalseNegatives, AUC, FBetaScore, F1Score, PrecisionAtRecall,
+    RecallAtPrecision, SensitivityAtSpecificity, SpecificityAtSensitivity, BinaryCrossentropy,
+    CategoricalCrossentropy, SparseCategoricalCrossentropy, KLDivergence, Poisson, Hinge, SquaredHinge,
+    CategoricalHinge, LogCoshError, CosineSimilarity, MeanAbsolutePercentageError, MeanSquaredLogarithmicError,
+    R2Score, IoU, MeanIoU, BinaryIoU, OneHotIoU, OneHotMeanIoU)}
 
 _STRINGS = {"accuracy": Accuracy, "acc": Accuracy, "binary_accuracy": BinaryAccuracy,
             "categorical_accuracy": CategoricalAccuracy, "sparse_categorical_accuracy": SparseCategoricalAccuracy,
             "top_k_categorical_accuracy": TopKCategoricalAccuracy,
             "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
-            "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
-            "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
+            "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError, "MSE": MeanSquaredError,
+            "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError, "MAE": MeanAbsoluteError,
             "root_mean_squared_error": RootMeanSquaredError, "rmse": RootMeanSquaredError,
             "precision": Precision, "recall": Recall, "auc": AUC, "f1_score": F1Score, "fbeta_score": FBetaScore,
             "true_positives": TruePositives, "false_positives": FalsePositives, "true_negatives": TrueNegatives,
-            "false_negatives": FalseNegatives}
-_LOSS_METRICS = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
-                 "kl_divergence", "poisson", "hinge", "squared_hinge", "categorical_hinge", "log_cosh",
-                 "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "cosine_similarity")
+            "false_negatives": FalseNegatives,
+            # Keras resolves a string through its classes' snake-case names (and a few aliases)
+            "binary_crossentropy": BinaryCrossentropy, "bce": BinaryCrossentropy, "BCE": BinaryCrossentropy,
+            "categorical_crossentropy": CategoricalCrossentropy,
+            "sparse_categorical_crossentropy": SparseCategoricalCrossentropy, "kl_divergence": KLDivergence,
+            "poisson": Poisson, "hinge": Hinge, "squared_hinge": SquaredHinge, "categorical_hinge": CategoricalHinge,
+            "log_cosh_error": LogCoshError, "cosine_similarity": CosineSimilarity,
+            "mean_absolute_percentage_error": MeanAbsolutePercentageError, "mape": MeanAbsolutePercentageError,
+            "MAPE": MeanAbsolutePercentageError, "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
+            "msle": MeanSquaredLogarithmicError, "MSLE": MeanSquaredLogarithmicError, "r2_score": R2Score,
+            "binary_io_u": BinaryIoU}
+# Loss functions that are metrics by name only through the function (Keras: keras.metrics.<name>).
+_LOSS_METRICS = ("log_cosh", "logcosh", "kld", "KLD", "huber", "binary_focal_crossentropy",
+                 "categorical_focal_crossentropy")
 
 
 # The per-sample functions that save by name (as Keras saves its own functions): no code is ever saved.
 _FUNCTIONS = {fn.__name__: fn for fn in (
     accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, top_k_categorical_accuracy,
-    sparse_top_k_categorical_accuracy, mean_squared_error, mean_absolute_error)}
+    sparse_top_k_categorical_accuracy, mean_squared_error, mean_absolute_error, binary_crossentropy,
+    binary_focal_crossentropy, categorical_crossentropy, categorical_focal_crossentropy, categorical_hinge, hinge,
+    huber, kl_divergence, log_cosh, mean_absolute_percentage_error, mean_squared_logarithmic_error, poisson,
+    sparse_categorical_crossentropy, squared_hinge)}
+
+
+# The classes that cannot be built without arguments, under their names and Keras's snake-case names.
+_NEEDS_ARGUMENTS = {}
+for _cls, _args in ((IoU, "num_classes, target_class_ids"), (MeanIoU, "num_classes"),
+                    (OneHotIoU, "num_classes, target_class_ids"), (OneHotMeanIoU, "num_classes"),
+                    (PrecisionAtRecall, "recall"), (RecallAtPrecision, "precision"),
+                    (SensitivityAtSpecificity, "specificity"), (SpecificityAtSensitivity, "sensitivity")):
+    _NEEDS_ARGUMENTS[_cls.__name__] = _NEEDS_ARGUMENTS[_keras_snake(_cls.__name__)] = (_args, _cls.__name__)
 
 
 def _valid_names():
@@ -102,6 +144,10 @@ def get(identifier):
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if isinstance(identifier, str):
+        if identifier in _NEEDS_ARGUMENTS:
+            args, class_name = _NEEDS_ARGUMENTS[identifier]
+            raise ValueError(f"Metric {identifier!r} needs constructor arguments ({args}); pass an instance, e.g. "
+                             f"metrics=[keras.metrics.{class_name}(...)].")
         cls = _STRINGS.get(identifier) or _CLASSES.get(identifier)
         if cls is not None:
             return cls(name=identifier)

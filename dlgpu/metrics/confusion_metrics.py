@@ -1,4 +1,6 @@
-"""Thresholded metrics from a confusion matrix: Precision, Recall, TP/FP/TN/FN counts, AUC, F-beta/F1.
+"""Thresholded metrics from a confusion matrix: Precision, Recall, TP/FP/TN/FN counts, the rate-at-rate
+metrics (PrecisionAtRecall, RecallAtPrecision, SensitivityAtSpecificity, SpecificityAtSensitivity), AUC,
+F-beta/F1.
 
 Every prediction is binned with one ``searchsorted`` + ``bincount`` instead of being compared against each
 threshold."""
@@ -8,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from dlgpu.backend import device as _device
-from dlgpu.metrics.base import EPSILON, Metric, _divide_no_nan, _pair, _result, _squeeze_or_expand
+from dlgpu.metrics.base import EPSILON, Metric, _divide_no_nan, _pair, _result, _snake, _squeeze_or_expand
 from dlgpu.ops._core import array_module
 
 
@@ -146,6 +148,107 @@ class TrueNegatives(_Counts):
 
 class FalseNegatives(_Counts):
     _which = "false_negatives"
+
+
+class _AtConstraint(Metric):
+    """Keras's SensitivitySpecificityBase: the confusion counts at ``num_thresholds`` evenly spaced
+    thresholds in [0, 1] (0.5 alone when 1); ``result`` is the best ``dependent`` rate among the thresholds
+    whose ``constrained`` rate is at least ``value`` (0 when none is)."""
+
+    _value_name = None
+
+    def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
+        if value < 0 or value > 1:
+            raise ValueError(f"Argument `{self._value_name}` must be in the range [0, 1]. "
+                             f"Received: {self._value_name}={value}")
+        if num_thresholds <= 0:
+            raise ValueError("Argument `num_thresholds` must be an integer > 0. "
+                             f"Received: num_thresholds={num_thresholds}")
+        self.value = value
+        setattr(self, self._value_name, value)
+        self.num_thresholds = num_thresholds
+        self.class_id = class_id
+        if num_thresholds == 1:
+            self.thresholds = [0.5]
+        else:
+            self.thresholds = [0.0] + [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)] + [1.0]
+        self._sorted = np.asarray(self.thresholds, np.float64)
+        super().__init__(name=name or _snake(type(self).__name__), dtype=dtype)
+
+    def reset_state(self):
+        self.true_positives = self.false_positives = self.true_negatives = self.false_negatives = 0.0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        yt, yp = _pair(y_true, y_pred)
+        yt, yp = _squeeze_or_expand(yt, yp)
+        if self.class_id is not None:
+            yt, yp = yt[..., self.class_id], yp[..., self.class_id]
+        sw = None if sample_weight is None else _pair(sample_weight, yp)[0]
+        if sw is not None and self.class_id is not None and sw.ndim == yp.ndim + 1:
+            sw = sw[..., self.class_id]
+        xp = array_module(yp)
+        thr = self._sorted if xp is np else xp.asarray(self._sorted)
+        tp, fp, tn, fn = _confusion(yt, yp, sw, thr)
+        self.true_positives = self.true_positives + tp
+        self.false_positives = self.false_positives + fp
+        self.true_negatives = self.true_negatives + tn
+        self.false_negatives = self.false_negatives + fn
+
+    def _rates(self):
+        counts = [np.zeros(len(self.thresholds)) if isinstance(a, float) else _device.to_numpy(a) for a in
+                  (self.true_positives, self.false_positives, self.true_negatives, self.false_negatives)]
+        tp, fp, tn, fn = counts
+        return {"sensitivity": _divide_no_nan(tp, tp + fn), "specificity": _divide_no_nan(tn, tn + fp),
+                "precision": _divide_no_nan(tp, tp + fp)}
+
+    def _best(self, constrained, dependent):
+        rates = self._rates()
+        feasible = rates[constrained] >= self.value
+        return _result(np.where(feasible, rates[dependent], 0.0).max(initial=0.0))
+
+    def get_config(self):
+        return {**super().get_config(), "class_id": self.class_id, "num_thresholds": self.num_thresholds,
+                self._value_name: self.value}
+
+
+class SensitivityAtSpecificity(_AtConstraint):
+    _value_name = "specificity"
+
+    def __init__(self, specificity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(specificity, num_thresholds, class_id, name, dtype)
+
+    def result(self):
+        return self._best("specificity", "sensitivity")
+
+
+class SpecificityAtSensitivity(_AtConstraint):
+    _value_name = "sensitivity"
+
+    def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
+
+    def result(self):
+        return self._best("sensitivity", "specificity")
+
+
+class PrecisionAtRecall(_AtConstraint):
+    _value_name = "recall"
+
+    def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(recall, num_thresholds, class_id, name, dtype)
+
+    def result(self):
+        return self._best("sensitivity", "precision")
+
+
+class RecallAtPrecision(_AtConstraint):
+    _value_name = "precision"
+
+    def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(precision, num_thresholds, class_id, name, dtype)
+
+    def result(self):
+        return self._best("precision", "sensitivity")
 
 
 class AUC(Metric):
