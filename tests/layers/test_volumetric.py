@@ -188,7 +188,7 @@ def test_global_pooling_matches_torch(cls, torch_pool):
     (lambda: layers.Conv3D(4, 3, strides=2, dilation_rate=2, name="c"), ValueError, r"'c'.*strides.*dilation_rate"),
     (lambda: layers.Conv3D(5, 3, groups=2, name="c"), ValueError, r"'c'.*groups=2, filters=5"),
     (lambda: layers.Conv3D(0, 3), ValueError, r"filters=0"),
-    (lambda: layers.Conv3D(4, 3, kernel_constraint="non_neg"), NotImplementedError, r"kernel_constraint"),
+    (lambda: layers.Conv3D(4, 3, kernel_constraint="no_such", name="c"), ValueError, r"'c'.*kernel_constraint"),
     (lambda: layers.Conv3DTranspose(4, 3, strides=2, output_padding=2, name="t"), ValueError,
      r"'t'.*output_padding.*strictly less than.*strides"),
     (lambda: layers.Conv3DTranspose(4, 3, output_padding=(0, 0), name="t"), ValueError, r"'t'.*output_padding"),
