@@ -2,18 +2,26 @@
 
 
 from dlgpu.optimizers import schedules
+from dlgpu.optimizers.adadelta import Adadelta
+from dlgpu.optimizers.adafactor import Adafactor
 from dlgpu.optimizers.adagrad import Adagrad
 from dlgpu.optimizers.adam import Adam, AdamW
+from dlgpu.optimizers.adamax import Adamax
 from dlgpu.optimizers.base import Optimizer
+from dlgpu.optimizers.ftrl import Ftrl
+from dlgpu.optimizers.lion import Lion
+from dlgpu.optimizers.nadam import Nadam
 from dlgpu.optimizers.rmsprop import RMSprop
 from dlgpu.optimizers.sgd import SGD
 from dlgpu.utils import unknown_name_error
 
-_CLASSES = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
-_ALIASES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
+_CLASSES = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad, Nadam, Adamax, Adadelta, Lion,
+                                         Ftrl, Adafactor)}
+# Keras's names for compile: each class name in lowercase
+_ALIASES = {name.lower(): cls for name, cls in _CLASSES.items()}
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "schedules", "get", "serialize",
-           "deserialize"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax", "Adadelta", "Lion", "Ftrl",
+           "Adafactor", "schedules", "get", "serialize", "deserialize"]
 
 
 def _unknown(identifier):
