@@ -4,7 +4,8 @@ from dlgpu.models.saving import SavedModelError, load_model, save_model  # noqa:
 
 
 def register_keras_serializable(package="Custom", name=None):
-    """Decorator making a custom Layer or Model loadable by class name (no code is ever saved)."""
+    """Decorator making a custom class (layer, model, regularizer, initializer, constraint...) loadable by
+    class name (no code is ever saved)."""
     from dlgpu.layers import register
     return register(name=name)
 

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+import dlgpu
 from dlgpu import activations, initializers, ops, regularizers
 
 rng = np.random.default_rng(11)
@@ -158,3 +159,30 @@ def test_regularizer_config_and_errors():
         regularizers.get("l3")
     with pytest.raises(ValueError, match="non-negative"):
         regularizers.L2(-1.0)
+
+
+def test_registered_custom_regularizer_and_initializer_survive_save_and_load(tmp_path):
+    """A layer's from_config gets no custom_objects, so loading finds them through the registry."""
+    @dlgpu.saving.register_keras_serializable()
+    class ScaledL2(dlgpu.regularizers.Regularizer):
+        def __init__(self, scale=0.5):
+            self.scale = scale
+
+        def __call__(self, x):
+            return dlgpu.ops.multiply(dlgpu.ops.sum(dlgpu.ops.square(x)), self.scale)
+
+        def get_config(self):
+            return {"scale": self.scale}
+
+    @dlgpu.saving.register_keras_serializable()
+    class Fives(dlgpu.initializers.Initializer):
+        def __call__(self, shape, dtype=None):
+            return np.full(shape, 5.0, dtype or "float32")
+
+    model = dlgpu.Sequential([dlgpu.layers.Input((3,)),
+                              dlgpu.layers.Dense(2, kernel_regularizer=ScaledL2(0.25), kernel_initializer=Fives())])
+    model.compile("sgd", "mse")
+    model.save(tmp_path / "custom.dlgpu")
+    dense = dlgpu.models.load_model(tmp_path / "custom.dlgpu").layers[0]
+    assert isinstance(dense.kernel_regularizer, ScaledL2) and dense.kernel_regularizer.scale == 0.25
+    assert isinstance(dense.kernel_initializer, Fives)
