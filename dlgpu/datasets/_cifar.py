@@ -16,8 +16,7 @@ from ._errors import DatasetFormatError
 
 def load_batches(name, archive, members, label_key, num_classes):
     """``[(x, y), ...]`` for the ``members`` of ``archive``: x uint8 (n, 32, 32, 3), y int64 (n,)."""
-    data = _files.read_keras_file(name, archive)  # verified before anything is unpickled
-    source = f"{name}/{archive}"
+    source, data = _files.read_keras_file(name, archive)  # verified before anything is unpickled
     raw = _pickles.tar_members(data, members, source)
     return [_decode(raw[m], f"{source}:{m}", label_key, num_classes) for m in members]
 

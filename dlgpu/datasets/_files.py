@@ -178,7 +178,7 @@ def _download(filename, expected, mirrors, dest, failures):
 
 
 def read_keras_file(name, remote_name, path=None):
-    """The verified bytes of one file Keras distributes for dataset ``name`` (see ``_checksums``).
+    """The local path and verified bytes of one file Keras distributes for dataset ``name`` (see ``_checksums``).
 
     ``path`` is Keras's ``path=`` argument: the local file name, relative to the dataset directory, or
     an absolute path; by default the file keeps its name on the mirror.  The file is fetched if missing
@@ -205,18 +205,18 @@ def read_keras_file(name, remote_name, path=None):
             f"Delete it (the next load downloads it again unless DLGPU_DATASETS is set) or replace it "
             f"with the file from {url}."
         )
-    return data
+    return file_path, data
 
 
 def read_keras_json(name, remote_name, path=None):
     """The JSON object in a verified Keras file (the word indexes)."""
-    data = read_keras_file(name, remote_name, path)
+    file_path, data = read_keras_file(name, remote_name, path)
     try:
         value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DatasetFormatError(f"{name}/{path or remote_name}: not JSON ({e}).") from e
+        raise DatasetFormatError(f"{file_path}: not JSON ({e}).") from e
     if not isinstance(value, dict):
-        raise DatasetFormatError(f"{name}/{path or remote_name}: expected a JSON object, found {type(value).__name__}.")
+        raise DatasetFormatError(f"{file_path}: expected a JSON object, found {type(value).__name__}.")
     return value
 
 

@@ -20,8 +20,7 @@ def check_test_split(function, test_split):
 
 def load_xy(name, remote_name, path, n_features):
     """The ``x`` (n, n_features) and ``y`` (n,) arrays of a verified Keras ``.npz`` (no pickles allowed)."""
-    data = _files.read_keras_file(name, remote_name, path)
-    source = f"{name}/{path}"
+    source, data = _files.read_keras_file(name, remote_name, path)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as f:
             missing = [k for k in ("x", "y") if k not in f]

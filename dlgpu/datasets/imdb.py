@@ -30,8 +30,7 @@ def load_data(path=DATA, num_words=None, skip_top=0, maxlen=None, seed=113, star
         hint = " (Keras 1's nb_words is num_words)" if "nb_words" in kwargs else ""
         raise TypeError(f"imdb.load_data: unrecognized keyword arguments {sorted(kwargs)}{hint}.")
     _sequences.check_arguments("imdb.load_data", num_words, skip_top, maxlen, start_char, oov_char, index_from)
-    data = _files.read_keras_file(NAME, DATA, path)  # verified before its object arrays are unpickled
-    source = f"{NAME}/{path}"
+    source, data = _files.read_keras_file(NAME, DATA, path)  # verified before its object arrays are unpickled
     arrays = _pickles.load_npz(data, source)
     x_train, y_train, x_test, y_test = _pickles.require(arrays, ("x_train", "y_train", "x_test", "y_test"), source)
     _sequences.check_sequences(x_train, y_train, source, "x_train", "y_train")
