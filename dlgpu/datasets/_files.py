@@ -193,7 +193,8 @@ def read_keras_file(name, remote_name, path=None):
     if local.is_absolute():
         directory, local = local.parent, Path(local.name)
     local = str(local)
-    file_path = fetch(name, {local: expected}, mirrors, (local,), remote={local: remote_name}, directory=directory)[local]
+    paths = fetch(name, {local: expected}, mirrors, (local,), remote={local: remote_name}, directory=directory)
+    file_path = paths[local]
     data = file_path.read_bytes()
     digest = new_hasher(expected)
     digest.update(data)

@@ -94,6 +94,7 @@ def check_arguments(function, num_words, skip_top, maxlen, start_char, oov_char,
 def check_sequences(x, y, source, x_key, y_key):
     if not isinstance(x, np.ndarray) or x.ndim != 1 or not isinstance(y, np.ndarray) or y.shape != x.shape:
         raise DatasetFormatError(
-            f"{source}: {x_key} {getattr(x, 'shape', type(x).__name__)} and {y_key} {getattr(y, 'shape', type(y).__name__)}; "
+            f"{source}: {x_key} {getattr(x, 'shape', type(x).__name__)} and "
+            f"{y_key} {getattr(y, 'shape', type(y).__name__)}; "
             "expected a 1-D array of sequences and one label per sequence."
         )

@@ -26,7 +26,10 @@ def load_data(label_mode="fine"):
     the pickled Python list, which gives int64; we return what Keras returns.)
     """
     if label_mode not in _NUM_CLASSES:
-        raise ValueError(f'cifar100.load_data: `label_mode` must be one of "fine", "coarse". Received: label_mode={label_mode!r}.')
+        raise ValueError(
+            f'cifar100.load_data: `label_mode` must be one of "fine", "coarse". Received: label_mode={label_mode!r}.'
+        )
     key = f"{label_mode}_labels"
-    (x_train, y_train), (x_test, y_test) = _cifar.load_batches(NAME, ARCHIVE, (TRAIN, TEST), key, _NUM_CLASSES[label_mode])
+    batches = _cifar.load_batches(NAME, ARCHIVE, (TRAIN, TEST), key, _NUM_CLASSES[label_mode])
+    (x_train, y_train), (x_test, y_test) = batches
     return (x_train, y_train.reshape(-1, 1)), (x_test, y_test.reshape(-1, 1))

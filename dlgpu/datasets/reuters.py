@@ -37,7 +37,9 @@ def load_data(path=DATA, num_words=None, skip_top=0, maxlen=None, test_split=0.2
     """
     _sequences.check_arguments("reuters.load_data", num_words, skip_top, maxlen, start_char, oov_char, index_from)
     if isinstance(test_split, bool) or not isinstance(test_split, numbers.Real) or not 0 <= test_split <= 1:
-        raise ValueError(f"reuters.load_data: `test_split` must be a number between 0 and 1. Received: test_split={test_split!r}.")
+        raise ValueError(
+            f"reuters.load_data: `test_split` must be a number between 0 and 1. Received: test_split={test_split!r}."
+        )
     source, data = _files.read_keras_file(NAME, DATA, path)  # verified before its object arrays are unpickled
     xs, labels = _pickles.require(_pickles.load_npz(data, source), ("x", "y"), source)
     _sequences.check_sequences(xs, labels, source, "x", "y")
