@@ -1,4 +1,4 @@
-"""Finding, downloading and loading the four IDX files of an MNIST-style dataset.
+"""Finding, downloading and verifying the files of a dataset; loading the four IDX files of MNIST-style ones.
 
 Where the files come from, in order:
 
@@ -8,10 +8,15 @@ Where the files come from, in order:
    ``$XDG_CACHE_HOME/dlgpu``, else ``~/.cache/dlgpu``.  (Keras uses ``~/.keras/datasets``; we
    follow the XDG base-directory convention instead.)
 3. A download from the dataset's mirrors into that cache, tried in order, each file checked against
-   its published MD5 before it is renamed into place, so the cache never holds a partial file.
+   its published checksum (MD5, or SHA-256 as Keras publishes; told apart by length as Keras's
+   ``get_file`` does) before it is renamed into place, so the cache never holds a partial file.
+   A file that is present is never downloaded again.
 
-Checksums guard the download.  Files found in the directories above are not re-hashed (a user may
-hold a re-compressed copy with the same content); they are validated structurally by the IDX reader.
+For the IDX files, checksums guard only the download: files found in the directories above are not
+re-hashed (a user may hold a re-compressed copy with the same content); the IDX reader validates them
+structurally.  The Keras-distributed files (``read_keras_file``) are different: some hold pickles,
+which must not be read unless they are byte for byte the published file, so they are hashed on every
+load, wherever they come from.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.client
+import json
 import logging
 import os
 import tempfile
@@ -28,6 +34,8 @@ from urllib.request import urlopen
 
 import numpy as np
 
+from . import _checksums
+from ._errors import DatasetChecksumError, DatasetFormatError, DatasetNotFoundError
 from ._idx import IMAGES_MAGIC, LABELS_MAGIC, IDXFormatError, read_idx_gz
 
 logger = logging.getLogger("dlgpu")
@@ -40,12 +48,6 @@ FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 DOWNLOAD_TIMEOUT_S = 60
 _CHUNK = 1 << 20
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The files of a dataset are not on this machine and could not be downloaded."""
-
-    __module__ = "dlgpu.datasets"  # the public name, in tracebacks
 
 
 def cache_root():
@@ -66,27 +68,38 @@ def dataset_dir(name):
     return cache_root() / "datasets" / name, False
 
 
-def _how_to_supply(name, directory, missing):
+def _how_to_supply(name, directory, missing, n_files):
+    holds = "all its files" if n_files > 1 else "it"
     return (
         f"Put these files in {directory}:\n"
         + "".join(f"    {f}\n" for f in missing)
-        + f"or set DLGPU_DATASETS to a directory whose '{name}/' subdirectory holds all four files "
+        + f"or set DLGPU_DATASETS to a directory whose '{name}/' subdirectory holds {holds} "
         "(dlgpu then reads only from there and never downloads)."
     )
 
 
-def fetch(name, md5, mirrors):
-    """Return the local paths of the four files of dataset ``name``, downloading the missing ones.
+def fetch(name, checksums, mirrors, files=FILES, *, remote=None, directory=None):
+    """Return the local paths of ``files`` of dataset ``name``, downloading the missing ones.
 
-    ``md5`` maps each file name to its expected MD5 hex digest; ``mirrors`` are base URLs ending in "/".
+    ``checksums`` maps each file name to its expected MD5 or SHA-256 hex digest; ``mirrors`` are base
+    URLs ending in "/".  ``remote`` maps a local file name to the name it has on the mirrors (Keras
+    lets ``path=`` rename the local copy); ``directory`` replaces the dataset directory (an absolute
+    ``path=``).  Missing files are downloaded unless DLGPU_DATASETS is set.
     """
-    directory, explicit = dataset_dir(name)
-    paths = {f: directory / f for f in FILES}
-    missing = [f for f in FILES if not paths[f].is_file()]
+    default_dir, explicit = dataset_dir(name)
+    directory = default_dir if directory is None else directory
+    remote = remote or {}
+    paths = {f: directory / f for f in files}
+    missing = [f for f in files if not paths[f].is_file()]
     if not missing:
         return paths
     if explicit:
-        state = "does not exist" if not directory.is_dir() else f"lacks {len(missing)} of the 4 files"
+        if not directory.is_dir():
+            state = "does not exist"
+        elif len(files) == 1:
+            state = f"lacks {files[0]}"
+        else:
+            state = f"lacks {len(missing)} of the {len(files)} files"
         raise DatasetNotFoundError(
             f"DLGPU_DATASETS is set ({os.environ['DLGPU_DATASETS']!r}), so the {name} files are read only from "
             f"{directory}, which {state}; nothing is downloaded when DLGPU_DATASETS is set.\n"
@@ -95,45 +108,59 @@ def fetch(name, md5, mirrors):
             + "or unset DLGPU_DATASETS to use the cache and download them."
         )
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        for f in missing:
+            paths[f].parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DatasetNotFoundError(
             f"Cannot create the cache directory {directory} to download {name} into ({e}). "
             "Set DLGPU_CACHE to a writable directory, or supply the files yourself. "
-            + _how_to_supply(name, directory, missing)
+            + _how_to_supply(name, directory, missing, len(files))
         ) from e
     failures = []
     for f in missing:
-        if not _download(f, md5[f], mirrors, paths[f], failures):
+        if not _download(remote.get(f, f), checksums[f], mirrors, paths[f], failures):
             still_missing = [m for m in missing if not paths[m].is_file()]
             raise DatasetNotFoundError(
-                f"Could not download {name} file {f} (offline, or every mirror failed):\n"
+                f"Could not download {name} file {remote.get(f, f)} (offline, or every mirror failed):\n"
                 + "".join(f"    {line}\n" for line in failures)
-                + _how_to_supply(name, directory, still_missing)
+                + _how_to_supply(name, directory, still_missing, len(files))
             )
     return paths
 
 
-def _download(filename, expected_md5, mirrors, dest, failures):
+def new_hasher(expected):
+    """A hashlib object for ``expected``: SHA-256 for 64 hex digits, MD5 for 32, as Keras's ``get_file`` decides."""
+    if len(expected) == 64:
+        return hashlib.sha256()
+    if len(expected) == 32:
+        return hashlib.md5(usedforsecurity=False)
+    raise ValueError(f"checksum {expected!r}: expected 32 (MD5) or 64 (SHA-256) hex digits, got {len(expected)}.")
+
+
+def _algorithm(hasher):
+    return "sha256" if hasher.name == "sha256" else "md5"
+
+
+def _download(filename, expected, mirrors, dest, failures):
     """Try each mirror in turn; on success the verified file is at ``dest``. Appends reasons to ``failures``."""
     for base in mirrors:
         url = base + filename
         logger.info("Downloading %s", url)
         # The temporary file sits beside the destination so that os.replace is an atomic rename.
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{filename}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
-            digest = hashlib.md5(usedforsecurity=False)
+            digest = new_hasher(expected)
             with os.fdopen(fd, "wb") as out, urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
                 while chunk := response.read(_CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            if digest.hexdigest() == expected_md5:
+            if digest.hexdigest() == expected:
                 os.replace(tmp, dest)
                 return True
             reason = (
-                f"{url}: checksum mismatch (md5 {digest.hexdigest()}, expected {expected_md5}); "
+                f"{url}: checksum mismatch ({_algorithm(digest)} {digest.hexdigest()}, expected {expected}); "
                 "deleted the partial download"
             )
             logger.warning(reason)
@@ -148,6 +175,50 @@ def _download(filename, expected_md5, mirrors, dest, failures):
             if os.path.exists(tmp):
                 os.unlink(tmp)
     return False
+
+
+def read_keras_file(name, remote_name, path=None):
+    """The local path and verified bytes of one file Keras distributes for dataset ``name`` (see ``_checksums``).
+
+    ``path`` is Keras's ``path=`` argument: the local file name, relative to the dataset directory, or
+    an absolute path; by default the file keeps its name on the mirror.  The file is fetched if missing
+    (as ``fetch`` does), then read whole and hashed; the bytes are returned only if they match the
+    published checksum, so a caller may unpickle them.  Hashing the very bytes that are returned leaves
+    no window for the file to change between the check and the read.
+    """
+    expected = _checksums.CHECKSUMS[name][remote_name]
+    mirrors = _checksums.MIRRORS[name]
+    local = Path(os.fspath(remote_name if path is None else path)).expanduser()
+    directory = None
+    if local.is_absolute():
+        directory, local = local.parent, Path(local.name)
+    local = str(local)
+    paths = fetch(name, {local: expected}, mirrors, (local,), remote={local: remote_name}, directory=directory)
+    file_path = paths[local]
+    data = file_path.read_bytes()
+    digest = new_hasher(expected)
+    digest.update(data)
+    if digest.hexdigest() != expected:
+        url = mirrors[0] + remote_name
+        raise DatasetChecksumError(
+            f"{file_path}: {_algorithm(digest)} {digest.hexdigest()} does not match the published {expected} of "
+            f"{remote_name} ({name}), so it is not read: it is truncated, corrupt, or another file. "
+            f"Delete it (the next load downloads it again unless DLGPU_DATASETS is set) or replace it "
+            f"with the file from {url}."
+        )
+    return file_path, data
+
+
+def read_keras_json(name, remote_name, path=None):
+    """The JSON object in a verified Keras file (the word indexes)."""
+    file_path, data = read_keras_file(name, remote_name, path)
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetFormatError(f"{file_path}: not JSON ({e}).") from e
+    if not isinstance(value, dict):
+        raise DatasetFormatError(f"{file_path}: expected a JSON object, found {type(value).__name__}.")
+    return value
 
 
 def _check_split(images, labels, source):
@@ -184,7 +255,12 @@ def load_idx_dataset(name, md5, mirrors):
 
 def file_md5(path):
     """MD5 hex digest of a file, read in chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
+    return file_digest(path, "0" * 32)
+
+
+def file_digest(path, like):
+    """Hex digest of a file with the algorithm of checksum ``like`` (MD5 or SHA-256), read in chunks."""
+    digest = new_hasher(like)
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)

@@ -17,11 +17,13 @@ import zlib
 
 import numpy as np
 
+from ._errors import DatasetFormatError
+
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 
 
-class IDXFormatError(ValueError):
+class IDXFormatError(DatasetFormatError):
     """A file is not a well-formed gzip IDX file of the expected kind (truncated, corrupt, foreign)."""
 
     __module__ = "dlgpu.datasets"  # the public name, in tracebacks
