@@ -131,7 +131,6 @@ class _Worker:
 
 
 def _workers(count):
-    global _pool
     while len(_pool) < count:
         _pool.append(_Worker(len(_pool)))
     return _pool

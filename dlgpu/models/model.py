@@ -5,8 +5,6 @@ Training, evaluation and prediction live in dlgpu/models/training.py (the one tr
 
 from __future__ import annotations
 
-import numpy as np
-
 from dlgpu.autograd import Tensor, no_grad
 from dlgpu.layers import base as layer_base
 from dlgpu.layers.base import InputLayer, KerasTensor, Layer, flatten, map_structure, ordered_nodes
