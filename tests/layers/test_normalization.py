@@ -4,7 +4,6 @@ Keras's moving-average convention (moving = moving * momentum + batch * (1 - mom
 import numpy as np
 import pytest
 
-import dlgpu
 from dlgpu import layers
 
 from .layer_test_case import run_layer_test
