@@ -679,8 +679,8 @@ class InputLayer(Layer):
                 isinstance(dtype, np.dtype) and dtype.kind in "USO"):
             # Strings stay on the host in dlgpu (TextVectorization, StringLookup); tensors are numeric arrays.
             raise ValueError(f"Input: dtype={dtype!r} is not supported: dlgpu models take numeric tensors. "
-                             f"Vectorize the text before the model (x = text_vectorization(texts)) and start the "
-                             f"model at Input(shape=(sequence_length,), dtype='int64').")
+                             f"Vectorize the text before the model (x = text_vectorization(texts)) and start "
+                             f"the model at Input(shape=(sequence_length,), dtype='int64').")
         super().__init__(name=name or unique_name("input_layer"), dtype=dtype)
         shape = shape if shape is not None else input_shape
         if batch_shape is None:

@@ -269,10 +269,10 @@ class IndexLookup(_HostLayer):
         start = self._token_start_index()
         if self._frozen_vocab_size is not None and self.output_mode != "int" and not self.pad_to_max_tokens \
                 and self.built_once and start + len(tokens) != self._frozen_vocab_size:
-            raise RuntimeError(f"Layer '{self.name}': with output_mode={self.output_mode!r} and "
-                               f"pad_to_max_tokens=False the vocabulary size cannot change after the layer was "
-                               f"called. Old vocab size is {self._frozen_vocab_size}, new vocab size is "
-                               f"{start + len(tokens)}")
+            raise RuntimeError(f"Layer '{self.name}' ({type(self).__name__}): with output_mode="
+                               f"{self.output_mode!r} and pad_to_max_tokens=False the vocabulary size cannot "
+                               f"change after the layer was called. Old vocab size is {self._frozen_vocab_size}, "
+                               f"new vocab size is {start + len(tokens)}")
         self._tokens = list(tokens)
         self._index = {t: start + i for i, t in enumerate(self._tokens)}
         # The mask maps to 0 in int mode and is dropped (-1) by the encodings otherwise.
@@ -354,9 +354,10 @@ class IndexLookup(_HostLayer):
         """Host int64 indices of a host array of keys (mask -> 0 in int mode, -1 = dropped otherwise)."""
         if not self._tokens and not self._has_input_vocabulary and self.output_mode != "int" \
                 and not self.pad_to_max_tokens:
-            raise RuntimeError(f"Layer '{self.name}': when using output_mode={self.output_mode!r} and "
-                               f"pad_to_max_tokens=False, you must set the layer's vocabulary before calling it: "
-                               f"pass a `vocabulary` argument, or call adapt() with some sample data")
+            raise RuntimeError(f"Layer '{self.name}' ({type(self).__name__}): when using output_mode="
+                               f"{self.output_mode!r} and pad_to_max_tokens=False, you must set the layer's "
+                               f"vocabulary before calling it: pass a `vocabulary` argument, or call adapt() with "
+                               f"some sample data")
         flat = keys.reshape(-1)
         if flat.size == 0:
             return np.zeros(keys.shape, np.int64)

@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from dlgpu.layers.lookup import StringLookup, _error, _HostLayer, as_strings, encode, to_device
+from dlgpu.layers.lookup import StringLookup, _error, _HostLayer, as_strings, to_device
 
 # Keras's character class (tf.strings.regex_replace in text_vectorization.py).
 _PUNCTUATION = re.compile(r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']')

@@ -97,6 +97,16 @@ def test_lookup_oov_and_mask_handling():
         strict(["a", "zz"])
     padded = layers.StringLookup(vocabulary=VOCAB, output_mode="count", max_tokens=8, pad_to_max_tokens=True)
     assert _np(padded([["a", "a"]])).shape == (1, 8)
+    # awkward shapes: rank 3 in int and one_hot mode, an empty batch
+    words = np.array([[["a", "zz"], ["d", "a"]]])
+    np.testing.assert_array_equal(_np(layers.StringLookup(vocabulary=VOCAB)(words)), [[[1, 0], [4, 1]]])
+    assert _np(layers.StringLookup(vocabulary=VOCAB, output_mode="one_hot")(words)).shape == (1, 2, 2, 5)
+    assert _np(layers.StringLookup(vocabulary=VOCAB)(np.zeros((0, 3), str))).shape == (0, 3)
+    # IntegerLookup's oov_method="farmhash" hashes the integers' text (BLAKE2b here, not farmhash)
+    hashed = layers.IntegerLookup(vocabulary=IVOCAB, num_oov_indices=3, oov_method="farmhash")
+    first = _np(hashed(np.array([5, 6, 7, 12])))
+    assert first[3] == 3 and set(first[:3]) <= {0, 1, 2}
+    np.testing.assert_array_equal(_np(hashed(np.array([5, 6, 7, 12]))), first)
 
 
 def test_invert_round_trips():
@@ -238,6 +248,7 @@ def test_sequence_padding_truncation_and_batch_shapes():
     assert _np(free(np.array([["a"]]))).shape == (1, 1)  # batch 1 of shape (1, 1)
     assert _np(free(np.array([], dtype=str))).shape == (0, 0)
     assert _np(free([b"a", b"c"])).tolist() == [[2], [4]]  # bytes are UTF-8
+    assert _np(free(np.array(["a b", "c"], dtype=object))).tolist() == [[2, 3], [4, 0]]
 
 
 def test_text_vectorization_output_modes_and_tf_idf_reference():
@@ -263,6 +274,9 @@ def test_text_vectorization_output_modes_and_tf_idf_reference():
     out = _np(tfidf([query]))
     assert out.shape == (1, 6)
     np.testing.assert_allclose(out[0], tf * idf, rtol=1e-6)
+    # outside int mode the output width is the vocabulary size, fixed once the layer has been called
+    with pytest.raises(RuntimeError, match="vocabulary size cannot change after the layer was called"):
+        multi.adapt(texts + ["brand new words"])
     hot = layers.TextVectorization(output_mode="one_hot", split=None, vocabulary=["x", "y"])
     np.testing.assert_array_equal(_np(hot(["y", "q"])), [[0, 0, 1], [1, 0, 0]])
 
