@@ -29,9 +29,9 @@ from dlgpu.layers.lookup import Hashing, IntegerLookup, StringLookup
 from dlgpu.layers.preprocessing import CategoryEncoding, Discretization, Normalization, Rescaling
 from dlgpu.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from dlgpu.layers.regularization import ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise
-from dlgpu.layers.text_vectorization import TextVectorization
 from dlgpu.layers.reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D,
                                     UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
+from dlgpu.layers.text_vectorization import TextVectorization
 from dlgpu.layers.wrappers import TimeDistributed
 
 _BUILTIN = {cls.__name__: cls for cls in (

@@ -130,6 +130,8 @@ class IndexLookup(_HostLayer):
     """Shared logic of StringLookup and IntegerLookup (Keras's IndexLookup): vocabulary[0] is the mask token
     (when one is set and output_mode='int'), then ``num_oov_indices`` OOV slots, then the tokens."""
 
+    built_once = False  # set by the first call: outside int mode the output width is fixed from then on
+
     def __init__(self, max_tokens, num_oov_indices, mask_token, oov_token, vocabulary_dtype, vocabulary=None,
                  idf_weights=None, invert=False, output_mode="int", sparse=False, pad_to_max_tokens=False,
                  oov_method="floormod", **kwargs):
@@ -282,7 +284,6 @@ class IndexLookup(_HostLayer):
         self._vocab_array = None
         self._frozen_vocab_size = self.vocabulary_size()
 
-    built_once = False
 
     # -- adapt -------------------------------------------------------------------------------------
     def adapt(self, data, batch_size=None, steps=None):
