@@ -25,11 +25,13 @@ from dlgpu.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePoo
 from dlgpu.layers.image_augmentation import (RandomBrightness, RandomContrast, RandomFlip, RandomRotation,
                                              RandomTranslation, RandomZoom)
 from dlgpu.layers.image_preprocessing import CenterCrop, RandomCrop, Resizing
+from dlgpu.layers.lookup import Hashing, IntegerLookup, StringLookup
 from dlgpu.layers.preprocessing import CategoryEncoding, Discretization, Normalization, Rescaling
 from dlgpu.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from dlgpu.layers.regularization import ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise
 from dlgpu.layers.reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D,
                                     UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
+from dlgpu.layers.text_vectorization import TextVectorization
 from dlgpu.layers.wrappers import TimeDistributed
 
 _BUILTIN = {cls.__name__: cls for cls in (
@@ -44,7 +46,8 @@ _BUILTIN = {cls.__name__: cls for cls in (
     RMSNormalization, Identity, Dot, TimeDistributed, ZeroPadding1D, ZeroPadding3D, Cropping1D, Cropping3D,
     UpSampling1D, UpSampling3D,
     Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
-    Masking, Conv3D, Conv3DTranspose, MaxPooling3D, AveragePooling3D, GlobalMaxPooling3D, GlobalAveragePooling3D)}
+    Masking, Conv3D, Conv3DTranspose, MaxPooling3D, AveragePooling3D, GlobalMaxPooling3D, GlobalAveragePooling3D,
+    StringLookup, IntegerLookup, Hashing, TextVectorization)}
 _custom = {}
 
 

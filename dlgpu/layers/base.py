@@ -675,6 +675,12 @@ class InputLayer(Layer):
     _accepts_integer_inputs = True
 
     def __init__(self, shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, input_shape=None, **kwargs):
+        if dtype in ("string", "str", str, bytes, object, "object") or (
+                isinstance(dtype, np.dtype) and dtype.kind in "USO"):
+            # Strings stay on the host in dlgpu (TextVectorization, StringLookup); tensors are numeric arrays.
+            raise ValueError(f"Input: dtype={dtype!r} is not supported: dlgpu models take numeric tensors. "
+                             f"Vectorize the text before the model (x = text_vectorization(texts)) and start "
+                             f"the model at Input(shape=(sequence_length,), dtype='int64').")
         super().__init__(name=name or unique_name("input_layer"), dtype=dtype)
         shape = shape if shape is not None else input_shape
         if batch_shape is None:
