@@ -291,7 +291,8 @@ def _dataset_samples(dataset):
             raise ValueError("split_dataset: `dataset` is a PyDataset with no batches")
         batch_size = len(batches[0][0] if isinstance(batches[0], (tuple, list)) else batches[0])
         if isinstance(batches[0], (tuple, list)):
-            return tuple(np.concatenate([np.asarray(b[k]) for b in batches]) for k in range(len(batches[0]))), batch_size
+            parts = range(len(batches[0]))
+            return tuple(np.concatenate([np.asarray(b[k]) for b in batches]) for k in parts), batch_size
         return np.concatenate([np.asarray(b) for b in batches]), batch_size
     raise TypeError(f"split_dataset: `dataset` must be a numpy array, a tuple/list of arrays, or a "
                     f"dlgpu.utils.PyDataset; received {type(dataset).__module__}.{type(dataset).__qualname__}")

@@ -51,7 +51,8 @@ def timeseries_dataset_from_array(data, targets, sequence_length, sequence_strid
     if targets is not None:
         targets = np.asarray(targets)
         if targets.ndim == 0:
-            raise ValueError(f"{_WHAT}: `targets` must be an array with one target per step, or None; received a scalar")
+            raise ValueError(f"{_WHAT}: `targets` must be an array with one target per step, or None; received "
+                             f"a scalar")
     _check_int("sequence_length", sequence_length, 1)
     _check_int("sequence_stride", sequence_stride, 1)
     _check_int("sampling_rate", sampling_rate, 1)
