@@ -102,6 +102,9 @@ def encode_labels(labels, label_mode, num_classes):
     """Integer class labels in Keras's encoding: int32 (n,) for 'int', float32 (n, 1) for 'binary',
     float32 one-hot (n, num_classes) for 'categorical'."""
     labels = np.asarray(labels, dtype=np.int32)
+    if label_mode == "categorical" and labels.size and labels.max() >= num_classes:
+        raise ValueError(f"label_mode='categorical': the labels must lie in [0, {num_classes}) (one per class); "
+                         f"received a label {labels.max()}")
     if label_mode == "binary":
         return labels.astype(np.float32)[:, None]
     if label_mode == "categorical":
@@ -289,6 +292,9 @@ def _dataset_samples(dataset):
         batches = [dataset[i] for i in range(len(dataset))]
         if not batches:
             raise ValueError("split_dataset: `dataset` is a PyDataset with no batches")
+        if isinstance(batches[0], dict):
+            raise TypeError("split_dataset: `dataset` is a PyDataset whose batches are dicts; only array or tuple "
+                            "batches can be split")
         batch_size = len(batches[0][0] if isinstance(batches[0], (tuple, list)) else batches[0])
         if isinstance(batches[0], (tuple, list)):
             parts = range(len(batches[0]))

@@ -109,6 +109,8 @@ def test_binary_labels_and_explicit_labels(image_dir):
     ds = image_dataset_from_directory(image_dir, labels=explicit, image_size=(4, 4), shuffle=False, verbose=False)
     np.testing.assert_array_equal(everything(ds)[1], explicit)
     assert ds.class_names == [str(i) for i in range(12)]
+    with pytest.raises(ValueError, match="categorical.*labels"):
+        image_dataset_from_directory(image_dir, labels=[0, 7] * 6, label_mode="categorical", verbose=False)
 
 
 @pytest.mark.parametrize("color_mode,channels", [("grayscale", 1), ("rgb", 3), ("rgba", 4)])

@@ -193,3 +193,13 @@ def test_split_bad_dataset():
         split_dataset("abc", left_size=0.5)
     with pytest.raises(ValueError, match="first dimension"):
         split_dataset((np.arange(4), np.arange(5)), left_size=0.5)
+
+    class Dicts(PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return {"a": np.zeros((2, 1))}
+
+    with pytest.raises(TypeError, match="dicts"):
+        split_dataset(Dicts(), left_size=0.5)
