@@ -30,9 +30,10 @@ class BatchDataset(PyDataset):
     timeseries_dataset_from_array, image_dataset_from_directory, text_dataset_from_directory and
     split_dataset return where Keras returns a tf.data.Dataset.
 
-    A subclass sets ``self._num_samples`` and ``self._batch_size`` (None: one sample at a time, as Keras's
-    ``batch_size=None``) and implements ``_samples(indices)``, the batch of the samples at ``indices``
-    (positions in the current order).  With ``shuffle`` the order is a fresh permutation every epoch
+    A subclass passes the number of samples and ``batch_size`` (None: one sample at a time, as Keras's
+    ``batch_size=None``) to ``__init__`` and implements ``_samples(indices, single)``, the batch of the
+    samples at ``indices`` (sample numbers, already put in the current order), or the one sample when
+    ``single``.  With ``shuffle`` the order is a fresh permutation every epoch
     (drawn in ``on_epoch_end`` from a generator seeded with ``seed``, so a seed repeats the whole
     sequence of epochs)."""
 
