@@ -335,6 +335,25 @@ class Layer:
         for v, w in zip(params, weights):
             v.assign(_device.to_device(np.asarray(w, dtype=v.data.dtype), v.device))
 
+    # -- the layer's place in functional graphs -----------------------------------------------------
+    @property
+    def input(self):
+        """The symbolic input of the layer's first call in a functional graph (Keras: node 0)."""
+        return self._first_node("input").inputs
+
+    @property
+    def output(self):
+        """The symbolic output of the layer's first call in a functional graph, e.g. to build a feature
+        extractor: ``Model(model.inputs, model.get_layer("conv").output)``."""
+        return self._first_node("output").outputs
+
+    def _first_node(self, what):
+        nodes = self.__dict__.get("_inbound_nodes")
+        if not nodes:
+            raise AttributeError(f"Layer '{self.name}' has never been called on a symbolic input (dlgpu.Input) and "
+                                 f"thus has no defined {what}.")
+        return nodes[0]
+
     def count_params(self):
         if not self.built:
             raise ValueError(f"You tried to call `count_params` on layer '{self.name}', but the layer isn't built. "
@@ -695,8 +714,8 @@ class InputLayer(Layer):
                                  f"received shape={tuple(batch_shape[1:])}")
         self.batch_shape = tuple(batch_shape)
         self.built = True
-        self.output = KerasTensor(self.batch_shape, self.dtype, name=self.name, history=(self, 0, 0))
-        self._inbound_nodes.append(Node(self, [], self.output, {}))
+        tensor = KerasTensor(self.batch_shape, self.dtype, name=self.name, history=(self, 0, 0))
+        self._inbound_nodes.append(Node(self, [], tensor, {}))  # `self.output` reads it back
 
     def call(self, inputs):
         return inputs

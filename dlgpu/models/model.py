@@ -130,6 +130,22 @@ class Model(Trainer, Layer):
         return [layer for layer in self._layers if not isinstance(layer, InputLayer) or self._functional]
 
     @property
+    def input(self):
+        """The model's symbolic input(s), as passed to Model(inputs=...): a tensor, or a list/dict of them."""
+        return self._graph_ends("_nested_inputs", "inputs") or super().input
+
+    @property
+    def output(self):
+        return self._graph_ends("_nested_outputs", "outputs") or super().output
+
+    def _graph_ends(self, nested, flat):
+        structure = self.__dict__.get(nested)
+        if structure is not None:
+            return structure
+        tensors = self.__dict__.get(flat) or []
+        return tensors[0] if len(tensors) == 1 else (tensors or None)
+
+    @property
     def input_shape(self):
         """The input's shape with None for the batch (a list of them for several inputs), as in Keras."""
         return self._symbolic_shapes("inputs")

@@ -228,3 +228,32 @@ def test_slicing_a_keras_tensor():
     model = dlgpu.Model(inp, inp[:, :2])
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     np.testing.assert_array_equal(model(x).numpy(), x[:, :2])
+
+
+def test_layer_and_model_input_output_build_feature_extractors():
+    """Keras's transfer-learning and Grad-CAM idiom: a new Model from a trained model's inputs to the
+    outputs of its inner layers (node 0 of each layer, as Keras 3)."""
+    inp = dlgpu.Input(shape=(6,), name="x")
+    hidden = layers.Dense(4, activation="relu", name="hidden")(inp)
+    out = layers.Dense(2, name="out")(hidden)
+    model = dlgpu.Model(inp, out)
+    assert model.input is inp and model.output is out
+    assert model.get_layer("hidden").input is inp and model.get_layer("hidden").output is hidden
+    x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
+    grad_model = dlgpu.Model(model.inputs, [model.get_layer("hidden").output, model.output])
+    h, y = grad_model.predict(x, verbose=0)
+    np.testing.assert_allclose(h, model.get_layer("hidden")(x).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(y, model.predict(x, verbose=0), rtol=1e-6)
+
+    seq = dlgpu.Sequential([dlgpu.Input((6,)), layers.Dense(5, name="a"), layers.Dense(2, name="b")])
+    features = dlgpu.Model(seq.input, seq.get_layer("a").output)
+    np.testing.assert_allclose(features.predict(x, verbose=0), seq.get_layer("a")(x).numpy(), rtol=1e-6)
+    assert seq.output.shape == (None, 2)
+
+    p, q = dlgpu.Input((2,), name="p"), dlgpu.Input((2,), name="q")
+    merged = layers.Concatenate()([p, q])
+    two = dlgpu.Model({"p": p, "q": q}, {"sum": layers.Dense(1)(merged)})
+    assert two.input == {"p": p, "q": q} and set(two.output) == {"sum"}
+    assert two.get_layer(merged._history[0].name).input == [p, q]
+    with pytest.raises(AttributeError, match="'lonely' has never been called on a symbolic input"):
+        layers.Dense(2, name="lonely").output
