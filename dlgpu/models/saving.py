@@ -257,3 +257,34 @@ def load_weights(model, filepath):
         raise ValueError(f"Model '{model.name}' is not built, so its weights cannot be loaded yet; call it on data "
                          f"or build(input_shape) first.")
     _assign_weights(model, saved, filepath)
+
+
+def save_training_state(model, filepath, progress=None):
+    """The weights and the optimizer's state, without the architecture: what callbacks.BackupAndRestore
+    needs to resume a fit in the model that is training (which may be a subclassed model with no config).
+    ``progress`` (a JSON-able dict, e.g. the epoch reached) goes in the same file, so that the two can
+    never disagree."""
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "weights_only": True,
+                "num_weights": len(model.weights), "dlgpu_version": _version(), "progress": progress}
+    weights = _weights_bytes(model, _optimizer_arrays(model))
+
+    def write(handle):
+        with zipfile.ZipFile(handle, "w") as archive:
+            archive.writestr(_METADATA, json.dumps(metadata))
+            archive.writestr(_WEIGHTS, weights)
+    _atomic_write(filepath, write)
+
+
+def load_training_state(model, filepath):
+    """Put back what save_training_state wrote: the weights, and the optimizer's state when the model is
+    compiled and the file has one (the optimizer is built on the model's weights first, as load_model does).
+    Returns the ``progress`` saved with them."""
+    archive, _ = _open(filepath)
+    with archive:
+        progress = _read_json(archive, _METADATA, filepath).get("progress")
+        saved, optimizer_state = _read_weights(archive, filepath)
+    _assign_weights(model, saved, filepath)
+    optimizer = model.optimizer if getattr(model, "compiled", False) else None
+    if optimizer_state and optimizer is not None:
+        _restore_optimizer_state(model, optimizer, optimizer_state, filepath)
+    return progress
