@@ -241,3 +241,22 @@ def test_backup_dir_keeps_other_files(tmp_path):
     (tmp_path / "notes.txt").write_text("keep me")
     _fit(_model(), [keras.callbacks.BackupAndRestore(tmp_path)])
     assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
+@pytest.mark.gpu
+def test_backup_on_gpu_resumes_and_matches_the_cpu_run(tmp_path):
+    """A backup written while training on the GPU restores into GPU arrays (weights and Adam's slots) and the
+    resumed run ends where an uninterrupted CPU run does."""
+    import dlgpu
+    reference = _model()
+    _fit(reference, [])
+    with dlgpu.device("gpu"):
+        model = _model()
+        with pytest.raises(RuntimeError):
+            _fit(model, [keras.callbacks.BackupAndRestore(tmp_path), _Interrupt(epoch=2)])
+        model = _model()
+        _fit(model, [keras.callbacks.BackupAndRestore(tmp_path)])
+        assert all(w.device.kind == "gpu" for w in model.weights)
+        assert all(v.device.kind == "gpu" for v in model.optimizer._slot_variables)
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
