@@ -202,6 +202,7 @@ class name_scope:  # noqa: N801 - Keras's name
         self._saved = None
         return False
 
+
 # Bumped whenever a variable gains or loses a constraint, so that an optimizer re-lists its constrained
 # variables only then, not by scanning every variable every step.
 constraint_version = [0]

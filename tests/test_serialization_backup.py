@@ -62,8 +62,7 @@ def test_serialize_errors_name_the_object():
         saving.deserialize_keras_object({}, bogus=1)
 
 
-@saving.register_keras_serializable(package="MyPkg")
-class Scale(keras.layers.Layer):
+class ScaleBy(keras.layers.Layer):
     def __init__(self, factor=2.0, **kwargs):
         super().__init__(**kwargs)
         self.factor = factor
@@ -75,16 +74,27 @@ class Scale(keras.layers.Layer):
         return {**super().get_config(), "factor": self.factor}
 
 
-def test_registered_classes_keras_names():
-    assert saving.get_registered_name(Scale) == "MyPkg>Scale"
-    assert saving.get_registered_object("MyPkg>Scale") is Scale
+@pytest.fixture
+def registered_scale():
+    """ScaleBy registered as Keras's "MyPkg>ScaleBy" for one test (the registry is process-wide)."""
+    from dlgpu.layers import _custom
+    saving.register_keras_serializable(package="MyPkg")(ScaleBy)
+    yield
+    saving._REGISTERED_OBJECTS.pop("MyPkg>ScaleBy")
+    saving._REGISTERED_NAMES.pop(ScaleBy)
+    _custom.pop("ScaleBy")
+
+
+def test_registered_classes_keras_names(registered_scale):
+    assert saving.get_registered_name(ScaleBy) == "MyPkg>ScaleBy"
+    assert saving.get_registered_object("MyPkg>ScaleBy") is ScaleBy
     assert saving.get_registered_name(keras.layers.Dense) == "Dense"
     assert saving.get_registered_object("Nope") is None
     assert saving.get_registered_object("Nope", custom_objects={"Nope": int}) is int
-    config = saving.serialize_keras_object(Scale(3.0))
-    assert config["registered_name"] == "MyPkg>Scale"
+    config = saving.serialize_keras_object(ScaleBy(3.0))
+    assert config["registered_name"] == "MyPkg>ScaleBy"
     restored = saving.deserialize_keras_object(config)
-    assert isinstance(restored, Scale) and restored.factor == 3.0
+    assert isinstance(restored, ScaleBy) and restored.factor == 3.0
     with pytest.raises(ValueError, match="get_config"):
         saving.register_keras_serializable()(type("NoConfig", (), {}))
 
@@ -93,7 +103,7 @@ def test_registered_classes_keras_names():
 def _functional():
     inputs = keras.Input((5,))
     hidden = keras.layers.Dense(4, activation="tanh")(inputs)
-    outputs = keras.layers.Dense(2)(Scale(0.5)(hidden))
+    outputs = keras.layers.Dense(2)(ScaleBy(0.5)(hidden))
     return keras.Model(inputs, outputs)
 
 
@@ -102,7 +112,7 @@ def test_model_from_json_rebuilds_the_architecture_keras_snippet():
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", metrics=["mae"])
     json_string = model.to_json()
     assert json.loads(json_string)["class_name"] in ("Model", "Functional")
-    new_model = keras.models.model_from_json(json_string)
+    new_model = keras.models.model_from_json(json_string, custom_objects={"ScaleBy": ScaleBy})
     assert [type(layer).__name__ for layer in new_model.layers] == [type(layer).__name__ for layer in model.layers]
     assert [w.shape for w in new_model.weights] == [w.shape for w in model.weights]
     assert new_model.compiled and type(new_model.optimizer).__name__ == "SGD"
