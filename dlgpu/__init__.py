@@ -11,7 +11,7 @@ from dlgpu.backend import host_memory as _host_memory
 
 _host_memory.tune()
 
-from dlgpu.autograd import GradientTape, Tensor, Variable, no_grad  # noqa: E402
+from dlgpu.autograd import GradientTape, Tensor, Variable, name_scope, no_grad  # noqa: E402
 from dlgpu.backend.device import (Device, DeviceError, device, get_device, gpu_available, set_device, to_device,
                                   to_numpy)
 from dlgpu import ops
@@ -37,12 +37,16 @@ from dlgpu import activations, constraints, initializers, regularizers  # noqa: 
 from dlgpu import losses, metrics, optimizers  # noqa: E402
 from dlgpu import callbacks, layers, models, datasets  # noqa: E402
 from dlgpu.layers import Input, InputSpec, Layer  # noqa: E402
+from dlgpu.layers.base import KerasTensor  # noqa: E402
 from dlgpu.models import Model, Sequential  # noqa: E402
 from dlgpu import saving, utils  # noqa: E402
 from dlgpu import random  # noqa: E402
+from dlgpu import config, tree  # noqa: E402
+from dlgpu.config import DTypePolicy  # noqa: E402
 
 
 __all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceError", "device", "get_device",
            "gpu_available", "set_device", "to_device", "to_numpy", "ops", "stop_gradient", "set_random_seed",
            "activations", "constraints", "initializers", "regularizers", "losses", "metrics", "optimizers",
-           "callbacks", "layers", "models", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils"]
+           "callbacks", "layers", "models", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils",
+           "config", "tree", "KerasTensor", "name_scope", "DTypePolicy"]

@@ -152,6 +152,57 @@ def make_result(data, parents, backward):
 
 _variable_ids = itertools.count()
 
+
+class _ScopeState(threading.local):
+    def __init__(self):
+        self.names = []  # the open name scopes, innermost last
+
+
+_scope_state = _ScopeState()
+
+
+def current_path():
+    """The open name scopes joined with "/" ("" outside any)."""
+    return "/".join(_scope_state.names)
+
+
+def scoped_path(name):
+    """``name`` under the open name scopes: the ``path`` a variable created now gets."""
+    prefix = current_path()
+    return f"{prefix}/{name}" if prefix else name
+
+
+class name_scope:  # noqa: N801 - Keras's name
+    """keras.name_scope: variables created inside get ``scope/`` before their path (``block1/dense/kernel``),
+    as in Keras; their ``name`` stays as it was.  Only the path changes: saved files match weights by
+    position, so a scope never stops a file from loading.
+
+    ``override_parent`` starts the path afresh from that value; ``deduplicate`` skips a scope with the same
+    name as the innermost one; ``caller`` is accepted, as Keras's layers pass it."""
+
+    def __init__(self, name, caller=None, deduplicate=True, override_parent=None):
+        if not isinstance(name, str) or not name.strip("/"):
+            raise ValueError(f"name_scope: `name` must be a non-empty string. Received: name={name!r}")
+        self.name = name.strip("/")
+        self.caller = caller
+        self.deduplicate = deduplicate
+        self.override_parent = override_parent
+        self._saved = None
+
+    def __enter__(self):
+        self._saved = list(_scope_state.names)
+        if self.override_parent is not None:
+            _scope_state.names = [n for n in str(self.override_parent).split("/") if n]
+        if not (self.deduplicate and _scope_state.names and _scope_state.names[-1] == self.name):
+            _scope_state.names.append(self.name)
+        return self
+
+    def __exit__(self, *exc_info):
+        _scope_state.names = self._saved
+        self._saved = None
+        return False
+
+
 # Bumped whenever a variable gains or loses a constraint, so that an optimizer re-lists its constrained
 # variables only then, not by scanning every variable every step.
 constraint_version = [0]
@@ -185,7 +236,7 @@ class Variable(Tensor):
         if shape is not None and tuple(self.data.shape) != tuple(shape):
             raise ValueError(f"dlgpu.Variable '{name}': initial value has shape {self.data.shape}, expected {tuple(shape)}.")
         self.name = name or f"variable_{next(_variable_ids)}"
-        self.path = self.name
+        self.path = scoped_path(self.name)
         self.trainable = bool(trainable)
         self._tracked = self.trainable
         self._regularizer = regularizer

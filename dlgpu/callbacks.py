@@ -12,6 +12,8 @@ import warnings
 
 import numpy as np
 
+from dlgpu import config
+
 
 class Callback:
     """Base class: override the hooks you need; ``self.model`` and ``self.params`` are set by fit."""
@@ -186,7 +188,8 @@ class ProgbarLogger(Callback):
     def _start(self, desc, total):
         self._epoch_start = time.perf_counter()
         verbose = self.params.get("verbose", 1)
-        tqdm = self._tqdm() if verbose == 1 else None
+        # keras.config.disable_interactive_logging(): one line per epoch, as verbose=2, for log files
+        tqdm = self._tqdm() if verbose == 1 and config.is_interactive_logging_enabled() else None
         self._bar = tqdm(total=total, desc=desc, unit="step", leave=True, dynamic_ncols=True, file=sys.stdout) if tqdm else None
         self._last = 0.0
 
@@ -350,6 +353,86 @@ class ModelCheckpoint(Callback):
             self.model.save_weights(path)
         else:
             self.model.save(path)
+
+
+class BackupAndRestore(Callback):
+    """Resume a fit that was interrupted (an exception, a killed process) where it stopped, as Keras's.
+
+    After each epoch (or every ``save_freq`` batches) the model's weights and the optimizer's state go to
+    ``backup_dir``, with the epoch reached.  When fit starts again with this callback, on the same model
+    or on a freshly built one, it puts both back and training resumes at the first epoch not completed;
+    a backup taken mid-epoch (integer ``save_freq``) resumes that epoch from its first batch, as in Keras.
+    A fit that ends normally deletes the backup (unless ``delete_checkpoint=False``): the next fit
+    starts from scratch.  The batch order of a shuffled fit is not part of the backup, so a resumed run
+    matches an uninterrupted one weight for weight only when ``shuffle=False``.
+
+    The backup is one file, ``backup_dir/latest.weights.dlgpu``: dlgpu's weights format plus the
+    optimizer's variables and the epoch reached, written to a temporary file and renamed, so an
+    interruption mid-save leaves the previous backup whole.  (Keras writes two files; one file cannot
+    hold weights from one epoch and an epoch number from another.)  ``double_checkpoint`` is refused: the
+    atomic write already guarantees a readable backup.
+    """
+
+    _WEIGHTS = "latest.weights.dlgpu"
+
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError("BackupAndRestore: empty `backup_dir` argument passed.")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq <= 0):
+            raise ValueError(f"BackupAndRestore: `save_freq` must be 'epoch' or a positive integer (a number of "
+                             f"batches). Received: save_freq={save_freq!r}")
+        if double_checkpoint:
+            raise NotImplementedError("BackupAndRestore: `double_checkpoint=True` is not supported: dlgpu writes "
+                                      "each backup to a temporary file and renames it, so the latest backup is "
+                                      "always complete.")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.delete_checkpoint = delete_checkpoint
+        self._weights_path = os.path.join(self.backup_dir, self._WEIGHTS)
+        self._current_epoch = 0
+        self._batches_since_save = 0
+
+    def on_train_begin(self, logs=None):
+        if not self.model.built:
+            raise ValueError(f"BackupAndRestore: model '{self.model.name}' must be built before fit starts, so "
+                             f"that a backup can be restored into it.")
+        self._current_epoch = 0
+        self._batches_since_save = 0
+        if not os.path.exists(self._weights_path):
+            return
+        from dlgpu.models.saving import load_training_state
+        progress = load_training_state(self.model, self._weights_path) or {}
+        epoch = int(progress.get("epoch", 0))
+        self._current_epoch = epoch
+        self.model._initial_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_since_save += 1
+        if self._batches_since_save >= self.save_freq:
+            self._batches_since_save = 0
+            self._save(batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._current_epoch = epoch + 1
+        if self.save_freq == "epoch":
+            self._save(0)
+
+    def _save(self, batch):
+        from dlgpu.models.saving import save_training_state
+        os.makedirs(self.backup_dir, exist_ok=True)
+        save_training_state(self.model, self._weights_path, progress={"epoch": self._current_epoch, "batch": batch})
+
+    def on_train_end(self, logs=None):
+        if not self.delete_checkpoint:
+            return
+        # Only our files: backup_dir may be a folder the user keeps other things in.
+        if os.path.exists(self._weights_path):
+            os.remove(self._weights_path)
+        if os.path.isdir(self.backup_dir) and not os.listdir(self.backup_dir):
+            os.rmdir(self.backup_dir)
 
 
 class LearningRateScheduler(Callback):

@@ -1,7 +1,8 @@
 """keras.random: random tensors on the current device.
 
 Values are drawn on the host from dlgpu's generator (reseeded by ``dlgpu.set_random_seed``), or from a
-fresh generator when ``seed`` is given, so a seed gives the same values on the CPU and on a GPU.
+fresh generator when ``seed`` is given, so a seed gives the same values on the CPU and on a GPU.  An integer
+seed gives the same values at every call; a SeedGenerator gives new ones at every call, in a repeatable order.
 """
 
 from __future__ import annotations
@@ -12,8 +13,49 @@ from dlgpu.autograd import Tensor
 from dlgpu.backend import device as _device
 
 
+class SeedGenerator:
+    """keras.random.SeedGenerator: a seed that advances with each draw.  Pass it as ``seed=`` to the
+    functions here: each call then gives new values, and the same sequence from run to run.
+
+    ``next()`` returns the current state, ``[0, seed]`` then ``[0, seed + 1]`` … (uint32, as Keras).  The state
+    lives on the host, where dlgpu.random draws, so advancing it costs no device transfer.  Without a seed,
+    the seed is drawn from dlgpu's generator (so ``dlgpu.set_random_seed`` makes it reproducible)."""
+
+    def __init__(self, seed=None, name=None, **kwargs):
+        if kwargs:
+            raise ValueError(f"SeedGenerator: unrecognized keyword argument(s) {sorted(kwargs)}")
+        if seed is None:
+            from dlgpu.ops.nn import _generator
+            seed = int(_generator(np).integers(0, 2**31 - 1))
+        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"SeedGenerator: argument `seed` must be an integer. Received: seed={seed!r}")
+        self._initial_seed = int(seed)
+        self.name = name or "seed_generator"
+        self.state = np.array([0, self._initial_seed % 2**32], dtype=np.uint32)
+
+    def next(self, ordered=True):
+        current = self.state.copy()
+        self.state = self.state + np.array([0, 1], dtype=np.uint32)
+        return current
+
+    def get_config(self):
+        return {"seed": self._initial_seed}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<SeedGenerator seed={self._initial_seed}, state={self.state.tolist()}>"
+
+
 def _rng(seed):
+    if isinstance(seed, SeedGenerator):
+        return np.random.default_rng([int(s) for s in seed.next()])
     if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"dlgpu.random: `seed` must be an integer, a dlgpu.random.SeedGenerator or None. "
+                             f"Received: seed={seed!r}")
         return np.random.default_rng(seed)
     from dlgpu.ops.nn import _generator
     return _generator(np)

@@ -5,18 +5,35 @@ import numpy as _np
 
 
 def floatx():
-    """The default float type: always float32 in dlgpu."""
-    return "float32"
+    """The default float type: always float32 in dlgpu (see dlgpu.config)."""
+    from dlgpu import config
+    return config.floatx()
+
+
+def set_floatx(value):
+    from dlgpu import config
+    config.set_floatx(value)
 
 
 def epsilon():
     """The fuzz factor Keras uses in numeric expressions (losses clip probabilities to [eps, 1 - eps])."""
-    return 1e-7
+    from dlgpu import config
+    return config.epsilon()
+
+
+def set_epsilon(value):
+    from dlgpu import config
+    config.set_epsilon(value)
 
 
 def image_data_format():
     """dlgpu layers are channels_last (NHWC), as Keras's default."""
     return "channels_last"
+
+
+def set_image_data_format(data_format):
+    from dlgpu import config
+    config.set_image_data_format(data_format)
 
 
 def clear_session():

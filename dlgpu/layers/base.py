@@ -20,7 +20,7 @@ from collections import defaultdict
 import numpy as np
 
 from dlgpu import ops
-from dlgpu.autograd import Tensor, Variable, no_grad
+from dlgpu.autograd import Tensor, Variable, current_path, no_grad
 from dlgpu.backend import device as _device
 
 _name_counts = defaultdict(int)
@@ -194,6 +194,8 @@ class Layer:
         object.__setattr__(self, "_layers", [])
         object.__setattr__(self, "_tracked_variables", [])
         self.name = name or unique_name(_snake_case(type(self).__name__))
+        # As Keras: a layer's variables are under the name scopes open when it was made, not when it is built.
+        self._parent_path = current_path()
         self._trainable = bool(trainable)
         self.dtype = np.dtype(dtype or "float32").name if not isinstance(dtype, dict) else "float32"
         self.built = False
@@ -239,7 +241,9 @@ class Layer:
         variable = Variable(value, dtype=dtype or self.dtype, trainable=trainable,
                             name=name, regularizer=regularizers.get(regularizer),
                             constraint=constraints.get(constraint))
-        variable.path = f"{self.name}/{name}" if name else self.name
+        parent = getattr(self, "_parent_path", "")
+        own = f"{self.name}/{name}" if name else self.name
+        variable.path = f"{parent}/{own}" if parent else own
         if not any(variable is v for v in self._tracked_variables):
             self._tracked_variables.append(variable)
         return variable

@@ -3,6 +3,6 @@
 from dlgpu.models.cloning import clone_model
 from dlgpu.models.model import Model
 from dlgpu.models.sequential import Sequential
-from dlgpu.models.saving import load_model, save_model
+from dlgpu.models.saving import load_model, model_from_json, save_model
 
-__all__ = ["Model", "Sequential", "clone_model", "load_model", "save_model"]
+__all__ = ["Model", "Sequential", "clone_model", "load_model", "model_from_json", "save_model"]

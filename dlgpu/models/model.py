@@ -199,6 +199,11 @@ class Model(Trainer, Layer):
         from dlgpu.models.saving import save_model
         save_model(self, filepath, overwrite=overwrite)
 
+    def to_json(self, **kwargs):
+        """The architecture (and compile settings) as JSON; keras.models.model_from_json rebuilds it."""
+        from dlgpu.models.saving import model_to_json
+        return model_to_json(self, **kwargs)
+
     def save_weights(self, filepath, overwrite=True):
         from dlgpu.models.saving import save_weights
         save_weights(self, filepath, overwrite=overwrite)

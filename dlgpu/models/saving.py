@@ -90,8 +90,7 @@ def save_model(model, filepath, overwrite=True):
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built yet, so it has no weights to save; call it on data, "
                          f"fit it, or build(input_shape) first.")
-    config = {"class_name": type(model).__name__, "config": model.get_config(),
-              "compile_config": compile_config(model), "build_input_shape": _jsonable_shape(model._build_shapes)}
+    config = _model_config(model)
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "dlgpu_version": _version(), "num_weights": len(model.weights)}
     weights = _weights_bytes(model, _optimizer_arrays(model))
@@ -102,6 +101,57 @@ def save_model(model, filepath, overwrite=True):
             archive.writestr(_CONFIG, json.dumps(config, indent=1))
             archive.writestr(_WEIGHTS, weights)
     _atomic_write(filepath, write)
+
+
+def _model_config(model):
+    """The architecture (and compile settings) as a JSON-able dict: config.json, and Model.to_json."""
+    return {"class_name": type(model).__name__, "config": model.get_config(),
+            "compile_config": compile_config(model), "build_input_shape": _jsonable_shape(model._build_shapes)}
+
+
+def _model_from_config(config, custom_objects, source):
+    """An unbuilt-weights model from _model_config's dict, built to its saved input shape."""
+    from dlgpu import layers
+    try:
+        model = layers.deserialize({"class_name": config["class_name"], "config": config["config"]}, custom_objects)
+    except (KeyError, TypeError) as exc:
+        raise SavedModelError(f"{source}: the architecture config is damaged: {exc}") from None
+    if not model.built and config.get("build_input_shape") is not None:
+        shape = config["build_input_shape"]
+        model.build(tuple(shape) if all(s is None or isinstance(s, int) for s in shape) else shape)
+    return model
+
+
+def model_to_json(model, **kwargs):
+    """Model.to_json: the architecture and compile settings (no weights) as a JSON string; ``kwargs`` go
+    to json.dumps (``indent=2`` …)."""
+    if not isinstance(model, _model_class()):
+        raise TypeError(f"to_json: expected a dlgpu Model; received {type(model).__name__}")
+    return json.dumps({**_model_config(model), "keras_version": _version(), "backend": "dlgpu"}, **kwargs)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """keras.models.model_from_json: the model Model.to_json described, with fresh weights (compiled if it
+    was).  Only known or ``custom_objects`` classes are made: no code is read from the string."""
+    try:
+        config = json.loads(json_string)
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"model_from_json: not a JSON string: {exc}") from None
+    if not isinstance(config, dict) or "class_name" not in config or "config" not in config:
+        raise ValueError("model_from_json: expected the JSON of a model (a dict with 'class_name' and 'config', "
+                         "as Model.to_json writes).")
+    model = _model_from_config(config, custom_objects, "model_from_json")
+    compile_settings = config.get("compile_config")
+    if compile_settings:
+        arguments = compile_arguments(compile_settings, custom_objects, "model_from_json")
+        if arguments is not None:
+            model.compile(**arguments)
+    return model
+
+
+def _model_class():
+    from dlgpu.models.model import Model
+    return Model
 
 
 def _jsonable_shape(shape):
@@ -180,7 +230,6 @@ def _assign_weights(model, saved, filepath):
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # noqa: A002 - Keras signature
     """Rebuild a model saved with ``model.save``: architecture, weights and (if any, unless compile=False)
     compile settings and optimizer state."""
-    from dlgpu import layers
     archive, names = _open(filepath)
     with archive:
         if _CONFIG not in names:
@@ -188,13 +237,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # 
                                   f"model in code and call model.load_weights on it.")
         config = _read_json(archive, _CONFIG, filepath)
         saved, optimizer_state = _read_weights(archive, filepath)
-    try:
-        model = layers.deserialize({"class_name": config["class_name"], "config": config["config"]}, custom_objects)
-    except (KeyError, TypeError) as exc:
-        raise SavedModelError(f"{os.fspath(filepath)!r}: the architecture config is damaged: {exc}") from None
-    if not model.built and config.get("build_input_shape") is not None:
-        shape = config["build_input_shape"]
-        model.build(tuple(shape) if all(s is None or isinstance(s, int) for s in shape) else shape)
+    model = _model_from_config(config, custom_objects, repr(os.fspath(filepath)))
     _assign_weights(model, saved, filepath)
     if compile:
         _compile_from_config(model, config.get("compile_config"), optimizer_state, custom_objects, filepath)
@@ -257,3 +300,34 @@ def load_weights(model, filepath):
         raise ValueError(f"Model '{model.name}' is not built, so its weights cannot be loaded yet; call it on data "
                          f"or build(input_shape) first.")
     _assign_weights(model, saved, filepath)
+
+
+def save_training_state(model, filepath, progress=None):
+    """The weights and the optimizer's state, without the architecture: what callbacks.BackupAndRestore
+    needs to resume a fit in the model that is training (which may be a subclassed model with no config).
+    ``progress`` (a JSON-able dict, e.g. the epoch reached) goes in the same file, so that the two can
+    never disagree."""
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "weights_only": True,
+                "num_weights": len(model.weights), "dlgpu_version": _version(), "progress": progress}
+    weights = _weights_bytes(model, _optimizer_arrays(model))
+
+    def write(handle):
+        with zipfile.ZipFile(handle, "w") as archive:
+            archive.writestr(_METADATA, json.dumps(metadata))
+            archive.writestr(_WEIGHTS, weights)
+    _atomic_write(filepath, write)
+
+
+def load_training_state(model, filepath):
+    """Put back what save_training_state wrote: the weights, and the optimizer's state when the model is
+    compiled and the file has one (the optimizer is built on the model's weights first, as load_model does).
+    Returns the ``progress`` saved with them."""
+    archive, _ = _open(filepath)
+    with archive:
+        progress = _read_json(archive, _METADATA, filepath).get("progress")
+        saved, optimizer_state = _read_weights(archive, filepath)
+    _assign_weights(model, saved, filepath)
+    optimizer = model.optimizer if getattr(model, "compiled", False) else None
+    if optimizer_state and optimizer is not None:
+        _restore_optimizer_state(model, optimizer, optimizer_state, filepath)
+    return progress

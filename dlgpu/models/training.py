@@ -503,6 +503,9 @@ class Trainer:
 
     def _train_epochs(self, run_epoch, validate, validation_freq, initial_epoch, epochs, cbs):
         cbs.on_train_begin()
+        # As Keras: a callback that restored a backup (BackupAndRestore) says where to resume; read once.
+        resume_at, self._initial_epoch = getattr(self, "_initial_epoch", None), None
+        initial_epoch = resume_at or initial_epoch
         logs = {}
         for epoch in range(initial_epoch, epochs):
             self._reset_metrics()

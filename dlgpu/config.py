@@ -1,0 +1,210 @@
+"""keras.config: the process-wide settings Keras code reads and sets.
+
+dlgpu honours what it can and refuses the rest by name, so a script never trains in a precision or layout
+it did not ask for:
+
+- float type and dtype policy: float32 only.  The CUDA kernels (gemm, conv, softmax cross-entropy,
+  optimizers) are written for float32, and mixed precision would need loss scaling dlgpu does not have.
+- epsilon: honoured; the losses, metrics and constraints read it when they run.
+- image data format: channels_last only (dlgpu's conv and pooling layers are NHWC).
+- backend(): ``"dlgpu"``.  Keras code compares it with "tensorflow", "jax" and "torch" to reach for that
+  framework's own API (tf.data, jax.jit, torch.compile); none of those would work on dlgpu's tensors, and
+  "numpy" makes libraries skip training ("numpy backend does not support fit").  With a name of its own,
+  such code takes its backend-neutral branch, which is the one written against keras.ops.
+- interactive logging: honoured; when off, fit/evaluate/predict print one line per epoch instead of a bar.
+- unsafe deserialization, traceback filtering: accepted flags with nothing to switch (see each function).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_SUPPORTED_FLOATX = "float32"
+_state = {"epsilon": 1e-7, "interactive_logging": True, "traceback_filtering": True, "unsafe_deserialization": False}
+
+
+def backend():
+    """The backend's name: ``"dlgpu"`` (see the module docstring for why not one of Keras's)."""
+    return "dlgpu"
+
+
+# -- float type -------------------------------------------------------------------------------------
+def _dtype_name(value, argument):
+    try:
+        return np.dtype(value).name
+    except TypeError:
+        if str(value) == "bfloat16":
+            return "bfloat16"
+        raise ValueError(f"Unknown `{argument}`: {value!r}; expected a float dtype name such as 'float32'.") from None
+
+
+def floatx():
+    """The default float type of layers, initializers and keras.random: ``"float32"``."""
+    return _SUPPORTED_FLOATX
+
+
+def set_floatx(value):
+    """Accepts ``"float32"`` (the only float type dlgpu computes in); any other type raises."""
+    name = _dtype_name(value, "floatx")
+    if name not in ("float16", "float32", "float64", "bfloat16"):
+        raise ValueError(f"set_floatx: {value!r} is not a float type; expected one of 'float16', 'bfloat16', "
+                         f"'float32', 'float64'.")
+    if name != _SUPPORTED_FLOATX:
+        raise NotImplementedError(
+            f"set_floatx({value!r}): dlgpu computes in float32 only (its CUDA kernels and optimizers are "
+            f"float32); 'float32' is the only supported floatx.")
+
+
+# -- epsilon ----------------------------------------------------------------------------------------
+def _epsilon_modules():
+    """The modules whose EPSILON constant the loss, metric and constraint code reads when it runs."""
+    from dlgpu import constraints, losses, metrics
+    from dlgpu.metrics import base, confusion_metrics, iou_metrics
+    return (losses, metrics, base, confusion_metrics, iou_metrics, constraints)
+
+
+def epsilon():
+    """The fuzz factor of numeric expressions (probabilities are clipped to [epsilon, 1 - epsilon])."""
+    return _state["epsilon"]
+
+
+def set_epsilon(value):
+    """Set the fuzz factor used from now on by the losses, metrics and constraints (the optimizers keep
+    their own ``epsilon`` argument, as in Keras)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"set_epsilon: expected a small positive number; received {value!r}")
+    value = float(value)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"set_epsilon: expected a number in (0, 1); received {value!r}")
+    _state["epsilon"] = value
+    for module in _epsilon_modules():
+        module.EPSILON = value
+
+
+# -- image data format ------------------------------------------------------------------------------
+def image_data_format():
+    """``"channels_last"``: dlgpu's image layers are NHWC."""
+    return "channels_last"
+
+
+def set_image_data_format(data_format):
+    """Accepts ``"channels_last"``; ``"channels_first"`` raises (dlgpu's image layers are NHWC only)."""
+    normalized = str(data_format).lower()
+    if normalized not in ("channels_last", "channels_first"):
+        raise ValueError(f"set_image_data_format: expected 'channels_first' or 'channels_last'; received "
+                         f"{data_format!r}")
+    if normalized != "channels_last":
+        raise NotImplementedError("set_image_data_format('channels_first'): dlgpu's conv, pooling and image "
+                                  "layers are channels_last (NHWC) only; transpose images to NHWC instead.")
+
+
+# -- dtype policy -----------------------------------------------------------------------------------
+class DTypePolicy:
+    """keras.DTypePolicy, for the one policy dlgpu runs: ``"float32"`` (variables and computation)."""
+
+    def __init__(self, name=None):
+        name = _SUPPORTED_FLOATX if name is None else name
+        if not isinstance(name, str):
+            raise TypeError(f"DTypePolicy: `name` must be a string; received name={name!r}")
+        if name in ("mixed_float16", "mixed_bfloat16"):
+            raise NotImplementedError(
+                f"DTypePolicy({name!r}): dlgpu has no mixed precision: its kernels compute in float32 and it "
+                f"has no loss scaling. Use 'float32'.")
+        if name in ("float16", "bfloat16", "float64"):
+            raise NotImplementedError(f"DTypePolicy({name!r}): dlgpu computes in float32 only. Use 'float32'.")
+        if name != _SUPPORTED_FLOATX:
+            raise ValueError(f"DTypePolicy: unknown policy {name!r}; dlgpu supports 'float32'.")
+        self._name = name
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def compute_dtype(self):
+        return self._name
+
+    @property
+    def variable_dtype(self):
+        return self._name
+
+    def get_config(self):
+        return {"name": self._name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return isinstance(other, DTypePolicy) and other.name == self.name
+
+    def __hash__(self):
+        return hash(self._name)
+
+    def __repr__(self):
+        return f'<DTypePolicy "{self._name}">'
+
+
+_policy = DTypePolicy()
+
+
+def dtype_policy():
+    """The global dtype policy: ``DTypePolicy("float32")``."""
+    return _policy
+
+
+def set_dtype_policy(policy):
+    """Accepts ``"float32"`` or ``DTypePolicy("float32")``; mixed and other precisions raise."""
+    if isinstance(policy, DTypePolicy):
+        return
+    if isinstance(policy, str):
+        DTypePolicy(policy)  # raises for anything but float32
+        return
+    raise ValueError(f"set_dtype_policy: expected a policy name or a DTypePolicy; received {policy!r}")
+
+
+# -- logging and tracebacks -------------------------------------------------------------------------
+def is_interactive_logging_enabled():
+    """Whether fit/evaluate/predict draw a live progress bar (verbose=1); when off they print one line per
+    epoch, which suits log files."""
+    return _state["interactive_logging"]
+
+
+def enable_interactive_logging():
+    _state["interactive_logging"] = True
+
+
+def disable_interactive_logging():
+    _state["interactive_logging"] = False
+
+
+def is_traceback_filtering_enabled():
+    """The flag Keras code sets.  dlgpu filters no frames either way: its errors are raised from the user's
+    call with the layer, argument and shapes named, so the full traceback is short already."""
+    return _state["traceback_filtering"]
+
+
+def enable_traceback_filtering():
+    _state["traceback_filtering"] = True
+
+
+def disable_traceback_filtering():
+    _state["traceback_filtering"] = False
+
+
+# -- deserialization --------------------------------------------------------------------------------
+def enable_unsafe_deserialization():
+    """Accepted and recorded, with nothing to unlock: dlgpu never saves or loads code (no lambdas, no
+    pickles), so every file it can read is safe to read.  A saved Lambda layer still cannot be loaded."""
+    _state["unsafe_deserialization"] = True
+
+
+def is_unsafe_deserialization_enabled():
+    return _state["unsafe_deserialization"]
+
+
+__all__ = ["backend", "floatx", "set_floatx", "epsilon", "set_epsilon", "image_data_format",
+           "set_image_data_format", "DTypePolicy", "dtype_policy", "set_dtype_policy",
+           "is_interactive_logging_enabled", "enable_interactive_logging", "disable_interactive_logging",
+           "is_traceback_filtering_enabled", "enable_traceback_filtering", "disable_traceback_filtering",
+           "enable_unsafe_deserialization"]
