@@ -40,9 +40,11 @@ from dlgpu.layers import Input, InputSpec, Layer  # noqa: E402
 from dlgpu.models import Model, Sequential  # noqa: E402
 from dlgpu import saving, utils  # noqa: E402
 from dlgpu import random  # noqa: E402
+from dlgpu import applications  # noqa: E402
 
 
 __all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceError", "device", "get_device",
            "gpu_available", "set_device", "to_device", "to_numpy", "ops", "stop_gradient", "set_random_seed",
            "activations", "constraints", "initializers", "regularizers", "losses", "metrics", "optimizers",
-           "callbacks", "layers", "models", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils"]
+           "callbacks", "layers", "models", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils",
+           "applications"]
