@@ -1,4 +1,4 @@
-"""dlgpu.applications: VGG16, ResNet50/101/152 and MobileNetV2 as Keras builds them.
+"""dlgpu.applications: VGG16, ResNet50/101/152, MobileNet and MobileNetV2 as Keras builds them.
 
 Keras is not installed here, so Keras's numbers stand in the tests as constants: the parameter counts
 of keras.io/api/applications and Keras's own tests, layer counts (len(model.layers), the TensorFlow
@@ -21,7 +21,7 @@ import pytest
 
 import dlgpu
 from dlgpu import applications, layers
-from dlgpu.applications import _weights, imagenet_utils, mobilenet_v2, resnet, resnet50, vgg16
+from dlgpu.applications import _weights, imagenet_utils, mobilenet, mobilenet_v2, resnet, resnet50, vgg16
 from dlgpu.datasets import _files
 from dlgpu.models import load_model
 
@@ -78,6 +78,8 @@ def md5(path):
     (applications.ResNet152, {"include_top": False}, 58_370_944, 515, (None, None, None, 2048)),
     (applications.MobileNetV2, {}, 3_538_984, 156, (None, 1000)),
     (applications.MobileNetV2, {"include_top": False}, 2_257_984, 154, (None, None, None, 1280)),
+    (applications.MobileNet, {}, 4_253_864, 91, (None, 1000)),
+    (applications.MobileNet, {"include_top": False}, 3_228_864, 86, (None, None, None, 1024)),
 ])
 def test_parameter_and_layer_counts_are_keras(build, kwargs, params, n_layers, output_shape):
     model = build(weights=None, **kwargs)
@@ -293,6 +295,7 @@ def _perturb(model, seed=0):
     (applications.ResNet50, {}),
     (applications.MobileNetV2, {"alpha": 0.35}),
     (applications.VGG16, {"pooling": "max"}),
+    (applications.MobileNet, {"alpha": 0.25, "depth_multiplier": 2}),
 ])
 def test_weights_round_trip_through_a_keras_h5_file(build, kwargs, tmp_path):
     source = build(include_top=False, weights=None, input_shape=SMALL, **kwargs)
@@ -348,6 +351,24 @@ def test_mobilenet_v2_imagenet_file_name_and_url(tmp_path):
     assert str(tmp_path / "cache" / "models" / name) in str(info.value)
     with pytest.warns(UserWarning, match="224"), pytest.raises(FileNotFoundError, match="_1.0_224_no_top.h5"):
         applications.MobileNetV2(input_shape=(160, 128, 3), include_top=False, weights="imagenet")
+
+
+@needs_h5py
+def test_mobilenet_v1_top_names_and_imagenet_file(tmp_path):
+    model = applications.MobileNet(weights=None, input_shape=SMALL, alpha=0.5, classes=4)
+    names = [layer.name for layer in model.layers]
+    assert names[-4:] == ["dropout", "conv_preds", "reshape_2", "predictions"]
+    assert "conv_pad_2" in names and "conv_pad_3" not in names and "conv_dw_13_bn" in names
+    assert model.name == "mobilenet_0.50_32" and model.get_layer("conv_pw_13").filters == 512
+    x = mobilenet.preprocess_input(np.random.default_rng(8).uniform(0, 255, (2,) + SMALL).astype("float32"))
+    probs = model.predict(x, verbose=0)
+    assert probs.shape == (2, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(FileNotFoundError) as info:
+        applications.MobileNet(alpha=0.75, input_shape=(160, 160, 3), include_top=False)
+    assert mobilenet.BASE_WEIGHT_PATH + "mobilenet_7_5_160_tf_no_top.h5" in str(info.value)
+    with pytest.raises(ValueError, match="depth multiplier must be 1"):
+        applications.MobileNet(depth_multiplier=2)
 
 
 @needs_h5py
