@@ -36,9 +36,11 @@ def get_file(file_name, url, file_hash=None, what="this file"):
     """The local path of ``file_name`` in the models cache, downloaded from ``url`` if missing or corrupt."""
     directory = models_dir()
     path = directory / file_name
+    state = "is not in the cache"
     if path.is_file():
         if file_hash is None or _files.file_digest(path, file_hash) == file_hash:
             return path
+        state = "in the cache does not match its published hash"
         logger.warning("%s does not match its published hash %s (corrupt or another file); downloading it again",
                        path, file_hash)
     base, remote = url.rsplit("/", 1)
@@ -53,7 +55,7 @@ def get_file(file_name, url, file_hash=None, what="this file"):
         if _files._download(remote, file_hash, [base + "/"], path, failures):
             return path
     raise FileNotFoundError(
-        f"Could not get {what}: {file_name} is not in the cache ({path}) and downloading it from {url} failed "
+        f"Could not get {what}: {file_name} {state} ({path}) and downloading it from {url} failed "
         "(offline?):\n" + "".join(f"    {line}\n" for line in failures)
         + f"Download {url} yourself and put it at {path} (or set DLGPU_CACHE to a directory whose models/ "
         "folder holds it)" + (", or pass the path of a local weights file as `weights=`." if what.startswith(

@@ -4,6 +4,7 @@ predictions into class names, the input-shape rules, and the helpers their build
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -214,7 +215,6 @@ def validate_activation(classifier_activation, weights):
 
 def check_weights_argument(weights, include_top, classes):
     """Keras's checks of ``weights`` and ``classes``, shared by every application."""
-    import os
     if not (weights in {"imagenet", None} or (isinstance(weights, (str, os.PathLike)) and os.path.exists(weights))):
         raise ValueError("The `weights` argument should be either `None` (random initialization), 'imagenet' "
                          "(pre-training on ImageNet), or the path to the weights file to be loaded.  "
