@@ -11,7 +11,8 @@ import numpy as np
 
 from dlgpu import activations
 from dlgpu.applications._weights import get_file
-from dlgpu.layers.base import InputLayer, KerasTensor, ordered_nodes
+from dlgpu.layers import register
+from dlgpu.layers.base import InputLayer, KerasTensor, Layer, ordered_nodes
 
 CLASS_INDEX = None
 CLASS_INDEX_PATH = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
@@ -106,12 +107,33 @@ def _preprocess_tensor(x, data_format, mode):
     return x
 
 
+@register
+class ImageNetPreprocessing(Layer):
+    """``preprocess_input`` as a layer, so that a model calling it on a symbolic tensor saves and loads
+    (Keras records the ops; dlgpu saves no Python code, so a Lambda would not do)."""
+
+    def __init__(self, mode="caffe", data_format="channels_last", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in {"caffe", "torch"}:
+            raise ValueError(f"ImageNetPreprocessing: mode must be 'caffe' or 'torch' ('tf' is a Rescaling); "
+                             f"received mode={mode!r}")
+        self.mode, self.data_format = mode, data_format
+
+    def call(self, inputs):
+        return _preprocess_tensor(inputs, self.data_format, self.mode)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "data_format": self.data_format}
+
+
 def _preprocess_symbolic(x, data_format, mode):
     from dlgpu import layers
     if mode == "tf":
-        # A Rescaling layer, so a model holding it saves and loads like any other.
         return layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)
-    return layers.Lambda(lambda t: _preprocess_tensor(t, data_format, mode), name=None)(x)
+    return ImageNetPreprocessing(mode=mode, data_format=data_format)(x)
 
 
 def decode_predictions(preds, top=5):

@@ -226,12 +226,16 @@ def test_preprocess_input_dtypes_in_place_and_tensors():
         vgg16.preprocess_input(x, data_format="nhwc")
 
 
-@pytest.mark.parametrize("module", [vgg16, mobilenet_v2])
-def test_preprocess_input_inside_a_model(module):
+@pytest.mark.parametrize("mode", ["caffe", "tf", "torch"])
+def test_preprocess_input_inside_a_model_saves_and_loads(mode, tmp_path):
     inp = dlgpu.Input(shape=(5, 4, 3))
-    model = dlgpu.Model(inp, module.preprocess_input(inp))
+    model = dlgpu.Model(inp, imagenet_utils.preprocess_input(inp, mode=mode))
     x = _image_batch()
-    np.testing.assert_allclose(model.predict(x, verbose=0), module.preprocess_input(x.copy()), rtol=1e-5, atol=1e-4)
+    expected = imagenet_utils.preprocess_input(x.copy(), mode=mode)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-4)
+    model.save(tmp_path / "pre.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "pre.keras").predict(x, verbose=0), expected, rtol=1e-5,
+                               atol=1e-4)
 
 
 # -- decode_predictions ------------------------------------------------------------------------------------
@@ -455,6 +459,10 @@ def test_keras_transfer_learning_guide_pattern_trains_saves_and_loads(tmp_path):
         from_logits=True))
     model.fit(xs[:4], ys[:4], batch_size=4, epochs=1, verbose=0)
     assert not np.array_equal(base.get_layer("conv1_conv").get_weights()[0], conv_before)
+    path = tmp_path / "transfer.keras"
+    model.save(path)
+    restored = load_model(path)
+    np.testing.assert_allclose(restored.predict(xs, verbose=0), model.predict(xs, verbose=0), rtol=1e-4, atol=1e-4)
 
 
 def test_mobilenet_v2_transfer_model_with_rescaling_saves_and_loads(tmp_path):
