@@ -41,7 +41,7 @@ from dlgpu.layers.base import KerasTensor  # noqa: E402
 from dlgpu.models import Model, Sequential  # noqa: E402
 from dlgpu import saving, utils  # noqa: E402
 from dlgpu import random  # noqa: E402
-from dlgpu import config, tree  # noqa: E402
+from dlgpu import applications, config, tree  # noqa: E402
 from dlgpu.config import DTypePolicy  # noqa: E402
 
 
@@ -49,4 +49,4 @@ __all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceErr
            "gpu_available", "set_device", "to_device", "to_numpy", "ops", "stop_gradient", "set_random_seed",
            "activations", "constraints", "initializers", "regularizers", "losses", "metrics", "optimizers",
            "callbacks", "layers", "models", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils",
-           "config", "tree", "KerasTensor", "name_scope", "DTypePolicy"]
+           "config", "tree", "KerasTensor", "name_scope", "DTypePolicy", "applications"]
