@@ -1,4 +1,5 @@
-"""MultiHeadAttention and Attention (Keras 3's keras/src/layers/attention/), from differentiable ops only.
+"""MultiHeadAttention, Attention and AdditiveAttention (Keras 3's keras/src/layers/attention/), from
+differentiable ops only.
 
 MultiHeadAttention keeps Keras's weights, so Keras weights load as they are (same shapes, same order):
 query/key/value kernels (dim, num_heads, key_dim|value_dim) with biases (num_heads, key_dim|value_dim), and
@@ -418,3 +419,41 @@ class Attention(_ReturnsScores):
     def get_config(self):
         return {**super().get_config(), "use_scale": self.use_scale, "score_mode": self.score_mode,
                 "dropout": self.dropout, "seed": self.seed}
+
+
+class AdditiveAttention(Attention):
+    """keras.layers.AdditiveAttention (Bahdanau): scores[b, i, j] = sum_d scale_d * tanh(query[b, i, d] +
+    key[b, j, d]), with a learned ``scale`` of shape (dim,) (glorot_uniform) when use_scale; masks, dropout
+    and the rest are Attention's."""
+
+    def __init__(self, use_scale=True, dropout=0.0, **kwargs):
+        if "score_mode" in kwargs:
+            raise ValueError(f"AdditiveAttention: `score_mode` is not an argument (the score is always additive). "
+                             f"Received: score_mode={kwargs['score_mode']!r}")
+        super().__init__(use_scale=use_scale, dropout=dropout, **kwargs)
+
+    def build(self, input_shape):
+        self._validate(input_shape, "input_shape")
+        for name, shape in zip(("query", "value", "key"), input_shape):
+            if len(shape) != 3:
+                raise ValueError(f"Layer '{self.name}' (AdditiveAttention): `{name}` must be (batch, length, dim). "
+                                 f"Received: {name} shape {tuple(shape)}")
+        query_dim, key_dim = input_shape[0][-1], input_shape[-1][-1]
+        if query_dim is None or (key_dim is not None and key_dim != query_dim):
+            raise ValueError(f"Layer '{self.name}' (AdditiveAttention): query and key need the same known last "
+                             f"dimension. Received: query shape {tuple(input_shape[0])}, key shape "
+                             f"{tuple(input_shape[-1])}")
+        if self.use_scale:
+            self.scale = self.add_weight((query_dim,), "glorot_uniform", name="scale")
+        self.built = True
+
+    def _scores(self, query, key):
+        pairs = ops.tanh(ops.add(ops.expand_dims(query, -2), ops.expand_dims(key, -3)))  # (B, Tq, Tv, dim)
+        if self.scale is not None:
+            pairs = ops.multiply(self.scale, pairs)
+        return ops.sum(pairs, axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["score_mode"]
+        return config
