@@ -158,9 +158,11 @@ class StackedRNNCells(Layer):
     are the cells' states, in order."""
 
     def __init__(self, cells, **kwargs):
-        super().__init__(**kwargs)
         if not isinstance(cells, (list, tuple)) or not cells:
             raise ValueError(f"StackedRNNCells: `cells` must be a non-empty list of cells; received {cells!r}")
+        if kwargs.get("dtype") is None:  # computing in the cells' dtype: a float32 stack would cast their inputs
+            kwargs["dtype"] = getattr(cells[0], "dtype", None)
+        super().__init__(**kwargs)
         self.cells = [_check_cell("StackedRNNCells", c) for c in cells]
 
     @property
