@@ -349,7 +349,7 @@ class Attention(_ReturnsScores):
     def _validate(self, inputs, what="inputs"):
         if (not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3
                 or any(i is None or isinstance(i, numbers.Integral) for i in inputs)):  # one shape, not a list
-            raise ValueError(f"Layer '{self.name}' (Attention) must be called on a list [query, value] or "
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) must be called on a list [query, value] or "
                              f"[query, value, key]. Received: {what}={inputs!r}")
 
     def build(self, input_shape):
