@@ -8,7 +8,6 @@ import pytest
 
 import dlgpu
 from dlgpu import layers, ops
-from dlgpu.layers import recurrent
 from dlgpu.models import load_model
 
 from helpers import assert_model_on_gpu_matches_cpu, check_gradients
@@ -113,7 +112,8 @@ def test_cell_matches_torch(kind):
         tape.watch(xs)
         output, new_states = cell(xs[0], list(xs[1:]))
         new_states = new_states if isinstance(new_states, list) else [new_states]
-        loss = sum(ops.sum(ops.multiply(t, dlgpu.Tensor(s, dtype="float64"))) for t, s in zip([output] + new_states, seeds))
+        loss = sum(ops.sum(ops.multiply(t, dlgpu.Tensor(s, dtype="float64")))
+                   for t, s in zip([output] + new_states, seeds))
     grads = tape.gradient(loss, xs + cell.trainable_weights)
 
     module = _torch_cell(kind, cell)
