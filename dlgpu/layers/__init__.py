@@ -3,7 +3,8 @@
 import inspect
 
 from dlgpu.layers.activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
-from dlgpu.layers.attention import AdditiveAttention, Attention, MultiHeadAttention
+from dlgpu.layers.attention import (AdditiveAttention, Attention, GroupedQueryAttention, GroupQueryAttention,
+                                    MultiHeadAttention)
 from dlgpu.layers.base import Input, InputLayer, InputSpec, KerasTensor, Layer
 from dlgpu.layers.conv import Conv1D, Conv2D, Conv3D, Convolution1D, Convolution2D, Convolution3D
 from dlgpu.layers.conv_transpose import (Conv1DTranspose, Conv2DTranspose, Conv3DTranspose, Convolution1DTranspose,
@@ -50,7 +51,8 @@ _BUILTIN = {cls.__name__: cls for cls in (
     Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
     Masking, Conv3D, Conv3DTranspose, MaxPooling3D, AveragePooling3D, GlobalMaxPooling3D, GlobalAveragePooling3D,
     StringLookup, IntegerLookup, Hashing, TextVectorization, RNN, SimpleRNNCell, LSTMCell, GRUCell,
-    StackedRNNCells, PReLU, AdditiveAttention, EinsumDense)}
+    StackedRNNCells, PReLU, AdditiveAttention, EinsumDense, GroupedQueryAttention)}
+_BUILTIN["GroupQueryAttention"] = GroupedQueryAttention
 _custom = {}
 
 
