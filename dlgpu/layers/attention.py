@@ -1,5 +1,5 @@
-"""MultiHeadAttention, Attention and AdditiveAttention (Keras 3's keras/src/layers/attention/), from
-differentiable ops only.
+"""MultiHeadAttention, GroupedQueryAttention, Attention and AdditiveAttention (Keras 3's
+keras/src/layers/attention/), from differentiable ops only.
 
 MultiHeadAttention keeps Keras's weights, so Keras weights load as they are (same shapes, same order):
 query/key/value kernels (dim, num_heads, key_dim|value_dim) with biases (num_heads, key_dim|value_dim), and
@@ -178,8 +178,8 @@ class MultiHeadAttention(_ReturnsScores):
         for name, shape in (("query", query_shape), ("value", value_shape), ("key", key_shape)):
             if len(shape) != 3:
                 raise NotImplementedError(
-                    f"Layer '{self.name}' ({type(self).__name__}): `{name}` must be (batch, sequence, features); inputs "
-                    f"of other ranks (Keras's attention over several axes) are not implemented. "
+                    f"Layer '{self.name}' ({type(self).__name__}): `{name}` must be (batch, sequence, features); "
+                    f"inputs of other ranks (Keras's attention over several axes) are not implemented. "
                     f"Received: {name} shape {shape}")
             if shape[-1] is None:
                 raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): the last axis of `{name}` must be "
