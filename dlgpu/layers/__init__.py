@@ -2,8 +2,9 @@
 
 import inspect
 
-from dlgpu.layers.activation import ELU, LeakyReLU, ReLU, Softmax
-from dlgpu.layers.attention import Attention, MultiHeadAttention
+from dlgpu.layers.activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
+from dlgpu.layers.attention import (AdditiveAttention, Attention, GroupedQueryAttention, GroupQueryAttention,
+                                    MultiHeadAttention)
 from dlgpu.layers.base import Input, InputLayer, InputSpec, KerasTensor, Layer
 from dlgpu.layers.conv import Conv1D, Conv2D, Conv3D, Convolution1D, Convolution2D, Convolution3D
 from dlgpu.layers.conv_transpose import (Conv1DTranspose, Conv2DTranspose, Conv3DTranspose, Convolution1DTranspose,
@@ -25,10 +26,12 @@ from dlgpu.layers.pooling import (AveragePooling1D, AveragePooling2D, AveragePoo
 from dlgpu.layers.image_augmentation import (RandomBrightness, RandomContrast, RandomFlip, RandomRotation,
                                              RandomTranslation, RandomZoom)
 from dlgpu.layers.image_preprocessing import CenterCrop, RandomCrop, Resizing
+from dlgpu.layers.einsum_dense import EinsumDense
 from dlgpu.layers.lookup import Hashing, IntegerLookup, StringLookup
 from dlgpu.layers.preprocessing import CategoryEncoding, Discretization, Normalization, Rescaling
 from dlgpu.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from dlgpu.layers.regularization import ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise
+from dlgpu.layers.rnn import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from dlgpu.layers.reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D,
                                     UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
 from dlgpu.layers.text_vectorization import TextVectorization
@@ -47,7 +50,9 @@ _BUILTIN = {cls.__name__: cls for cls in (
     UpSampling1D, UpSampling3D,
     Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
     Masking, Conv3D, Conv3DTranspose, MaxPooling3D, AveragePooling3D, GlobalMaxPooling3D, GlobalAveragePooling3D,
-    StringLookup, IntegerLookup, Hashing, TextVectorization)}
+    StringLookup, IntegerLookup, Hashing, TextVectorization, RNN, SimpleRNNCell, LSTMCell, GRUCell,
+    StackedRNNCells, PReLU, AdditiveAttention, EinsumDense, GroupedQueryAttention)}
+_BUILTIN["GroupQueryAttention"] = GroupedQueryAttention
 _custom = {}
 
 

@@ -1,11 +1,11 @@
-"""ReLU, LeakyReLU, Softmax, ELU: activation functions as layers with their own arguments (Keras 3)."""
+"""ReLU, LeakyReLU, Softmax, ELU, PReLU: activation functions as layers with their own arguments (Keras 3)."""
 
 from __future__ import annotations
 
 import numbers
 
-from dlgpu import activations, ops
-from dlgpu.layers.base import Layer
+from dlgpu import activations, constraints, initializers, ops, regularizers
+from dlgpu.layers.base import InputSpec, Layer
 
 
 def _number(layer, name, value, minimum=None, allow_none=False):
@@ -93,3 +93,48 @@ class ELU(_ElementwiseActivation):
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha}
+
+
+class PReLU(_ElementwiseActivation):
+    """x if x >= 0 else alpha * x, with a learned alpha of the input's shape without the batch axis (size 1
+    along ``shared_axes``, counted with the batch as axis 0, so one alpha serves every position there)."""
+
+    def __init__(self, alpha_initializer="Zeros", alpha_regularizer=None, alpha_constraint=None, shared_axes=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_initializer = initializers.get(alpha_initializer)
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        self.alpha_constraint = self._get_constraint("alpha_constraint", alpha_constraint)
+        axes = None if shared_axes is None else (
+            list(shared_axes) if isinstance(shared_axes, (list, tuple)) else [shared_axes])
+        if axes is not None and not all(isinstance(a, numbers.Integral) and not isinstance(a, bool) and a >= 1
+                                        for a in axes):
+            raise ValueError(f"Layer '{self.name}' (PReLU): `shared_axes` must be None or positive ints (axis 0 is "
+                             f"the batch). Received: shared_axes={shared_axes!r}")
+        self.shared_axes = None if axes is None else [int(a) for a in axes]
+
+    def build(self, input_shape):
+        shape = list(input_shape[1:])
+        for axis in self.shared_axes or []:
+            if axis >= len(input_shape):
+                raise ValueError(f"Layer '{self.name}' (PReLU): shared axis {axis} is out of range for an input of "
+                                 f"shape {tuple(input_shape)}")
+            shape[axis - 1] = 1
+        if any(s is None for s in shape):
+            raise ValueError(f"Layer '{self.name}' (PReLU): every non-shared axis must be known to build alpha; "
+                             f"received input shape {tuple(input_shape)} with shared_axes={self.shared_axes}")
+        self.alpha = self.add_weight(tuple(shape), self.alpha_initializer, name="alpha",
+                                     regularizer=self.alpha_regularizer, constraint=self.alpha_constraint)
+        shared = set(self.shared_axes or [])
+        self.input_spec = InputSpec(ndim=len(input_shape), axes={i: input_shape[i] for i in
+                                                                 range(1, len(input_shape)) if i not in shared})
+        self.built = True
+
+    def call(self, inputs):
+        # relu(x) - alpha * relu(-x), as Keras writes it: the gradient at 0 is 0 for both x and alpha
+        return ops.subtract(ops.relu(inputs), ops.multiply(self.alpha, ops.relu(ops.negative(inputs))))
+
+    def get_config(self):
+        return {**super().get_config(), "alpha_initializer": initializers.serialize(self.alpha_initializer),
+                "alpha_regularizer": regularizers.serialize(self.alpha_regularizer),
+                "alpha_constraint": constraints.serialize(self.alpha_constraint), "shared_axes": self.shared_axes}

@@ -1,4 +1,5 @@
-"""MultiHeadAttention and Attention (Keras 3's keras/src/layers/attention/), from differentiable ops only.
+"""MultiHeadAttention, GroupedQueryAttention, Attention and AdditiveAttention (Keras 3's
+keras/src/layers/attention/), from differentiable ops only.
 
 MultiHeadAttention keeps Keras's weights, so Keras weights load as they are (same shapes, same order):
 query/key/value kernels (dim, num_heads, key_dim|value_dim) with biases (num_heads, key_dim|value_dim), and
@@ -22,7 +23,7 @@ import numpy as np
 
 from dlgpu import constraints, initializers, ops, regularizers
 from dlgpu.autograd import Tensor
-from dlgpu.layers.base import Layer, get_keras_mask
+from dlgpu.layers.base import Layer, get_keras_mask, is_symbolic
 from dlgpu.layers.masking import mask_array, on_device_of
 from dlgpu.layers.regularization import check_seed
 from dlgpu.ops._core import array_module
@@ -99,7 +100,7 @@ class MultiHeadAttention(_ReturnsScores):
         self._output_shape = self._check_output_shape(output_shape)
         self._attention_axes = self._check_attention_axes(attention_axes)
         if flash_attention:  # accepted as None/False so that Keras configs load; anything else would be ignored
-            raise NotImplementedError(f"Layer '{self.name}' (MultiHeadAttention): `flash_attention` is not "
+            raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}): `flash_attention` is not "
                                       f"supported by dlgpu. Received: flash_attention={flash_attention!r}")
         self._kernel_initializer = initializers.get(kernel_initializer)
         self._bias_initializer = initializers.get(bias_initializer)
@@ -118,7 +119,7 @@ class MultiHeadAttention(_ReturnsScores):
         shape = (output_shape,) if isinstance(output_shape, numbers.Integral) else output_shape
         if (not isinstance(shape, (list, tuple)) or not shape
                 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in shape)):
-            raise ValueError(f"Layer '{self.name}' (MultiHeadAttention): `output_shape` must be a positive integer "
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): `output_shape` must be a positive integer "
                              f"or a tuple of them (the output's shape besides batch and sequence). "
                              f"Received: output_shape={output_shape!r}")
         return tuple(int(s) for s in shape)
@@ -130,7 +131,7 @@ class MultiHeadAttention(_ReturnsScores):
         # For (batch, sequence, features) inputs the default is the sequence axis: 1, or -2 counted as Keras does
         # on the projected (batch, sequence, heads, dim) tensor.  Other axes would need the general einsum path.
         if not isinstance(axes, (list, tuple)) or list(axes) not in ([1], [-2]):
-            raise NotImplementedError(f"Layer '{self.name}' (MultiHeadAttention): only the default "
+            raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}): only the default "
                                       f"`attention_axes` (the sequence axis, None) is supported. "
                                       f"Received: attention_axes={attention_axes!r}")
         return tuple(int(a) for a in axes)
@@ -148,7 +149,7 @@ class MultiHeadAttention(_ReturnsScores):
             packed = query  # a node of a functional model, replayed or loaded, passes the packed form back
         else:
             if query is None or value is None:
-                raise ValueError(f"Layer '{self.name}' (MultiHeadAttention) needs `query` and `value` tensors: "
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) needs `query` and `value` tensors: "
                                  f"mha(query, value, key=None, attention_mask=None). Received: "
                                  f"query={type(query).__name__}, value={type(value).__name__}")
             packed = {"query": query, "value": value}
@@ -158,7 +159,11 @@ class MultiHeadAttention(_ReturnsScores):
                 packed["attention_mask"] = attention_mask
         unknown = set(packed) - {"query", "value", "key", "attention_mask"}
         if unknown:
-            raise TypeError(f"Layer '{self.name}' (MultiHeadAttention): unexpected inputs {sorted(unknown)}")
+            raise TypeError(f"Layer '{self.name}' ({type(self).__name__}): unexpected inputs {sorted(unknown)}")
+        if is_symbolic(packed) and any(kwargs.get(m) is not None for m in ("query_mask", "value_mask", "key_mask")):
+            raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}): query_mask, value_mask and "
+                                      f"key_mask are arguments of eager calls; in a functional model the masks "
+                                      f"travel with the tensors (Embedding(mask_zero=True), Masking)")
         return super().__call__(packed, **kwargs)
 
     def _shapes(self, query_shape, value_shape=None, key_shape=None):
@@ -166,20 +171,21 @@ class MultiHeadAttention(_ReturnsScores):
         if isinstance(query_shape, dict):
             query_shape, value_shape, key_shape = (query_shape.get(k) for k in ("query", "value", "key"))
         if value_shape is None:
-            raise ValueError(f"Layer '{self.name}' (MultiHeadAttention): the shape of `value` is needed to build.")
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): the shape of `value` is needed to "
+                             f"build.")
         query_shape, value_shape = tuple(query_shape), tuple(value_shape)
         key_shape = value_shape if key_shape is None else tuple(key_shape)
         for name, shape in (("query", query_shape), ("value", value_shape), ("key", key_shape)):
             if len(shape) != 3:
                 raise NotImplementedError(
-                    f"Layer '{self.name}' (MultiHeadAttention): `{name}` must be (batch, sequence, features); inputs "
-                    f"of other ranks (Keras's attention over several axes) are not implemented. "
+                    f"Layer '{self.name}' ({type(self).__name__}): `{name}` must be (batch, sequence, features); "
+                    f"inputs of other ranks (Keras's attention over several axes) are not implemented. "
                     f"Received: {name} shape {shape}")
             if shape[-1] is None:
-                raise ValueError(f"Layer '{self.name}' (MultiHeadAttention): the last axis of `{name}` must be "
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): the last axis of `{name}` must be "
                                  f"known. Received: {name} shape {shape}")
         if value_shape[1:-1] != key_shape[1:-1]:
-            raise ValueError(f"Layer '{self.name}' (MultiHeadAttention): all dimensions of `value` and `key`, "
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): all dimensions of `value` and `key`, "
                              f"except the last one, must be equal. Received: value_shape={value_shape} and "
                              f"key_shape={key_shape}")
         return query_shape, value_shape, key_shape
@@ -191,7 +197,8 @@ class MultiHeadAttention(_ReturnsScores):
         self._projections = {}
         for name, dim, size in (("query", query_shape[-1], self._key_dim), ("key", key_shape[-1], self._key_dim),
                                 ("value", value_shape[-1], self._value_dim)):
-            self._projections[name] = self._add_kernel_bias(name, (dim, heads, size), (heads, size))
+            n = heads if name == "query" else self._key_value_heads()
+            self._projections[name] = self._add_kernel_bias(name, (dim, n, size), (n, size))
         self._projections["attention_output"] = self._add_kernel_bias(
             "attention_output", (heads, self._value_dim) + out_shape, out_shape)
         self.built = True
@@ -220,21 +227,23 @@ class MultiHeadAttention(_ReturnsScores):
 
     # -- the computation -------------------------------------------------------------------------------------
     def call(self, query, value=None, key=None, attention_mask=None, return_attention_scores=False, training=None,
-             use_causal_mask=False):
+             use_causal_mask=False, query_mask=None, value_mask=None, key_mask=None):
         if isinstance(query, dict):
             query, value, key, attention_mask = (query.get(k) for k in ("query", "value", "key", "attention_mask"))
         # Keras's automatic padding masks: the masks riding on query, value and key (a key that is the value
-        # adds nothing new)
-        key_mask = None if key is None or key is value else get_keras_mask(key)
-        padding_masks = (get_keras_mask(query), get_keras_mask(value), key_mask)
+        # adds nothing new), unless given as arguments
+        if key_mask is None:
+            key_mask = None if key is None or key is value else get_keras_mask(key)
+        padding_masks = (get_keras_mask(query) if query_mask is None else query_mask,
+                         get_keras_mask(value) if value_mask is None else value_mask, key_mask)
         key = value if key is None else key
         self._check_call_shapes(query, value, key)
 
         # (B, T, N, H) -> (B, N, T, H); the 1/sqrt(key_dim) scale goes on the query, as in Keras
         q = ops.transpose(self._project("query", query, 1), (0, 2, 1, 3))
         q = ops.multiply(q, float(self._inverse_sqrt_key_dim))  # a Python float keeps q's dtype and device
-        k = ops.transpose(self._project("key", key, 1), (0, 2, 3, 1))        # (B, N, H, S)
-        v = ops.transpose(self._project("value", value, 1), (0, 2, 1, 3))    # (B, N, S, Hv)
+        k = ops.transpose(self._shared_heads(self._project("key", key, 1)), (0, 2, 3, 1))      # (B, N, H, S)
+        v = ops.transpose(self._shared_heads(self._project("value", value, 1)), (0, 2, 1, 3))  # (B, N, S, Hv)
         logits = ops.matmul(q, k)                                            # (B, N, T, S)
         bias = self._mask_bias(attention_mask, use_causal_mask, logits, *padding_masks)
         if bias is not None:
@@ -249,14 +258,21 @@ class MultiHeadAttention(_ReturnsScores):
         output = self._project("attention_output", context, 2)              # (B, T, *output_shape)
         return (output, scores) if return_attention_scores else output
 
+    def _key_value_heads(self):
+        return self._num_heads
+
+    def _shared_heads(self, projected):
+        """Key or value heads (B, S, heads, H) as the query's heads need them (GroupedQueryAttention repeats)."""
+        return projected
+
     def _check_call_shapes(self, query, value, key):
         for name, x in (("query", query), ("value", value), ("key", key)):
             if x.ndim != 3 or x.shape[-1] != self._dims[name]:
-                raise ValueError(f"Layer '{self.name}' (MultiHeadAttention): `{name}` must have shape (batch, "
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): `{name}` must have shape (batch, "
                                  f"sequence, {self._dims[name]}), as when the layer was built. Received: {name} "
                                  f"shape {tuple(x.shape)}")
         if not query.shape[0] == value.shape[0] == key.shape[0] or value.shape[1] != key.shape[1]:
-            raise ValueError(f"Layer '{self.name}' (MultiHeadAttention): `query`, `value` and `key` must share the "
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): `query`, `value` and `key` must share the "
                              f"batch size, and `value` and `key` the sequence length. Received shapes "
                              f"query={tuple(query.shape)}, value={tuple(value.shape)}, key={tuple(key.shape)}")
 
@@ -282,7 +298,7 @@ class MultiHeadAttention(_ReturnsScores):
                 if given.ndim not in (2, 4) or np.broadcast_shapes(given.shape, logits.shape) != logits.shape:
                     raise ValueError
             except ValueError:
-                raise ValueError(f"Layer '{self.name}' (MultiHeadAttention): `attention_mask` must broadcast to "
+                raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): `attention_mask` must broadcast to "
                                  f"(batch, query length, key length) = {(logits.shape[0], t_len, s_len)} (or with a "
                                  f"heads axis to {tuple(logits.shape)}). Received: attention_mask shape "
                                  f"{tuple(attention_mask.shape)}") from None
@@ -348,7 +364,7 @@ class Attention(_ReturnsScores):
     def _validate(self, inputs, what="inputs"):
         if (not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3
                 or any(i is None or isinstance(i, numbers.Integral) for i in inputs)):  # one shape, not a list
-            raise ValueError(f"Layer '{self.name}' (Attention) must be called on a list [query, value] or "
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) must be called on a list [query, value] or "
                              f"[query, value, key]. Received: {what}={inputs!r}")
 
     def build(self, input_shape):
@@ -418,3 +434,95 @@ class Attention(_ReturnsScores):
     def get_config(self):
         return {**super().get_config(), "use_scale": self.use_scale, "score_mode": self.score_mode,
                 "dropout": self.dropout, "seed": self.seed}
+
+
+class AdditiveAttention(Attention):
+    """keras.layers.AdditiveAttention (Bahdanau): scores[b, i, j] = sum_d scale_d * tanh(query[b, i, d] +
+    key[b, j, d]), with a learned ``scale`` of shape (dim,) (glorot_uniform) when use_scale; masks, dropout
+    and the rest are Attention's."""
+
+    def __init__(self, use_scale=True, dropout=0.0, **kwargs):
+        if "score_mode" in kwargs:
+            raise ValueError(f"AdditiveAttention: `score_mode` is not an argument (the score is always additive). "
+                             f"Received: score_mode={kwargs['score_mode']!r}")
+        super().__init__(use_scale=use_scale, dropout=dropout, **kwargs)
+
+    def build(self, input_shape):
+        self._validate(input_shape, "input_shape")
+        for name, shape in zip(("query", "value", "key"), input_shape):
+            if len(shape) != 3:
+                raise ValueError(f"Layer '{self.name}' (AdditiveAttention): `{name}` must be (batch, length, dim). "
+                                 f"Received: {name} shape {tuple(shape)}")
+        query_dim, key_dim = input_shape[0][-1], input_shape[-1][-1]
+        if query_dim is None or (key_dim is not None and key_dim != query_dim):
+            raise ValueError(f"Layer '{self.name}' (AdditiveAttention): query and key need the same known last "
+                             f"dimension. Received: query shape {tuple(input_shape[0])}, key shape "
+                             f"{tuple(input_shape[-1])}")
+        if self.use_scale:
+            self.scale = self.add_weight((query_dim,), "glorot_uniform", name="scale")
+        self.built = True
+
+    def _scores(self, query, key):
+        pairs = ops.tanh(ops.add(ops.expand_dims(query, -2), ops.expand_dims(key, -3)))  # (B, Tq, Tv, dim)
+        if self.scale is not None:
+            pairs = ops.multiply(self.scale, pairs)
+        return ops.sum(pairs, axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["score_mode"]
+        return config
+
+
+class GroupedQueryAttention(MultiHeadAttention):
+    """keras.layers.GroupQueryAttention (Ainslie et al., 2023): MultiHeadAttention whose key and value have
+    ``num_key_value_heads`` heads, each shared by num_query_heads // num_key_value_heads consecutive query
+    heads (Keras repeats them: query head u reads key/value head u // repeats).  Weights, in Keras's order:
+    query (dim, num_query_heads, head_dim) + bias, key and value (dim, num_key_value_heads, head_dim) + bias,
+    attention_output (num_query_heads, head_dim, dim) + bias (dim,).  The output has the query's shape."""
+
+    def __init__(self, head_dim, num_query_heads, num_key_value_heads, dropout=0.0, use_bias=True,
+                 flash_attention=None, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None, seed=None, **kwargs):
+        super().__init__(num_query_heads, head_dim, dropout=dropout, use_bias=use_bias,
+                         flash_attention=flash_attention, kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
+                         kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, seed=seed, **kwargs)
+        self._num_key_value_heads = _positive_int(self, "num_key_value_heads", num_key_value_heads)
+        if self._num_heads % self._num_key_value_heads:
+            raise ValueError(f"Layer '{self.name}' (GroupedQueryAttention): `num_query_heads` must be divisible by "
+                             f"`num_key_value_heads`. Received: num_query_heads={num_query_heads}, "
+                             f"num_key_value_heads={num_key_value_heads}")
+        self._num_repeats = self._num_heads // self._num_key_value_heads
+
+    head_dim = property(lambda self: self._key_dim)
+    num_query_heads = property(lambda self: self._num_heads)
+    num_key_value_heads = property(lambda self: self._num_key_value_heads)
+
+    def _key_value_heads(self):
+        return self._num_key_value_heads
+
+    def _shared_heads(self, projected):
+        return projected if self._num_repeats == 1 else ops.repeat(projected, self._num_repeats, axis=2)
+
+    def build(self, query_shape, value_shape=None, key_shape=None):
+        query_shape, value_shape, key_shape = self._shapes(query_shape, value_shape, key_shape)
+        if query_shape[-1] != value_shape[-1]:
+            raise ValueError(f"Layer '{self.name}' (GroupedQueryAttention): the last dimension of `query` and "
+                             f"`value` must be equal. Received: query shape {query_shape}, value shape "
+                             f"{value_shape}")
+        super().build(query_shape, value_shape, key_shape)
+
+    def get_config(self):
+        config = {**Layer.get_config(self), "head_dim": self._key_dim, "num_query_heads": self._num_heads,
+                  "num_key_value_heads": self._num_key_value_heads}
+        base = super().get_config()
+        for key in ("use_bias", "dropout", "kernel_initializer", "bias_initializer", "kernel_regularizer",
+                    "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint", "seed"):
+            config[key] = base[key]
+        return config
+
+
+GroupQueryAttention = GroupedQueryAttention

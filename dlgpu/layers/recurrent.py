@@ -65,20 +65,18 @@ def _with_initial_state(args, kwargs):
     return ([args[0], *states],) + tuple(args[1:])
 
 
-class _RNN(Layer):
-    """What SimpleRNN, LSTM and GRU share: arguments, weights, dropout masks, initial states, the loop over
-    the steps, the outputs and the config.  A subclass names its gates and states and writes one step."""
+class _GateMath:
+    """The weights and the step math of SimpleRNN, LSTM and GRU, shared by those layers and by their cells
+    (SimpleRNNCell, LSTMCell, GRUCell in dlgpu/layers/rnn.py), so that a cell computes exactly what its layer
+    does.  A kind (the _*Math classes below) names its gates and states and writes one step."""
 
     _gates = 1                 # column blocks of `units` in the kernels
-    _state_names = ("h",)      # what return_state returns after the output
+    _state_names = ("h",)      # the states, in order
     _gate_masks = False        # Keras (implementation 1): one dropout mask per gate when recurrent_dropout > 0
 
-    def __init__(self, units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
-                 kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
-                 kernel_constraint, recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed,
-                 return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask=False,
-                 use_cudnn="auto", implementation=None, **kwargs):
-        super().__init__(**kwargs)
+    def _init_math(self, units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+                   kernel_regularizer, recurrent_regularizer, bias_regularizer, kernel_constraint,
+                   recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed):
         cls = type(self).__name__
         self.units = _positive_int(cls, "units", units)
         self.activation = activations.get(activation)
@@ -89,7 +87,6 @@ class _RNN(Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.kernel_constraint = self._get_constraint("kernel_constraint", kernel_constraint)
         self.recurrent_constraint = self._get_constraint("recurrent_constraint", recurrent_constraint)
         self.bias_constraint = self._get_constraint("bias_constraint", bias_constraint)
@@ -97,18 +94,20 @@ class _RNN(Layer):
         self.recurrent_dropout = _rate(cls, "recurrent_dropout", recurrent_dropout)
         self.seed = check_seed(self, seed)  # with a seed, the masks come from the layer's own generator
         self._generators = {}
-        self.return_sequences = bool(return_sequences)
-        self.return_state = bool(return_state)
-        self.go_backwards = bool(go_backwards)
-        if stateful:
-            raise NotImplementedError(f"Layer '{self.name}' ({cls}): stateful=True is not supported; pass the "
-                                      f"previous states with initial_state= instead")
-        self.stateful = False
-        self.unroll = bool(unroll)  # the loop below is unrolled either way
-        self.zero_output_for_mask = bool(zero_output_for_mask)
-        if use_cudnn not in ("auto", True, False):
-            raise ValueError(f"Layer '{self.name}': use_cudnn must be 'auto', True or False; received {use_cudnn!r}")
-        self.input_spec = InputSpec(ndim=3)
+
+    def _math_config(self):
+        return {"units": self.units, "activation": activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint),
+                "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout, "seed": self.seed}
 
     # -- weights ---------------------------------------------------------------------------------
     def _bias_shape(self):
@@ -117,14 +116,9 @@ class _RNN(Layer):
     def _bias_initializer(self):
         return self.bias_initializer
 
-    def build(self, input_shape):
-        if not _is_shape(input_shape):  # [sequences, *initial_states]
-            input_shape = input_shape[0]
-        self._check_sequences(input_shape)
-        features = input_shape[-1]
+    def _build_weights(self, features):
         if features is None:
-            raise ValueError(f"Layer '{self.name}': the last axis (features) of the input must be known; "
-                             f"received input shape {tuple(input_shape)}")
+            raise ValueError(f"Layer '{self.name}': the last axis (features) of the input must be known")
         width = self._gates * self.units
         self.kernel = self.add_weight((features, width), self.kernel_initializer, name="kernel",
                                       regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
@@ -134,86 +128,8 @@ class _RNN(Layer):
         self.bias = self.add_weight(self._bias_shape(), self._bias_initializer(), name="bias",
                                     regularizer=self.bias_regularizer,
                                     constraint=self.bias_constraint) if self.use_bias else None
-        self.input_spec = InputSpec(ndim=3, axes={-1: features})
-        self.built = True
 
-    def _check_sequences(self, shape):
-        if len(shape) != 3:
-            raise ValueError(f"Input 0 of layer '{self.name}' ({type(self).__name__}) is incompatible with the layer: "
-                             f"expected ndim=3 (batch, timesteps, features), found ndim={len(shape)}. Full shape "
-                             f"received: {tuple(shape)}")
-
-    # -- calling ---------------------------------------------------------------------------------
-    def __call__(self, *args, **kwargs):
-        return Layer.__call__(self, *_with_initial_state(args, kwargs), **kwargs)
-
-    def call(self, inputs, initial_state=None, mask=None, training=None):
-        if isinstance(mask, (list, tuple)):  # [sequences, *initial_states] carry one mask each: the first counts
-            mask = mask[0]
-        if isinstance(inputs, (list, tuple)):
-            inputs, *states = inputs
-            initial_state = states or initial_state
-            self._check_sequences(inputs.shape)
-        x = inputs
-        batch, steps, features = x.shape
-        if steps == 0:
-            raise ValueError(f"Layer '{self.name}': the input has no time steps (shape {x.shape})")
-        xp = array_module(x.data)
-        states = self._initial_states(initial_state, batch, xp, x.data.dtype)
-        gate_masks = self._gate_masks and self.recurrent_dropout > 0
-        count = self._gates if gate_masks else None
-        input_mask = self._dropout_mask(xp, x.data.dtype, (batch, features), self.dropout, count, training)
-        state_mask = self._dropout_mask(xp, x.data.dtype, (batch, self.units), self.recurrent_dropout, count,
-                                        training)
-
-        keep = None if mask is None else mask_array(self, mask, (batch, steps))
-        per_step = ops.unstack(self._project_inputs(x, input_mask), axis=1)  # (batch, gates, units) each
-        if self.go_backwards:
-            per_step.reverse()
-        step = self._step_function(state_mask)
-        if keep is None:
-            outputs = []
-            for x_t in per_step:
-                states = step(x_t, states)
-                if self.return_sequences:
-                    outputs.append(states[0])
-            last = states[0]
-        else:
-            last, outputs, states = self._masked_loop(step, per_step, states, keep, xp, x.data.dtype)
-        output = ops.stack(outputs, axis=1) if self.return_sequences else last
-        result = [output, *states] if self.return_state else output
-        if self.activity_regularizer is not None:  # Keras's Layer penalises every output, the states too
-            self._add_activity_loss(self.activity_regularizer, result)
-        return result
-
-    def _masked_loop(self, step, per_step, states, keep, xp, dtype):
-        """The loop with a (batch, steps) mask, as Keras's backend rnn: at a masked step every state keeps
-        its previous value and the output repeats the previous output (zeros before the first step), or
-        is zero with zero_output_for_mask.  A step no sample uses is skipped, and one every sample uses
-        takes the plain update, so only steps where the padding differs pay for the selects."""
-        keep = on_device_of(keep, per_step[0].data)
-        if self.go_backwards:
-            keep = keep[:, ::-1]
-        used = _device.to_numpy(keep.any(axis=0))  # one transfer per call, not one per step
-        full = _device.to_numpy(keep.all(axis=0))
-        zeros = Tensor(xp.zeros((keep.shape[0], self.units), dtype))
-        previous, outputs = zeros, []
-        for t, x_t in enumerate(per_step):
-            if not used[t]:
-                out = zeros if self.zero_output_for_mask else previous
-            else:
-                new = step(x_t, states)
-                if full[t]:
-                    states, out = new, new[0]
-                else:
-                    k = Tensor(keep[:, t:t + 1])
-                    states = [ops.where(k, n, s) for n, s in zip(new, states)]
-                    out = ops.where(k, new[0], zeros if self.zero_output_for_mask else previous)
-            previous = out
-            if self.return_sequences:
-                outputs.append(out)
-        return previous, outputs, states
-
+    # -- one call's pieces -----------------------------------------------------------------------
     def _input_bias(self):
         return self.bias
 
@@ -233,87 +149,28 @@ class _RNN(Layer):
                 projected = ops.add(projected, self._input_bias())
         return ops.reshape(projected, (batch, steps, self._gates, self.units))
 
+    def _dropout_masks(self, xp, dtype, batch, features, training):
+        """(input mask, state mask) for one call: None outside training; else the masks Keras draws once per
+        call and uses at every step, one per gate stacked when each gate gets its own."""
+        count = self._gates if self._gate_masks and self.recurrent_dropout > 0 else None
+        return (self._dropout_mask(xp, dtype, (batch, features), self.dropout, count, training),
+                self._dropout_mask(xp, dtype, (batch, self.units), self.recurrent_dropout, count, training))
+
     def _dropout_mask(self, xp, dtype, shape, rate, count, training):
-        """None outside training; else the mask Keras draws once per call and uses at every step: one of
-        ``shape``, or ``count`` of them stacked when each gate gets its own."""
         if not training or rate == 0:
             return None
         full = shape if count is None else (count,) + shape
         generator = seeded_generator(self._generators, self.seed, xp)
         return Tensor(dropout_mask(xp.empty(full, dtype), rate, generator=generator), dtype=dtype)
 
-    def _initial_states(self, initial_state, batch, xp, dtype):
-        names = self._state_names
-        if initial_state is None:
-            return [Tensor(xp.zeros((batch, self.units), dtype)) for _ in names]
-        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
-        if len(states) != len(names):
-            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) expects {len(names)} initial state "
-                             f"tensor(s) ({', '.join(names)}) but received {len(states)}")
-        states = [self._convert_input(s) for s in states]
-        for name, s in zip(names, states):
-            if tuple(s.shape) != (batch, self.units):
-                raise ValueError(f"Layer '{self.name}': initial state {name} must have shape (batch, units) = "
-                                 f"{(batch, self.units)}; received {tuple(s.shape)}")
-        return states
-
     def _step_function(self, state_mask):
-        """A function (x_t, states) -> new states for one call; x_t is (batch, gates, units).  Built per call,
-        so weights reshaped for the step are reshaped once, not once per step."""
+        """A function (x_t, states) -> new states (the output first) for one call; x_t is (batch, gates,
+        units).  Built per call, so weights reshaped for the step are reshaped once, not once per step."""
         raise NotImplementedError
 
-    # -- shapes and config -----------------------------------------------------------------------
-    def compute_mask(self, inputs, mask=None):
-        """Keras: the input's mask goes on with the sequence output; a last output and states have none."""
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0]
-        output_mask = mask if self.return_sequences else None
-        if self.return_state:
-            return [output_mask] + [None for _ in self._state_names]
-        return output_mask
 
-    def compute_output_shape(self, input_shape):
-        if not _is_shape(input_shape):
-            input_shape = input_shape[0]
-        self._check_sequences(input_shape)
-        batch, steps = input_shape[0], input_shape[1]
-        output = (batch, steps, self.units) if self.return_sequences else (batch, self.units)
-        if self.return_state:
-            return [output] + [(batch, self.units) for _ in self._state_names]
-        return output
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
-                "kernel_constraint": constraints.serialize(self.kernel_constraint),
-                "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
-                "bias_constraint": constraints.serialize(self.bias_constraint),
-                "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout, "seed": self.seed,
-                "return_sequences": self.return_sequences, "return_state": self.return_state,
-                "go_backwards": self.go_backwards, "stateful": self.stateful, "unroll": self.unroll,
-                "zero_output_for_mask": self.zero_output_for_mask}
-
-
-class SimpleRNN(_RNN):
+class _SimpleRNNMath(_GateMath):
     """h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)."""
-
-    def __init__(self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
-                 recurrent_initializer="orthogonal", bias_initializer="zeros", kernel_regularizer=None,
-                 recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 kernel_constraint=None, recurrent_constraint=None, bias_constraint=None, dropout=0.0,
-                 recurrent_dropout=0.0, return_sequences=False, return_state=False, go_backwards=False,
-                 stateful=False, unroll=False, seed=None, **kwargs):
-        super().__init__(units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
-                         kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
-                         kernel_constraint, recurrent_constraint, bias_constraint, dropout, recurrent_dropout,
-                         seed, return_sequences, return_state, go_backwards, stateful, unroll, **kwargs)
 
     def _step_function(self, state_mask):
         kernel, activation = self.recurrent_kernel, self.activation
@@ -324,28 +181,22 @@ class SimpleRNN(_RNN):
         return step
 
 
-class LSTM(_RNN):
+class _LSTMMath(_GateMath):
     """Long short-term memory, Keras's gate order [i, f, c, o]:
     i, f, o = recurrent_activation(...), c_t = f * c_{t-1} + i * activation(x_t W_c + h_{t-1} U_c + b_c),
-    h_t = o * activation(c_t).  return_state gives [output, h, c]."""
+    h_t = o * activation(c_t).  The states are [h, c]."""
 
     _gates = 4
     _state_names = ("h", "c")
     _gate_masks = True
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
-                 unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None,
-                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
-                 recurrent_constraint=None, bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
-                 return_sequences=False, return_state=False, go_backwards=False, stateful=False, unroll=False,
-                 **kwargs):
-        super().__init__(units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
-                         kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
-                         kernel_constraint, recurrent_constraint, bias_constraint, dropout, recurrent_dropout,
-                         seed, return_sequences, return_state, go_backwards, stateful, unroll, **kwargs)
+    def _init_kind(self, recurrent_activation, unit_forget_bias):
         self.recurrent_activation = activations.get(recurrent_activation)
         self.unit_forget_bias = bool(unit_forget_bias)
+
+    def _kind_config(self):
+        return {"recurrent_activation": activations.serialize(self.recurrent_activation),
+                "unit_forget_bias": self.unit_forget_bias}
 
     def _bias_initializer(self):
         if not self.unit_forget_bias:
@@ -369,12 +220,8 @@ class LSTM(_RNN):
             return [ops.multiply(gate(o), act(c)), c]
         return step
 
-    def get_config(self):
-        return {**super().get_config(), "recurrent_activation": activations.serialize(self.recurrent_activation),
-                "unit_forget_bias": self.unit_forget_bias}
 
-
-class GRU(_RNN):
+class _GRUMath(_GateMath):
     """Gated recurrent unit, Keras's gate order [z, r, h]:
     z, r = recurrent_activation(x_t W + h_{t-1} U + b) for their blocks, h_t = z * h_{t-1} + (1 - z) * hh with
     reset_after=True (Keras's default, cuDNN's and torch's): hh = activation(x_t W_h + b_h + r * (h_{t-1} U_h + b'_h))
@@ -384,18 +231,13 @@ class GRU(_RNN):
     _gates = 3
     _gate_masks = True
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
-                 kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, kernel_constraint=None, recurrent_constraint=None, bias_constraint=None,
-                 dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
-                 go_backwards=False, stateful=False, unroll=False, reset_after=True, **kwargs):
-        super().__init__(units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
-                         kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
-                         kernel_constraint, recurrent_constraint, bias_constraint, dropout, recurrent_dropout,
-                         seed, return_sequences, return_state, go_backwards, stateful, unroll, **kwargs)
+    def _init_kind(self, recurrent_activation, reset_after):
         self.recurrent_activation = activations.get(recurrent_activation)
         self.reset_after = bool(reset_after)
+
+    def _kind_config(self):
+        return {"recurrent_activation": activations.serialize(self.recurrent_activation),
+                "reset_after": self.reset_after}
 
     def _bias_shape(self):
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
@@ -443,14 +285,255 @@ class GRU(_RNN):
             return [_mix(z, h, hh)]
         return step
 
-    def get_config(self):
-        return {**super().get_config(), "recurrent_activation": activations.serialize(self.recurrent_activation),
-                "reset_after": self.reset_after}
-
 
 def _mix(z, h, hh):
     """z * h + (1 - z) * hh, written as hh + z * (h - hh): three ops instead of four."""
     return ops.add(hh, ops.multiply(z, ops.subtract(h, hh)))
+
+
+class _RNN(_GateMath, Layer):
+    """What SimpleRNN, LSTM and GRU (and RNN, dlgpu/layers/rnn.py) share: the sequence arguments, initial
+    states, the loop over the steps, masking, the outputs and the config.  The step math comes from the
+    kind's _*Math class (for RNN, from its cell)."""
+
+    def __init__(self, units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+                 kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
+                 kernel_constraint, recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed,
+                 return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask=False,
+                 use_cudnn="auto", implementation=None, **kwargs):
+        self._init_sequence(return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask,
+                            **kwargs)
+        self._init_math(units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+                        kernel_regularizer, recurrent_regularizer, bias_regularizer, kernel_constraint,
+                        recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(f"Layer '{self.name}': use_cudnn must be 'auto', True or False; received {use_cudnn!r}")
+
+    def _init_sequence(self, return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask,
+                       **kwargs):
+        Layer.__init__(self, **kwargs)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        if stateful:
+            raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}): stateful=True is not "
+                                      f"supported; pass the previous states with initial_state= instead")
+        self.stateful = False
+        self.unroll = bool(unroll)  # the loop below is unrolled either way
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.activity_regularizer = None
+        self.input_spec = InputSpec(ndim=3)
+
+    def build(self, input_shape):
+        if not _is_shape(input_shape):  # [sequences, *initial_states]
+            input_shape = input_shape[0]
+        self._check_sequences(input_shape)
+        features = input_shape[-1]
+        if features is None:
+            raise ValueError(f"Layer '{self.name}': the last axis (features) of the input must be known; "
+                             f"received input shape {tuple(input_shape)}")
+        self._build_weights(features)
+        self.input_spec = InputSpec(ndim=3, axes={-1: features})
+        self.built = True
+
+    def _check_sequences(self, shape):
+        if len(shape) != 3:
+            raise ValueError(f"Input 0 of layer '{self.name}' ({type(self).__name__}) is incompatible with the layer: "
+                             f"expected ndim=3 (batch, timesteps, features), found ndim={len(shape)}. Full shape "
+                             f"received: {tuple(shape)}")
+
+    # -- calling ---------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        return Layer.__call__(self, *_with_initial_state(args, kwargs), **kwargs)
+
+    def call(self, inputs, initial_state=None, mask=None, training=None):
+        if isinstance(mask, (list, tuple)):  # [sequences, *initial_states] carry one mask each: the first counts
+            mask = mask[0]
+        if isinstance(inputs, (list, tuple)):
+            inputs, *states = inputs
+            initial_state = states or initial_state
+            self._check_sequences(inputs.shape)
+        x = inputs
+        batch, steps, features = x.shape
+        if steps == 0:
+            raise ValueError(f"Layer '{self.name}': the input has no time steps (shape {x.shape})")
+        xp = array_module(x.data)
+        states = self._initial_states(initial_state, batch, xp, x.data.dtype)
+        keep = None if mask is None else mask_array(self, mask, (batch, steps))
+        per_step, step = self._steps(x, xp, training)
+        if self.go_backwards:
+            per_step.reverse()
+        if keep is None:
+            outputs = []
+            for x_t in per_step:
+                output, states = step(x_t, states)
+                if self.return_sequences:
+                    outputs.append(output)
+            last = output
+        else:
+            last, outputs, states = self._masked_loop(step, per_step, states, keep, xp, x.data.dtype)
+        output = ops.stack(outputs, axis=1) if self.return_sequences else last
+        result = [output, *states] if self.return_state else output
+        if self.activity_regularizer is not None:  # Keras's Layer penalises every output, the states too
+            self._add_activity_loss(self.activity_regularizer, result)
+        return result
+
+    def _steps(self, x, xp, training, math=None):
+        """The per-step inputs (every step's input projection, taken apart with ops.unstack) and a function
+        (x_t, states) -> (output, new states) running ``math``'s step (this layer's, or a built-in cell's)."""
+        math = self if math is None else math
+        input_mask, state_mask = math._dropout_masks(xp, x.data.dtype, x.shape[0], x.shape[2], training)
+        per_step = ops.unstack(math._project_inputs(x, input_mask), axis=1)  # (batch, gates, units) each
+        inner = math._step_function(state_mask)
+
+        def step(x_t, states):
+            new = inner(x_t, states)
+            return new[0], new
+        return per_step, step
+
+    def _output_size(self):
+        return self.units
+
+    def _masked_loop(self, step, per_step, states, keep, xp, dtype):
+        """The loop with a (batch, steps) mask, as Keras's backend rnn: at a masked step every state keeps
+        its previous value and the output repeats the previous output (zeros before the first step), or
+        is zero with zero_output_for_mask.  A step no sample uses is skipped, and one every sample uses
+        takes the plain update, so only steps where the padding differs pay for the selects."""
+        keep = on_device_of(keep, per_step[0].data)
+        if self.go_backwards:
+            keep = keep[:, ::-1]
+        used = _device.to_numpy(keep.any(axis=0))  # one transfer per call, not one per step
+        full = _device.to_numpy(keep.all(axis=0))
+        zeros = Tensor(xp.zeros((keep.shape[0], self._output_size()), dtype))
+        previous, outputs = zeros, []
+        for t, x_t in enumerate(per_step):
+            if not used[t]:
+                out = zeros if self.zero_output_for_mask else previous
+            else:
+                new_out, new = step(x_t, states)
+                if full[t]:
+                    states, out = new, new_out
+                else:
+                    k = Tensor(keep[:, t:t + 1])
+                    states = [ops.where(_broadcast_keep(k, n), n, s) for n, s in zip(new, states)]
+                    out = ops.where(_broadcast_keep(k, new_out), new_out,
+                                    zeros if self.zero_output_for_mask else previous)
+            previous = out
+            if self.return_sequences:
+                outputs.append(out)
+        return previous, outputs, states
+
+    def _state_shapes(self):
+        """The shape of each state without the batch axis."""
+        return [(self.units,) for _ in self._state_names]
+
+    def _initial_states(self, initial_state, batch, xp, dtype):
+        names, shapes = self._state_names, self._state_shapes()
+        if initial_state is None:
+            return [Tensor(xp.zeros((batch,) + shape, dtype)) for shape in shapes]
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        if len(states) != len(names):
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) expects {len(names)} initial state "
+                             f"tensor(s) ({', '.join(names)}) but received {len(states)}")
+        states = [self._convert_input(s) for s in states]
+        for name, shape, s in zip(names, shapes, states):
+            if tuple(s.shape) != (batch,) + shape:
+                raise ValueError(f"Layer '{self.name}': initial state {name} must have shape (batch, ...) = "
+                                 f"{(batch,) + shape}; received {tuple(s.shape)}")
+        return states
+
+    # -- shapes and config -----------------------------------------------------------------------
+    def compute_mask(self, inputs, mask=None):
+        """Keras: the input's mask goes on with the sequence output; a last output and states have none."""
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None for _ in self._state_names]
+        return output_mask
+
+    def compute_output_shape(self, input_shape):
+        if not _is_shape(input_shape):
+            input_shape = input_shape[0]
+        self._check_sequences(input_shape)
+        batch, steps = input_shape[0], input_shape[1]
+        size = self._output_size()
+        output = (batch, steps, size) if self.return_sequences else (batch, size)
+        if self.return_state:
+            return [output] + [(batch,) + shape for shape in self._state_shapes()]
+        return output
+
+    def _sequence_config(self):
+        return {"return_sequences": self.return_sequences, "return_state": self.return_state,
+                "go_backwards": self.go_backwards, "stateful": self.stateful, "unroll": self.unroll,
+                "zero_output_for_mask": self.zero_output_for_mask}
+
+    def get_config(self):
+        return {**Layer.get_config(self), **self._math_config(),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+                **self._sequence_config()}
+
+
+def _broadcast_keep(keep, value):
+    """The (batch, 1) step mask shaped to select over ``value`` (a state of any rank)."""
+    if value.ndim == 2:
+        return keep
+    return ops.reshape(keep, (keep.shape[0],) + (1,) * (value.ndim - 1))
+
+
+class SimpleRNN(_SimpleRNNMath, _RNN):
+    """h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)."""
+
+    def __init__(self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros", kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, return_sequences=False, return_state=False, go_backwards=False,
+                 stateful=False, unroll=False, seed=None, **kwargs):
+        super().__init__(units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+                         kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, recurrent_constraint, bias_constraint, dropout, recurrent_dropout,
+                         seed, return_sequences, return_state, go_backwards, stateful, unroll, **kwargs)
+
+
+class LSTM(_LSTMMath, _RNN):
+    """The LSTM equations of _LSTMMath over a sequence.  return_state gives [output, h, c]."""
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 return_sequences=False, return_state=False, go_backwards=False, stateful=False, unroll=False,
+                 **kwargs):
+        super().__init__(units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+                         kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, recurrent_constraint, bias_constraint, dropout, recurrent_dropout,
+                         seed, return_sequences, return_state, go_backwards, stateful, unroll, **kwargs)
+        self._init_kind(recurrent_activation, unit_forget_bias)
+
+    def get_config(self):
+        return {**super().get_config(), **self._kind_config()}
+
+
+class GRU(_GRUMath, _RNN):
+    """The GRU equations of _GRUMath over a sequence."""
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, recurrent_constraint=None, bias_constraint=None,
+                 dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, unroll=False, reset_after=True, **kwargs):
+        super().__init__(units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+                         kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, recurrent_constraint, bias_constraint, dropout, recurrent_dropout,
+                         seed, return_sequences, return_state, go_backwards, stateful, unroll, **kwargs)
+        self._init_kind(recurrent_activation, reset_after)
+
+    def get_config(self):
+        return {**super().get_config(), **self._kind_config()}
 
 
 class Bidirectional(Layer):
