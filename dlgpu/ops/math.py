@@ -399,7 +399,7 @@ def divide_no_nan(x1, x2):
 
     def backward(g):
         gx = xp.where(zero, xp.zeros((), g.dtype), g / safe)
-        return unbroadcast(gx, x.shape), unbroadcast(-gx * out / safe, y.shape)
+        return unbroadcast(gx, x.shape), unbroadcast(-gx * out, y.shape)
     return make_result(out, (a, b), backward)
 
 
