@@ -118,3 +118,124 @@ def test_prod_gradient_with_zeros(zeros, axis):
 
 def test_prod_gradient_of_scalar():
     check_gradients(ops.prod, [np.array(1.5)])
+
+
+# cumprod, average, the quantile family, ptp, segment reductions.
+def randn(*shape):
+    return rng.standard_normal(shape)
+
+
+@pytest.mark.parametrize("shape, axis", [((5,), None), ((3, 4), 1), ((3, 4), 0), ((2, 3, 4), -1), ((2, 3), None)],
+                         ids=str)
+def test_cumprod_values_and_gradients_with_zeros(shape, axis):
+    x = randn(*shape)
+    np.testing.assert_allclose(ops.cumprod(x, axis).numpy(), np.cumprod(x, axis), rtol=1e-5, atol=1e-6)
+    check_gradients(lambda t: ops.cumprod(t, axis), [x])
+    x.reshape(-1)[1] = 0.0  # a zero: the gradient of the entries after it still flows through it
+    check_gradients(lambda t: ops.cumprod(t, axis), [x])
+
+
+def test_cumprod_dtypes():
+    assert ops.cumprod(np.array([True, False])).dtype == "int32"
+    assert ops.cumprod(np.array([1, 2], np.int32)).dtype == "int32"
+    assert ops.cumprod(np.array([1, 2], np.int32), dtype="float32").dtype == "float32"
+
+
+@pytest.mark.parametrize("axis, weights", [(None, None), (1, None), (1, "1d"), (None, "full"), (0, "full")], ids=str)
+def test_average(axis, weights):
+    x = randn(3, 4)
+    w = {None: None, "1d": rng.uniform(0.5, 1, 4), "full": rng.uniform(0.5, 1, (3, 4))}[weights]
+    np.testing.assert_allclose(ops.average(x, axis, w).numpy(), np.average(x, axis, w), rtol=1e-5)
+    check_gradients(lambda *t: ops.average(t[0], axis, None if w is None else t[1]), [x] if w is None else [x, w])
+    with pytest.raises(ValueError, match="average: weights of shape"):
+        ops.average(x, 0, np.ones(4))
+
+
+@pytest.mark.parametrize("q", [0.3, [0.0, 0.5, 1.0], [[0.25], [0.9]]], ids=str)
+@pytest.mark.parametrize("axis", [None, 1, (0, 2)], ids=str)
+@pytest.mark.parametrize("method", ["linear", "lower", "higher", "midpoint", "nearest"])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_quantile_matches_numpy(q, axis, method, keepdims):
+    x = randn(3, 4, 5)
+    got = ops.quantile(x, q, axis, method, keepdims)
+    want = np.quantile(x, q, axis, method=method, keepdims=keepdims)
+    assert got.shape == want.shape and got.dtype == "float32"
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("axis", [None, 0, -1])
+def test_quantile_median_percentile_gradients(axis):
+    x = randn(4, 5)  # distinct values: no ties for the sort to break
+    check_gradients(lambda t: ops.quantile(t, [0.1, 0.5, 0.8], axis), [x])
+    check_gradients(lambda t: ops.median(t, axis), [x])
+    np.testing.assert_allclose(ops.median(x, axis).numpy(), np.median(x, axis), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ops.percentile(x, [10, 75], axis).numpy(), np.percentile(x, [10, 75], axis),
+                               rtol=1e-5, atol=1e-6)
+    assert ops.median(np.arange(5, dtype=np.int32)).dtype == "float32"
+
+
+def test_quantile_bad_arguments():
+    with pytest.raises(ValueError, match="quantile: method"):
+        ops.quantile(np.ones(3), 0.5, method="hazen")
+    with pytest.raises(ValueError, match=r"quantile: q must lie in \[0, 1\]"):
+        ops.quantile(np.ones(3), 1.5)
+
+
+def test_ptp():
+    x = randn(3, 4)
+    np.testing.assert_allclose(ops.ptp(x, 1).numpy(), np.ptp(x, 1), rtol=1e-6)
+    check_gradients(lambda t: ops.ptp(t, 0), [x])
+
+
+SEGMENT_IDS = np.array([0, 2, 2, -1, 0, 3])
+
+
+@pytest.mark.parametrize("shape", [(6,), (6, 3)], ids=str)
+@pytest.mark.parametrize("num_segments", [None, 5])
+def test_segment_reductions(shape, num_segments):
+    x = randn(*shape)
+    k = num_segments or 4
+    for name, ufunc, empty in [("segment_sum", np.add, 0.0), ("segment_max", np.maximum, -np.inf),
+                               ("segment_min", np.minimum, np.inf)]:
+        want = np.full((k,) + shape[1:], empty)
+        valid = SEGMENT_IDS >= 0
+        ufunc.at(want, SEGMENT_IDS[valid], x[valid])
+        got = getattr(ops, name)(x, SEGMENT_IDS, num_segments)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
+        check_gradients(lambda t: ops.sum(ops.where(ops.isfinite(got), getattr(ops, name)(t, SEGMENT_IDS, k), 0.0),
+                                          axis=0), [x])
+
+
+def test_segment_max_ties_share_the_gradient_and_ints_keep_their_dtype():
+    x = Tensor(np.array([1.0, 3.0, 3.0, 2.0], np.float32))
+    with GradientTape() as tape:
+        tape.watch(x)
+        y = ops.sum(ops.segment_max(x, np.array([0, 0, 0, 1])))
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), [0.0, 0.5, 0.5, 1.0])
+    out = ops.segment_max(np.array([3, 1], np.int32), np.array([0, 2]))
+    assert out.dtype == "int32" and out.numpy()[1] == np.iinfo(np.int32).min
+    assert ops.segment_sum(np.array([1, 2], np.int32), np.array([1, 1])).dtype == "int32"
+    with pytest.raises(ValueError, match="segment_sum: segment_ids must be 1-D, one per row"):
+        ops.segment_sum(np.ones((3, 2)), np.array([0, 1]))
+
+
+@pytest.mark.gpu
+def test_new_reductions_on_gpu_match_cpu():
+    import dlgpu
+    x = randn(6, 3)
+    results = []
+    for device in ("cpu", "gpu"):
+        with dlgpu.device(device):
+            xt = ops.convert_to_tensor(x)
+            ids = ops.convert_to_tensor(np.array([0, 2, 2, -1, 0, 1]))  # no empty segment
+            with GradientTape() as tape:
+                tape.watch(xt)
+                outs = [ops.cumprod(xt, 0), ops.cumprod(xt), ops.average(xt, 1, ops.convert_to_tensor(np.arange(3.0))),
+                        ops.quantile(xt, [0.2, 0.7], 0), ops.median(xt, 1, keepdims=True), ops.percentile(xt, 40),
+                        ops.ptp(xt, 1), ops.segment_sum(xt, ids), ops.segment_max(xt, ids),
+                        ops.segment_min(xt, ids)]
+                loss = sum(ops.sum(o) for o in outs)
+            results.append([o.numpy() for o in outs] + [tape.gradient(loss, xt).numpy()])
+    for on_cpu, on_gpu in zip(*results):
+        np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-5, atol=1e-5)
