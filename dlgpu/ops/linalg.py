@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from dlgpu.autograd import Tensor
 from dlgpu.ops._core import array_module, binary_operands, float_operand, make_result, to_tensor
 from dlgpu.ops.reduce import norm  # noqa: F401  (keras.ops.linalg.norm)
 
 __all__ = ["cholesky", "cholesky_inverse", "det", "eig", "eigh", "inv", "lstsq", "norm", "qr", "solve",
-           "solve_triangular", "svd", "logdet"]
+           "solve_triangular", "svd", "logdet", "slogdet", "matrix_power", "matrix_rank", "pinv"]
 
 
 def _mT(a):
@@ -208,3 +209,46 @@ def lstsq(a, b, rcond=None):
     solution = xp.linalg.lstsq(a.data, b.data, rcond=rcond)[0]
     back = _no_gradient("lstsq")
     return make_result(solution, (a, b), lambda g: back(g))
+
+
+def slogdet(x):
+    """(sign, log|det|); log|det| is differentiable (its gradient is A^-T)."""
+    x = _square("slogdet", x)
+    xp = array_module(x.data)
+    sign, logabs = xp.linalg.slogdet(x.data)
+    return (make_result(sign, (x,), None),
+            make_result(logabs, (x,), lambda g: (g[..., None, None] * _mT(xp.linalg.inv(x.data)),)))
+
+
+def matrix_power(x, n):
+    from dlgpu.ops.math import matmul
+    from dlgpu.ops.shape import broadcast_to
+    x = _square("matrix_power", x)
+    if int(n) != n:
+        raise ValueError(f"matrix_power: n must be an integer; received {n!r}")
+    n = int(n)
+    if n < 0:
+        x, n = inv(x), -n
+    if n == 0:
+        return broadcast_to(Tensor(array_module(x.data).eye(x.data.shape[-1], dtype=x.data.dtype)), x.data.shape)
+    out, base = None, x
+    while n:  # square-and-multiply
+        if n & 1:
+            out = base if out is None else matmul(out, base)
+        n >>= 1
+        if n:
+            base = matmul(base, base)
+    return out
+
+
+def matrix_rank(x, tol=None):
+    x = float_operand(x)
+    out = array_module(x.data).linalg.matrix_rank(x.data, tol=tol).astype(np.int32)
+    return make_result(out, (x,), None)
+
+
+def pinv(x, rcond=1e-15):
+    """The Moore-Penrose pseudo-inverse; no gradient."""
+    x = float_operand(x)
+    back = _no_gradient("pinv")
+    return make_result(array_module(x.data).linalg.pinv(x.data, rcond=rcond), (x,), lambda g: back(g))

@@ -468,3 +468,69 @@ def vdot(x1, x2):
     if a.data.size != b.data.size:
         raise ValueError(f"vdot: operands have different sizes: shapes {a.data.shape} and {b.data.shape}")
     return _sum(multiply(reshape(a, (-1,)), reshape(b, (-1,))))
+
+
+def _nan_aware_extreme(name, pick_first):
+    def op(x1, x2):
+        a, b = binary_operands(name, x1, x2)
+        xp = array_module(a.data)
+        x, y = a.data, b.data
+        # where fmax returns x1: x1 wins the comparison, or x2 is NaN
+        pick_x = pick_first(x, y) | xp.isnan(y)
+
+        def backward(g):
+            zero = xp.zeros((), g.dtype)
+            return unbroadcast(xp.where(pick_x, g, zero), x.shape), unbroadcast(xp.where(pick_x, zero, g), y.shape)
+        return make_result(getattr(xp, name)(x, y), (a, b), backward)
+    op.__name__ = name
+    return op
+
+
+fmax = _nan_aware_extreme("fmax", lambda x, y: x >= y)
+fmin = _nan_aware_extreme("fmin", lambda x, y: x <= y)
+
+
+def heaviside(x1, x2):
+    a, b = _float_binary("heaviside", x1, x2)
+    return make_result(array_module(a.data).heaviside(a.data, b.data), (a, b), lambda g: (None, None))
+
+
+def fabs(x):
+    return abs(float_operand(x))
+
+
+def sinc(x):
+    """sin(pi x) / (pi x), 1 at 0 (with the gradient 0 there, not NaN)."""
+    x = float_operand(x)
+    at_zero = equal(x, 0.0)
+    safe = multiply(where(at_zero, 1.0, x), np.pi)
+    return where(at_zero, 1.0, divide(sin(safe), safe))
+
+
+def kron(x1, x2):
+    """numpy.kron, as one broadcast product: a's axes interleaved with b's, then merged pairwise."""
+    from dlgpu.ops.shape import reshape
+    a, b = binary_operands("kron", x1, x2)
+    rank = a.ndim if a.ndim > b.ndim else b.ndim
+    sa = (1,) * (rank - a.ndim) + a.data.shape
+    sb = (1,) * (rank - b.ndim) + b.data.shape
+    spread_a = reshape(a, [v for s in sa for v in (s, 1)])
+    spread_b = reshape(b, [v for s in sb for v in (1, s)])
+    return reshape(multiply(spread_a, spread_b), [p * q for p, q in zip(sa, sb)])
+
+
+def isin(x1, x2, assume_unique=False, invert=False):
+    a, b = to_tensor(x1), to_tensor(x2)
+    out = array_module(a.data).isin(a.data, b.data, assume_unique=assume_unique, invert=invert)
+    return make_result(out, (a, b), lambda g: (None, None))
+
+
+def select(condlist, choicelist, default=0):
+    """numpy.select as nested where(): the first true condition picks its choice."""
+    if len(condlist) != len(choicelist) or not condlist:
+        raise ValueError(f"select: condlist and choicelist must be non-empty and of one length; received "
+                         f"{len(condlist)} and {len(choicelist)}")
+    out = default
+    for condition, choice in zip(reversed(condlist), reversed(choicelist)):
+        out = where(condition, choice, out)
+    return out

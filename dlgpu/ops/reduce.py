@@ -337,3 +337,133 @@ def _segment_extreme(name, largest):
 
 segment_max = _segment_extreme("segment_max", largest=True)
 segment_min = _segment_extreme("segment_min", largest=False)
+
+
+def diff(a, n=1, axis=-1):
+    from dlgpu.ops.math import subtract
+    from dlgpu.ops.shape import _getitem
+    x = to_tensor(a)
+    ax = normalize_axis(axis, x.ndim)[0]
+    for _ in range(n):
+        head = (slice(None),) * ax + (slice(1, None),)
+        tail = (slice(None),) * ax + (slice(None, -1),)
+        x = subtract(_getitem(x, head), _getitem(x, tail))
+    return x
+
+
+def _without_nans(x, fill):
+    from dlgpu.ops.math import isnan, where
+    x = to_tensor(x)
+    return x if x.data.dtype.kind != "f" else where(isnan(x), fill, x)
+
+
+def nansum(x, axis=None, keepdims=False):
+    return sum(_without_nans(x, 0.0), axis, keepdims)
+
+
+def nanprod(x, axis=None, keepdims=False):
+    return prod(_without_nans(x, 1.0), axis, keepdims)
+
+
+def nanmax(x, axis=None, keepdims=False):
+    return max(_without_nans(x, -np.inf), axis, keepdims)
+
+
+def nanmin(x, axis=None, keepdims=False):
+    return min(_without_nans(x, np.inf), axis, keepdims)
+
+
+def nanmean(x, axis=None, keepdims=False):
+    from dlgpu.ops.math import divide, isnan, logical_not
+    x = float_operand(x)
+    return divide(nansum(x, axis, keepdims), sum(logical_not(isnan(x)), axis, keepdims))
+
+
+def nanvar(x, axis=None, keepdims=False):
+    from dlgpu.ops.math import isnan, square, subtract, where
+    x = float_operand(x)
+    centred = subtract(x, nanmean(x, axis, keepdims=True))
+    return nanmean(where(isnan(x), np.nan, square(centred)), axis, keepdims)
+
+
+def nanstd(x, axis=None, keepdims=False):
+    from dlgpu.ops.math import sqrt
+    return sqrt(nanvar(x, axis, keepdims))
+
+
+def nancumsum(x, axis=None):
+    return cumsum(_without_nans(x, 0.0), axis)
+
+
+def nancumprod(x, axis=None):
+    return cumprod(_without_nans(x, 1.0), axis)
+
+
+def nanargmax(x, axis=None, keepdims=False):
+    return argmax(_without_nans(x, -np.inf), axis, keepdims)
+
+
+def nanargmin(x, axis=None, keepdims=False):
+    return argmin(_without_nans(x, np.inf), axis, keepdims)
+
+
+def bincount(x, weights=None, minlength=0, sparse=False):
+    """Counts (or summed weights) per value of non-negative integers; a 2-D x counts each row."""
+    from dlgpu.ops._core import backend_of
+    if sparse:
+        raise NotImplementedError("bincount: sparse=True is not supported (dlgpu has no sparse tensors)")
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    if x.ndim not in (1, 2) or x.data.dtype.kind not in "iu":
+        raise ValueError(f"bincount: x must be a 1-D or 2-D integer tensor; received shape {x.data.shape}, "
+                         f"dtype {x.data.dtype}")
+    if x.data.size and int(x.data.min()) < 0:
+        raise ValueError("bincount: x must be non-negative")
+    seen = int(x.data.max()) + 1 if x.data.size else 0
+    length = seen if seen > int(minlength) else int(minlength)
+    rows = x.data.reshape(-1, x.data.shape[-1]) if x.ndim == 2 else x.data.reshape(1, -1)
+    index = (xp.arange(rows.shape[0])[:, None] + xp.zeros_like(rows), rows)
+    if weights is None:
+        out = xp.zeros((rows.shape[0], length), np.int32)
+        backend_of(out).scatter_add(out, index, xp.ones(rows.shape, np.int32))
+        return Tensor(out if x.ndim == 2 else out[0])
+    w = to_tensor(weights)
+    if w.data.shape != x.data.shape:
+        raise ValueError(f"bincount: weights of shape {w.data.shape} must match x of shape {x.data.shape}")
+    out = xp.zeros((rows.shape[0], length), _ACCUMULATOR_DTYPES.get(w.data.dtype, w.data.dtype))
+    backend_of(out).scatter_add(out, index, w.data.reshape(rows.shape))
+    return make_result(out if x.ndim == 2 else out[0], (w,),
+                       lambda g: (g.reshape(rows.shape[0], length)[index].reshape(x.data.shape),))
+
+
+def searchsorted(sorted_sequence, values, side="left"):
+    if side not in ("left", "right"):
+        raise ValueError(f"searchsorted: side must be 'left' or 'right'; received {side!r}")
+    s, v = to_tensor(sorted_sequence), to_tensor(values)
+    if s.ndim != 1:
+        raise ValueError(f"searchsorted: sorted_sequence must be 1-D; received shape {s.data.shape}")
+    out = array_module(s.data).searchsorted(s.data, v.data, side=side).astype(np.int32)
+    return make_result(out, (s, v), lambda g: (None, None))
+
+
+def digitize(x, bins):
+    x, b = to_tensor(x), to_tensor(bins)
+    out = array_module(x.data).digitize(x.data, b.data).astype(np.int32)
+    return make_result(out, (x, b), lambda g: (None, None))
+
+
+def argpartition(x, kth, axis=-1):
+    x = to_tensor(x)
+    out = array_module(x.data).argpartition(x.data, kth, axis=axis).astype(np.int32)
+    return make_result(out, (x,), lambda g: (None,))
+
+
+def in_top_k(targets, predictions, k):
+    """True where the target class's score is among the k largest of its row (ties count in, as in TF)."""
+    from dlgpu.ops.shape import take_along_axis
+    p, t = to_tensor(predictions), to_tensor(targets)
+    if p.ndim != 2 or t.ndim != 1 or t.data.shape[0] != p.data.shape[0]:
+        raise ValueError(f"in_top_k: needs predictions (batch, classes) and targets (batch,); received shapes "
+                         f"{p.data.shape} and {t.data.shape}")
+    score = take_along_axis(p, t.data.astype(np.int64)[:, None], 1).data
+    return Tensor((p.data > score).sum(axis=1) < k)

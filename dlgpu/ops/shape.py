@@ -565,3 +565,86 @@ def scatter_update(inputs, indices, updates):
 
 slice_op.__name__ = "slice"
 get_item = _getitem
+
+
+def rot90(array, k=1, axes=(0, 1)):
+    x = to_tensor(array)
+    xp = array_module(x.data)
+    return make_result(xp.rot90(x.data, k, axes), (x,), lambda g: (xp.rot90(g, -k, axes),))
+
+
+def column_stack(xs):
+    return concatenate([reshape(t, (-1, 1)) if to_tensor(t).ndim < 2 else t for t in xs], axis=1)
+
+
+def dstack(xs):
+    def three_d(t):
+        t = to_tensor(t)
+        return reshape(t, (1, -1, 1)) if t.ndim < 2 else expand_dims(t, -1) if t.ndim == 2 else t
+    return concatenate([three_d(t) for t in xs], axis=2)
+
+
+def array_split(x, indices_or_sections, axis=0):
+    """split(), but a section count need not divide the axis: the first parts get one more element."""
+    x = to_tensor(x)
+    if not isinstance(indices_or_sections, int):
+        return split(x, indices_or_sections, axis)
+    if indices_or_sections < 1:
+        raise ValueError(f"array_split: the number of sections must be positive; received {indices_or_sections}")
+    length = x.data.shape[axis % x.ndim]
+    size, extra = divmod(length, indices_or_sections)
+    bounds, edge = [], 0
+    for i in range(indices_or_sections - 1):
+        edge += size + (i < extra)
+        bounds.append(edge)
+    return split(x, bounds, axis)
+
+
+def hsplit(x, indices_or_sections):
+    x = to_tensor(x)
+    return split(x, indices_or_sections, 0 if x.ndim == 1 else 1)
+
+
+def vsplit(x, indices_or_sections):
+    return split(x, indices_or_sections, 0)
+
+
+def dsplit(x, indices_or_sections):
+    return split(x, indices_or_sections, 2)
+
+
+def _creation_range(name):
+    def op(start, stop, num=50, endpoint=True, dtype=None, axis=0, **kwargs):
+        xp = _device.get_device().xp
+        if name == "geomspace":  # CuPy has no geomspace: a logspace between the logs, signs kept
+            if start == 0 or stop == 0 or (start < 0) != (stop < 0):
+                raise ValueError(f"geomspace: start and stop must be nonzero and of one sign; received {start}, {stop}")
+            sign = -1.0 if start < 0 else 1.0
+            out = sign * xp.logspace(np.log10(abs(start)), np.log10(abs(stop)), num, endpoint=endpoint)
+        else:
+            out = xp.logspace(start, stop, num, endpoint=endpoint, base=kwargs.pop("base", 10.0))
+        if kwargs:
+            raise TypeError(f"{name}: unexpected arguments {sorted(kwargs)}")
+        out = out.astype(dtype or FLOATX)
+        return Tensor(xp.moveaxis(out, 0, axis) if axis else out)
+    op.__name__ = name
+    return op
+
+
+logspace = _creation_range("logspace")
+geomspace = _creation_range("geomspace")
+
+
+def unravel_index(indices, shape):
+    x = to_tensor(indices)
+    xp = array_module(x.data)
+    return tuple(Tensor(i.astype(np.int32)) for i in xp.unravel_index(x.data, tuple(shape)))
+
+
+def is_tensor(x):
+    return isinstance(x, Tensor)
+
+
+def dtype(x):
+    """The dtype's name, as keras.ops.dtype gives it ("float32")."""
+    return to_tensor(x).dtype

@@ -174,3 +174,20 @@ def test_linalg_on_gpu_match_cpu():
             results.append([o.numpy() for o in outs] + [g.numpy() for g in grads])
     for on_cpu, on_gpu in zip(*results):
         np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-4, atol=1e-4)
+
+
+def test_slogdet_matrix_power_rank_pinv():
+    a = well_conditioned(2, 3, 3)
+    sign, logabs = ops.linalg.slogdet(a)
+    want_sign, want_log = np.linalg.slogdet(a)
+    np.testing.assert_allclose(sign.numpy(), want_sign)
+    np.testing.assert_allclose(logabs.numpy(), want_log, rtol=1e-5)
+    check_gradients(lambda t: ops.linalg.slogdet(t)[1], [a])
+    for n in (0, 1, 3, 5, -2):
+        np.testing.assert_allclose(ops.linalg.matrix_power(a, n).numpy(), np.linalg.matrix_power(a, n), rtol=1e-4,
+                                   atol=1e-5)
+    check_gradients(lambda t: ops.linalg.matrix_power(t, 3), [a])
+    check_gradients(lambda t: ops.linalg.matrix_power(t, -1), [a])
+    assert ops.linalg.matrix_rank(np.ones((3, 3))).numpy() == 1
+    b = randn(4, 3)
+    np.testing.assert_allclose(ops.linalg.pinv(b).numpy(), np.linalg.pinv(b), rtol=1e-4, atol=1e-5)

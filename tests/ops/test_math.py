@@ -348,3 +348,34 @@ def test_more_math_on_gpu_match_cpu():
             results.append([o.numpy() for o in outs + flags] + [g.numpy() for g in tape.gradient(loss, [at, bt])])
     for on_cpu, on_gpu in zip(*results):
         np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["fmax", "fmin"])
+def test_fmax_fmin_skip_nans(name):
+    a = np.array([1.0, np.nan, 3.0, np.nan], np.float32)
+    b = np.array([2.0, 5.0, np.nan, np.nan], np.float32)
+    np.testing.assert_array_equal(getattr(ops, name)(a, b).numpy(), getattr(np, name)(a, b))
+    x, y = randn(3, 4), randn(4)
+    x = np.where(np.abs(x - y) < 0.1, x + 0.3, x)
+    check_gradients(getattr(ops, name), [x, y])
+
+
+def test_heaviside_fabs_sinc_kron_isin_select():
+    x = np.array([-1.0, 0.0, 2.0])
+    np.testing.assert_array_equal(ops.heaviside(x, 0.5).numpy(), np.heaviside(x, 0.5))
+    assert ops.fabs(np.array([-2], np.int32)).dtype == "float32"
+    s = np.array([0.0, 0.3, -1.7])
+    np.testing.assert_allclose(ops.sinc(s).numpy(), np.sinc(s), rtol=1e-6)
+    grad = check_gradients(ops.sinc, [np.array([0.0, 0.3, -1.7])], atol=1e-5)
+    assert grad[0].numpy()[0] == 0
+    for sa, sb in [((2, 3), (3, 2)), ((3,), (2, 2)), ((2, 1, 2), (3, 2))]:
+        a, b = randn(*sa), randn(*sb)
+        np.testing.assert_allclose(ops.kron(a, b).numpy(), np.kron(a, b), rtol=1e-6)
+        check_gradients(ops.kron, [a, b])
+    np.testing.assert_array_equal(ops.isin(np.array([1, 2, 5]), np.array([5, 1])).numpy(), [True, False, True])
+    v = randn(5)
+    conds, choices = [v < -0.5, v > 0.5], [v * 2, v * 3]
+    np.testing.assert_allclose(ops.select(conds, choices, -1.0).numpy(), np.select(conds, choices, -1.0), rtol=1e-6)
+    check_gradients(lambda t: ops.select([t < 0], [t * 2], t), [away_from(v, [0.0])])
+    with pytest.raises(ValueError, match="select: condlist and choicelist"):
+        ops.select([v > 0], [])

@@ -239,3 +239,81 @@ def test_new_reductions_on_gpu_match_cpu():
             results.append([o.numpy() for o in outs] + [tape.gradient(loss, xt).numpy()])
     for on_cpu, on_gpu in zip(*results):
         np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n, axis", [(1, -1), (2, 0), (1, 1)])
+def test_diff(n, axis):
+    x = randn(4, 5)
+    np.testing.assert_allclose(ops.diff(x, n, axis).numpy(), np.diff(x, n, axis), rtol=1e-5, atol=1e-6)
+    check_gradients(lambda t: ops.diff(t, n, axis), [x])
+
+
+@pytest.mark.parametrize("name", ["nansum", "nanprod", "nanmax", "nanmin", "nanmean", "nanvar", "nanstd"])
+@pytest.mark.parametrize("axis", [None, 1])
+def test_nan_reductions(name, axis):
+    x = randn(3, 4)
+    x[0, 1] = x[2, 3] = np.nan
+    np.testing.assert_allclose(getattr(ops, name)(x, axis).numpy(), getattr(np, name)(x, axis), rtol=1e-5, atol=1e-6)
+    clean = randn(3, 4)
+    check_gradients(lambda t: getattr(ops, name)(t, axis), [clean])
+
+
+def test_nan_cumulative_and_arg_reductions():
+    x = np.array([[1.0, np.nan, 3.0], [np.nan, 2.0, -1.0]])
+    for name in ("nancumsum", "nancumprod"):
+        np.testing.assert_allclose(getattr(ops, name)(x, 1).numpy(), getattr(np, name)(x, 1), rtol=1e-6)
+    for name in ("nanargmax", "nanargmin"):
+        assert getattr(ops, name)(x, 1).numpy().tolist() == getattr(np, name)(x, 1).tolist()
+
+
+def test_bincount_searchsorted_digitize_argpartition_in_top_k():
+    x = np.array([0, 3, 3, 1], np.int32)
+    assert ops.bincount(x).dtype == "int32"
+    np.testing.assert_array_equal(ops.bincount(x, minlength=6).numpy(), np.bincount(x, minlength=6))
+    w = randn(4)
+    np.testing.assert_allclose(ops.bincount(x, w).numpy(), np.bincount(x, w), rtol=1e-6)
+    check_gradients(lambda t: ops.bincount(x, t), [w])
+    batch = np.array([[0, 1, 1], [2, 2, 2]])
+    np.testing.assert_array_equal(ops.bincount(batch).numpy(), [[1, 2, 0], [0, 0, 3]])
+    with pytest.raises(ValueError, match="bincount: x must be non-negative"):
+        ops.bincount(np.array([-1, 2]))
+    seq, vals = np.array([1.0, 2.0, 2.0, 5.0]), np.array([2.0, 0.0, 9.0])
+    for side in ("left", "right"):
+        got = ops.searchsorted(seq, vals, side)
+        assert got.dtype == "int32" and got.numpy().tolist() == np.searchsorted(seq, vals, side).tolist()
+    assert ops.digitize(vals, seq).numpy().tolist() == np.digitize(vals, seq).tolist()
+    parts = ops.argpartition(np.array([5.0, 1.0, 4.0, 2.0]), 1).numpy()
+    assert sorted(parts[:2].tolist()) == [1, 3]
+    scores = np.array([[0.1, 0.5, 0.4], [0.3, 0.3, 0.4]], np.float32)
+    np.testing.assert_array_equal(ops.in_top_k(np.array([2, 0]), scores, 1).numpy(), [False, False])
+    np.testing.assert_array_equal(ops.in_top_k(np.array([2, 1]), scores, 2).numpy(), [True, True])
+
+
+@pytest.mark.gpu
+def test_second_batch_of_keras_ops_on_gpu_match_cpu():
+    import dlgpu
+    x, y, w = randn(3, 4), randn(4), randn(4)
+    x[0, 1] = np.nan
+    counts = np.array([0, 3, 3, 1])
+    results = []
+    for device in ("cpu", "gpu"):
+        with dlgpu.device(device):
+            xt, yt, wt, ct = (ops.convert_to_tensor(a) for a in (x, y, w, counts))
+            clean = ops.nan_to_num(xt)
+            with GradientTape() as tape:
+                tape.watch([xt, yt, wt])
+                outs = [ops.fmax(xt, yt), ops.fmin(xt, yt), ops.sinc(clean), ops.kron(clean, yt[:2]),
+                        ops.select([clean > 0], [clean * 2], yt), ops.rot90(clean), ops.column_stack([yt, wt]),
+                        ops.dstack([clean]), ops.array_split(clean, 3, 1)[0], ops.diff(clean, 2), ops.nansum(xt, 1),
+                        ops.nanmean(xt, 0), ops.nanmax(xt), ops.nanstd(xt, 1), ops.nancumsum(xt, 1),
+                        ops.bincount(ct, wt), ops.linalg.slogdet(ops.add(ops.eye(3, dtype="float32") * 3.0, clean[:, :3]))[1],
+                        ops.linalg.matrix_power(clean[:, :3], 3)]
+                loss = sum(ops.sum(o) for o in outs)
+            flags = [ops.heaviside(clean, 0.5), ops.isin(ct, ct[:2]), ops.bincount(ct), ops.searchsorted(ops.sort(yt), wt),
+                     ops.digitize(wt, ops.sort(yt)), ops.in_top_k(ops.convert_to_tensor(np.array([1, 0, 2])), clean, 2),
+                     ops.nanargmax(xt, 1), ops.linalg.matrix_rank(clean), ops.linalg.pinv(clean),
+                     ops.logspace(0, 1, 3), ops.geomspace(1, 8, 4)] + list(ops.unravel_index(ct, (2, 2)))
+            grads = tape.gradient(loss, [xt, yt, wt])
+            results.append([o.numpy() for o in outs + flags] + [g.numpy() for g in grads])
+    for on_cpu, on_gpu in zip(*results):
+        np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-5, atol=1e-5)

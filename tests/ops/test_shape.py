@@ -362,3 +362,31 @@ def test_new_shape_ops_on_gpu_match_cpu():
             results.append([o.numpy() for o in outs + list(ops.nonzero(xt > 0))] + [g.numpy() for g in grads])
     for on_cpu, on_gpu in zip(*results):
         np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-5, atol=1e-5)
+
+
+def test_rot90_stacks_splits_and_ranges():
+    x = randn(2, 3, 4)
+    for k, axes in [(1, (0, 1)), (2, (1, 2)), (-1, (2, 0))]:
+        np.testing.assert_array_equal(ops.rot90(x, k, axes).numpy(), np.rot90(x, k, axes).astype(np.float32))
+        check_gradients(lambda t: ops.rot90(t, k, axes), [x])
+    a, b = randn(3), randn(3, 2)
+    np.testing.assert_allclose(ops.column_stack([a, b]).numpy(), np.column_stack([a, b]), rtol=1e-6)
+    np.testing.assert_allclose(ops.dstack([a, a]).numpy(), np.dstack([a, a]), rtol=1e-6)
+    np.testing.assert_allclose(ops.dstack([b, b]).numpy(), np.dstack([b, b]), rtol=1e-6)
+    check_gradients(lambda s, t: ops.column_stack([s, t]), [a, b])
+    for sections in (3, [1, 4]):
+        for got, want in zip(ops.array_split(randn(7, 2) * 0 + np.arange(7)[:, None], sections),
+                             np.array_split(np.arange(7)[:, None] * np.ones((7, 2)), sections)):
+            np.testing.assert_array_equal(got.numpy(), want)
+    assert [p.shape for p in ops.hsplit(x, 3)] == [(2, 1, 4)] * 3
+    assert [p.shape for p in ops.vsplit(x, 2)] == [(1, 3, 4)] * 2
+    assert [p.shape for p in ops.dsplit(x, [1])] == [(2, 3, 1), (2, 3, 3)]
+    np.testing.assert_allclose(ops.logspace(0, 2, 3).numpy(), [1, 10, 100], rtol=1e-6)
+    np.testing.assert_allclose(ops.logspace(0, 3, 4, base=2.0).numpy(), [1, 2, 4, 8], rtol=1e-6)
+    np.testing.assert_allclose(ops.geomspace(-1, -8, 4).numpy(), [-1, -2, -4, -8], rtol=1e-5)
+    with pytest.raises(ValueError, match="geomspace: start and stop"):
+        ops.geomspace(0, 1)
+    rows, cols = ops.unravel_index(np.array([1, 5]), (2, 3))
+    assert rows.dtype == "int32" and rows.numpy().tolist() == [0, 1] and cols.numpy().tolist() == [1, 2]
+    assert ops.is_tensor(ops.ones(2)) and not ops.is_tensor(np.ones(2))
+    assert ops.dtype(np.ones(2, np.int32)) == "int32"
