@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from dlgpu.autograd import Tensor
-from dlgpu.ops._core import array_module, binary_operands, float_operand, make_result, to_tensor
+from dlgpu.ops._core import array_module, binary_operands, float_operand, make_result
 from dlgpu.ops.reduce import norm  # noqa: F401  (keras.ops.linalg.norm)
 
 __all__ = ["cholesky", "cholesky_inverse", "det", "eig", "eigh", "inv", "lstsq", "norm", "qr", "solve",
@@ -180,7 +180,8 @@ def qr(x, mode="reduced"):
     if pair._tracked:
         pair._backward = backward
     from dlgpu.ops.shape import _getitem
-    return _getitem(pair, (Ellipsis, slice(0, m_), slice(None))), _getitem(pair, (Ellipsis, slice(m_, None), slice(None)))
+    rows = slice(None)
+    return (_getitem(pair, (Ellipsis, slice(0, m_), rows)), _getitem(pair, (Ellipsis, slice(m_, None), rows)))
 
 
 def svd(x, full_matrices=True, compute_uv=True):

@@ -10,7 +10,8 @@ import numpy as np
 
 from dlgpu.autograd import Tensor
 from dlgpu.ops import math as m
-from dlgpu.ops._core import array_module, backend_of, binary_operands, float_operand, make_result, same_device, to_tensor, unbroadcast
+from dlgpu.ops._core import (array_module, backend_of, binary_operands, float_operand, make_result, same_device,
+                             to_tensor, unbroadcast)
 
 
 def _primitive_activation(name, operand=float_operand):
@@ -479,7 +480,8 @@ def binary_crossentropy(target, output, from_logits=False):
     if from_logits:  # max(z, 0) - z t + log1p(exp(-|z|)), stable for any z
         return m.add(m.subtract(relu(output), m.multiply(output, target)), m.log1p(m.exp(m.negative(m.abs(output)))))
     p = m.clip(output, _EPSILON, 1.0 - _EPSILON)
-    return m.negative(m.add(m.multiply(target, m.log(p)), m.multiply(m.subtract(1.0, target), m.log(m.subtract(1.0, p)))))
+    return m.negative(m.add(m.multiply(target, m.log(p)),
+                            m.multiply(m.subtract(1.0, target), m.log(m.subtract(1.0, p)))))
 
 
 def _log_probabilities(output, from_logits, axis):

@@ -228,7 +228,7 @@ _QUANTILE_METHODS = ("linear", "lower", "higher", "midpoint", "nearest")
 def quantile(x, q, axis=None, method="linear", keepdims=False):
     """numpy.quantile (the five classic methods), differentiable in x through the sorted values it picks."""
     from dlgpu.ops import math as m
-    from dlgpu.ops.shape import moveaxis, reshape, take
+    from dlgpu.ops.shape import moveaxis, reshape, take, transpose
     from dlgpu.ops.sorting import sort
     if method not in _QUANTILE_METHODS:
         raise ValueError(f"quantile: method must be one of {_QUANTILE_METHODS}; received {method!r}")
@@ -240,7 +240,6 @@ def quantile(x, q, axis=None, method="linear", keepdims=False):
     axes = normalize_axis(axis, x.ndim)
     kept = [i for i in range(x.ndim) if i not in axes]
     # the reduced axes flattened into one last axis, which is sorted
-    from dlgpu.ops.shape import transpose
     flat = reshape(transpose(x, kept + list(axes)), [x.data.shape[i] for i in kept] + [-1])
     n = flat.data.shape[-1]
     if n == 0:

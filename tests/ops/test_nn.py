@@ -301,7 +301,8 @@ def test_crossentropies_match_torch(from_logits):
     check_gradients(lambda o: ops.sparse_categorical_crossentropy(labels, o, from_logits), [output])
     binary_target = rng.uniform(0, 1, (3, 4))
     binary_output = randn(3, 4) if from_logits else rng.uniform(0.05, 0.95, (3, 4))
-    fn = torch.nn.functional.binary_cross_entropy_with_logits if from_logits else torch.nn.functional.binary_cross_entropy
+    functional = torch.nn.functional
+    fn = functional.binary_cross_entropy_with_logits if from_logits else functional.binary_cross_entropy
     np.testing.assert_allclose(ops.binary_crossentropy(binary_target, binary_output, from_logits).numpy(),
                                fn(torch.tensor(binary_output), torch.tensor(binary_target), reduction="none").numpy(),
                                rtol=1e-5)
@@ -395,7 +396,8 @@ def test_new_nn_ops_on_gpu_match_cpu():
                 tape.watch([xt, qt, kt])
                 outs = [getattr(ops, n)(xt) for n in sorted(MORE_ACTIVATIONS)]
                 outs += [ops.glu(xt), ops.threshold(xt, 0.1, 2.0), ops.categorical_crossentropy(tt, xt, True),
-                         ops.categorical_crossentropy(tt, ops.softmax(xt)), ops.sparse_categorical_crossentropy(lt, xt, True),
+                         ops.categorical_crossentropy(tt, ops.softmax(xt)),
+                         ops.sparse_categorical_crossentropy(lt, xt, True),
                          ops.binary_crossentropy(tt, ops.sigmoid(xt)), ops.binary_crossentropy(tt, xt, True),
                          ops.dot_product_attention(qt, kt, kt, is_causal=True, attn_logits_soft_cap=4.0),
                          ops.psnr(xt, tt, 1.0)]

@@ -306,10 +306,12 @@ def test_second_batch_of_keras_ops_on_gpu_match_cpu():
                         ops.select([clean > 0], [clean * 2], yt), ops.rot90(clean), ops.column_stack([yt, wt]),
                         ops.dstack([clean]), ops.array_split(clean, 3, 1)[0], ops.diff(clean, 2), ops.nansum(xt, 1),
                         ops.nanmean(xt, 0), ops.nanmax(xt), ops.nanstd(xt, 1), ops.nancumsum(xt, 1),
-                        ops.bincount(ct, wt), ops.linalg.slogdet(ops.add(ops.eye(3, dtype="float32") * 3.0, clean[:, :3]))[1],
+                        ops.bincount(ct, wt),
+                        ops.linalg.slogdet(ops.add(ops.eye(3, dtype="float32") * 3.0, clean[:, :3]))[1],
                         ops.linalg.matrix_power(clean[:, :3], 3)]
                 loss = sum(ops.sum(o) for o in outs)
-            flags = [ops.heaviside(clean, 0.5), ops.isin(ct, ct[:2]), ops.bincount(ct), ops.searchsorted(ops.sort(yt), wt),
+            flags = [ops.heaviside(clean, 0.5), ops.isin(ct, ct[:2]), ops.bincount(ct),
+                     ops.searchsorted(ops.sort(yt), wt),
                      ops.digitize(wt, ops.sort(yt)), ops.in_top_k(ops.convert_to_tensor(np.array([1, 0, 2])), clean, 2),
                      ops.nanargmax(xt, 1), ops.linalg.matrix_rank(clean), ops.linalg.pinv(clean),
                      ops.logspace(0, 1, 3), ops.geomspace(1, 8, 4)] + list(ops.unravel_index(ct, (2, 2)))
