@@ -15,7 +15,7 @@ from dlgpu.autograd import GradientTape, Tensor, no_grad
 
 def numerical_gradient(f, x, eps=1e-6):
     """d f(x) / dx by central differences, for a scalar-valued numpy function of one float64 array."""
-    x = np.array(x, dtype=np.float64)
+    x = np.array(x, dtype=np.float64, order="C")  # C order, so the flat views below write into x
     grad = np.zeros_like(x)
     flat, gflat = x.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):

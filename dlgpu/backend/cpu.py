@@ -256,6 +256,15 @@ def scatter_add(target, index, values):
         cupyx.scatter_add(target, index, values)
 
 
+def scatter_extreme(target, index, values, largest):
+    """target[index] = max (or min) of target[index] and values, over repeated indices too."""
+    if array_module(target) is np:
+        (np.maximum if largest else np.minimum).at(target, index, values)
+    else:
+        import cupyx
+        (cupyx.scatter_max if largest else cupyx.scatter_min)(target, index, values)
+
+
 _ones_vectors = {}
 
 

@@ -104,6 +104,7 @@ sigmoid = reference.sigmoid
 erf = reference.erf
 erfinv = reference.erfinv
 scatter_add = reference.scatter_add
+scatter_extreme = reference.scatter_extreme
 matmul = cupy.matmul  # cuBLAS
 
 

@@ -4,23 +4,47 @@ from dlgpu.autograd import Tensor
 from dlgpu.ops.conv import (average_pool, avg_pool2d, conv, conv2d, conv2d_maxpool, conv_transpose, depthwise_conv,
                              max_pool, max_pool2d, resolve_padding, separable_conv)
 from dlgpu.ops import image  # noqa: F401  (keras.ops.image)
+from dlgpu.ops import linalg  # noqa: F401  (keras.ops.linalg)
+from dlgpu.ops.control_flow import (associative_scan, cond, fori_loop, map, scan, switch, vectorized_map,
+                                    while_loop)
+from dlgpu.ops.linalg import (cholesky, cholesky_inverse, det, eig, eigh, inv, logdet, lstsq, qr, solve,
+                              solve_triangular, svd)
+from dlgpu.ops.linalg import matrix_power, matrix_rank, pinv, slogdet
 from dlgpu.ops.einsum import einsum, tensordot
 from dlgpu.ops.math import (abs, absolute, add, cast, ceil, clip, cos, divide, dot, equal, erf, erfinv, exp, expm1,
                             floor, floor_divide, greater, greater_equal, isfinite, isinf, isnan, less, less_equal,
                             log, log1p, log2, log10, logical_and, logical_not, logical_or, matmul, maximum,
                             minimum, mod, multiply, negative, not_equal, power, reciprocal, round, rsqrt, sign,
                             sin, sqrt, square, subtract, true_divide, where)
+from dlgpu.ops.math import (allclose, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, cbrt, cosh,
+                            deg2rad, divide_no_nan, erfc, exp2, hypot, inner, isclose, isneginf, isposinf,
+                            logaddexp, logaddexp2, logical_xor, nan_to_num, outer, rad2deg, signbit, sinh, tan,
+                            trunc, vdot)
+from dlgpu.ops.math import fabs, fmax, fmin, heaviside, isin, kron, select, sinc
 from dlgpu.ops.nn import (batch_norm_train, batch_normalization, dense, dropout, elu, exponential, gelu,
                           hard_sigmoid, layer_normalization, leaky_relu, log_sigmoid, log_softmax, mish,
                           normalize, relu, relu6, rms_normalization, selu, set_random_seed, sigmoid,
                           sigmoid_cross_entropy, silu, softmax, softmax_cross_entropy, softplus, softsign, swish,
                           tanh)
+from dlgpu.ops.nn import (binary_crossentropy, categorical_crossentropy, celu, dot_product_attention, glu,
+                          hard_shrink, hard_silu, hard_swish, hard_tanh, multi_hot, psnr, soft_shrink,
+                          sparse_categorical_crossentropy, sparse_plus, sparse_sigmoid, squareplus, tanh_shrink,
+                          threshold)
 from dlgpu.ops.reduce import (all, amax, amin, any, argmax, argmin, count_nonzero, cumsum, logsumexp, max, mean,
                               min, moments, norm, prod, std, sum, var)
+from dlgpu.ops.reduce import (average, cumprod, median, percentile, ptp, quantile, segment_max, segment_min,
+                              segment_sum, trace)
+from dlgpu.ops.reduce import (argpartition, bincount, diff, digitize, in_top_k, nanargmax, nanargmin, nancumprod,
+                              nancumsum, nanmax, nanmean, nanmin, nanprod, nanstd, nansum, nanvar, searchsorted)
 from dlgpu.ops.shape import (arange, broadcast_to, concatenate, convert_to_numpy, convert_to_tensor, empty,
                              expand_dims, eye, flatten, flip, full, full_like, linspace, moveaxis, ndim, one_hot,
                              ones, ones_like, pad, repeat, reshape, shape, size, split, squeeze, stack,
                              stop_gradient, swapaxes, take, take_along_axis, tile, transpose, zeros, zeros_like)
+from dlgpu.ops.shape import (copy, diag, diagonal, empty_like, fliplr, flipud, get_item, hstack, identity, meshgrid,
+                             nonzero, ravel, roll, scatter, scatter_update, slice_update, tri, tril, triu, vstack)
+from dlgpu.ops.shape import (array_split, column_stack, dsplit, dstack, dtype, geomspace, hsplit, is_tensor, logspace,
+                             rot90, unravel_index, vsplit)
+from dlgpu.ops.shape import slice_op as slice  # noqa: A004 - keras.ops name
 from dlgpu.ops.shape import _getitem, unstack
 from dlgpu.ops.sorting import argsort, sort, top_k
 

@@ -314,3 +314,223 @@ round = _no_grad_unary("round")  # noqa: A001 - keras.ops name
 isnan = _no_grad_unary("isnan")
 isfinite = _no_grad_unary("isfinite")
 isinf = _no_grad_unary("isinf")
+
+
+# More elementwise ops (keras.ops names).  Each derivative is written in terms of the input ``d`` and the
+# output ``y`` so the backward reuses the forward's work.
+def _float_unary(name, derivative):
+    def op(x):
+        x = float_operand(x)
+        xp = array_module(x.data)
+        d = x.data
+        y = getattr(xp, name)(d)
+        return make_result(y, (x,), lambda g: (g * derivative(xp, d, y),))
+    op.__name__ = name
+    return op
+
+
+tan = _float_unary("tan", lambda xp, d, y: 1 + y * y)
+sinh = _float_unary("sinh", lambda xp, d, y: xp.cosh(d))
+cosh = _float_unary("cosh", lambda xp, d, y: xp.sinh(d))
+arcsin = _float_unary("arcsin", lambda xp, d, y: 1 / xp.sqrt(1 - d * d))
+arccos = _float_unary("arccos", lambda xp, d, y: -1 / xp.sqrt(1 - d * d))
+arctan = _float_unary("arctan", lambda xp, d, y: 1 / (1 + d * d))
+arcsinh = _float_unary("arcsinh", lambda xp, d, y: 1 / xp.sqrt(d * d + 1))
+arccosh = _float_unary("arccosh", lambda xp, d, y: 1 / xp.sqrt(d * d - 1))
+arctanh = _float_unary("arctanh", lambda xp, d, y: 1 / (1 - d * d))
+cbrt = _float_unary("cbrt", lambda xp, d, y: 1 / (3 * y * y))
+exp2 = _float_unary("exp2", lambda xp, d, y: y * d.dtype.type(np.log(2.0)))
+
+
+def _float_binary(name, a, b):
+    """Both operands promoted together, then to floatx if that is an integer or bool dtype."""
+    a, b = binary_operands(name, a, b)
+    if a.data.dtype.kind in "biu":
+        a, b = cast(a, FLOATX), cast(b, FLOATX)
+    return a, b
+
+
+def arctan2(x1, x2):
+    a, b = _float_binary("arctan2", x1, x2)
+    x, y = a.data, b.data
+    xp = array_module(x)
+
+    def backward(g):
+        r2 = x * x + y * y
+        return unbroadcast(g * y / r2, x.shape), unbroadcast(-g * x / r2, y.shape)
+    return make_result(xp.arctan2(x, y), (a, b), backward)
+
+
+def hypot(x1, x2):
+    a, b = _float_binary("hypot", x1, x2)
+    x, y = a.data, b.data
+    h = array_module(x).hypot(x, y)
+    return make_result(h, (a, b), lambda g: (unbroadcast(g * x / h, x.shape), unbroadcast(g * y / h, y.shape)))
+
+
+def logaddexp(x1, x2):
+    a, b = _float_binary("logaddexp", x1, x2)
+    x, y = a.data, b.data
+    xp = array_module(x)
+    out = xp.logaddexp(x, y)
+    return make_result(out, (a, b), lambda g: (unbroadcast(g * xp.exp(x - out), x.shape),
+                                               unbroadcast(g * xp.exp(y - out), y.shape)))
+
+
+def logaddexp2(x1, x2):
+    a, b = _float_binary("logaddexp2", x1, x2)
+    x, y = a.data, b.data
+    xp = array_module(x)
+    out = xp.logaddexp2(x, y)
+    return make_result(out, (a, b), lambda g: (unbroadcast(g * xp.exp2(x - out), x.shape),
+                                               unbroadcast(g * xp.exp2(y - out), y.shape)))
+
+
+def divide_no_nan(x1, x2):
+    """x1 / x2, and 0 wherever x2 is 0 (with a zero gradient there, not a NaN)."""
+    a, b = binary_operands("divide_no_nan", x1, x2)
+    if a.data.dtype.kind in "biu":
+        a, b = cast(a, FLOATX), cast(b, FLOATX)
+    x, y = a.data, b.data
+    xp = array_module(x)
+    zero = y == 0
+    safe = xp.where(zero, xp.ones((), y.dtype), y)
+    out = xp.where(zero, xp.zeros((), x.dtype), x / safe)
+
+    def backward(g):
+        gx = xp.where(zero, xp.zeros((), g.dtype), g / safe)
+        return unbroadcast(gx, x.shape), unbroadcast(-gx * out, y.shape)
+    return make_result(out, (a, b), backward)
+
+
+def erfc(x):
+    return subtract(1.0, erf(x))
+
+
+def deg2rad(x):
+    return multiply(float_operand(x), np.pi / 180.0)
+
+
+def rad2deg(x):
+    return multiply(float_operand(x), 180.0 / np.pi)
+
+
+def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    d = x.data
+    if d.dtype.kind != "f":
+        return x
+    out = xp.nan_to_num(d, nan=nan, posinf=posinf, neginf=neginf)
+    finite = xp.isfinite(d)
+    return make_result(out, (x,), lambda g: (xp.where(finite, g, xp.zeros((), g.dtype)),))
+
+
+logical_xor = _compare("logical_xor")
+trunc = _no_grad_unary("trunc")
+signbit = _no_grad_unary("signbit")
+isposinf = _no_grad_unary("isposinf")
+isneginf = _no_grad_unary("isneginf")
+
+
+def isclose(x1, x2, rtol=1e-5, atol=1e-8, equal_nan=False):
+    a, b = binary_operands("isclose", x1, x2)
+    out = array_module(a.data).isclose(a.data, b.data, rtol=rtol, atol=atol, equal_nan=equal_nan)
+    return make_result(out, (a, b), lambda g: (None, None))
+
+
+def allclose(x1, x2, rtol=1e-5, atol=1e-8, equal_nan=False):
+    """A 0-d bool tensor (on the operands' device), as keras.ops.allclose gives."""
+    close = isclose(x1, x2, rtol=rtol, atol=atol, equal_nan=equal_nan)
+    return make_result(close.data.all(), (close,), lambda g: (None,))
+
+
+def outer(x1, x2):
+    from dlgpu.ops.shape import reshape
+    return multiply(reshape(x1, (-1, 1)), reshape(x2, (1, -1)))
+
+
+def inner(x1, x2):
+    """numpy.inner: a sum over the last axes (a product when either operand is 0-d)."""
+    from dlgpu.ops.einsum import tensordot
+    a, b = binary_operands("inner", x1, x2)
+    if a.ndim == 0 or b.ndim == 0:
+        return multiply(a, b)
+    if a.data.shape[-1] != b.data.shape[-1]:
+        raise ValueError(f"inner: the last axes differ: shapes {a.data.shape} and {b.data.shape}")
+    return tensordot(a, b, axes=([a.ndim - 1], [b.ndim - 1]))
+
+
+def vdot(x1, x2):
+    from dlgpu.ops.reduce import sum as _sum
+    from dlgpu.ops.shape import reshape
+    a, b = binary_operands("vdot", x1, x2)
+    if a.data.size != b.data.size:
+        raise ValueError(f"vdot: operands have different sizes: shapes {a.data.shape} and {b.data.shape}")
+    return _sum(multiply(reshape(a, (-1,)), reshape(b, (-1,))))
+
+
+def _nan_aware_extreme(name, pick_first):
+    def op(x1, x2):
+        a, b = binary_operands(name, x1, x2)
+        xp = array_module(a.data)
+        x, y = a.data, b.data
+        # where fmax returns x1: x1 wins the comparison, or x2 is NaN
+        pick_x = pick_first(x, y) | xp.isnan(y)
+
+        def backward(g):
+            zero = xp.zeros((), g.dtype)
+            return unbroadcast(xp.where(pick_x, g, zero), x.shape), unbroadcast(xp.where(pick_x, zero, g), y.shape)
+        return make_result(getattr(xp, name)(x, y), (a, b), backward)
+    op.__name__ = name
+    return op
+
+
+fmax = _nan_aware_extreme("fmax", lambda x, y: x >= y)
+fmin = _nan_aware_extreme("fmin", lambda x, y: x <= y)
+
+
+def heaviside(x1, x2):
+    a, b = _float_binary("heaviside", x1, x2)
+    return make_result(array_module(a.data).heaviside(a.data, b.data), (a, b), lambda g: (None, None))
+
+
+def fabs(x):
+    return abs(float_operand(x))
+
+
+def sinc(x):
+    """sin(pi x) / (pi x), 1 at 0 (with the gradient 0 there, not NaN)."""
+    x = float_operand(x)
+    at_zero = equal(x, 0.0)
+    safe = multiply(where(at_zero, 1.0, x), np.pi)
+    return where(at_zero, 1.0, divide(sin(safe), safe))
+
+
+def kron(x1, x2):
+    """numpy.kron, as one broadcast product: a's axes interleaved with b's, then merged pairwise."""
+    from dlgpu.ops.shape import reshape
+    a, b = binary_operands("kron", x1, x2)
+    rank = a.ndim if a.ndim > b.ndim else b.ndim
+    sa = (1,) * (rank - a.ndim) + a.data.shape
+    sb = (1,) * (rank - b.ndim) + b.data.shape
+    spread_a = reshape(a, [v for s in sa for v in (s, 1)])
+    spread_b = reshape(b, [v for s in sb for v in (1, s)])
+    return reshape(multiply(spread_a, spread_b), [p * q for p, q in zip(sa, sb)])
+
+
+def isin(x1, x2, assume_unique=False, invert=False):
+    a, b = to_tensor(x1), to_tensor(x2)
+    out = array_module(a.data).isin(a.data, b.data, assume_unique=assume_unique, invert=invert)
+    return make_result(out, (a, b), lambda g: (None, None))
+
+
+def select(condlist, choicelist, default=0):
+    """numpy.select as nested where(): the first true condition picks its choice."""
+    if len(condlist) != len(choicelist) or not condlist:
+        raise ValueError(f"select: condlist and choicelist must be non-empty and of one length; received "
+                         f"{len(condlist)} and {len(choicelist)}")
+    out = default
+    for condition, choice in zip(reversed(condlist), reversed(choicelist)):
+        out = where(condition, choice, out)
+    return out

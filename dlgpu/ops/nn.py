@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from dlgpu.autograd import Tensor
 from dlgpu.ops import math as m
-from dlgpu.ops._core import array_module, backend_of, float_operand, make_result, same_device, to_tensor, unbroadcast
+from dlgpu.ops._core import (array_module, backend_of, binary_operands, float_operand, make_result, same_device,
+                             to_tensor, unbroadcast)
 
 
 def _primitive_activation(name, operand=float_operand):
@@ -372,3 +374,201 @@ def rms_normalization(x, scale=None, axis=-1, epsilon=None):
     out = m.multiply(x, m.rsqrt(m.add(r.mean(m.square(x), axis=tuple(axes), keepdims=True), eps)))
     scale = _spanning(scale, axes, x.shape)
     return m.multiply(out, scale) if scale is not None else out
+
+
+# More activations (keras.ops.nn names), composed from differentiable ops so their gradients follow.
+def hard_silu(x):
+    x = float_operand(x)
+    return m.multiply(x, m.divide(relu6(m.add(x, 3.0)), 6.0))
+
+
+hard_swish = hard_silu
+
+
+def glu(x, axis=-1):
+    from dlgpu.ops.shape import split
+    x = float_operand(x)
+    if x.data.shape[axis] % 2:
+        raise ValueError(f"glu: axis {axis} must have an even size to split in two; received shape {x.data.shape}")
+    a, b = split(x, 2, axis)
+    return m.multiply(a, sigmoid(b))
+
+
+def celu(x, alpha=1.0):
+    x = float_operand(x)
+    return m.add(relu(x), m.minimum(m.multiply(m.expm1(m.divide(x, alpha)), alpha), 0.0))
+
+
+def sparse_plus(x):
+    # 0 below -1, x above 1, (x + 1)^2 / 4 between: once differentiable
+    x = float_operand(x)
+    middle = m.multiply(m.square(m.add(x, 1.0)), 0.25)
+    return m.where(m.less_equal(x, -1.0), 0.0, m.where(m.greater_equal(x, 1.0), x, middle))
+
+
+def sparse_sigmoid(x):
+    x = float_operand(x)
+    return m.clip(m.multiply(m.add(x, 1.0), 0.5), 0.0, 1.0)
+
+
+def squareplus(x, b=4):
+    x = float_operand(x)
+    return m.multiply(m.add(x, m.sqrt(m.add(m.square(x), float(b)))), 0.5)
+
+
+def hard_tanh(x):
+    return m.clip(float_operand(x), -1.0, 1.0)
+
+
+def hard_shrink(x, threshold=0.5):
+    x = float_operand(x)
+    return m.where(m.greater(m.abs(x), threshold), x, 0.0)
+
+
+def soft_shrink(x, threshold=0.5):
+    x = float_operand(x)
+    return m.where(m.greater(x, threshold), m.subtract(x, threshold),
+                   m.where(m.less(x, -threshold), m.add(x, threshold), 0.0))
+
+
+def tanh_shrink(x):
+    x = float_operand(x)
+    return m.subtract(x, tanh(x))
+
+
+def threshold(x, threshold, default_value):  # noqa: A002 - keras.ops signature
+    x = float_operand(x)
+    return m.where(m.greater(x, threshold), x, default_value)
+
+
+def multi_hot(inputs, num_classes=None, axis=-1, dtype=None, sparse=False, **kwargs):
+    """keras.ops.multi_hot: a 1 for every class present along axis 1 (axis 0 of a 1-D input); labels outside
+    [0, num_classes) mark nothing."""
+    if "num_tokens" in kwargs:  # Keras's legacy name for num_classes
+        num_classes = kwargs.pop("num_tokens")
+    if kwargs:
+        raise TypeError(f"multi_hot: unexpected arguments {sorted(kwargs)}")
+    if sparse:
+        raise NotImplementedError("multi_hot: sparse=True is not supported (dlgpu has no sparse tensors)")
+    if num_classes is None:
+        raise ValueError("multi_hot: num_classes is required")
+    x = to_tensor(inputs)
+    if x.data.dtype.kind not in "iub":
+        raise TypeError(f"multi_hot: inputs must be integer labels; received dtype {x.data.dtype}")
+    xp = array_module(x.data)
+    hot = x.data[..., None] == xp.arange(int(num_classes))
+    hot = hot.any(axis=1 if x.ndim > 1 else 0)
+    if axis != -1:
+        hot = xp.moveaxis(hot, -1, axis)
+    return make_result(hot.astype(dtype or "float32"), (x,), None)
+
+
+_EPSILON = 1e-7  # keras.config.epsilon(), what Keras clips probabilities to
+
+
+def _check_same_shape(op, target, output):
+    if target.data.shape != output.data.shape:
+        raise ValueError(f"{op}: target and output must have the same shape; received target.shape="
+                         f"{target.data.shape}, output.shape={output.data.shape}")
+
+
+def binary_crossentropy(target, output, from_logits=False):
+    """Elementwise, as keras.ops.binary_crossentropy (no reduction)."""
+    target, output = float_operand(target), float_operand(output)
+    _check_same_shape("binary_crossentropy", target, output)
+    target, output = binary_operands("binary_crossentropy", target, output)
+    if from_logits:  # max(z, 0) - z t + log1p(exp(-|z|)), stable for any z
+        return m.add(m.subtract(relu(output), m.multiply(output, target)), m.log1p(m.exp(m.negative(m.abs(output)))))
+    p = m.clip(output, _EPSILON, 1.0 - _EPSILON)
+    return m.negative(m.add(m.multiply(target, m.log(p)),
+                            m.multiply(m.subtract(1.0, target), m.log(m.subtract(1.0, p)))))
+
+
+def _log_probabilities(output, from_logits, axis):
+    from dlgpu.ops.reduce import sum as _sum
+    if from_logits:
+        return log_softmax(output, axis)
+    output = m.divide(output, _sum(output, axis, keepdims=True))
+    return m.log(m.clip(output, _EPSILON, 1.0 - _EPSILON))
+
+
+def categorical_crossentropy(target, output, from_logits=False, axis=-1):
+    from dlgpu.ops.reduce import sum as _sum
+    target, output = float_operand(target), float_operand(output)
+    _check_same_shape("categorical_crossentropy", target, output)
+    if output.ndim < 1:
+        raise ValueError("categorical_crossentropy: target and output must be at least rank 1")
+    target, output = binary_operands("categorical_crossentropy", target, output)
+    return m.negative(_sum(m.multiply(target, _log_probabilities(output, from_logits, axis)), axis))
+
+
+def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
+    from dlgpu.ops.shape import expand_dims, squeeze, take_along_axis
+    output = float_operand(output)
+    target = to_tensor(target)
+    if target.ndim == output.ndim and target.data.shape[-1] == 1:
+        target = squeeze(target, -1)
+    if axis not in (-1, output.ndim - 1):
+        raise ValueError(f"sparse_categorical_crossentropy: only axis=-1 is supported; received axis={axis}")
+    if target.data.shape != output.data.shape[:-1]:
+        raise ValueError(f"sparse_categorical_crossentropy: target of shape {target.data.shape} must be output's "
+                         f"shape {output.data.shape} without its last axis")
+    if target.data.dtype.kind not in "iu":
+        target = m.cast(target, "int32")
+    same_device("sparse_categorical_crossentropy", output, target)
+    picked = take_along_axis(_log_probabilities(output, from_logits, -1), expand_dims(target, -1).data, -1)
+    return m.negative(squeeze(picked, -1))
+
+
+def psnr(x1, x2, max_val):
+    from dlgpu.ops.reduce import mean
+    x1, x2 = binary_operands("psnr", float_operand(x1), float_operand(x2))
+    if x1.data.shape != x2.data.shape:
+        raise ValueError(f"psnr: x1 and x2 must have the same shape; received {x1.data.shape} and {x2.data.shape}")
+    mse = mean(m.square(m.subtract(x1, x2)))
+    return m.subtract(20.0 * float(np.log10(max_val)), m.multiply(m.log10(mse), 10.0))
+
+
+def dot_product_attention(query, key, value, bias=None, mask=None, scale=None, is_causal=False,
+                          flash_attention=None, attn_logits_soft_cap=None):
+    """softmax(q k^T * scale + bias, masked) v over (batch, seq, heads, head_dim) tensors (the batch axis
+    optional); key and value may have fewer heads than query (grouped-query attention)."""
+    from dlgpu.ops.einsum import einsum
+    from dlgpu.ops.shape import expand_dims, repeat, squeeze
+    if flash_attention:
+        raise NotImplementedError("dot_product_attention: flash_attention=True is not supported; pass None")
+    q, k, v = (float_operand(t) for t in (query, key, value))
+    unbatched = q.ndim == 3
+    if unbatched:
+        q, k, v = (expand_dims(t, 0) for t in (q, k, v))
+    if not q.ndim == k.ndim == v.ndim == 4:
+        raise ValueError(f"dot_product_attention: query, key and value must be rank 3 or 4 (batch, seq, heads, "
+                         f"head_dim); received shapes {q.data.shape}, {k.data.shape}, {v.data.shape}")
+    heads, kv_heads = q.data.shape[2], k.data.shape[2]
+    if k.data.shape != v.data.shape or heads % kv_heads or q.data.shape[-1] != k.data.shape[-1]:
+        raise ValueError(f"dot_product_attention: incompatible shapes query {q.data.shape}, key {k.data.shape}, "
+                         f"value {v.data.shape}")
+    if heads != kv_heads:
+        k, v = repeat(k, heads // kv_heads, axis=2), repeat(v, heads // kv_heads, axis=2)
+    if scale is None:
+        scale = 1.0 / float(np.sqrt(q.data.shape[-1]))
+    logits = m.multiply(einsum("btnh,bsnh->bnts", q, k), float(scale))
+    if attn_logits_soft_cap is not None:
+        cap = float(attn_logits_soft_cap)
+        logits = m.multiply(tanh(m.divide(logits, cap)), cap)
+    if bias is not None:
+        logits = m.add(logits, bias)
+    xp = array_module(logits.data)
+    keep = None
+    if mask is not None:
+        keep = to_tensor(mask).data.astype(bool)
+    if is_causal:
+        t, s = logits.data.shape[-2:]
+        causal = xp.tri(t, s, 0, dtype=bool)
+        keep = causal if keep is None else keep & causal
+    if keep is not None:
+        # Keras's large negative rather than -inf, so a fully masked row stays finite (uniform)
+        large_negative = float(np.finfo(logits.data.dtype).min) * 0.7
+        logits = m.where(Tensor(keep), logits, large_negative)
+    out = einsum("bnts,bsnh->btnh", softmax(logits, -1), v)
+    return squeeze(out, 0) if unbatched else out

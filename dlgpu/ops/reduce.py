@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from dlgpu.autograd import FLOATX
-from dlgpu.ops._core import array_module, float_operand, make_result, normalize_axis, to_tensor
+from dlgpu.autograd import FLOATX, Tensor
+from dlgpu.ops._core import array_module, binary_operands, float_operand, make_result, normalize_axis, to_tensor
 
 
 def _expand(g, in_shape, axes, keepdims):
@@ -176,3 +176,293 @@ def cumsum(x, axis=None):
                            lambda g: (xp.flip(xp.cumsum(xp.flip(g))).reshape(x.data.shape),))
     return make_result(xp.cumsum(x.data, axis=axis, dtype=dtype), (x,),
                        lambda g: (xp.flip(xp.cumsum(xp.flip(g, axis), axis=axis), axis),))
+
+
+def cumprod(x, axis=None, dtype=None):
+    from dlgpu.ops.shape import reshape
+    x = to_tensor(x)
+    if dtype is not None:
+        from dlgpu.ops.math import cast
+        x = cast(x, dtype)
+    if axis is None:
+        return cumprod(reshape(x, (-1,)), 0)
+    xp = array_module(x.data)
+    axis = normalize_axis(axis, x.ndim)[0]
+    d = x.data
+    out = xp.cumprod(d, axis=axis, dtype=_ACCUMULATOR_DTYPES.get(d.dtype) if d.dtype.kind == "b" else d.dtype)
+
+    def backward(g):
+        # d y_j / d x_i = prod_{k <= j, k != i} x_k (j >= i): cumulative products of x with x_i set to 1,
+        # for every i at once, so zeros in x get their exact gradient (out / x would divide by them).
+        n = d.shape[axis]
+        moved = xp.moveaxis(d, axis, -1)
+        gm = xp.moveaxis(g, axis, -1)
+        eye = xp.eye(n, dtype=bool)
+        without_i = xp.where(eye, xp.ones((), d.dtype), moved[..., None, :])  # (..., i, k)
+        partial = xp.cumprod(without_i, axis=-1) * (xp.arange(n)[None, :] >= xp.arange(n)[:, None])
+        return (xp.moveaxis((partial * gm[..., None, :]).sum(axis=-1), -1, axis),)
+    return make_result(out, (x,), backward)
+
+
+def average(x, axis=None, weights=None):
+    from dlgpu.ops import math as m
+    from dlgpu.ops.shape import reshape
+    x = float_operand(x)
+    if weights is None:
+        return mean(x, axis)
+    w = to_tensor(weights)
+    if w.data.shape != x.data.shape:
+        if axis is None or w.ndim != 1 or w.data.shape[0] != x.data.shape[axis]:
+            raise ValueError(f"average: weights of shape {w.data.shape} must match x of shape {x.data.shape}, "
+                             f"or be 1-D along axis={axis}")
+        ax = normalize_axis(axis, x.ndim)[0]
+        w = reshape(w, [-1 if i == ax else 1 for i in range(x.ndim)])
+    from dlgpu.ops.shape import broadcast_to
+    x, w = binary_operands("average", x, w)
+    return m.divide(sum(m.multiply(x, w), axis), sum(broadcast_to(w, x.data.shape), axis))
+
+
+_QUANTILE_METHODS = ("linear", "lower", "higher", "midpoint", "nearest")
+
+
+def quantile(x, q, axis=None, method="linear", keepdims=False):
+    """numpy.quantile (the five classic methods), differentiable in x through the sorted values it picks."""
+    from dlgpu.ops import math as m
+    from dlgpu.ops.shape import moveaxis, reshape, take, transpose
+    from dlgpu.ops.sorting import sort
+    if method not in _QUANTILE_METHODS:
+        raise ValueError(f"quantile: method must be one of {_QUANTILE_METHODS}; received {method!r}")
+    x = float_operand(x)
+    xp = array_module(x.data)
+    qs = q.numpy() if isinstance(q, Tensor) else np.asarray(q)
+    if qs.size and (qs.min() < 0 or qs.max() > 1):
+        raise ValueError(f"quantile: q must lie in [0, 1]; received {qs}")
+    axes = normalize_axis(axis, x.ndim)
+    kept = [i for i in range(x.ndim) if i not in axes]
+    # the reduced axes flattened into one last axis, which is sorted
+    flat = reshape(transpose(x, kept + list(axes)), [x.data.shape[i] for i in kept] + [-1])
+    n = flat.data.shape[-1]
+    if n == 0:
+        raise ValueError(f"quantile: cannot take a quantile over empty axes {axes} of shape {x.data.shape}")
+    ordered = sort(flat, -1)
+    position = qs.astype(np.float64).reshape(-1) * (n - 1)
+    lo, hi = np.floor(position).astype(np.int64), np.ceil(position).astype(np.int64)
+    if method == "lower":
+        hi = lo
+    elif method == "higher":
+        lo = hi
+    elif method == "nearest":
+        lo = hi = np.around(position).astype(np.int64)  # numpy rounds half to even here too
+    frac = position - lo if method == "linear" else np.full(position.shape, 0.5 if method == "midpoint" else 0.0)
+    low, high = take(ordered, xp.asarray(lo), axis=-1), take(ordered, xp.asarray(hi), axis=-1)
+    weight = Tensor(xp.asarray(frac.astype(x.data.dtype)))
+    out = m.add(low, m.multiply(m.subtract(high, low), weight))  # (..., len(q)) kept axes first
+    out = moveaxis(out, -1, 0)
+    if keepdims:
+        out = reshape(out, [out.data.shape[0]] + [1 if i in axes else x.data.shape[i] for i in range(x.ndim)])
+    return reshape(out, qs.shape + tuple(out.data.shape[1:]))
+
+
+def percentile(x, q, axis=None, method="linear", keepdims=False):
+    qs = (q.numpy() if isinstance(q, Tensor) else np.asarray(q, dtype=np.float64)) / 100.0
+    return quantile(x, qs, axis=axis, method=method, keepdims=keepdims)
+
+
+def median(x, axis=None, keepdims=False):
+    return quantile(x, 0.5, axis=axis, keepdims=keepdims)
+
+
+def ptp(x, axis=None, keepdims=False):
+    from dlgpu.ops.math import subtract
+    return subtract(max(x, axis, keepdims), min(x, axis, keepdims))
+
+
+def trace(x, offset=0, axis1=0, axis2=1):
+    from dlgpu.ops.shape import diagonal
+    return sum(diagonal(x, offset, axis1, axis2), -1)
+
+
+def _segment_operands(op, data, segment_ids, num_segments):
+    data = to_tensor(data)
+    xp = array_module(data.data)
+    ids = segment_ids.data if isinstance(segment_ids, Tensor) else xp.asarray(segment_ids)
+    if ids.ndim != 1 or data.ndim < 1 or ids.shape[0] != data.data.shape[0]:
+        raise ValueError(f"{op}: segment_ids must be 1-D, one per row of data; received shapes {ids.shape} "
+                         f"and {data.data.shape}")
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{op}: segment_ids must be integers; received dtype {ids.dtype}")
+    if num_segments is None:
+        num_segments = int(ids.max()) + 1 if ids.size else 0
+    valid = (ids >= 0) & (ids < num_segments)  # Keras drops ids of -1 (and TF those out of range)
+    return data, xp, ids, valid, int(num_segments)
+
+
+def segment_sum(data, segment_ids, num_segments=None, sorted=False):  # noqa: A002 - keras.ops signature
+    from dlgpu.ops._core import backend_of
+    data, xp, ids, valid, k = _segment_operands("segment_sum", data, segment_ids, num_segments)
+    d = data.data
+    out = xp.zeros((k,) + d.shape[1:], _ACCUMULATOR_DTYPES.get(d.dtype, d.dtype) if d.dtype.kind == "b" else d.dtype)
+    backend_of(d).scatter_add(out, ids[valid], d[valid])
+    safe = xp.where(valid, ids, 0)
+    mask = valid.reshape((-1,) + (1,) * (d.ndim - 1))
+    return make_result(out, (data,), lambda g: (xp.where(mask, g[safe], xp.zeros((), g.dtype)),))
+
+
+def _segment_extreme(name, largest):
+    def op(data, segment_ids, num_segments=None, sorted=False):  # noqa: A002 - keras.ops signature
+        from dlgpu.ops._core import backend_of
+        data, xp, ids, valid, k = _segment_operands(name, data, segment_ids, num_segments)
+        d = data.data
+        if d.dtype.kind == "f":
+            start = -np.inf if largest else np.inf
+        else:
+            info = np.iinfo(d.dtype) if d.dtype.kind in "iu" else None
+            start = (info.min if largest else info.max) if info else (not largest)
+        out = xp.full((k,) + d.shape[1:], start, d.dtype)
+        backend_of(d).scatter_extreme(out, ids[valid], d[valid], largest)
+        safe = xp.where(valid, ids, 0)
+        mask = valid.reshape((-1,) + (1,) * (d.ndim - 1))
+
+        def backward(g):
+            # ties in a segment share its gradient equally, as reduce.max does
+            hit = (mask & (d == out[safe])).astype(g.dtype)
+            count = xp.zeros(out.shape, g.dtype)
+            backend_of(d).scatter_add(count, safe, hit)
+            return (hit * g[safe] / xp.maximum(count[safe], 1),)
+        return make_result(out, (data,), backward)
+    op.__name__ = name
+    return op
+
+
+segment_max = _segment_extreme("segment_max", largest=True)
+segment_min = _segment_extreme("segment_min", largest=False)
+
+
+def diff(a, n=1, axis=-1):
+    from dlgpu.ops.math import subtract
+    from dlgpu.ops.shape import _getitem
+    x = to_tensor(a)
+    ax = normalize_axis(axis, x.ndim)[0]
+    for _ in range(n):
+        head = (slice(None),) * ax + (slice(1, None),)
+        tail = (slice(None),) * ax + (slice(None, -1),)
+        x = subtract(_getitem(x, head), _getitem(x, tail))
+    return x
+
+
+def _without_nans(x, fill):
+    from dlgpu.ops.math import isnan, where
+    x = to_tensor(x)
+    return x if x.data.dtype.kind != "f" else where(isnan(x), fill, x)
+
+
+def nansum(x, axis=None, keepdims=False):
+    return sum(_without_nans(x, 0.0), axis, keepdims)
+
+
+def nanprod(x, axis=None, keepdims=False):
+    return prod(_without_nans(x, 1.0), axis, keepdims)
+
+
+def nanmax(x, axis=None, keepdims=False):
+    return max(_without_nans(x, -np.inf), axis, keepdims)
+
+
+def nanmin(x, axis=None, keepdims=False):
+    return min(_without_nans(x, np.inf), axis, keepdims)
+
+
+def nanmean(x, axis=None, keepdims=False):
+    from dlgpu.ops.math import divide, isnan, logical_not
+    x = float_operand(x)
+    return divide(nansum(x, axis, keepdims), sum(logical_not(isnan(x)), axis, keepdims))
+
+
+def nanvar(x, axis=None, keepdims=False):
+    from dlgpu.ops.math import isnan, square, subtract, where
+    x = float_operand(x)
+    centred = subtract(x, nanmean(x, axis, keepdims=True))
+    return nanmean(where(isnan(x), np.nan, square(centred)), axis, keepdims)
+
+
+def nanstd(x, axis=None, keepdims=False):
+    from dlgpu.ops.math import sqrt
+    return sqrt(nanvar(x, axis, keepdims))
+
+
+def nancumsum(x, axis=None):
+    return cumsum(_without_nans(x, 0.0), axis)
+
+
+def nancumprod(x, axis=None):
+    return cumprod(_without_nans(x, 1.0), axis)
+
+
+def nanargmax(x, axis=None, keepdims=False):
+    return argmax(_without_nans(x, -np.inf), axis, keepdims)
+
+
+def nanargmin(x, axis=None, keepdims=False):
+    return argmin(_without_nans(x, np.inf), axis, keepdims)
+
+
+def bincount(x, weights=None, minlength=0, sparse=False):
+    """Counts (or summed weights) per value of non-negative integers; a 2-D x counts each row."""
+    from dlgpu.ops._core import backend_of
+    if sparse:
+        raise NotImplementedError("bincount: sparse=True is not supported (dlgpu has no sparse tensors)")
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    if x.ndim not in (1, 2) or x.data.dtype.kind not in "iu":
+        raise ValueError(f"bincount: x must be a 1-D or 2-D integer tensor; received shape {x.data.shape}, "
+                         f"dtype {x.data.dtype}")
+    if x.data.size and int(x.data.min()) < 0:
+        raise ValueError("bincount: x must be non-negative")
+    seen = int(x.data.max()) + 1 if x.data.size else 0
+    length = seen if seen > int(minlength) else int(minlength)
+    rows = x.data.reshape(-1, x.data.shape[-1]) if x.ndim == 2 else x.data.reshape(1, -1)
+    index = (xp.arange(rows.shape[0])[:, None] + xp.zeros_like(rows), rows)
+    if weights is None:
+        out = xp.zeros((rows.shape[0], length), np.int32)
+        backend_of(out).scatter_add(out, index, xp.ones(rows.shape, np.int32))
+        return Tensor(out if x.ndim == 2 else out[0])
+    w = to_tensor(weights)
+    if w.data.shape != x.data.shape:
+        raise ValueError(f"bincount: weights of shape {w.data.shape} must match x of shape {x.data.shape}")
+    out = xp.zeros((rows.shape[0], length), _ACCUMULATOR_DTYPES.get(w.data.dtype, w.data.dtype))
+    backend_of(out).scatter_add(out, index, w.data.reshape(rows.shape))
+    return make_result(out if x.ndim == 2 else out[0], (w,),
+                       lambda g: (g.reshape(rows.shape[0], length)[index].reshape(x.data.shape),))
+
+
+def searchsorted(sorted_sequence, values, side="left"):
+    if side not in ("left", "right"):
+        raise ValueError(f"searchsorted: side must be 'left' or 'right'; received {side!r}")
+    s, v = to_tensor(sorted_sequence), to_tensor(values)
+    if s.ndim != 1:
+        raise ValueError(f"searchsorted: sorted_sequence must be 1-D; received shape {s.data.shape}")
+    out = array_module(s.data).searchsorted(s.data, v.data, side=side).astype(np.int32)
+    return make_result(out, (s, v), lambda g: (None, None))
+
+
+def digitize(x, bins):
+    x, b = to_tensor(x), to_tensor(bins)
+    out = array_module(x.data).digitize(x.data, b.data).astype(np.int32)
+    return make_result(out, (x, b), lambda g: (None, None))
+
+
+def argpartition(x, kth, axis=-1):
+    x = to_tensor(x)
+    out = array_module(x.data).argpartition(x.data, kth, axis=axis).astype(np.int32)
+    return make_result(out, (x,), lambda g: (None,))
+
+
+def in_top_k(targets, predictions, k):
+    """True where the target class's score is among the k largest of its row (ties count in, as in TF)."""
+    from dlgpu.ops.shape import take_along_axis
+    p, t = to_tensor(predictions), to_tensor(targets)
+    if p.ndim != 2 or t.ndim != 1 or t.data.shape[0] != p.data.shape[0]:
+        raise ValueError(f"in_top_k: needs predictions (batch, classes) and targets (batch,); received shapes "
+                         f"{p.data.shape} and {t.data.shape}")
+    score = take_along_axis(p, t.data.astype(np.int64)[:, None], 1).data
+    return Tensor((p.data > score).sum(axis=1) < k)

@@ -346,3 +346,305 @@ def ndim(x):
 def flatten(x):
     return reshape(x, (-1,))
 
+
+
+# Triangles, diagonals, grids, slices and scatters (keras.ops names).
+def _index_data(xp, indices, op, name="indices"):
+    """An integer index array on the device of the data it indexes."""
+    idx = indices.data if isinstance(indices, Tensor) else xp.asarray(indices)
+    if array_module(idx) is not xp:
+        raise _device.DeviceError(f"{op}: {name} live on another device than the data they index")
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{op}: {name} must be integers; received dtype {idx.dtype}")
+    return idx
+
+
+def _triangle(name, lower):
+    def op(x, k=0):
+        x = to_tensor(x)
+        if x.ndim < 2:
+            raise ValueError(f"{name}: needs a tensor of rank >= 2; received shape {x.data.shape}")
+        xp = array_module(x.data)
+        n, m = x.data.shape[-2:]
+        keep = xp.tri(n, m, k, dtype=bool) if lower else ~xp.tri(n, m, k - 1, dtype=bool)
+        zero = xp.zeros((), x.data.dtype)
+        return make_result(xp.where(keep, x.data, zero), (x,), lambda g: (xp.where(keep, g, xp.zeros((), g.dtype)),))
+    op.__name__ = name
+    return op
+
+
+tril = _triangle("tril", lower=True)
+triu = _triangle("triu", lower=False)
+
+
+def _diagonal_indices(xp, n, m, offset):
+    length = max(0, min(n + min(offset, 0), m - max(offset, 0)))
+    rows = xp.arange(length) + max(-offset, 0)
+    return rows, rows - max(-offset, 0) + max(offset, 0)
+
+
+def diagonal(x, offset=0, axis1=0, axis2=1):
+    """numpy.diagonal: the diagonal becomes the last axis of the result."""
+    x = to_tensor(x)
+    if x.ndim < 2:
+        raise ValueError(f"diagonal: needs a tensor of rank >= 2; received shape {x.data.shape}")
+    xp = array_module(x.data)
+    a1, a2 = axis1 % x.ndim, axis2 % x.ndim
+    if a1 == a2:
+        raise ValueError(f"diagonal: axis1 and axis2 must differ; received {axis1} and {axis2}")
+    moved = xp.moveaxis(x.data, (a1, a2), (-2, -1))
+    rows, cols = _diagonal_indices(xp, moved.shape[-2], moved.shape[-1], offset)
+
+    def backward(g):
+        full = xp.zeros(moved.shape, g.dtype)
+        full[..., rows, cols] = g
+        return (xp.moveaxis(full, (-2, -1), (a1, a2)),)
+    return make_result(moved[..., rows, cols], (x,), backward)
+
+
+def diag(x, k=0):
+    """numpy.diag: a 1-D tensor becomes a square matrix with it on diagonal ``k``; a 2-D tensor gives its
+    diagonal ``k``."""
+    x = to_tensor(x)
+    if x.ndim == 2:
+        return diagonal(x, k)
+    if x.ndim != 1:
+        raise ValueError(f"diag: needs a 1-D or 2-D tensor; received shape {x.data.shape}")
+    xp = array_module(x.data)
+    n = x.data.shape[0] + abs(k)
+    rows, cols = _diagonal_indices(xp, n, n, k)
+    out = xp.zeros((n, n), x.data.dtype)
+    out[rows, cols] = x.data
+    return make_result(out, (x,), lambda g: (g[rows, cols],))
+
+
+def tri(N, M=None, k=0, dtype=None):
+    return Tensor(_device.get_device().xp.tri(N, M, k, dtype=dtype or FLOATX))
+
+
+def identity(n, dtype=None):
+    return eye(n, dtype=dtype or FLOATX)
+
+
+def meshgrid(*x, indexing="xy"):
+    if indexing not in ("xy", "ij"):
+        raise ValueError(f"meshgrid: indexing must be 'xy' or 'ij'; received {indexing!r}")
+    vectors = [reshape(to_tensor(v), (-1,)) for v in x]
+    sizes = [v.data.shape[0] for v in vectors]
+    if indexing == "xy" and len(vectors) >= 2:
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+    grids = []
+    for i, v in enumerate(vectors):
+        axis = (1 if i == 0 else 0 if i == 1 else i) if indexing == "xy" and len(vectors) >= 2 else i
+        shaped = [1] * len(vectors)
+        shaped[axis] = sizes[axis]
+        grids.append(broadcast_to(reshape(v, shaped), tuple(sizes)))
+    return grids
+
+
+def nonzero(x):
+    """A tuple of int32 index tensors, one per axis."""
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    return tuple(Tensor(i.astype(np.int32)) for i in xp.nonzero(x.data))
+
+
+def ravel(x):
+    return reshape(x, (-1,))
+
+
+def copy(x):
+    x = to_tensor(x)
+    return make_result(x.data.copy(), (x,), lambda g: (g,))
+
+
+def empty_like(x, dtype=None):
+    x = to_tensor(x)
+    return Tensor(array_module(x.data).empty_like(x.data, dtype=dtype))
+
+
+def roll(x, shift, axis=None):
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    back = tuple(-s for s in shift) if isinstance(shift, (tuple, list)) else -shift
+    return make_result(xp.roll(x.data, shift, axis=axis), (x,), lambda g: (xp.roll(g, back, axis=axis),))
+
+
+def flipud(x):
+    return flip(x, 0)
+
+
+def fliplr(x):
+    return flip(x, 1)
+
+
+def hstack(xs):
+    tensors = [to_tensor(t) for t in xs]
+    return concatenate(tensors, axis=0 if tensors and tensors[0].ndim == 1 else 1)
+
+
+def vstack(xs):
+    return concatenate([reshape(t, (1, -1)) if to_tensor(t).ndim < 2 else t for t in xs], axis=0)
+
+
+def _start_slices(op, shape, start_indices, sizes):
+    starts = [int(s) for s in (start_indices.numpy() if isinstance(start_indices, Tensor) else start_indices)]
+    if len(starts) != len(shape) or len(sizes) != len(shape):
+        raise ValueError(f"{op}: start_indices ({len(starts)}) and the slice shape ({len(sizes)}) must name "
+                         f"every axis of the input of shape {shape}")
+    for axis, (start, size, dim) in enumerate(zip(starts, sizes, shape)):
+        if start < 0 or start + size > dim:
+            raise ValueError(f"{op}: a slice of size {size} at {start} leaves axis {axis} of size {dim}")
+    return tuple(slice(s, s + n) for s, n in zip(starts, sizes))
+
+
+def slice_op(inputs, start_indices, shape):
+    """keras.ops.slice (exported under that name; here it would shadow the builtin)."""
+    x = to_tensor(inputs)
+    sizes = [x.data.shape[i] - int(s) if n == -1 else int(n)
+             for i, (s, n) in enumerate(zip(list(start_indices), shape))]
+    return _getitem(x, _start_slices("slice", x.data.shape, start_indices, sizes))
+
+
+def slice_update(inputs, start_indices, updates):
+    x, u = to_tensor(inputs), to_tensor(updates)
+    same_device("slice_update", x, u)
+    if u.ndim != x.ndim:
+        raise ValueError(f"slice_update: updates of shape {u.data.shape} must have the rank of inputs "
+                         f"of shape {x.data.shape}")
+    if u.data.dtype != x.data.dtype:
+        from dlgpu.ops.math import cast
+        u = cast(u, x.data.dtype)
+    region = _start_slices("slice_update", x.data.shape, start_indices, u.data.shape)
+    out = x.data.copy()
+    out[region] = u.data
+
+    def backward(g):
+        gx = g.copy()
+        gx[region] = 0
+        return gx, g[region]
+    return make_result(out, (x, u), backward)
+
+
+def _scatter_index(op, xp, indices, shape):
+    idx = _index_data(xp, indices, op)
+    if idx.ndim < 1 or idx.shape[-1] > len(shape):
+        raise ValueError(f"{op}: indices of shape {idx.shape} must end in an axis of at most {len(shape)} "
+                         f"coordinates (the rank of the target)")
+    return tuple(xp.moveaxis(idx, -1, 0))
+
+
+def scatter(indices, values, shape):
+    """A zero tensor of ``shape`` with ``values`` added at ``indices`` (repeated indices accumulate)."""
+    v = to_tensor(values)
+    xp = array_module(v.data)
+    shape = tuple(int(s) for s in shape)
+    index = _scatter_index("scatter", xp, indices, shape)
+    out = xp.zeros(shape, v.data.dtype)
+    backend_of(out).scatter_add(out, index, v.data)
+    return make_result(out, (v,), lambda g: (g[index],))
+
+
+def scatter_update(inputs, indices, updates):
+    x, u = to_tensor(inputs), to_tensor(updates)
+    same_device("scatter_update", x, u)
+    xp = array_module(x.data)
+    if u.data.dtype != x.data.dtype:
+        from dlgpu.ops.math import cast
+        u = cast(u, x.data.dtype)
+    index = _scatter_index("scatter_update", xp, indices, x.data.shape)
+    out = x.data.copy()
+    out[index] = u.data
+
+    def backward(g):
+        gx = g.copy()
+        gx[index] = 0
+        return gx, g[index]
+    return make_result(out, (x, u), backward)
+
+
+slice_op.__name__ = "slice"
+get_item = _getitem
+
+
+def rot90(array, k=1, axes=(0, 1)):
+    x = to_tensor(array)
+    xp = array_module(x.data)
+    return make_result(xp.rot90(x.data, k, axes), (x,), lambda g: (xp.rot90(g, -k, axes),))
+
+
+def column_stack(xs):
+    return concatenate([reshape(t, (-1, 1)) if to_tensor(t).ndim < 2 else t for t in xs], axis=1)
+
+
+def dstack(xs):
+    def three_d(t):
+        t = to_tensor(t)
+        return reshape(t, (1, -1, 1)) if t.ndim < 2 else expand_dims(t, -1) if t.ndim == 2 else t
+    return concatenate([three_d(t) for t in xs], axis=2)
+
+
+def array_split(x, indices_or_sections, axis=0):
+    """split(), but a section count need not divide the axis: the first parts get one more element."""
+    x = to_tensor(x)
+    if not isinstance(indices_or_sections, int):
+        return split(x, indices_or_sections, axis)
+    if indices_or_sections < 1:
+        raise ValueError(f"array_split: the number of sections must be positive; received {indices_or_sections}")
+    length = x.data.shape[axis % x.ndim]
+    size, extra = divmod(length, indices_or_sections)
+    bounds, edge = [], 0
+    for i in range(indices_or_sections - 1):
+        edge += size + (i < extra)
+        bounds.append(edge)
+    return split(x, bounds, axis)
+
+
+def hsplit(x, indices_or_sections):
+    x = to_tensor(x)
+    return split(x, indices_or_sections, 0 if x.ndim == 1 else 1)
+
+
+def vsplit(x, indices_or_sections):
+    return split(x, indices_or_sections, 0)
+
+
+def dsplit(x, indices_or_sections):
+    return split(x, indices_or_sections, 2)
+
+
+def _creation_range(name):
+    def op(start, stop, num=50, endpoint=True, dtype=None, axis=0, **kwargs):
+        xp = _device.get_device().xp
+        if name == "geomspace":  # CuPy has no geomspace: a logspace between the logs, signs kept
+            if start == 0 or stop == 0 or (start < 0) != (stop < 0):
+                raise ValueError(f"geomspace: start and stop must be nonzero and of one sign; received {start}, {stop}")
+            sign = -1.0 if start < 0 else 1.0
+            out = sign * xp.logspace(np.log10(abs(start)), np.log10(abs(stop)), num, endpoint=endpoint)
+        else:
+            out = xp.logspace(start, stop, num, endpoint=endpoint, base=kwargs.pop("base", 10.0))
+        if kwargs:
+            raise TypeError(f"{name}: unexpected arguments {sorted(kwargs)}")
+        out = out.astype(dtype or FLOATX)
+        return Tensor(xp.moveaxis(out, 0, axis) if axis else out)
+    op.__name__ = name
+    return op
+
+
+logspace = _creation_range("logspace")
+geomspace = _creation_range("geomspace")
+
+
+def unravel_index(indices, shape):
+    x = to_tensor(indices)
+    xp = array_module(x.data)
+    return tuple(Tensor(i.astype(np.int32)) for i in xp.unravel_index(x.data, tuple(shape)))
+
+
+def is_tensor(x):
+    return isinstance(x, Tensor)
+
+
+def dtype(x):
+    """The dtype's name, as keras.ops.dtype gives it ("float32")."""
+    return to_tensor(x).dtype

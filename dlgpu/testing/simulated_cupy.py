@@ -643,8 +643,16 @@ def _scatter_add(a, slices, value):
               value._array if type(value) is ndarray else value)
 
 
+def _scatter_reduce(ufunc, name):
+    def scatter(a, slices, value):
+        ufunc.at(_unwrap(a, name), _unwrap_index(slices), value._array if type(value) is ndarray else value)
+    return scatter
+
+
 cupyx = types.ModuleType("cupyx")
 cupyx.scatter_add = _scatter_add
+cupyx.scatter_max = _scatter_reduce(np.maximum, "cupyx.scatter_max")
+cupyx.scatter_min = _scatter_reduce(np.minimum, "cupyx.scatter_min")
 cupyx.scipy = types.ModuleType("cupyx.scipy")
 cupyx.scipy.special = types.ModuleType("cupyx.scipy.special")
 

@@ -221,3 +221,188 @@ def test_dropout_noise_shape_and_rate_zero():
     assert ops.dropout(x, 0.0) is x
     with pytest.raises(ValueError, match="rate must be in"):
         ops.dropout(x, 1.0)
+
+
+# The keras.ops.nn activations and losses added later: values against torch or numpy formulas, gradients.
+def _torch(name, x, *args):
+    import torch
+    return getattr(torch.nn.functional, name)(torch.tensor(x), *args).numpy()
+
+
+MORE_ACTIVATIONS = {
+    "hard_silu": (lambda x: _torch("hardswish", x), [-3.0, 3.0]),
+    "celu": (lambda x: _torch("celu", x, 1.0), [0.0]),
+    "squareplus": (lambda x: (x + np.sqrt(x * x + 4)) / 2, []),
+    "sparse_plus": (lambda x: np.where(x <= -1, 0, np.where(x >= 1, x, (x + 1) ** 2 / 4)), [-1.0, 1.0]),
+    "sparse_sigmoid": (lambda x: np.clip((x + 1) / 2, 0, 1), [-1.0, 1.0]),
+    "hard_tanh": (lambda x: _torch("hardtanh", x), [-1.0, 1.0]),
+    "hard_shrink": (lambda x: _torch("hardshrink", x, 0.5), [-0.5, 0.5]),
+    "soft_shrink": (lambda x: _torch("softshrink", x, 0.5), [-0.5, 0.5]),
+    "tanh_shrink": (lambda x: _torch("tanhshrink", x), []),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MORE_ACTIVATIONS))
+def test_more_activations(name):
+    reference, kinks = MORE_ACTIVATIONS[name]
+    x = away_from(randn(4, 5) * 2, kinks, 0.05)
+    np.testing.assert_allclose(getattr(ops, name)(x.astype(np.float32)).numpy(), reference(x), rtol=1e-5, atol=1e-6)
+    check_gradients(getattr(ops, name), [x])
+    assert getattr(ops, name)(np.array([1, -2], np.int32)).dtype == "float32"
+
+
+def test_hard_swish_alias_threshold_glu_celu_alpha():
+    assert ops.hard_swish is ops.hard_silu
+    x = away_from(randn(3, 6), [0.3])
+    np.testing.assert_allclose(ops.threshold(x, 0.3, -1.0).numpy(), np.where(x > 0.3, x, -1.0).astype(np.float32))
+    check_gradients(lambda t: ops.threshold(t, 0.3, -1.0), [x])
+    np.testing.assert_allclose(ops.glu(x).numpy(), _torch("glu", x, -1), rtol=1e-5)
+    y = randn(4, 3)
+    np.testing.assert_allclose(ops.glu(y, 0).numpy(), _torch("glu", y, 0), rtol=1e-5)
+    check_gradients(ops.glu, [x])
+    check_gradients(lambda t: ops.glu(t, axis=0), [y])
+    with pytest.raises(ValueError, match="glu: axis -1 must have an even size"):
+        ops.glu(np.ones((2, 3)))
+    np.testing.assert_allclose(ops.celu(x, 0.5).numpy(), _torch("celu", x, 0.5), rtol=1e-5, atol=1e-6)
+
+
+def test_multi_hot():
+    np.testing.assert_array_equal(ops.multi_hot(np.array([[0, 2], [1, 1]]), 4).numpy(), [[1, 0, 1, 0], [0, 1, 0, 0]])
+    np.testing.assert_array_equal(ops.multi_hot(np.array([3, 0, 9]), 4).numpy(), [1, 0, 0, 1])
+    out = ops.multi_hot(np.array([[0, 2], [1, 1]]), 3, axis=0, dtype="int32")
+    assert out.dtype == "int32" and out.shape == (3, 2)
+    assert ops.multi_hot(np.array([[1]]), num_tokens=2).shape == (1, 2)
+    with pytest.raises(NotImplementedError, match="multi_hot: sparse=True"):
+        ops.multi_hot(np.array([1]), 2, sparse=True)
+    with pytest.raises(TypeError, match="multi_hot: inputs must be integer"):
+        ops.multi_hot(np.array([1.0]), 2)
+
+
+def _probabilities(*shape):
+    p = rng.uniform(0.1, 1.0, shape)
+    return p / p.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_crossentropies_match_torch(from_logits):
+    import torch
+    logits = randn(4, 5)
+    target = _probabilities(4, 5)
+    labels = rng.integers(0, 5, 4)
+    output = logits if from_logits else _probabilities(4, 5)
+    log_p = torch.log_softmax(torch.tensor(logits), -1) if from_logits else torch.log(torch.tensor(output))
+    np.testing.assert_allclose(ops.categorical_crossentropy(target, output, from_logits).numpy(),
+                               -(torch.tensor(target) * log_p).sum(-1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(ops.sparse_categorical_crossentropy(labels, output, from_logits).numpy(),
+                               -log_p[np.arange(4), labels].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(ops.sparse_categorical_crossentropy(labels[:, None], output, from_logits).numpy(),
+                               -log_p[np.arange(4), labels].numpy(), rtol=1e-5)
+    check_gradients(lambda t, o: ops.categorical_crossentropy(t, o, from_logits), [target, output])
+    check_gradients(lambda o: ops.sparse_categorical_crossentropy(labels, o, from_logits), [output])
+    binary_target = rng.uniform(0, 1, (3, 4))
+    binary_output = randn(3, 4) if from_logits else rng.uniform(0.05, 0.95, (3, 4))
+    functional = torch.nn.functional
+    fn = functional.binary_cross_entropy_with_logits if from_logits else functional.binary_cross_entropy
+    np.testing.assert_allclose(ops.binary_crossentropy(binary_target, binary_output, from_logits).numpy(),
+                               fn(torch.tensor(binary_output), torch.tensor(binary_target), reduction="none").numpy(),
+                               rtol=1e-5)
+    check_gradients(lambda t, o: ops.binary_crossentropy(t, o, from_logits), [binary_target, binary_output])
+
+
+def test_crossentropies_clip_probabilities_and_name_bad_shapes():
+    assert np.isfinite(ops.binary_crossentropy(np.array([1.0, 0.0]), np.array([0.0, 1.0])).numpy()).all()
+    assert np.isfinite(ops.categorical_crossentropy(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])).numpy()).all()
+    with pytest.raises(ValueError, match=r"categorical_crossentropy: target and output must have the same shape"):
+        ops.categorical_crossentropy(np.ones((2, 3)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="sparse_categorical_crossentropy: target of shape"):
+        ops.sparse_categorical_crossentropy(np.zeros(3, np.int32), np.ones((2, 4)))
+
+
+def test_psnr():
+    a, b = rng.uniform(0, 1, (2, 8)), rng.uniform(0, 1, (2, 8))
+    mse = np.mean((a - b) ** 2)
+    np.testing.assert_allclose(ops.psnr(a, b, 1.0).numpy(), 20 * np.log10(1.0) - 10 * np.log10(mse), rtol=1e-5)
+
+
+def _torch_attention(q, k, v, mask=None, causal=False, scale=None):
+    import torch
+    group = q.shape[-2] // k.shape[-2]
+    tq, tk, tv = (torch.tensor(a).transpose(-3, -2) for a in (q, k, v))
+    tk, tv = tk.repeat_interleave(group, -3), tv.repeat_interleave(group, -3)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        tq, tk, tv, attn_mask=None if mask is None else torch.tensor(mask), is_causal=causal, scale=scale)
+    return out.transpose(-3, -2).numpy()
+
+
+@pytest.mark.parametrize("case", ["plain", "causal", "mask", "gqa", "unbatched", "bias", "scale"])
+def test_dot_product_attention_matches_torch(case):
+    q, k, v = randn(2, 5, 4, 3), randn(2, 6, 4, 3), randn(2, 6, 4, 3)
+    kwargs, ref = {}, {}
+    if case == "causal":
+        kwargs, ref = {"is_causal": True}, {"causal": True}
+    elif case == "mask":
+        mask = rng.random((2, 1, 5, 6)) > 0.3
+        mask[..., 0] = True
+        kwargs, ref = {"mask": mask}, {"mask": mask}
+    elif case == "gqa":
+        k, v = randn(2, 6, 2, 3), randn(2, 6, 2, 3)
+    elif case == "unbatched":
+        q, k, v = q[0], k[0], v[0]
+    elif case == "scale":
+        kwargs = ref = {"scale": 0.3}
+    if case == "bias":
+        bias = randn(1, 4, 5, 6)
+        got = ops.dot_product_attention(q, k, v, bias=bias).numpy()
+        scores = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(3) + bias
+        weights = np.exp(scores - scores.max(-1, keepdims=True))
+        weights /= weights.sum(-1, keepdims=True)
+        want = np.einsum("bnts,bsnh->btnh", weights, v)
+    else:
+        got = ops.dot_product_attention(q, k, v, **kwargs).numpy()
+        want = _torch_attention(q, k, v, **ref)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    check_gradients(lambda a, b, c: ops.dot_product_attention(a, b, c, **kwargs), [q, k, v])
+
+
+def test_dot_product_attention_refuses_flash_and_names_bad_shapes():
+    q = np.ones((1, 2, 2, 4), np.float32)
+    with pytest.raises(NotImplementedError, match="flash_attention=True"):
+        ops.dot_product_attention(q, q, q, flash_attention=True)
+    with pytest.raises(ValueError, match="dot_product_attention: incompatible shapes"):
+        ops.dot_product_attention(q, np.ones((1, 2, 3, 4)), np.ones((1, 2, 3, 4)))
+
+
+def test_dot_product_attention_soft_cap():
+    q, k, v = randn(1, 3, 2, 4) * 3, randn(1, 4, 2, 4) * 3, randn(1, 4, 2, 4)
+    scores = 5.0 * np.tanh(np.einsum("btnh,bsnh->bnts", q, k) / 2.0 / 5.0)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    np.testing.assert_allclose(ops.dot_product_attention(q, k, v, attn_logits_soft_cap=5.0).numpy(),
+                               np.einsum("bnts,bsnh->btnh", weights, v), rtol=1e-5, atol=1e-6)
+    check_gradients(lambda a, b, c: ops.dot_product_attention(a, b, c, attn_logits_soft_cap=5.0), [q, k, v])
+
+
+@pytest.mark.gpu
+def test_new_nn_ops_on_gpu_match_cpu():
+    import dlgpu
+    x, q, k = randn(3, 6), randn(2, 5, 4, 3), randn(2, 6, 2, 3)
+    target, labels = _probabilities(3, 6), rng.integers(0, 6, 3)
+    results = []
+    for device in ("cpu", "gpu"):
+        with dlgpu.device(device):
+            xt, qt, kt, tt = (ops.convert_to_tensor(a) for a in (x, q, k, target))
+            lt = ops.convert_to_tensor(labels)
+            with GradientTape() as tape:
+                tape.watch([xt, qt, kt])
+                outs = [getattr(ops, n)(xt) for n in sorted(MORE_ACTIVATIONS)]
+                outs += [ops.glu(xt), ops.threshold(xt, 0.1, 2.0), ops.categorical_crossentropy(tt, xt, True),
+                         ops.categorical_crossentropy(tt, ops.softmax(xt)),
+                         ops.sparse_categorical_crossentropy(lt, xt, True),
+                         ops.binary_crossentropy(tt, ops.sigmoid(xt)), ops.binary_crossentropy(tt, xt, True),
+                         ops.dot_product_attention(qt, kt, kt, is_causal=True, attn_logits_soft_cap=4.0),
+                         ops.psnr(xt, tt, 1.0)]
+                loss = sum(ops.sum(o) for o in outs)
+            grads = tape.gradient(loss, [xt, qt, kt])
+            results.append([o.numpy() for o in outs + [ops.multi_hot(lt[None], 6)]] + [g.numpy() for g in grads])
+    for on_cpu, on_gpu in zip(*results):
+        np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-5, atol=1e-5)

@@ -227,3 +227,166 @@ def test_unstack_some_pieces_used_and_persistent_tape():
 def test_unstack_num_mismatch_error():
     with pytest.raises(ValueError, match=r"num=2.*\(3, 2\).*length 3"):
         ops.unstack(Tensor(np.zeros((3, 2))), num=2)
+
+
+# Triangles, diagonals, grids, slices and scatters.
+@pytest.mark.parametrize("op", ["tril", "triu"])
+@pytest.mark.parametrize("shape", [(3, 4), (2, 4, 3), (1, 1)], ids=str)
+@pytest.mark.parametrize("k", [-1, 0, 2])
+def test_triangles(op, shape, k):
+    x = randn(*shape)
+    np.testing.assert_array_equal(getattr(ops, op)(x, k).numpy(), getattr(np, op)(x, k).astype(np.float32))
+    check_gradients(lambda t: getattr(ops, op)(t, k), [x])
+    assert getattr(ops, op)(np.ones((2, 2), np.int32)).dtype == "int32"
+
+
+def test_triangles_need_a_matrix():
+    with pytest.raises(ValueError, match="tril.*rank >= 2"):
+        ops.tril(np.ones(3))
+
+
+@pytest.mark.parametrize("shape, offset, axes", [((3, 4), 0, (0, 1)), ((3, 4), 2, (0, 1)), ((3, 4), -2, (0, 1)),
+                                                 ((2, 3, 4, 5), 1, (3, 1)), ((2, 3, 4), -1, (-1, 0)),
+                                                 ((3, 4), 7, (0, 1))], ids=str)
+def test_diagonal_and_trace(shape, offset, axes):
+    x = randn(*shape)
+    np.testing.assert_array_equal(ops.diagonal(x, offset, *axes).numpy(),
+                                  np.diagonal(x, offset, *axes).astype(np.float32))
+    np.testing.assert_allclose(ops.trace(x, offset, *axes).numpy(), np.trace(x, offset, *axes), rtol=1e-5, atol=1e-6)
+    check_gradients(lambda t: ops.diagonal(t, offset, *axes), [x])
+    check_gradients(lambda t: ops.trace(t, offset, *axes), [x])
+
+
+@pytest.mark.parametrize("shape, k", [((3,), 0), ((3,), 2), ((2,), -1), ((3, 4), 1), ((4, 3), -2)], ids=str)
+def test_diag(shape, k):
+    x = randn(*shape)
+    np.testing.assert_array_equal(ops.diag(x, k).numpy(), np.diag(x, k).astype(np.float32))
+    check_gradients(lambda t: ops.diag(t, k), [x])
+
+
+def test_diag_and_diagonal_name_bad_ranks():
+    with pytest.raises(ValueError, match="diag: needs a 1-D or 2-D"):
+        ops.diag(np.ones((2, 2, 2)))
+    with pytest.raises(ValueError, match="diagonal: axis1 and axis2 must differ"):
+        ops.diagonal(np.ones((2, 2)), 0, 1, 1)
+
+
+@pytest.mark.parametrize("indexing", ["xy", "ij"])
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_meshgrid(indexing, count):
+    vectors = [randn(n) for n in (2, 3, 4)[:count]]
+    for got, want in zip(ops.meshgrid(*vectors, indexing=indexing), np.meshgrid(*vectors, indexing=indexing)):
+        np.testing.assert_array_equal(got.numpy(), want.astype(np.float32))
+    check_gradients(lambda *t: ops.meshgrid(*t, indexing=indexing), vectors)
+    with pytest.raises(ValueError, match="meshgrid: indexing"):
+        ops.meshgrid(*vectors, indexing="ji")
+
+
+def test_nonzero_ravel_roll_copy_and_stacks():
+    x = np.array([[0, 3, 0], [4, 0, 5]], np.float32)
+    for got, want in zip(ops.nonzero(x), np.nonzero(x)):
+        assert got.dtype == "int32"
+        np.testing.assert_array_equal(got.numpy(), want)
+    np.testing.assert_array_equal(ops.ravel(x).numpy(), x.ravel())
+    for shift, axis in [(1, None), (-2, 1), ((1, 2), (0, 1))]:
+        np.testing.assert_array_equal(ops.roll(x, shift, axis).numpy(), np.roll(x, shift, axis))
+        check_gradients(lambda t: ops.roll(t, shift, axis), [randn(2, 3)])
+    check_gradients(ops.copy, [randn(2, 3)])
+    check_gradients(lambda a, b: ops.hstack([a, b]), [randn(2, 3), randn(2, 1)])
+    check_gradients(lambda a, b: ops.vstack([a, b]), [randn(3), randn(2, 3)])
+    np.testing.assert_array_equal(ops.hstack([np.ones(2), np.zeros(3)]).numpy(), np.hstack([np.ones(2), np.zeros(3)]))
+    np.testing.assert_array_equal(ops.vstack([x, x[0]]).numpy(), np.vstack([x, x[0]]))
+    np.testing.assert_array_equal(ops.flipud(x).numpy(), np.flipud(x))
+    np.testing.assert_array_equal(ops.fliplr(x).numpy(), np.fliplr(x))
+    np.testing.assert_array_equal(ops.tri(3, 4, 1).numpy(), np.tri(3, 4, 1))
+    assert ops.tri(2).dtype == ops.identity(2).dtype == "float32" and ops.empty_like(x, "int32").dtype == "int32"
+
+
+def test_slice_and_slice_update():
+    x = randn(4, 5, 3)
+    np.testing.assert_array_equal(ops.slice(x, (1, 2, 0), (2, 3, 3)).numpy(), x[1:3, 2:5, 0:3].astype(np.float32))
+    np.testing.assert_array_equal(ops.slice(x, (1, 0, 1), (-1, 5, 1)).numpy(), x[1:, :, 1:2].astype(np.float32))
+    check_gradients(lambda t: ops.slice(t, (1, 2, 0), (2, 3, 3)), [x])
+    u = randn(2, 2, 3)
+    want = x.copy()
+    want[2:4, 1:3, 0:3] = u
+    np.testing.assert_allclose(ops.slice_update(x, (2, 1, 0), u).numpy(), want.astype(np.float32))
+    check_gradients(lambda t, v: ops.slice_update(t, (2, 1, 0), v), [x, u])
+    assert ops.slice_update(np.zeros(3, np.int32), (1,), np.ones(1, np.float32)).dtype == "int32"
+    with pytest.raises(ValueError, match="slice: a slice of size 3 at 2 leaves axis 0 of size 4"):
+        ops.slice(x, (2, 0, 0), (3, 1, 1))
+    with pytest.raises(ValueError, match="slice_update: start_indices"):
+        ops.slice_update(x, (0, 0), u)
+
+
+def test_scatter_accumulates_and_scatter_update_overwrites():
+    idx = np.array([[0, 1], [2, 0], [0, 1]])
+    values = randn(3)
+    want = np.zeros((3, 2))
+    np.add.at(want, (idx[:, 0], idx[:, 1]), values)
+    np.testing.assert_allclose(ops.scatter(idx, values, (3, 2)).numpy(), want, rtol=1e-6)
+    check_gradients(lambda v: ops.scatter(idx, v, (3, 2)), [values])
+    rows = randn(2, 4)  # partial indices scatter whole rows
+    out = ops.scatter(np.array([[1], [1]]), rows, (3, 4)).numpy()
+    np.testing.assert_allclose(out[1], rows.sum(0), rtol=1e-6)
+    x = randn(3, 2)
+    upd_idx = np.array([[0, 1], [2, 0]])
+    want = x.copy()
+    want[0, 1], want[2, 0] = 7.0, 8.0
+    np.testing.assert_allclose(ops.scatter_update(x, upd_idx, [7.0, 8.0]).numpy(), want.astype(np.float32))
+    check_gradients(lambda t, v: ops.scatter_update(t, upd_idx, v), [x, randn(2)])
+    with pytest.raises(TypeError, match="scatter: indices must be integers"):
+        ops.scatter(np.array([[0.5]]), [1.0], (2,))
+    with pytest.raises(ValueError, match="scatter_update: indices of shape"):
+        ops.scatter_update(np.zeros(2), np.zeros((1, 3), np.int32), [1.0])
+
+
+@pytest.mark.gpu
+def test_new_shape_ops_on_gpu_match_cpu():
+    import dlgpu
+    x, u, v = randn(4, 5), randn(2, 2), randn(3)
+    idx = np.array([[0, 1], [3, 4], [0, 1]])
+    results = []
+    for device in ("cpu", "gpu"):
+        with dlgpu.device(device):
+            xt, ut, vt = (ops.convert_to_tensor(a) for a in (x, u, v))
+            with GradientTape() as tape:
+                tape.watch([xt, ut, vt])
+                outs = [ops.tril(xt, 1), ops.triu(xt, -1), ops.diagonal(xt, 1), ops.diag(vt, -1), ops.diag(xt),
+                        ops.trace(xt), ops.roll(xt, 2, 1), ops.slice(xt, (1, 1), (2, 3)),
+                        ops.slice_update(xt, (1, 2), ut), ops.scatter(ops.convert_to_tensor(idx), vt, (4, 5)),
+                        ops.scatter_update(xt, ops.convert_to_tensor(idx[:2]), vt[:2]), ops.hstack([xt, xt]),
+                        ops.vstack([xt, xt[0]])] + ops.meshgrid(vt, xt[0])
+                loss = sum(ops.sum(ops.square(o)) for o in outs)
+            grads = tape.gradient(loss, [xt, ut, vt])
+            results.append([o.numpy() for o in outs + list(ops.nonzero(xt > 0))] + [g.numpy() for g in grads])
+    for on_cpu, on_gpu in zip(*results):
+        np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-5, atol=1e-5)
+
+
+def test_rot90_stacks_splits_and_ranges():
+    x = randn(2, 3, 4)
+    for k, axes in [(1, (0, 1)), (2, (1, 2)), (-1, (2, 0))]:
+        np.testing.assert_array_equal(ops.rot90(x, k, axes).numpy(), np.rot90(x, k, axes).astype(np.float32))
+        check_gradients(lambda t: ops.rot90(t, k, axes), [x])
+    a, b = randn(3), randn(3, 2)
+    np.testing.assert_allclose(ops.column_stack([a, b]).numpy(), np.column_stack([a, b]), rtol=1e-6)
+    np.testing.assert_allclose(ops.dstack([a, a]).numpy(), np.dstack([a, a]), rtol=1e-6)
+    np.testing.assert_allclose(ops.dstack([b, b]).numpy(), np.dstack([b, b]), rtol=1e-6)
+    check_gradients(lambda s, t: ops.column_stack([s, t]), [a, b])
+    for sections in (3, [1, 4]):
+        for got, want in zip(ops.array_split(randn(7, 2) * 0 + np.arange(7)[:, None], sections),
+                             np.array_split(np.arange(7)[:, None] * np.ones((7, 2)), sections)):
+            np.testing.assert_array_equal(got.numpy(), want)
+    assert [p.shape for p in ops.hsplit(x, 3)] == [(2, 1, 4)] * 3
+    assert [p.shape for p in ops.vsplit(x, 2)] == [(1, 3, 4)] * 2
+    assert [p.shape for p in ops.dsplit(x, [1])] == [(2, 3, 1), (2, 3, 3)]
+    np.testing.assert_allclose(ops.logspace(0, 2, 3).numpy(), [1, 10, 100], rtol=1e-6)
+    np.testing.assert_allclose(ops.logspace(0, 3, 4, base=2.0).numpy(), [1, 2, 4, 8], rtol=1e-6)
+    np.testing.assert_allclose(ops.geomspace(-1, -8, 4).numpy(), [-1, -2, -4, -8], rtol=1e-5)
+    with pytest.raises(ValueError, match="geomspace: start and stop"):
+        ops.geomspace(0, 1)
+    rows, cols = ops.unravel_index(np.array([1, 5]), (2, 3))
+    assert rows.dtype == "int32" and rows.numpy().tolist() == [0, 1] and cols.numpy().tolist() == [1, 2]
+    assert ops.is_tensor(ops.ones(2)) and not ops.is_tensor(np.ones(2))
+    assert ops.dtype(np.ones(2, np.int32)) == "int32"
