@@ -280,6 +280,12 @@ class ndarray:  # noqa: N801 - CuPy's name
     data = property(lambda self: _Pointer(self._array))
 
     @property
+    def __cuda_array_interface__(self):  # what code tests to tell a device array (the pointer is host memory)
+        a = self._array
+        return {"shape": a.shape, "typestr": a.dtype.str, "data": (a.ctypes.data, not a.flags.writeable),
+                "strides": None if a.flags.c_contiguous else a.strides, "version": 3}
+
+    @property
     def base(self):
         return None if self._array.base is None else _wrap(self._array.base) \
             if isinstance(self._array.base, np.ndarray) else None

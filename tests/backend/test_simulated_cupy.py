@@ -44,6 +44,7 @@ def test_no_implicit_copy_to_the_host():
         np.asarray(a)
     assert isinstance(a.get(), np.ndarray)
     assert type(a).__module__ == "cupy"  # how dlgpu tells device arrays apart
+    assert a.__cuda_array_interface__["shape"] == (3,)  # and how other code does
 
 
 def test_reductions_give_device_scalars_and_numpy_functions_dispatch():
