@@ -52,12 +52,12 @@ def _logsumexp3(a, b, c, xp):
 def _shift_right(a, k, xp):
     """a[:, s - k] with -inf shifted in (the states s can be reached from)."""
     pad = xp.full(a.shape[:-1] + (k,), -np.inf, dtype=a.dtype)
-    return xp.concatenate([pad, a[..., :-k]], axis=-1)
+    return xp.concatenate([pad, a], axis=-1)[..., :a.shape[-1]]
 
 
 def _shift_left(a, k, xp):
     pad = xp.full(a.shape[:-1] + (k,), -np.inf, dtype=a.dtype)
-    return xp.concatenate([a[..., k:], pad], axis=-1)
+    return xp.concatenate([a, pad], axis=-1)[..., k:]
 
 
 def ctc_loss(target, output, target_length, output_length, mask_index=0):
@@ -77,6 +77,8 @@ def ctc_loss(target, output, target_length, output_length, mask_index=0):
     z = output.data
     xp = array_module(z)
     batch, time, classes = z.shape
+    if time == 0 or classes == 0:
+        raise ValueError(f"ctc_loss: `output` needs at least one frame and one class; received shape {z.shape}.")
     target_shape = getattr(_raw(target), "shape", None)
     if target_shape is None:
         target_shape = np.shape(target)
@@ -123,19 +125,14 @@ def ctc_loss(target, output, target_length, output_length, mask_index=0):
         neg_inf = xp.asarray(-np.inf, dtype=dtype)
         skip_from = xp.where(skip, 0, neg_inf).astype(dtype)      # added to alpha[s - 2]
         alphas = xp.empty((time, batch, width), dtype=dtype)
+        # a path starts in the leading blank or on the first label
         alpha = xp.full((batch, width), -np.inf, dtype=dtype)
-        alpha[:, 0] = 0  # a virtual state before frame 0 feeding state 0 (and state 1 through its blank skip)
-        start = xp.full((batch, width), -np.inf, dtype=dtype)
-        start[:, 0] = 0
-        start[:, 1] = 0
-        for t in range(time):
-            if t == 0:
-                new = start + emit[0]
-            else:
-                new = _logsumexp3(alpha, _shift_right(alpha, 1, xp),
-                                  _shift_right(alpha, 2, xp) + skip_from, xp) + emit[t]
-            live = (t < out_len)[:, None]
-            alpha = xp.where(live, new, alpha) if t else xp.where(live, new, -np.inf)
+        alpha[:, :2] = 0
+        alpha = xp.where((out_len > 0)[:, None], alpha + emit[0], -np.inf)
+        alphas[0] = alpha
+        for t in range(1, time):
+            new = _logsumexp3(alpha, _shift_right(alpha, 1, xp), _shift_right(alpha, 2, xp) + skip_from, xp)
+            alpha = xp.where((t < out_len)[:, None], new + emit[t], alpha)  # frozen past the sample's length
             alphas[t] = alpha
         last = xp.take_along_axis(alpha, ext_len[:, None] - 1, axis=1)[:, 0]
         before = xp.take_along_axis(alpha, xp.maximum(ext_len - 2, 0)[:, None], axis=1)[:, 0]

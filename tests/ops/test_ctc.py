@@ -68,6 +68,9 @@ def test_ctc_loss_batch_one_and_zero_frames():
     np.testing.assert_allclose(loss.numpy(), torch_ctc(np.array([[2, 1]]), logits, [2], [4])[0], rtol=1e-5)
     empty = ops.ctc_loss(np.ones((2, 1), np.int32), np.zeros((2, 4, 3), np.float32), [0, 1], [0, 0])
     assert empty.numpy()[0] == 0 and np.isinf(empty.numpy()[1])
+    no_labels, grad = dl_ctc(np.zeros((2, 0), np.int32), logits.repeat(2, 0), [0, 0], [4, 2])
+    np.testing.assert_allclose(no_labels.numpy(), torch_ctc(np.zeros((2, 0), np.int64), logits.repeat(2, 0),
+                                                            [0, 0], [4, 2])[0], rtol=1e-5)
 
 
 def test_ctc_loss_finite_differences():
