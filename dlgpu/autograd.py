@@ -420,7 +420,9 @@ def backward(targets, seeds):
         if not isinstance(t, Tensor):
             raise TypeError(f"GradientTape.gradient: target must be a dlgpu tensor, received {type(t).__name__}.")
         if seed is None:
-            g = t.data * 0 + 1
+            # ones_like, not t * 0 + 1: an infinite loss (an impossible CTC alignment) still seeds 1
+            from dlgpu.ops._core import array_module
+            g = array_module(t.data).ones_like(t.data)
         else:
             g = seed.data if isinstance(seed, Tensor) else seed
         if isinstance(g, np.generic):  # numpy turns 0-d results into scalars; backwards expect arrays

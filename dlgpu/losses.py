@@ -408,6 +408,25 @@ def tversky(y_true, y_pred, alpha=0.5, beta=0.5, axis=None):
     return ops.subtract(1.0, ops.divide(intersection, denominator))
 
 
+def ctc(y_true, y_pred):
+    """Per-sample CTC loss of ``(batch, max_time, classes)`` logits against ``(batch, max_length)`` labels
+    padded with 0, which is also the blank: every frame counts and each label length is its count of
+    non-zero labels (Keras 3's ``keras.losses.ctc``)."""
+    y_pred = _pred(y_pred)
+    if len(y_pred.shape) != 3:
+        raise ValueError(f"ctc: logits `y_pred` must be (batch_size, max_length, num_classes); received shape "
+                         f"{tuple(y_pred.shape)}.")
+    xp = array_module(y_pred.data)
+    labels = y_true.data if isinstance(y_true, Tensor) else y_true
+    labels = xp.asarray(labels) if isinstance(labels, (list, tuple)) else labels
+    if len(labels.shape) != 2:
+        raise ValueError(f"ctc: targets `y_true` must be (batch_size, max_length) integer labels; received shape "
+                         f"{tuple(labels.shape)}.")
+    batch, time = y_pred.shape[:2]
+    label_length = (labels != 0).sum(axis=-1).astype(np.int32)
+    return ops.ctc_loss(labels, y_pred, label_length, xp.full((batch,), time, dtype=np.int32), mask_index=0)
+
+
 # Keras names these too.
 mse = MSE = mean_squared_error
 mae = MAE = mean_absolute_error
@@ -696,6 +715,11 @@ class Tversky(LossFunctionWrapper):
         self.axis = axis
 
 
+class CTC(LossFunctionWrapper):
+    def __init__(self, reduction="sum_over_batch_size", name="ctc", dtype=None):
+        super().__init__(ctc, reduction=reduction, name=name, dtype=dtype)
+
+
 class SparseCategoricalCrossentropy(LossFunctionWrapper):
     def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
                  name="sparse_categorical_crossentropy", dtype=None):
@@ -729,13 +753,13 @@ _CLASSES = {cls.__name__: cls for cls in (
     MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, Huber,
     LogCosh, CosineSimilarity, Hinge, SquaredHinge, CategoricalHinge, KLDivergence, Poisson,
     BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy, BinaryFocalCrossentropy,
-    CategoricalFocalCrossentropy, Dice, Tversky, LossFunctionWrapper)}
+    CategoricalFocalCrossentropy, Dice, Tversky, CTC, LossFunctionWrapper)}
 
 _FUNCTIONS = {fn.__name__: fn for fn in (
     mean_squared_error, mean_absolute_error, mean_absolute_percentage_error, mean_squared_logarithmic_error,
     huber, log_cosh, cosine_similarity, hinge, squared_hinge, categorical_hinge, kl_divergence, poisson,
     binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy, binary_focal_crossentropy,
-    categorical_focal_crossentropy, dice, tversky)}
+    categorical_focal_crossentropy, dice, tversky, ctc)}
 
 _ALIASES = {"mse": "mean_squared_error", "MSE": "mean_squared_error", "mae": "mean_absolute_error",
             "MAE": "mean_absolute_error", "mape": "mean_absolute_percentage_error",
@@ -755,7 +779,7 @@ _CLASS_OF_FUNCTION = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "binary_focal_crossentropy": BinaryFocalCrossentropy,
     "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
-    "dice": Dice, "tversky": Tversky}
+    "dice": Dice, "tversky": Tversky, "ctc": CTC}
 
 
 def _valid_names():

@@ -11,6 +11,8 @@ from dlgpu.ops.linalg import (cholesky, cholesky_inverse, det, eig, eigh, inv, l
                               solve_triangular, svd)
 from dlgpu.ops.linalg import matrix_power, matrix_rank, pinv, slogdet
 from dlgpu.ops.einsum import einsum, tensordot
+from dlgpu.ops.ctc import ctc_decode, ctc_loss
+from dlgpu.ops.fft import fft, fft2, ifft2, irfft, istft, rfft, stft
 from dlgpu.ops.math import (abs, absolute, add, cast, ceil, clip, cos, divide, dot, equal, erf, erfinv, exp, expm1,
                             floor, floor_divide, greater, greater_equal, isfinite, isinf, isnan, less, less_equal,
                             log, log1p, log2, log10, logical_and, logical_not, logical_or, matmul, maximum,

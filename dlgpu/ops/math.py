@@ -7,6 +7,7 @@ import numpy as np
 from dlgpu.autograd import FLOATX
 from dlgpu.ops._core import (array_module, backend_of, binary_operands, float_operand, make_result, to_tensor,
                               unbroadcast)
+from dlgpu.ops.fft import fft, fft2, ifft2, irfft, istft, rfft, stft  # noqa: F401  (keras.ops.math.*)
 
 # Each backward closure receives the upstream gradient ``g`` and returns one gradient per parent.
 # Closures never write into ``g``: the same array may be handed to several parents.

@@ -10,6 +10,7 @@ import numpy as np
 
 from dlgpu.autograd import Tensor
 from dlgpu.ops import math as m
+from dlgpu.ops.ctc import ctc_decode, ctc_loss  # noqa: F401  (keras.ops.nn.ctc_*)
 from dlgpu.ops._core import (array_module, backend_of, binary_operands, float_operand, make_result, same_device,
                              to_tensor, unbroadcast)
 
