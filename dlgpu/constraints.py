@@ -186,6 +186,4 @@ def serialize(constraint):
 def deserialize(config, custom_objects=None):
     """A constraint from its serialized dict: a built-in class, one in ``custom_objects``, or one registered
     with ``dlgpu.saving.register_keras_serializable`` (names only, never code)."""
-    from dlgpu.layers import _custom as registered
-    return deserialize_by_class_name(config, {**registered, **(custom_objects or {})} or None,
-                                     {**_ALIASES, **_CLASSES}, get, _unknown)
+    return deserialize_by_class_name(config, custom_objects, {**_ALIASES, **_CLASSES}, get, _unknown)

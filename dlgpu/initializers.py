@@ -279,8 +279,6 @@ def serialize(initializer):
 
 
 def deserialize(config, custom_objects=None):
-    """A initializer from its serialized dict: a built-in class, one in ``custom_objects``, or one registered
+    """An initializer from its serialized dict: a built-in class, one in ``custom_objects``, or one registered
     with ``dlgpu.saving.register_keras_serializable`` (a layer's from_config gets no custom_objects)."""
-    from dlgpu.layers import _custom as registered
-    return deserialize_by_class_name(config, {**registered, **(custom_objects or {})} or None,
-                                     {**_ALIASES, **_CLASSES}, get, _unknown)
+    return deserialize_by_class_name(config, custom_objects, {**_ALIASES, **_CLASSES}, get, _unknown)

@@ -61,8 +61,12 @@ def unknown_name_error(kind, identifier, valid, candidates=None, normalize=str):
 
 def deserialize_by_class_name(config, custom_objects, classes, get, unknown):
     """The object a ``{"class_name", "config"}`` dict (or a bare name) describes, for modules whose objects
-    are plain classes with ``from_config`` (initializers, regularizers).  Names only, never code."""
-    custom_objects = custom_objects or {}
+    are plain classes with ``from_config`` (initializers, regularizers, constraints).  Names only, never code.
+
+    Besides ``custom_objects``, classes registered with ``dlgpu.saving.register_keras_serializable`` are
+    found: a layer's from_config receives no custom_objects, so loading a model relies on the registry."""
+    from dlgpu.layers import _custom as registered
+    custom_objects = {**registered, **(custom_objects or {})}
     if config is None:
         return None
     if isinstance(config, str):
