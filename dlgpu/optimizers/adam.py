@@ -19,7 +19,7 @@ import numpy as np
 
 from dlgpu.backend import cpu
 from dlgpu.ops._core import array_module, backend_of
-from dlgpu.optimizers.base import Optimizer
+from dlgpu.optimizers.base import Optimizer, hyperparameter_value
 
 # Parameters with fewer values than this have their slots packed (CPU, float32); larger ones are updated
 # on their own, split across the CPU threads (cpu._ADAM_SPLIT_SIZE).
@@ -114,8 +114,7 @@ class Adam(Optimizer):
         return None if None in found else found
 
     def _update(self, params, grads, lr, step):
-        b1 = float(self.beta_1() if callable(self.beta_1) else self.beta_1)
-        b2 = float(self.beta_2() if callable(self.beta_2) else self.beta_2)
+        b1, b2 = hyperparameter_value(self.beta_1), hyperparameter_value(self.beta_2)
         decay = self._fused_weight_decay(params, lr)
         if not self.amsgrad:
             packed = self._packed_positions(params) if backend_of(params[0].data) is cpu else None

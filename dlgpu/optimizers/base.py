@@ -33,6 +33,11 @@ def _host_variable(value, dtype, name):
     return var
 
 
+def hyperparameter_value(hyperparameter):
+    """A hyperparameter given as a number or, as Keras allows for beta_1/beta_2, a callable returning one."""
+    return float(hyperparameter() if callable(hyperparameter) else hyperparameter)
+
+
 class Optimizer:
     """Base class.  Subclasses define ``build`` (slot variables) and ``_update(params, grads, lr, step)``
     on lists of arrays."""

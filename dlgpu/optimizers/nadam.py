@@ -11,11 +11,7 @@ mu_prod is optimizer state (a float32 scalar, as in Keras), saved with the other
 import numpy as np
 
 from dlgpu.ops._core import array_module
-from dlgpu.optimizers.base import Optimizer, _host_variable
-
-
-def _value(hyperparameter):
-    return float(hyperparameter() if callable(hyperparameter) else hyperparameter)
+from dlgpu.optimizers.base import Optimizer, _host_variable, hyperparameter_value
 
 
 class Nadam(Optimizer):
@@ -50,7 +46,7 @@ class Nadam(Optimizer):
 
     def _update(self, params, grads, lr, step):
         self._apply_weight_decay(params, lr)
-        b1, b2 = _value(self.beta_1), _value(self.beta_2)
+        b1, b2 = hyperparameter_value(self.beta_1), hyperparameter_value(self.beta_2)
         u_t = b1 * (1.0 - 0.5 * 0.96 ** step)
         u_next = b1 * (1.0 - 0.5 * 0.96 ** (step + 1))
         # Once per step, whatever subset of the variables this step updates (Keras: _backend_update_step).
