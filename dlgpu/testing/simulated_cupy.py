@@ -172,30 +172,6 @@ def _call_routine(function, path, args, kwargs):
     return _wrap(function(_unwrap(args[0], path), *rest, **kwargs))
 
 
-class _DeviceHandle:
-    """``array.device``: the simulated GPU 0."""
-
-    id = 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def synchronize(self):
-        pass
-
-    def __eq__(self, other):  # as cupy.cuda.Device: equal when the ids are
-        return getattr(other, "id", None) == self.id
-
-    def __hash__(self):
-        return hash(self.id)
-
-    def __repr__(self):
-        return "<CUDA Device 0 (simulated)>"
-
-
 class _Pointer:
     def __init__(self, array):
         self.ptr = array.ctypes.data
@@ -276,7 +252,7 @@ class ndarray:  # noqa: N801 - CuPy's name
     strides = property(lambda self: self._array.strides)
     flags = property(lambda self: self._array.flags)
     T = property(lambda self: _wrap(self._array.T))
-    device = property(lambda self: _DeviceHandle())
+    device = property(lambda self: _Device(0))  # cupy.cuda.Device, as CuPy's arrays give
     data = property(lambda self: _Pointer(self._array))
 
     @property
@@ -544,6 +520,8 @@ random.Generator = _Generator
 # -- cuda --------------------------------------------------------------------------------------------------
 
 class _Device:
+    """cupy.cuda.Device of the one simulated GPU (id 0); also what ``array.device`` gives."""
+
     def __init__(self, device=None):
         if device not in (None, 0):
             raise RuntimeError(f"simulated CuPy has one GPU (0); asked for {device}")
@@ -559,7 +537,7 @@ class _Device:
     def use(self):
         return self
 
-    def __eq__(self, other):
+    def __eq__(self, other):  # as cupy.cuda.Device: equal when the ids are
         return getattr(other, "id", None) == self.id
 
     def __hash__(self):
@@ -567,6 +545,9 @@ class _Device:
 
     def synchronize(self):
         pass
+
+    def __repr__(self):
+        return "<CUDA Device 0 (simulated)>"
 
 
 class _Event:
