@@ -351,12 +351,11 @@ class GradientTape:
         if output_gradients is not None:
             seeds, _ = _flatten(output_gradients)
             for t, seed in zip(targets, seeds):
-                seed_data = getattr(seed, "data", seed)
-                if seed is not None and isinstance(t, Tensor) and type(seed_data) is not type(t.data) \
-                        and _device.device_of_array(seed_data) != t.device:
-                    raise _device.DeviceError(f"GradientTape.gradient: an output gradient is on "
-                                              f"{_device.device_of_array(seed_data)} but its target lives on "
-                                              f"{t.device}; move it with dlgpu.to_device.")
+                elsewhere = None if seed is None or not isinstance(t, Tensor) else \
+                    _device.foreign_device(getattr(seed, "data", seed), t.data)
+                if elsewhere is not None:
+                    raise _device.DeviceError(f"GradientTape.gradient: an output gradient is on {elsewhere} but "
+                                              f"its target lives on {t.device}; move it with dlgpu.to_device.")
         else:
             seeds = [None] * len(targets)
         grads = backward(targets, seeds)

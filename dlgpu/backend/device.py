@@ -189,6 +189,15 @@ def device_of_array(array) -> Device:
     raise TypeError(f"dlgpu: expected a numpy or cupy array, received {type(array).__name__}")
 
 
+def foreign_device(array, reference):
+    """The device ``array`` lives on when that is not where ``reference`` lives, else None.  Arrays of the same
+    type cost one type comparison, so a per-step check (every gradient of an update) stays cheap."""
+    if type(array) is type(reference):
+        return None
+    where = device_of_array(array)
+    return None if where == device_of_array(reference) else where
+
+
 def to_device(array, dev) -> object:
     """Explicitly copy an array to ``dev`` (numpy ↔ cupy)."""
     dev = resolve(dev)

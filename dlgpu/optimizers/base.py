@@ -251,11 +251,12 @@ class Optimizer:
             if a.shape != v.data.shape:
                 raise ValueError(f"{type(self).__name__}: the gradient for variable '{v.name}' has shape "
                                  f"{tuple(a.shape)} but the variable has shape {v.shape}.")
-            if type(a) is not type(v.data) and _device.device_of_array(a) != v.device:  # before any update
+            elsewhere = _device.foreign_device(a, v.data)  # checked before any variable changes
+            if elsewhere is not None:
                 raise _device.DeviceError(
-                    f"{type(self).__name__}: the gradient for variable '{v.name}' is on "
-                    f"{_device.device_of_array(a)} but the variable lives on {v.device}; dlgpu never copies "
-                    f"between devices silently (move it with dlgpu.to_device).")
+                    f"{type(self).__name__}: the gradient for variable '{v.name}' is on {elsewhere} but the "
+                    f"variable lives on {v.device}; dlgpu never copies between devices silently (move it with "
+                    f"dlgpu.to_device).")
             params.append(v)
             arrays.append(a)
         if missing and not self._warned_none:
