@@ -50,7 +50,11 @@ def functional_config(model):
     for layer in model._layers:
         nodes = [n for n in model._nodes if n.layer is layer]
         if isinstance(layer, OpLayer):
-            layers.append(_op_entry(layer, nodes, ref))
+            if getattr(_STATE, "keras", False):  # Keras's Operation classes (keras.src.ops.numpy.Pad ...)
+                from dlgpu.models.keras_format import keras_op_entry
+                layers.append(keras_op_entry(layer, nodes, arg_ref))
+            else:
+                layers.append(_op_entry(layer, nodes, ref))
             continue
         entry = {**layer_entry(layer), "name": layer.name,
                  "inbound_nodes": [] if isinstance(layer, InputLayer) else [_node_config(n, arg_ref) for n in nodes]}

@@ -8,7 +8,8 @@ layers in order, a layer's sublayers under their attribute names (``cell``, ``fo
 dlgpu layers already have Keras's get_config keys, so the translation is small: dtype policies become their
 names, ``__keras_tensor__`` arguments become ``[layer, node, tensor]`` references and back, and the weights
 are laid out by walking the model as Keras does.  Only families whose variable layout is known here are
-written or read (see ``_keras_groups``); anything else is refused by name.  h5py (``pip install
+written or read (see ``_keras_groups``); anything else is refused by name.  Ops called in a functional
+graph are Keras Operation entries (``keras.src.ops.numpy.Pad``), translated through keras_ops_table.py.  h5py (``pip install
 'dlgpu[applications]'``) reads and writes the weights.
 """
 
@@ -24,6 +25,7 @@ import zipfile
 
 import numpy as np
 
+from dlgpu.models.keras_ops_table import KERAS_OPS
 from dlgpu.models.saving import (SavedModelError, _atomic_write, _read_json, _version, _with_scope)
 
 _CONFIG, _METADATA, _WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
@@ -44,11 +46,17 @@ _OPTIMIZER_LAYOUT = {
     "Adagrad": [("_accumulators",)],
     "Adamax": [("_m", "_u")],
 }
+# (Keras module, Operation class) -> dlgpu op; where two names write one class (abs and absolute: Absolute),
+# the first in alphabetical order reads it back
+_KERAS_OPERATIONS = {}
+for _op, (_module, _class, _, _) in sorted(KERAS_OPS.items(), reverse=True):
+    _KERAS_OPERATIONS[(_module, _class)] = _op
 _RNN = ("SimpleRNN", "LSTM", "GRU")
 _MODELS = ("Model", "Functional", "Sequential")
 # Keras keeps these layers' variables in sublayers dlgpu does not model the same way: refused, not guessed.
-_UNMAPPED = ("ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "RNN", "TimeDistributed", "GroupedQueryAttention",
-             "GroupQueryAttention", "StackedRNNCells")
+_UNMAPPED = ("RNN", "GroupedQueryAttention", "GroupQueryAttention", "StackedRNNCells")
+# Layers whose variables Keras keeps in a cell: the layer's own group is empty, ``cell/vars`` holds them.
+_CELLS = _RNN + ("ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
 
 def _h5py():
@@ -118,15 +126,18 @@ def _keras_groups(layer, path, out, seen):
                 used[name] = 0
             _keras_groups(sub, f"{prefix}layers/{name}", out, seen)
         return
-    if cls in _UNMAPPED or (layer._layers and cls not in ("Bidirectional",)) or _overrides_saving(layer):
+    if cls in _UNMAPPED or (layer._layers and cls not in ("Bidirectional", "TimeDistributed")) \
+            or _overrides_saving(layer):
         raise NotImplementedError(f"Keras's .keras format: layer '{layer.name}' ({cls}) keeps its variables in a "
                                   f"layout dlgpu does not map to Keras's; save it with dlgpu's own format "
                                   f"(a .dlgpu file) instead.")
     weights = list(layer.weights)
-    out.append((f"{prefix}vars", layer.name, [] if cls in _RNN + ("Bidirectional", "MultiHeadAttention")
-                else weights))
-    if cls in _RNN:
+    out.append((f"{prefix}vars", layer.name, [] if cls in _CELLS + ("Bidirectional", "MultiHeadAttention",
+                                                                    "TimeDistributed") else weights))
+    if cls in _CELLS:
         out.append((f"{prefix}cell/vars", f"{_snake(cls)}_cell", weights))
+    elif cls == "TimeDistributed":
+        _keras_groups(layer.layer, f"{prefix}layer", out, seen)
     elif cls == "Bidirectional":
         _keras_groups(layer.forward_layer, f"{prefix}forward_layer", out, seen)
         _keras_groups(layer.backward_layer, f"{prefix}backward_layer", out, seen)
@@ -308,9 +319,10 @@ def _check_writable(model):
     from dlgpu.layers.op_node import OpLayer
     _model_groups(model)  # raises for subclassed models and unmapped layers
     for layer in _all_layers(model):
-        if isinstance(layer, OpLayer):
-            raise NotImplementedError(f"Keras's .keras format: model '{model.name}' calls an op directly "
-                                      f"('{layer.name}'), which dlgpu writes only in its own format (a .dlgpu file).")
+        if isinstance(layer, OpLayer) and layer.op not in KERAS_OPS:
+            raise NotImplementedError(f"Keras's .keras format: model '{model.name}' calls ops.{layer.op} "
+                                      f"('{layer.name}'), which Keras has no Operation class for; dlgpu writes it "
+                                      f"only in its own format (a .dlgpu file).")
 
 
 def _all_layers(model):
@@ -390,10 +402,154 @@ def save_keras_model(model, filepath):
 def keras_format_refusal(model):
     """Why ``model`` cannot be written in Keras's format (a message), or None when it can."""
     try:
-        _check_writable(model)
+        _keras_model_config(model)  # also converts each op node's arguments, which can fail
     except NotImplementedError as exc:
         return str(exc)
     return None
+
+
+# -- ops in a functional graph ----------------------------------------------------------------------------
+def _signature(op):
+    import inspect
+
+    from dlgpu.ops import symbolic
+    return inspect.signature(symbolic.RAW_OPS[op])
+
+
+def _static(value, op, argument):
+    """An op's constructor argument as Keras's config holds it: JSON, tuples as lists."""
+    if isinstance(value, list):
+        return [_static(v, op, argument) for v in value]
+    if isinstance(value, dict):
+        kind = value.get("class_name")
+        if kind in ("__tuple__", "__list__"):
+            return _static(value["config"]["value"], op, argument)
+        if kind == "__dtype__":
+            return value["config"]["value"]
+        raise NotImplementedError(f"Keras's .keras format: ops.{op}'s argument {argument!r} is a "
+                                  f"{kind or 'dict'}, which Keras's {KERAS_OPS[op][1]} cannot take in its config; "
+                                  f"dlgpu writes it only in its own format (a .dlgpu file).")
+    return value
+
+
+def _keras_argument(value, op, argument):
+    """A call argument in Keras's JSON: Keras reads slices, ellipses and numpy arrays as dlgpu writes them,
+    but has no tuple (it writes them as lists)."""
+    if isinstance(value, list):
+        return [_keras_argument(v, op, argument) for v in value]
+    if not isinstance(value, dict) or value.get("class_name") == "__keras_tensor__":
+        return value
+    kind, config = value.get("class_name"), value.get("config") or {}
+    if kind in ("__tuple__", "__list__"):
+        return _keras_argument(config["value"], op, argument)
+    if kind == "__dtype__":
+        return config["value"]
+    if kind == "__tensor__":
+        return {"class_name": "__numpy__", "config": config}
+    if kind == "__slice__":
+        return {"class_name": kind, "config": {k: _keras_argument(v, op, argument) for k, v in config.items()}}
+    if kind in ("__ellipsis__", "__numpy__"):
+        return value
+    if kind == "__dict__":
+        value = config["value"]
+    elif kind is not None:
+        raise NotImplementedError(f"Keras's .keras format: ops.{op}'s argument {argument!r} is a {kind}, which "
+                                  f"Keras cannot read; dlgpu writes it only in its own format (a .dlgpu file).")
+    return {k: _keras_argument(v, op, argument) for k, v in value.items()}
+
+
+def keras_op_entry(layer, nodes, ref):
+    """An op node as Keras writes it: the Operation's class, its constructor arguments in ``config`` and
+    the call's arguments in the node (which arguments go where: dlgpu/models/keras_ops_table.py)."""
+    module, class_name, call, init = KERAS_OPS[layer.op]
+    inbound, config = [], {"name": layer.name}
+    for node in nodes:
+        args, kwargs = layer.encode_arguments(node, ref)
+        # bound by dlgpu's signature, KerasTensor references being placeholders like any value
+        values = dict(_signature(layer.op).bind(*args, **kwargs).arguments)
+        for keras_name, dlgpu_name, _ in init:
+            if dlgpu_name in values:
+                config[keras_name] = _static(values.pop(dlgpu_name), layer.op, dlgpu_name)
+        positional, call_args, call_kwargs = True, [], {}
+        for keras_name, dlgpu_name in call:
+            if keras_name.startswith("*"):
+                call_args.extend(_keras_argument(v, layer.op, dlgpu_name) for v in values.pop(dlgpu_name[1:], ()))
+            elif dlgpu_name in values:
+                value = _keras_argument(values.pop(dlgpu_name), layer.op, dlgpu_name)
+                if positional:
+                    call_args.append(value)
+                else:
+                    call_kwargs[keras_name] = value
+            else:
+                positional = False
+        if values:
+            raise NotImplementedError(f"Keras's .keras format: ops.{layer.op} ('{layer.name}') is called with "
+                                      f"{sorted(values)}, which Keras's {class_name} has no argument for; dlgpu "
+                                      f"writes it only in its own format (a .dlgpu file).")
+        inbound.append({"args": call_args, "kwargs": call_kwargs})
+    return {"module": module, "class_name": class_name, "config": config, "registered_name": class_name,
+            "name": layer.name, "inbound_nodes": inbound}
+
+
+def _keras_operation(entry):
+    """The dlgpu op for a Keras Operation entry (``keras.src.ops.numpy.Pad``), or None."""
+    return _KERAS_OPERATIONS.get((entry.get("module"), entry.get("class_name")))
+
+
+def _op_from_keras(entry, op):
+    """A Keras Operation entry as dlgpu's OpLayer entry: the constructor's arguments join the call's."""
+    _, class_name, call, init = KERAS_OPS[op]
+    config = dict(entry.get("config") or {})
+    name = config.pop("name", entry.get("name"))
+    static = {}
+    for keras_name, dlgpu_name, default in init:
+        if keras_name not in config:
+            continue
+        value = _from_keras(config.pop(keras_name))
+        if dlgpu_name is not None:
+            static[dlgpu_name] = value
+        elif value != default:
+            raise NotImplementedError(f"Keras's {class_name} '{name}' has {keras_name}={value!r}; dlgpu's "
+                                      f"ops.{op} has no such argument (only Keras's default {default!r} reads).")
+    if config:
+        raise NotImplementedError(f"Keras's {class_name} '{name}' has arguments {sorted(config)} that dlgpu's "
+                                  f"ops.{op} does not know.")
+    renamed = {k: d for k, d in call}
+    parameters = _signature(op).parameters
+    nodes = []
+    for node in entry.get("inbound_nodes") or []:
+        values, extra = {}, []
+        args = _from_keras(list(node.get("args") or []))
+        for (keras_name, dlgpu_name), value in zip(call, args):
+            if keras_name.startswith("*"):
+                break
+            values[dlgpu_name] = value
+        if call and call[-1][0].startswith("*"):
+            extra = args[len(call) - 1:]
+        for keras_name, value in (node.get("kwargs") or {}).items():
+            values[renamed.get(keras_name, keras_name)] = _from_keras(value)
+        values.update(static)
+        if op == "get_item" and isinstance(values.get("index"), list):
+            # Keras's JSON writes x[a, b]'s index tuple as a list, which numpy would read as fancy indexing
+            values["index"] = {"class_name": "__tuple__", "config": {"value": values["index"]}}
+        # dlgpu's call: positional in signature order while nothing is skipped, then keywords
+        ordered, kwargs, positional = [], {}, True
+        for parameter in parameters.values():
+            if parameter.kind == parameter.VAR_POSITIONAL:
+                ordered.extend(extra)
+            elif parameter.name in values:
+                if positional and parameter.kind == parameter.POSITIONAL_OR_KEYWORD:
+                    ordered.append(values.pop(parameter.name))
+                else:
+                    kwargs[parameter.name] = values.pop(parameter.name)
+            else:
+                positional = False
+        if values:
+            raise NotImplementedError(f"Keras's {class_name} '{name}' is called with {sorted(values)}, which "
+                                      f"dlgpu's ops.{op} has no argument for.")
+        nodes.append({"args": ordered, "kwargs": kwargs})
+    return {"module": "dlgpu.ops", "class_name": "OpLayer", "config": {"name": name, "op": op},
+            "registered_name": None, "name": entry.get("name", name), "inbound_nodes": nodes}
 
 
 def save_keras_weights(model, filepath):
@@ -440,6 +596,9 @@ def _from_keras(obj, where="config"):
     class_name = obj.get("class_name")
     if class_name == "__keras_tensor__":
         return list(obj["config"]["keras_history"])
+    op = _keras_operation(obj)
+    if op is not None:
+        return _op_from_keras(obj, op)
     if class_name in ("DTypePolicy", "FloatDTypePolicy") and isinstance(obj.get("config"), dict):
         return obj["config"].get("name")
     out = {}
@@ -494,7 +653,9 @@ def _unknown_classes(obj, custom_objects, found, in_layers=False):
         registered = obj.get("registered_name")
         custom = (class_name in custom_objects or get_registered_object(class_name, custom_objects) is not None
                   or (isinstance(registered, str) and get_registered_object(registered, custom_objects) is not None))
-        if module.startswith("keras.layers") or module.startswith("keras.src.models") or module == "keras" \
+        if module.startswith("keras.src.ops."):
+            known = _keras_operation(obj) is not None
+        elif module.startswith("keras.layers") or module.startswith("keras.src.models") or module == "keras" \
                 or in_layers:
             known = class_name in layers._BUILTIN or class_name in _MODELS + ("DTypePolicy", "FloatDTypePolicy")
         elif module.startswith("keras.optimizers.schedules"):

@@ -64,9 +64,29 @@ def nested_family(K):
     return K.Sequential([K.Input((4,)), block, L.Dense(2)])
 
 
+def ops_family(K):
+    """keras.ops called on symbolic tensors: Keras writes each as an Operation class (keras.src.ops.numpy.Pad),
+    its constructor arguments in the config and the rest in the node."""
+    O = K.ops
+    x = K.Input((4, 6))
+    a = O.reshape(x, (-1, 2, 12))[:, 1:, ..., ::2]
+    b = K.layers.Dense(5)(O.pad(a, ((0, 0), (1, 1), (2, 0)), constant_values=1.0))
+    c = O.einsum("bij->bji", O.where(b > 0, b, O.square(b) * 0.5))
+    d = O.concatenate([O.mean(c, axis=1), O.max(c, axis=2)], axis=-1)
+    return K.Model(x, O.softmax(O.expand_dims(O.cast(d, "float32"), 1) + 1.0, axis=-1))
+
+
+def wrapper_family(K):
+    """Layers whose variables Keras keeps in a sublayer: TimeDistributed's ``layer``, ConvLSTM's ``cell``."""
+    L = K.layers
+    x = K.Input((3, 5, 5, 2))
+    y = L.ConvLSTM2D(3, 3, padding="same", return_sequences=True)(x)
+    return K.Model(x, L.TimeDistributed(L.Dense(2))(L.TimeDistributed(L.Flatten())(y)))
+
+
 FAMILIES = {"dense": (dense_family, (6,)), "conv": (conv_family, (8, 8, 2)),
             "recurrent": (recurrent_family, None), "attention": (attention_family, (5, 6)),
-            "nested": (nested_family, (4,))}
+            "nested": (nested_family, (4,)), "ops": (ops_family, (4, 6)), "wrappers": (wrapper_family, (3, 5, 5, 2))}
 
 
 def _inputs(name, n=4):
@@ -229,10 +249,73 @@ def test_subclassed_model_falls_back_with_warning(tmp_path):
         assert "model.weights.npz" in archive.namelist()
 
 
+# One op per model, each in both directions: the table's split of arguments between constructor and call,
+# dlgpu's renamed parameters (new_shape, index), and defaults of arguments only one library has.
+OP_CALLS = {
+    "reshape": lambda O, x: O.reshape(x, (-1, 3, 2)),
+    "broadcast_to": lambda O, x: O.broadcast_to(O.expand_dims(x, 1), (2, 2, 3, 6)),  # the test batch is 2
+    "get_item": lambda O, x: x[:, None, 1::2, -1],
+    "transpose": lambda O, x: O.transpose(x, (0, 2, 1)),
+    "sum": lambda O, x: O.sum(x, axis=(1,), keepdims=True),
+    "max": lambda O, x: O.max(x, axis=-1),
+    "argmax": lambda O, x: O.cast(O.argmax(x, axis=1), "float32"),
+    "clip": lambda O, x: O.clip(x, -0.5, 0.25),
+    "stack": lambda O, x: O.stack([x, O.exp(x)], axis=1),
+    "split": lambda O, x: O.add(*O.split(x, 2, axis=-1)),
+    "take": lambda O, x: O.take(x, np.array([2, 0]), axis=-1),
+    "tile": lambda O, x: O.tile(x, (1, 2, 1)),
+    "repeat": lambda O, x: O.repeat(x, 2, axis=1),
+    "cumsum": lambda O, x: O.cumsum(x, axis=1),
+    "one_hot": lambda O, x: O.one_hot(O.argmax(x, axis=-1), 6),
+    "matmul": lambda O, x: O.matmul(x, np.arange(12, dtype="float32").reshape(6, 2)),
+    "tensordot": lambda O, x: O.tensordot(x, x, axes=((1, 2), (1, 2))),
+    "einsum": lambda O, x: O.einsum("bij,bkj->bik", x, x),
+    "top_k": lambda O, x: O.top_k(x, 2)[0],
+    "norm": lambda O, x: O.norm(x, axis=-1, keepdims=True),
+    "logical": lambda O, x: O.cast(O.logical_and(x > 0, O.logical_not(x > 0.5)), "float32"),
+    "minimum": lambda O, x: O.minimum(x, 0.1) - O.power(x, 2),
+    "resize": lambda O, x: O.image.resize(O.expand_dims(x, -1), (6, 3), interpolation="nearest"),
+    "softmax_nn": lambda O, x: O.log_softmax(x, axis=1) + O.sigmoid(x) * O.relu(x),
+    "sort": lambda O, x: O.sort(x, axis=-1),
+}
+
+
+@pytest.mark.parametrize("op", sorted(OP_CALLS))
+def test_ops_in_graph_both_ways(op, tmp_path):
+    x = np.random.default_rng(5).standard_normal((2, 3, 6)).astype("float32")
+    for writer, reader in ((keras, dlgpu), (dlgpu, keras)):
+        inp = writer.Input((3, 6))
+        model = writer.Model(inp, OP_CALLS[op](writer.ops, inp))
+        path = tmp_path / f"{writer.__name__}.keras"
+        model.save(path)
+        loaded = reader.saving.load_model(path)
+        np.testing.assert_allclose(np.asarray(loaded.predict(x, verbose=0)), np.asarray(model.predict(x, verbose=0)),
+                                   rtol=1e-5, atol=1e-6, err_msg=f"{op}: written by {writer.__name__}")
+
+
+def test_keras_ops_table_matches_keras():
+    """The committed table is what dlgpu/models/keras_ops_table.generate() reads from the installed Keras."""
+    from dlgpu.models import keras_ops_table
+    assert keras.__version__ == keras_ops_table.KERAS_VERSION
+    assert keras_ops_table.generate() == keras_ops_table.KERAS_OPS
+
+
+def test_keras_operation_with_an_argument_dlgpu_lacks(tmp_path):
+    inp = keras.Input((4,))
+    keras.Model(inp, keras.ops.round(inp, decimals=0)).save(tmp_path / "default.keras")
+    x = np.array([[0.4, 1.6, -2.5, 3.2]], "float32")
+    np.testing.assert_array_equal(dlgpu.saving.load_model(tmp_path / "default.keras").predict(x, verbose=0),
+                                  np.round(x))
+    keras.Model(inp, keras.ops.round(inp, decimals=1)).save(tmp_path / "other.keras")
+    with pytest.raises(SavedModelError, match="decimals=1.*ops.round has no such argument"):
+        dlgpu.saving.load_model(tmp_path / "other.keras")
+
+
 def test_ops_in_graph_fall_back_with_warning(tmp_path):
+    """An op Keras has no Operation class for (ops.mish is dlgpu's own) keeps the model in dlgpu's format."""
     inp = dlgpu.Input((3,))
-    model = dlgpu.Model(inp, dlgpu.layers.Dense(2)(dlgpu.ops.exp(inp)))
-    with pytest.warns(UserWarning, match="calls an op"):
+    model = dlgpu.Model(inp, dlgpu.layers.Dense(2)(dlgpu.ops.mish(inp)))
+    with pytest.warns(UserWarning, match="ops.mish"):
         model.save(tmp_path / "o.keras")
     x = np.ones((2, 3), "float32")
     np.testing.assert_allclose(dlgpu.models.load_model(tmp_path / "o.keras").predict(x, verbose=0),
@@ -366,10 +449,10 @@ def test_load_weights_from_a_whole_keras_file(tmp_path):
 
 def test_weights_h5_of_an_unmapped_model_falls_back(tmp_path):
     inp = dlgpu.Input((3,))
-    model = dlgpu.Model(inp, dlgpu.layers.Dense(2)(dlgpu.ops.exp(inp)))
-    with pytest.warns(UserWarning, match="calls an op"):
+    model = dlgpu.Model(inp, dlgpu.layers.Dense(2)(dlgpu.ops.mish(inp)))
+    with pytest.warns(UserWarning, match="ops.mish"):
         model.save_weights(tmp_path / "o.weights.h5")
-    other = dlgpu.Model(inp, dlgpu.layers.Dense(2)(dlgpu.ops.exp(inp)))
+    other = dlgpu.Model(inp, dlgpu.layers.Dense(2)(dlgpu.ops.mish(inp)))
     other.load_weights(tmp_path / "o.weights.h5")
     for a, b in zip(model.get_weights(), other.get_weights()):
         np.testing.assert_array_equal(a, b)
