@@ -54,7 +54,12 @@ for _op, (_module, _class, _, _) in sorted(KERAS_OPS.items(), reverse=True):
 _RNN = ("SimpleRNN", "LSTM", "GRU")
 _MODELS = ("Model", "Functional", "Sequential")
 # Keras keeps these layers' variables in sublayers dlgpu does not model the same way: refused, not guessed.
-_UNMAPPED = ("RNN", "GroupedQueryAttention", "GroupQueryAttention", "StackedRNNCells")
+_UNMAPPED = ("RNN", "StackedRNNCells")
+# Attention layers: Keras keeps their four projections in EinsumDense sublayers (MultiHeadAttention's
+# ``query_dense``..., GroupedQueryAttention's ``_query_dense``...), in dlgpu's weight order.
+# Keras exports a few classes under another name, which its configs use (the weights walk uses the class's).
+_KERAS_EXPORT_NAMES = {"GroupedQueryAttention": "GroupQueryAttention"}
+_ATTENTION = {"MultiHeadAttention": "", "GroupedQueryAttention": "_", "GroupQueryAttention": "_"}
 # Layers whose variables Keras keeps in a cell: the layer's own group is empty, ``cell/vars`` holds them.
 _CELLS = _RNN + ("ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
@@ -132,8 +137,8 @@ def _keras_groups(layer, path, out, seen):
                                   f"layout dlgpu does not map to Keras's; save it with dlgpu's own format "
                                   f"(a .dlgpu file) instead.")
     weights = list(layer.weights)
-    out.append((f"{prefix}vars", layer.name, [] if cls in _CELLS + ("Bidirectional", "MultiHeadAttention",
-                                                                    "TimeDistributed") else weights))
+    out.append((f"{prefix}vars", layer.name, [] if cls in _CELLS + ("Bidirectional", "TimeDistributed")
+                or cls in _ATTENTION else weights))
     if cls in _CELLS:
         out.append((f"{prefix}cell/vars", f"{_snake(cls)}_cell", weights))
     elif cls == "TimeDistributed":
@@ -141,11 +146,11 @@ def _keras_groups(layer, path, out, seen):
     elif cls == "Bidirectional":
         _keras_groups(layer.forward_layer, f"{prefix}forward_layer", out, seen)
         _keras_groups(layer.backward_layer, f"{prefix}backward_layer", out, seen)
-    elif cls == "MultiHeadAttention":
+    elif cls in _ATTENTION:
         per = len(weights) // 4
         for k, name in enumerate(("query", "key", "value", "output")):
-            out.append((f"{prefix}{name}_dense/vars", name if name != "output" else "attention_output",
-                        weights[k * per:(k + 1) * per]))
+            out.append((f"{prefix}{_ATTENTION[cls]}{name}_dense/vars",
+                        name if name != "output" else "attention_output", weights[k * per:(k + 1) * per]))
 
 
 def _overrides_saving(layer):
@@ -341,7 +346,9 @@ def _to_keras(obj):
     if not isinstance(obj, dict):
         return obj
     out = {k: _to_keras(v) for k, v in obj.items()}
-    if out.get("class_name") == "MultiHeadAttention" and str(out.get("module", "")).startswith("keras"):
+    if out.get("class_name") in _KERAS_EXPORT_NAMES and str(out.get("module", "")).startswith("keras"):
+        out["class_name"] = _KERAS_EXPORT_NAMES[out["class_name"]]
+    if out.get("class_name") in _ATTENTION and str(out.get("module", "")).startswith("keras"):
         _mha_to_keras(out)
     if out.get("class_name") in _MODELS and str(out.get("module", "")).startswith("keras"):
         if out["class_name"] == "Sequential":

@@ -52,7 +52,8 @@ def attention_family(K):
     L = K.layers
     inp = K.Input((5, 6))
     att = L.MultiHeadAttention(num_heads=2, key_dim=4)(inp, inp)
-    x = L.LayerNormalization()(L.Add()([inp, att]))
+    grouped = L.GroupQueryAttention(head_dim=3, num_query_heads=4, num_key_value_heads=2)(inp, att)
+    x = L.LayerNormalization()(L.Add()([inp, att, grouped]))
     return K.Model(inp, L.Dense(3)(x))
 
 
