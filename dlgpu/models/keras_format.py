@@ -53,12 +53,10 @@ for _op, (_module, _class, _, _) in sorted(KERAS_OPS.items(), reverse=True):
     _KERAS_OPERATIONS[(_module, _class)] = _op
 _RNN = ("SimpleRNN", "LSTM", "GRU")
 _MODELS = ("Model", "Functional", "Sequential")
-# Keras keeps these layers' variables in sublayers dlgpu does not model the same way: refused, not guessed.
-_UNMAPPED = ("RNN", "StackedRNNCells")
-# Attention layers: Keras keeps their four projections in EinsumDense sublayers (MultiHeadAttention's
-# ``query_dense``..., GroupedQueryAttention's ``_query_dense``...), in dlgpu's weight order.
 # Keras exports a few classes under another name, which its configs use (the weights walk uses the class's).
 _KERAS_EXPORT_NAMES = {"GroupedQueryAttention": "GroupQueryAttention"}
+# Attention layers: Keras keeps their four projections in EinsumDense sublayers (MultiHeadAttention's
+# ``query_dense``..., GroupedQueryAttention's ``_query_dense``...), in dlgpu's weight order.
 _ATTENTION = {"MultiHeadAttention": "", "GroupedQueryAttention": "_", "GroupQueryAttention": "_"}
 # Layers whose variables Keras keeps in a cell: the layer's own group is empty, ``cell/vars`` holds them.
 _CELLS = _RNN + ("ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
@@ -121,36 +119,45 @@ def _keras_groups(layer, path, out, seen):
             raise NotImplementedError(f"Keras's .keras format: model '{layer.name}' ({type(layer).__name__}) is "
                                       f"subclassed; only Sequential and functional models can be written.")
         out.append((f"{prefix}vars", layer.name, []))
-        used = {}
-        for sub in layer.layers:
-            name = _snake(_keras_class_name(sub))
-            if name in used:
-                used[name] += 1
-                name = f"{name}_{used[name]}"
-            else:
-                used[name] = 0
+        for name, sub in _numbered(layer.layers):
             _keras_groups(sub, f"{prefix}layers/{name}", out, seen)
         return
-    if cls in _UNMAPPED or (layer._layers and cls not in ("Bidirectional", "TimeDistributed")) \
-            or _overrides_saving(layer):
+    if (layer._layers and cls not in _SUBLAYERS) or _overrides_saving(layer):
         raise NotImplementedError(f"Keras's .keras format: layer '{layer.name}' ({cls}) keeps its variables in a "
                                   f"layout dlgpu does not map to Keras's; save it with dlgpu's own format "
                                   f"(a .dlgpu file) instead.")
     weights = list(layer.weights)
-    out.append((f"{prefix}vars", layer.name, [] if cls in _CELLS + ("Bidirectional", "TimeDistributed")
-                or cls in _ATTENTION else weights))
+    out.append((f"{prefix}vars", layer.name, [] if cls in _CELLS or cls in _SUBLAYERS or cls in _ATTENTION
+                else weights))
     if cls in _CELLS:
         out.append((f"{prefix}cell/vars", f"{_snake(cls)}_cell", weights))
-    elif cls == "TimeDistributed":
-        _keras_groups(layer.layer, f"{prefix}layer", out, seen)
-    elif cls == "Bidirectional":
-        _keras_groups(layer.forward_layer, f"{prefix}forward_layer", out, seen)
-        _keras_groups(layer.backward_layer, f"{prefix}backward_layer", out, seen)
+    elif cls in _SUBLAYERS:
+        for name, sub in _SUBLAYERS[cls](layer):
+            _keras_groups(sub, f"{prefix}{name}", out, seen)
     elif cls in _ATTENTION:
         per = len(weights) // 4
         for k, name in enumerate(("query", "key", "value", "output")):
             out.append((f"{prefix}{_ATTENTION[cls]}{name}_dense/vars",
                         name if name != "output" else "attention_output", weights[k * per:(k + 1) * per]))
+
+
+def _numbered(layers):
+    """(name, layer) as Keras names a list of layers in the weights file: the snake-case class name, then
+    ``_1``, ``_2`` ... for repeats."""
+    used = {}
+    for layer in layers:
+        name = _snake(_keras_class_name(layer))
+        used[name] = used.get(name, -1) + 1
+        yield (f"{name}_{used[name]}" if used[name] else name), layer
+
+
+# Wrappers: (attribute path, sublayer) as Keras's saving walk finds them.
+_SUBLAYERS = {
+    "TimeDistributed": lambda layer: [("layer", layer.layer)],
+    "Bidirectional": lambda layer: [("forward_layer", layer.forward_layer), ("backward_layer", layer.backward_layer)],
+    "RNN": lambda layer: [("cell", layer.cell)],
+    "StackedRNNCells": lambda layer: [(f"cells/{name}", cell) for name, cell in _numbered(layer.cells)],
+}
 
 
 def _overrides_saving(layer):

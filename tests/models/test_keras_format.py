@@ -43,7 +43,9 @@ def recurrent_family(K):
     b = L.GRU(5, return_sequences=True)(e)
     c = L.SimpleRNN(5, return_sequences=True)(e)
     d = L.Bidirectional(L.LSTM(3, return_sequences=True))(e)
-    x = L.LayerNormalization()(L.Concatenate()([a, b, c, d]))
+    f = L.RNN(L.LSTMCell(2), return_sequences=True)(e)  # the generic RNN: its cell's variables under "cell"
+    g = L.RNN([L.GRUCell(2), L.SimpleRNNCell(3), L.GRUCell(2)], return_sequences=True)(e)  # cells/gru_cell_1
+    x = L.LayerNormalization()(L.Concatenate()([a, b, c, d, f, g]))
     x = L.MaxPooling1D()(L.Conv1D(4, 3)(x))
     return K.Model(inp, L.Dense(2)(L.Flatten()(x)))
 
