@@ -122,6 +122,13 @@ def _keras_groups(layer, path, out, seen):
         for name, sub in _numbered(layer.layers):
             _keras_groups(sub, f"{prefix}layers/{name}", out, seen)
         return
+    if not layer.weights and not _overrides_saving(layer):
+        out.append((f"{prefix}vars", layer.name, []))  # nothing to map, whatever sublayers it keeps
+        return
+    if cls == "SpectralNormalization":  # Keras tracks the wrapped kernel a second time, beside vector_u
+        out.append((f"{prefix}vars", layer.name, [layer.kernel, layer.vector_u]))
+        _keras_groups(layer.layer, f"{prefix}layer", out, seen)
+        return
     if (layer._layers and cls not in _SUBLAYERS) or _overrides_saving(layer):
         raise NotImplementedError(f"Keras's .keras format: layer '{layer.name}' ({cls}) keeps its variables in a "
                                   f"layout dlgpu does not map to Keras's; save it with dlgpu's own format "
@@ -157,6 +164,7 @@ _SUBLAYERS = {
     "Bidirectional": lambda layer: [("forward_layer", layer.forward_layer), ("backward_layer", layer.backward_layer)],
     "RNN": lambda layer: [("cell", layer.cell)],
     "StackedRNNCells": lambda layer: [(f"cells/{name}", cell) for name, cell in _numbered(layer.cells)],
+    "Pipeline": lambda layer: [(f"layers/{name}", sub) for name, sub in _numbered(layer.layers)],
 }
 
 
@@ -640,7 +648,11 @@ def _node_from_keras(node):
     if not isinstance(node, dict) or not isinstance(node.get("args"), list) or not node["args"]:
         raise NotImplementedError(f"an inbound node in a format dlgpu does not read: {str(node)[:120]}")
     first, *more = node["args"]
-    kwargs = {k: v for k, v in (node.get("kwargs") or {}).items() if not (k == "mask" and v is None)}
+    # Keras records each layer's default ``training`` in its nodes (Dropout False, the image augmentations
+    # True) and overrides it with the model's whenever fit/predict/evaluate give one; dlgpu lets a training=
+    # written in the graph win (the transfer-learning idiom), so Keras's recorded defaults are dropped.
+    kwargs = {k: v for k, v in (node.get("kwargs") or {}).items()
+              if not (k == "mask" and v is None) and k != "training"}
     return {"args": first, "more_args": more, "kwargs": kwargs} if more else {"args": first, "kwargs": kwargs}
 
 

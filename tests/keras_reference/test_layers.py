@@ -139,6 +139,37 @@ def test_layer_matches_keras(keras, name, kwargs, shapes, opts):
         assert ksym == dsym
 
 
+# Classes the .keras round trip below does not run, and why.
+NOT_IN_FILES = {
+    # Keras cannot build a functional model around its Equalization (the symbolic call hands back its input
+    # tensor: "part of a cycle"), so neither library can write or read such a file
+    "Equalization",
+}
+
+
+@pytest.mark.parametrize("name,kwargs,shapes,opts", C, ids=_ids())
+def test_layer_in_keras_files_both_ways(keras, tmp_path, name, kwargs, shapes, opts):
+    """A one-layer functional model written as .keras by each library and read by the other predicts the
+    same: configs, node arguments and the weights' places in the file agree."""
+    if name in NOT_IN_FILES or opts.get("keras_torch_bug"):
+        pytest.skip("see NOT_IN_FILES" if name in NOT_IN_FILES else "Keras-torch computes another value (see case)")
+    xs = make_inputs(shapes, opts)
+    x = xs if len(xs) > 1 else xs[0]
+    dtype = "int32" if opts.get("dtype") == "int" else "float32"
+    for writer, reader in ((keras, dlgpu), (dlgpu, keras)):
+        inputs = [writer.Input(s[1:], dtype=dtype) for s in shapes]
+        out = _call(make_layer(writer, name, kwargs), inputs, opts.get("call", {}), opts.get("positional", False))
+        model = writer.Model(inputs if len(inputs) > 1 else inputs[0], out)
+        rng = np.random.default_rng(1)
+        model.set_weights([(rng.random(w.shape) + 0.5).astype(w.dtype) for w in model.get_weights()])
+        path = tmp_path / f"{writer.__name__}.keras"
+        model.save(path)
+        expected, got = model.predict(x, verbose=0), reader.saving.load_model(path).predict(x, verbose=0)
+        for e, g in zip(*(v if isinstance(v, (list, tuple)) else [v] for v in (expected, got))):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(e), rtol=1e-4, atol=1e-4,
+                                       err_msg=f"written by {writer.__name__}")
+
+
 def test_every_common_layer_class_is_compared(keras):
     """A layer class new in either library shows up here instead of going unchecked."""
     common = {n for n in dir(keras.layers) if n[0].isupper()} & {n for n in dir(dlgpu.layers) if n[0].isupper()}

@@ -459,3 +459,17 @@ def test_weights_h5_of_an_unmapped_model_falls_back(tmp_path):
     other.load_weights(tmp_path / "o.weights.h5")
     for a, b in zip(model.get_weights(), other.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_keras_recorded_training_defaults_do_not_stick(tmp_path):
+    """Keras writes each layer's default `training` into its nodes (Dropout: False, the image augmentations:
+    True) and lets fit/predict override it; read literally, a loaded model would never drop out in fit and
+    would augment in predict."""
+    inp = keras.Input((4, 4, 3))
+    flipped = keras.layers.RandomFlip("horizontal", seed=1)(inp)
+    keras.Model(inp, keras.layers.Dropout(0.5, seed=1)(flipped)).save(tmp_path / "k.keras")
+    model = dlgpu.saving.load_model(tmp_path / "k.keras")
+    x = np.arange(2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3) + 1
+    np.testing.assert_array_equal(model.predict(x, verbose=0), x)
+    trained = model(x, training=True).numpy()
+    assert (trained == 0).any() and set(np.unique(trained[trained != 0] / 2)) <= set(np.unique(x))
