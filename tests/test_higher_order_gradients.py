@@ -351,6 +351,15 @@ HVP_CASES = {
     "depthwise_conv": (lambda x, k: ops.depthwise_conv(x, k, 1, dilation_rate=(1, 2)),
                        lambda x, k: _nhwc(F.conv2d(_nchw(x), _depthwise_kernel(k), dilation=(1, 2), groups=3)),
                        [(2, 6, 7, 3), (2, 3, 3, 2)]),
+    "conv_transpose_same_strided": (
+        lambda x, k: ops.conv_transpose(x, k, 2, "same"),
+        # TensorFlow's 'same': the full transposed output (9 x 7) cropped at the end to input x stride
+        lambda x, k: _nhwc(F.conv_transpose2d(_nchw(x), k.permute(3, 2, 0, 1), stride=2))[:, :8, :6],
+        [(2, 4, 3, 3), (3, 3, 2, 3)]),
+    "conv_transpose1d_dilated_output_padding": (
+        lambda x, k: ops.conv_transpose(x, k, 2, output_padding=1, dilation_rate=1),
+        lambda x, k: _nhwc(F.conv_transpose1d(_nchw(x), k.permute(2, 1, 0), stride=2, output_padding=1)),
+        [(2, 5, 3), (3, 2, 3)]),
     "take_along_axis": (lambda x: ops.take_along_axis(x, np.array([[0, 2, 2, 1], [3, 0, 0, 0]]), 1),
                         lambda x: torch.take_along_dim(x, torch.tensor([[0, 2, 2, 1], [3, 0, 0, 0]]), 1), [(2, 4)]),
     "tile": (lambda x: ops.tile(x, (2, 1, 3)), lambda x: x.tile((2, 1, 3)), [(3, 2)]),
@@ -484,9 +493,10 @@ def test_hessian_vector_product_on_gpu_matches_cpu():
             _, penalty_grads = _gradient_penalty(critic, real, real * 0.5, 0.3, axes=[1, 2, 3])
             # the biases have no second-order effect here (LeakyReLU's derivative is piecewise constant): None
             assert [g is None for g in penalty_grads] == [False, True, False, True]
-            # pooling, layer normalization and a dilated convolution: the second-order paths of the other ops
+            # pooling, layer normalization, transposed and dilated convolutions: the other second-order paths
             pooled = dlgpu.Sequential([layers.Input((6, 6, 2)), layers.Conv2D(3, 3, padding="same", activation="tanh"),
                                        layers.MaxPooling2D(), layers.LayerNormalization(),
+                                       layers.Conv2DTranspose(3, 3, strides=2, padding="same"),
                                        layers.Conv2D(2, 2, dilation_rate=2, padding="same"),
                                        layers.AveragePooling2D(), layers.Flatten(), layers.Dense(1)])
             real6 = ops.convert_to_tensor(rng.standard_normal((2, 6, 6, 2)).astype("float32"))

@@ -366,11 +366,12 @@ def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=No
     be = backend_of(x.data)
     y = be.conv_general_input_grad(x.data, kernel.data, out_shape, strides, dilation, pads, 1)
 
-    def backward(g):
+    def backward(g):  # one forward for both gradients (B's own backward would run two)
         dx, ctx = be.conv_general_forward(g, kernel.data, strides, dilation, pads, 1)
         _, dw = be.conv_general_backward(x.data, ctx, need_dx=False) if kernel._tracked else (None, None)
         return dx, dw
-    y = make_result(y, (x, kernel), backward)
+    # y = B(x, w), the convolution's input gradient: higher orders through its vjp (see above)
+    y = make_result(y, (x, kernel), backward, (_conv_input_grad_vjp, strides, dilation, pads, 1))
     if any(appended):
         y = pad(y, ((0, 0), *((0, extra) for extra in appended), (0, 0)))
     return y
