@@ -250,28 +250,30 @@ def test_unconnected_sources_in_a_recorded_gradient():
 
 
 def test_an_op_without_a_second_order_gradient_raises_when_differentiated():
-    x = dlgpu.Variable(np.array([1.0, 2.0, 3.0], np.float32))
+    a = np.array([[1.0, 2.0], [0.5, 3.0]], np.float32)
+    x = dlgpu.Variable(a)
     with GradientTape() as outer:
         with GradientTape() as inner:
-            y = ops.square(ops.prod(x))
+            y = ops.square(ops.linalg.det(x))
         first = inner.gradient(y, x)
         penalty = ops.sum(first)
-    # the first gradient itself is right, and usable as a value
-    np.testing.assert_allclose(first.numpy(), [72.0, 36.0, 24.0])
-    with pytest.raises(NotImplementedError, match="second-order gradients through ops.prod are not supported"):
+    # the first gradient itself is right (d det^2 = 2 det^2 inv(x)^T), and usable as a value
+    np.testing.assert_allclose(first.numpy(), 2 * np.linalg.det(a) ** 2 * np.linalg.inv(a).T, rtol=1e-5)
+    with pytest.raises(NotImplementedError, match="second-order gradients through ops.det are not supported"):
         outer.gradient(penalty, x)
 
 
 def test_an_op_without_a_second_order_gradient_is_fine_where_the_outer_tape_does_not_reach():
-    # prod's raw gradient feeds only the first gradient; the outer target does not use it
-    x = dlgpu.Variable(np.arange(16, dtype=np.float32).reshape(4, 4) / 8 + 0.5)
+    # det's raw gradient feeds only the first gradient; the outer target does not use it
+    a = np.arange(16, dtype=np.float32).reshape(4, 4) / 8 + np.eye(4, dtype=np.float32) * 3
+    x = dlgpu.Variable(a)
     w = dlgpu.Variable(np.array(2.0, np.float32))
     with GradientTape() as outer:
         with GradientTape() as inner:
-            y = ops.sum(ops.prod(x, axis=0)) + w * w * w
+            y = ops.linalg.det(x) + w * w * w
         gx, gw = inner.gradient(y, [x, w])
     assert outer.gradient(gw, w).numpy() == pytest.approx(12.0)
-    np.testing.assert_allclose(gx.numpy(), np.prod(x.numpy(), axis=0) / x.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(gx.numpy(), np.linalg.det(a) * np.linalg.inv(a).T, rtol=1e-4)
 
 
 # -- Hessian-vector products through the ops with vjps of their own, against torch (create_graph=True) ----
@@ -368,6 +370,9 @@ HVP_CASES = {
                       lambda x: x.repeat_interleave(torch.tensor([2, 0, 3]), dim=0), [(3, 2)]),
     "cumsum": (lambda x: ops.cumsum(x, axis=1), lambda x: x.cumsum(1), [(3, 4)]),
     "cumsum_flat": (lambda x: ops.cumsum(x), lambda x: x.reshape(-1).cumsum(0), [(3, 4)]),
+    "prod_with_a_zero": (lambda x: ops.prod(x * np.array([1, 0, 1, 1], np.float32), axis=1, keepdims=True),
+                         lambda x: (x * torch.tensor([1.0, 0.0, 1.0, 1.0])).prod(1, keepdim=True), [(3, 4)]),
+    "prod_all": (lambda x: ops.prod(x), lambda x: x.prod(), [(2, 3)]),
     "cumprod_with_zeros": (lambda x: ops.cumprod(x * np.array([1, 0, 1, 1], np.float32), axis=1),
                            lambda x: (x * torch.tensor([1.0, 0.0, 1.0, 1.0])).cumprod(1), [(3, 4)]),
 }

@@ -123,7 +123,19 @@ def prod(x, axis=None, keepdims=False):
         after = xp.flip(xp.cumprod(xp.concatenate([ones, xp.flip(flat, -1)[..., :-1]], axis=-1), axis=-1), -1)
         others = xp.moveaxis((before * after).reshape(moved.shape), last, axes)
         return (g * others,)
-    return make_result(result, (x,), backward)
+    return make_result(result, (x,), backward, (recompute_vjp, _prod_graph, axes, keepdims))
+
+
+def _prod_graph(x, axes, keepdims):
+    """prod as the last of the reduced values' cumulative products (cumprod's vjp is exact at zeros and
+    differentiable again), for higher-order gradients."""
+    from dlgpu.ops.shape import reshape, transpose
+    if not axes:
+        return x
+    kept = [i for i in range(x.ndim) if i not in axes]
+    moved = transpose(x, (*kept, *axes))
+    product = cumprod(reshape(moved, (*(x.shape[i] for i in kept), -1)), axis=-1)[..., -1]
+    return reshape(product, [1 if i in axes else s for i, s in enumerate(x.shape)]) if keepdims else product
 
 
 def var(x, axis=None, keepdims=False):
