@@ -35,11 +35,30 @@ def _no_gradient(op, detail=""):
     return backward
 
 
+# The ``_*_vjp`` functions: the same backwards written with ops (inv, det, logdet and solve recorded again),
+# so that nested tapes differentiate them once more.
+def _T(t):
+    from dlgpu.ops.shape import swapaxes
+    return swapaxes(t, -1, -2)
+
+
+def _scaled_inverse_transpose(scale, x):
+    """scale[..., None, None] * inv(x)^T as recorded ops."""
+    from dlgpu.ops.math import multiply
+    from dlgpu.ops.shape import expand_dims
+    return multiply(expand_dims(expand_dims(scale, -1), -1), _T(inv(x)))
+
+
 def inv(x):
     x = _square("inv", x)
     xp = array_module(x.data)
     y = xp.linalg.inv(x.data)
-    return make_result(y, (x,), lambda g: (-(_mT(y) @ g @ _mT(y)),))
+    return make_result(y, (x,), lambda g: (-(_mT(y) @ g @ _mT(y)),), (_inv_vjp,))
+
+
+def _inv_vjp(out, g):
+    from dlgpu.ops.math import matmul, negative
+    return (negative(matmul(matmul(_T(out), g), _T(out))),)
 
 
 def det(x):
@@ -47,7 +66,13 @@ def det(x):
     xp = array_module(x.data)
     d = xp.linalg.det(x.data)
     # d det(A) / dA = det(A) A^-T
-    return make_result(d, (x,), lambda g: ((g * d)[..., None, None] * _mT(xp.linalg.inv(x.data)),))
+    return make_result(d, (x,), lambda g: ((g * d)[..., None, None] * _mT(xp.linalg.inv(x.data)),),
+                       (_det_vjp,))
+
+
+def _det_vjp(out, g):
+    from dlgpu.ops.math import multiply
+    return (_scaled_inverse_transpose(multiply(g, out), out._parents[0]),)
 
 
 def logdet(x):
@@ -55,7 +80,12 @@ def logdet(x):
     x = _square("logdet", x)
     xp = array_module(x.data)
     _, out = xp.linalg.slogdet(x.data)
-    return make_result(out, (x,), lambda g: (g[..., None, None] * _mT(xp.linalg.inv(x.data)),))
+    return make_result(out, (x,), lambda g: (g[..., None, None] * _mT(xp.linalg.inv(x.data)),),
+                       (_logdet_vjp,))
+
+
+def _logdet_vjp(out, g):
+    return (_scaled_inverse_transpose(g, out._parents[0]),)
 
 
 def solve(a, b):
@@ -76,7 +106,20 @@ def solve(a, b):
         while ga.ndim > a.ndim:  # b's batch axes broadcast over a
             ga = ga.sum(axis=0)
         return ga, gb[:, 0] if vector else gb
-    return make_result(x[:, 0] if vector else x, (a, b), backward)
+    return make_result(x[:, 0] if vector else x, (a, b), backward, (_solve_vjp, vector))
+
+
+def _solve_vjp(out, g, vector):
+    from dlgpu.ops.math import matmul, negative
+    from dlgpu.ops.reduce import sum as sum_
+    from dlgpu.ops.shape import expand_dims, squeeze
+    a, _ = out._parents
+    x = expand_dims(out, -1) if vector else out
+    gb = solve(_T(a), expand_dims(g, -1) if vector else g)
+    ga = negative(matmul(gb, _T(x)))
+    if ga.ndim > a.ndim:  # b's batch axes broadcast over a
+        ga = sum_(ga, axis=tuple(range(ga.ndim - a.ndim)))
+    return ga, squeeze(gb, -1) if vector else gb
 
 
 def solve_triangular(a, b, lower=False):
