@@ -62,7 +62,8 @@ def _rng(seed):
 
 
 def _on_device(values, dtype):
-    return Tensor(_device.to_device(np.asarray(values, dtype=dtype), _device.get_device()))
+    array = np.asarray(values, dtype=dtype)
+    return Tensor(_device.to_device(array, _device.get_device()), dtype=array.dtype)
 
 
 def normal(shape, mean=0.0, stddev=1.0, dtype="float32", seed=None):

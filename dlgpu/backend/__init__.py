@@ -59,12 +59,11 @@ def get_uid(prefix=""):
     return _uids[prefix]
 
 
-_PYTHON_DTYPES = {bool: "bool", int: "int32", float: "float32", complex: "complex64", str: "string",
-                  "int": "int32", "float": "float32"}
+_PYTHON_DTYPES = {bool: "bool", int: "int32", float: "float32", complex: "complex64", str: "string", "int": "int32"}
 
 
 def standardize_dtype(dtype):
-    """A dtype's name as Keras writes it: None is floatx, Python's int and float are int32 and float32, and a
+    """A dtype's name as Keras writes it: None is floatx, Python's int and float (and "int") are int32 and float32, a
     numpy/CuPy dtype, a dtype name or a torch dtype gives its name."""
     if dtype is None:
         return floatx()

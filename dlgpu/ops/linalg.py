@@ -12,9 +12,10 @@ import numpy as np
 from dlgpu.autograd import Tensor
 from dlgpu.ops._core import array_module, binary_operands, float_operand, make_result
 from dlgpu.ops.reduce import norm  # noqa: F401  (keras.ops.linalg.norm)
+from dlgpu.ops.transforms import jvp  # noqa: F401  (keras.ops.linalg.jvp)
 
 __all__ = ["cholesky", "cholesky_inverse", "det", "eig", "eigh", "inv", "lstsq", "norm", "qr", "solve",
-           "solve_triangular", "svd", "logdet", "slogdet", "matrix_power", "matrix_rank", "pinv", "lu_factor"]
+           "solve_triangular", "svd", "logdet", "slogdet", "matrix_power", "matrix_rank", "pinv", "lu_factor", "jvp"]
 
 
 def _mT(a):
