@@ -95,8 +95,7 @@ def result_type(*dtypes):
     if not dtypes:
         return floatx()
     weak = {int: "int", float: "float", bool: _np.dtype(bool)}
-    nodes = [weak[d] if isinstance(d, type) and d in weak else _np.dtype(floatx() if d is None else standardize_dtype(d))
-             for d in dtypes]
+    nodes = [weak[d] if isinstance(d, type) and d in weak else _np.dtype(standardize_dtype(d)) for d in dtypes]
     result = nodes[0]
     for node in nodes[1:]:
         result = pair(result, node)

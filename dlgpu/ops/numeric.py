@@ -101,7 +101,7 @@ def cross(x1, x2, axisa=-1, axisb=-1, axisc=-1, axis=None):
     na, nb = a.data.shape[-1], b.data.shape[-1]
     if na not in (2, 3) or nb not in (2, 3):
         raise ValueError(f"cross: the vector axes must have 2 or 3 components; received {na} and {nb} "
-                         f"(shapes {x1_shape(x1)} and {x1_shape(x2)})")
+                         f"(shapes {_shape_of(x1)} and {_shape_of(x2)})")
 
     def component(v, n, i):
         return v[..., i] if i < n else None
@@ -126,7 +126,7 @@ def cross(x1, x2, axisa=-1, axisb=-1, axisc=-1, axis=None):
     return moveaxis(out, -1, normalize_axis(axisc, out.ndim)[0])
 
 
-def x1_shape(v):
+def _shape_of(v):
     return tuple(getattr(v, "shape", np.shape(v)))
 
 

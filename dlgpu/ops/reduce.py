@@ -480,7 +480,7 @@ def segment_prod(data, segment_ids, num_segments=None, sorted=False):  # noqa: A
     """The product of each segment's rows (1 for an empty segment), differentiable: each row is placed in a
     dense (segments, longest segment, ...) block padded with ones, which prod reduces with its zero-safe
     gradient.  (CuPy has no multiply.at to scatter a product with.)"""
-    from dlgpu.ops.shape import scatter_update
+    from dlgpu.ops.shape import scatter_update, take
     data, xp, ids, valid, k = _segment_operands("segment_prod", data, segment_ids, num_segments)
     d = data.data
     kept = xp.nonzero(valid)[0]
@@ -494,17 +494,12 @@ def segment_prod(data, segment_ids, num_segments=None, sorted=False):  # noqa: A
     longest = int(counts.max()) if counts.size else 0
     dtype = _ACCUMULATOR_DTYPES.get(d.dtype, d.dtype)
     block = Tensor(xp.ones((k, longest) + d.shape[1:], dtype))
-    rows = _getitem_rows(data, kept)
+    rows = take(data, kept, axis=0)
     if rows.data.dtype != dtype:
         from dlgpu.ops.math import cast
         rows = cast(rows, dtype)
     block = scatter_update(block, xp.stack([seg, position], axis=-1), rows)
     return prod(block, axis=1)
-
-
-def _getitem_rows(x, rows):
-    from dlgpu.ops.shape import take
-    return take(x, rows, axis=0)
 
 
 def diff(a, n=1, axis=-1):

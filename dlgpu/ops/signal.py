@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from dlgpu.autograd import FLOATX, Tensor
-from dlgpu.ops._core import array_module, binary_operands, float_operand, to_tensor
+from dlgpu.ops._core import array_module, binary_operands, to_tensor
 
 __all__ = ["bartlett", "blackman", "hamming", "hanning", "kaiser", "correlate", "extract_sequences"]
 

@@ -513,7 +513,8 @@ def test_gpu_matches_cpu(name, fn, inputs, grad, symbolic, rtol, atol):
                           if o.dtype.startswith(("float", "complex"))]
                 loss = sum(dops.sum(dops.square(o)) for o in floats) if floats else None
             grads = tape.gradient(loss, wanted) if wanted else []
-            results.append([(o.numpy(), o.dtype) for o in outs] + [(g.numpy(), g.dtype) for g in grads if g is not None])
+            grads = [(g.numpy(), g.dtype) for g in grads if g is not None]
+            results.append([(o.numpy(), o.dtype) for o in outs] + grads)
     for (cpu, cpu_dtype), (gpu, gpu_dtype) in zip(*results):
         assert gpu_dtype == cpu_dtype, name
         np.testing.assert_allclose(gpu, cpu, rtol=max(rtol, 1e-5), atol=1e-5, equal_nan=True, err_msg=name)
