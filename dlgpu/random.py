@@ -62,7 +62,8 @@ def _rng(seed):
 
 
 def _on_device(values, dtype):
-    return Tensor(_device.to_device(np.asarray(values, dtype=dtype), _device.get_device()))
+    array = np.asarray(values, dtype=dtype)
+    return Tensor(_device.to_device(array, _device.get_device()), dtype=array.dtype)
 
 
 def normal(shape, mean=0.0, stddev=1.0, dtype="float32", seed=None):
@@ -116,3 +117,46 @@ def dropout(inputs, rate, noise_shape=None, seed=None):
     dtype = x.dtype if np.dtype(x.dtype).kind == "f" else "float32"
     mask = array_module(x.data).asarray((keep / (1.0 - rate)).astype(dtype))
     return ops.multiply(x, Tensor(mask))
+
+
+def _parameter(value):
+    """A distribution parameter (number, array or tensor, on any device) as a host float64 array."""
+    return np.asarray(value.numpy() if isinstance(value, Tensor) else value, dtype=np.float64)
+
+
+def _float_dtype(op, dtype):
+    from dlgpu.autograd import FLOATX
+    dtype = np.dtype(dtype or FLOATX)
+    if dtype.kind != "f":
+        raise ValueError(f"dlgpu.random.{op}: `dtype` must be a float dtype; received dtype={dtype.name}")
+    return dtype
+
+
+def categorical(logits, num_samples, dtype="int32", seed=None):
+    """(batch, num_samples) class indices, each row drawn from softmax(logits[row]) (Gumbel-max on the host)."""
+    scores = _parameter(logits)
+    if scores.ndim != 2:
+        raise ValueError(f"dlgpu.random.categorical: `logits` must be 2-D (batch, classes); received shape "
+                         f"{scores.shape}")
+    gumbel = _rng(seed).gumbel(size=(scores.shape[0], int(num_samples), scores.shape[1]))
+    return _on_device(np.argmax(scores[:, None, :] + gumbel, axis=-1), dtype)
+
+
+def gamma(shape, alpha, dtype=None, seed=None):
+    """Gamma(alpha, scale 1) values; alpha broadcasts against ``shape``."""
+    return _on_device(_rng(seed).gamma(_parameter(alpha), 1.0, shape), _float_dtype("gamma", dtype))
+
+
+def beta(shape, alpha, beta, dtype=None, seed=None):
+    """Beta(alpha, beta) values; the parameters broadcast against ``shape``."""
+    return _on_device(_rng(seed).beta(_parameter(alpha), _parameter(beta), shape), _float_dtype("beta", dtype))
+
+
+def binomial(shape, counts, probabilities, dtype=None, seed=None):
+    """The number of successes in ``counts`` trials of probability ``probabilities``, as floats (Keras's
+    dtype: floatx by default)."""
+    trials = _parameter(counts)
+    if (trials < 0).any() or (trials != np.round(trials)).any():
+        raise ValueError(f"dlgpu.random.binomial: `counts` must be non-negative integers; received {trials}")
+    draws = _rng(seed).binomial(trials.astype(np.int64), _parameter(probabilities), shape)
+    return _on_device(draws, _float_dtype("binomial", dtype))

@@ -49,7 +49,19 @@ from dlgpu.ops.shape import (array_split, column_stack, dsplit, dstack, dtype, g
                              rot90, unravel_index, vsplit)
 from dlgpu.ops.shape import slice_op as slice  # noqa: A004 - keras.ops name
 from dlgpu.ops.shape import _getitem, unstack
-from dlgpu.ops.sorting import argsort, sort, top_k
+from dlgpu.ops.sorting import argsort, sort, top_k, unique
+from dlgpu.ops.bitwise import (bitwise_and, bitwise_invert, bitwise_left_shift, bitwise_not, bitwise_or,
+                               bitwise_right_shift, bitwise_xor, gcd, lcm, left_shift, right_shift)
+from dlgpu.ops.complex import angle, conj, conjugate, imag, isreal, polar, real, view_as_complex, view_as_real
+from dlgpu.ops.einops import rearrange
+from dlgpu.ops.linalg import lu_factor
+from dlgpu.ops.numeric import (cdist, corrcoef, cross, fmod, histogram, i0, ldexp, nextafter, saturate_cast,
+                               vander)
+from dlgpu.ops.patches import depth_to_space, fold, space_to_depth, unfold
+from dlgpu.ops.reduce import nanmedian, nanpercentile, nanquantile, segment_prod, trapezoid
+from dlgpu.ops.shape import append, array, diagflat, view
+from dlgpu.ops.signal import bartlett, blackman, correlate, extract_sequences, hamming, hanning, kaiser
+from dlgpu.ops.transforms import custom_gradient, jvp, vectorize
 
 
 def _install_operators():
@@ -108,7 +120,8 @@ def _accept_symbolic_tensors():
     """Every public op (here and in ops.image / ops.linalg) also takes KerasTensors: see ops/symbolic.py.
     Done after the operators above, which keep the undecorated ops."""
     from dlgpu.ops import symbolic
-    skip = {"Tensor", "is_tensor", "set_random_seed", "resolve_padding"}
+    # the transforms take and return functions: the functions they return are where tensors go in
+    skip = {"Tensor", "is_tensor", "set_random_seed", "resolve_padding", "custom_gradient", "vectorize"}
     symbolic.wrap_namespace(globals(), skip=skip)
     _wrap_module(symbolic, image, "image.")
     _wrap_module(symbolic, linalg, "linalg.")

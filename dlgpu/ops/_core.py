@@ -70,10 +70,11 @@ def same_device(op, *tensors):
 # a width, so a scalar never widens a tensor of its kind (int8 + 1 is int8, float16 * 0.5 is float16).
 _LATTICE = {
     "bool": ("int",),
-    "int": ("uint8", "int8"),
+    "int": ("uint8", "int8", "complex64"),
     "uint8": ("int16", "uint16"), "uint16": ("int32", "uint32"), "uint32": ("int64", "uint64"), "uint64": ("float",),
     "int8": ("int16",), "int16": ("int32",), "int32": ("int64",), "int64": ("float",),
-    "float": ("float16",), "float16": ("float32",), "float32": ("float64",), "float64": (),
+    "float": ("float16",), "float16": ("float32",), "float32": ("float64", "complex64"),
+    "float64": ("complex128",), "complex64": ("complex128",), "complex128": (),
 }
 
 

@@ -12,9 +12,10 @@ import numpy as np
 from dlgpu.autograd import Tensor
 from dlgpu.ops._core import array_module, binary_operands, float_operand, make_result
 from dlgpu.ops.reduce import norm  # noqa: F401  (keras.ops.linalg.norm)
+from dlgpu.ops.transforms import jvp  # noqa: F401  (keras.ops.linalg.jvp)
 
 __all__ = ["cholesky", "cholesky_inverse", "det", "eig", "eigh", "inv", "lstsq", "norm", "qr", "solve",
-           "solve_triangular", "svd", "logdet", "slogdet", "matrix_power", "matrix_rank", "pinv"]
+           "solve_triangular", "svd", "logdet", "slogdet", "matrix_power", "matrix_rank", "pinv", "lu_factor", "jvp"]
 
 
 def _mT(a):
@@ -296,3 +297,31 @@ def pinv(x, rcond=1e-15):
     x = float_operand(x)
     back = _no_gradient("pinv")
     return make_result(array_module(x.data).linalg.pinv(x.data, rcond=rcond), (x,), lambda g: back(g))
+
+
+def lu_factor(x):
+    """(LU, pivots) of the LU factorization with partial pivoting of each matrix in the last two axes, as
+    LAPACK's getrf (and Keras's): L's unit diagonal is implied, U is the upper triangle, and row i was
+    swapped with row pivots[i] (0-based, int32).  Column by column over the batch at once, so it runs on
+    numpy and CuPy alike.  No gradient."""
+    x = float_operand(x)
+    if x.ndim < 2:
+        raise ValueError(f"lu_factor: needs matrices in the last two axes; received shape {x.data.shape}")
+    xp = array_module(x.data)
+    lu = x.data.copy()
+    m, n = lu.shape[-2:]
+    batch = lu.shape[:-2]
+    pivots = xp.zeros(batch + (min(m, n),), np.int32)
+    flat, flat_pivots = lu.reshape((-1, m, n)), pivots.reshape((-1, min(m, n)))
+    rows = xp.arange(flat.shape[0])
+    for j in range(min(m, n)):
+        p = j + xp.argmax(xp.abs(flat[:, j:, j]), axis=1)
+        flat_pivots[:, j] = p
+        row_j, row_p = flat[rows, j].copy(), flat[rows, p].copy()
+        flat[rows, j], flat[rows, p] = row_p, row_j
+        head = flat[:, j, j]
+        safe = xp.where(head == 0, xp.ones((), head.dtype), head)  # a singular column: LAPACK leaves it
+        flat[:, j + 1:, j] /= safe[:, None]
+        flat[:, j + 1:, j + 1:] -= flat[:, j + 1:, j:j + 1] * flat[:, j:j + 1, j + 1:]
+    return (make_result(flat.reshape(lu.shape), (x,), _no_gradient("lu_factor")),
+            make_result(flat_pivots.reshape(pivots.shape), (x,), lambda g: (None,)))

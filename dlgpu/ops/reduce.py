@@ -346,6 +346,82 @@ def median(x, axis=None, keepdims=False):
     return quantile(x, 0.5, axis=axis, keepdims=keepdims)
 
 
+def nanquantile(x, q, axis=None, method="linear", keepdims=False):
+    """quantile over the values that are not NaN (NaN where a slice holds nothing else), differentiable in x.
+    Sorting puts NaNs last (numpy and CuPy alike), so each slice's quantile positions scale with its own
+    count of numbers."""
+    from dlgpu.ops import math as m
+    from dlgpu.ops.shape import moveaxis, reshape, take_along_axis, transpose
+    from dlgpu.ops.sorting import sort
+    if method not in _QUANTILE_METHODS:
+        raise ValueError(f"nanquantile: method must be one of {_QUANTILE_METHODS}; received {method!r}")
+    x = float_operand(x)
+    xp = array_module(x.data)
+    qs = q.numpy() if isinstance(q, Tensor) else np.asarray(q)
+    if qs.size and (qs.min() < 0 or qs.max() > 1):
+        raise ValueError(f"nanquantile: q must lie in [0, 1]; received {qs}")
+    axes = normalize_axis(axis, x.ndim)
+    kept = [i for i in range(x.ndim) if i not in axes]
+    flat = reshape(transpose(x, kept + list(axes)), [x.data.shape[i] for i in kept] + [-1])
+    if flat.data.shape[-1] == 0:
+        raise ValueError(f"nanquantile: cannot take a quantile over empty axes {axes} of shape {x.data.shape}")
+    ordered = sort(flat, -1)
+    count = (~xp.isnan(flat.data)).sum(axis=-1, keepdims=True)  # (..., 1)
+    position = xp.asarray(qs.astype(np.float64).reshape(-1)) * (xp.maximum(count, 1) - 1)  # (..., len(q))
+    lo, hi = xp.floor(position).astype(np.int64), xp.ceil(position).astype(np.int64)
+    if method == "lower":
+        hi = lo
+    elif method == "higher":
+        lo = hi
+    elif method == "nearest":
+        lo = hi = xp.around(position).astype(np.int64)
+    if method == "linear":
+        frac = position - lo
+    else:
+        frac = xp.full(position.shape, 0.5 if method == "midpoint" else 0.0)
+    low, high = take_along_axis(ordered, lo, -1), take_along_axis(ordered, hi, -1)
+    out = m.add(low, m.multiply(m.subtract(high, low), Tensor(frac.astype(x.data.dtype))))
+    out = m.where(Tensor(xp.broadcast_to(count == 0, out.data.shape)), np.nan, out)
+    out = moveaxis(out, -1, 0)
+    if keepdims:
+        out = reshape(out, [out.data.shape[0]] + [1 if i in axes else x.data.shape[i] for i in range(x.ndim)])
+    return reshape(out, qs.shape + tuple(out.data.shape[1:]))
+
+
+def nanpercentile(x, q, axis=None, method="linear", keepdims=False):
+    qs = (q.numpy() if isinstance(q, Tensor) else np.asarray(q, dtype=np.float64)) / 100.0
+    return nanquantile(x, qs, axis=axis, method=method, keepdims=keepdims)
+
+
+def nanmedian(x, axis=None, keepdims=False):
+    return nanquantile(x, 0.5, axis=axis, keepdims=keepdims)
+
+
+def trapezoid(y, x=None, dx=1.0, axis=-1):
+    """The trapezoidal rule along ``axis``: sum of (y[i] + y[i+1]) / 2 times the spacing (``x``'s
+    differences, or ``dx``), differentiable in y and x."""
+    from dlgpu.ops import math as m
+    from dlgpu.ops.shape import _getitem
+    y = float_operand(y)
+    ax = normalize_axis(axis, y.ndim)[0]
+    head = (slice(None),) * ax + (slice(1, None),)
+    tail = (slice(None),) * ax + (slice(None, -1),)
+    mid = m.multiply(m.add(_getitem(y, head), _getitem(y, tail)), 0.5)
+    if x is None:
+        return m.multiply(sum(mid, ax), dx)
+    x = to_tensor(x)
+    if x.ndim == 1:
+        spacing = diff(x)
+        if spacing.data.shape[0] != mid.data.shape[ax]:
+            raise ValueError(f"trapezoid: x has {x.data.shape[0]} points but y has {y.data.shape[ax]} along "
+                             f"axis {axis}")
+        from dlgpu.ops.shape import reshape
+        spacing = reshape(spacing, [-1 if i == ax else 1 for i in range(y.ndim)])
+    else:
+        spacing = diff(x, axis=axis)
+    return sum(m.multiply(mid, spacing), ax)
+
+
 def ptp(x, axis=None, keepdims=False):
     from dlgpu.ops.math import subtract
     return subtract(max(x, axis, keepdims), min(x, axis, keepdims))
@@ -410,6 +486,32 @@ def _segment_extreme(name, largest):
 
 segment_max = _segment_extreme("segment_max", largest=True)
 segment_min = _segment_extreme("segment_min", largest=False)
+
+
+def segment_prod(data, segment_ids, num_segments=None, sorted=False):  # noqa: A002 - keras.ops signature
+    """The product of each segment's rows (1 for an empty segment), differentiable: each row is placed in a
+    dense (segments, longest segment, ...) block padded with ones, which prod reduces with its zero-safe
+    gradient.  (CuPy has no multiply.at to scatter a product with.)"""
+    from dlgpu.ops.shape import scatter_update, take
+    data, xp, ids, valid, k = _segment_operands("segment_prod", data, segment_ids, num_segments)
+    d = data.data
+    kept = xp.nonzero(valid)[0]
+    seg = ids[kept].astype(np.int64)
+    # each kept row's position within its segment: its rank among the rows with the same id
+    order = xp.argsort(seg, kind="stable")
+    counts = xp.bincount(seg, minlength=k)
+    starts = xp.cumsum(counts) - counts
+    position = xp.empty_like(order)
+    position[order] = xp.arange(order.size) - starts[seg[order]]
+    longest = int(counts.max()) if counts.size else 0
+    dtype = _ACCUMULATOR_DTYPES.get(d.dtype, d.dtype)
+    block = Tensor(xp.ones((k, longest) + d.shape[1:], dtype))
+    rows = take(data, kept, axis=0)
+    if rows.data.dtype != dtype:
+        from dlgpu.ops.math import cast
+        rows = cast(rows, dtype)
+    block = scatter_update(block, xp.stack([seg, position], axis=-1), rows)
+    return prod(block, axis=1)
 
 
 def diff(a, n=1, axis=-1):

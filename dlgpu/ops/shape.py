@@ -742,3 +742,39 @@ def is_tensor(x):
 def dtype(x):
     """The dtype's name, as keras.ops.dtype gives it ("float32")."""
     return to_tensor(x).dtype
+
+
+def array(x, dtype=None):
+    """keras.ops.array: convert_to_tensor under numpy's name."""
+    return convert_to_tensor(x, dtype=dtype)
+
+
+def append(x1, x2, axis=None):
+    """x2 after x1 along ``axis`` (both flattened when axis is None), in their promoted dtype."""
+    from dlgpu.ops._core import binary_operands
+    a, b = binary_operands("append", x1, x2)
+    if axis is None:
+        return concatenate([reshape(a, (-1,)), reshape(b, (-1,))], axis=0)
+    return concatenate([a, b], axis=axis)
+
+
+def diagflat(x, k=0):
+    """A square matrix with the flattened x on its diagonal ``k``."""
+    return diag(reshape(to_tensor(x), (-1,)), k)
+
+
+def view(x, dtype=None):
+    """The same bytes read as ``dtype`` (no copy where the array allows): a dtype of another width changes
+    the last axis's size, as numpy's and torch's view.  Not differentiable: the values are reinterpreted."""
+    x = to_tensor(x)
+    if dtype is None:
+        return x
+    target = np.dtype(dtype)
+    width, new_width = x.data.dtype.itemsize, target.itemsize
+    if width != new_width:
+        if x.ndim == 0 or (x.data.shape[-1] * width) % new_width:
+            raise ValueError(f"view: cannot view a tensor of shape {x.data.shape} and dtype {x.dtype} as "
+                             f"{target.name}: the last axis's {x.data.shape[-1] if x.ndim else 0} x {width} "
+                             f"bytes must divide into {new_width}-byte values")
+    data = x.data if x.data.flags.c_contiguous else array_module(x.data).ascontiguousarray(x.data)
+    return make_result(data.view(target), (x,), lambda g: (None,))

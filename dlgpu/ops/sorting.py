@@ -60,3 +60,45 @@ def top_k(x, k, sorted=True, is_stable=True):  # noqa: A002 - keras.ops signatur
     reversed_order = _stable_argsort(xp.flip(x.data, -1), -1)[..., ::-1][..., :k]
     indices = (n - 1 - reversed_order).astype(np.int32)
     return take_along_axis(x, indices, -1), make_result(indices, (x,), lambda g: (None,))
+
+
+def unique(x, sorted=True, return_index=False, return_inverse=False, return_counts=False, axis=None,  # noqa: A002
+           size=None, fill_value=None):
+    """keras.ops.unique: the distinct values (rows along ``axis``) in ascending order, and optionally the first
+    index of each, the inverse that rebuilds x, and the counts, in that order (int32, as argsort's).  The
+    number of values depends on the data, so a functional graph can use it only with ``size``: then the
+    values are cut or padded to ``size`` with ``fill_value`` (0), the counts with 0 and the indices with 1, as
+    Keras's.  ``sorted=False`` is accepted and still sorts (Keras's numpy backend does the same)."""
+    x = to_tensor(x)
+    xp = array_module(x.data)
+    if axis is not None:
+        axis = _sort_axis("unique", x, axis)
+    found = xp.unique(x.data, return_index=True, return_inverse=True, return_counts=True, axis=axis)
+    values, first, inverse, counts = found
+    if axis is None:
+        inverse = inverse.reshape(x.data.shape)
+    else:
+        inverse = inverse.reshape(-1)
+    dim = 0 if axis is None else axis
+    if size is not None:
+        size = int(size)
+        have = values.shape[dim]
+        if have >= size:
+            values = xp.take(values, xp.arange(size), axis=dim)
+            first, counts = first[:size], counts[:size]
+        else:
+            widths = [(0, 0)] * values.ndim
+            widths[dim] = (0, size - have)
+            values = xp.pad(values, widths, constant_values=0 if fill_value is None else fill_value)
+            first = xp.pad(first, (0, size - have), constant_values=1)
+            counts = xp.pad(counts, (0, size - have), constant_values=0)
+    outputs = [values.astype(x.data.dtype)]
+    if return_index:
+        outputs.append(first)
+    if return_inverse:
+        outputs.append(inverse)
+    if return_counts:
+        outputs.append(counts)
+    outputs = [outputs[0]] + [o.astype(np.int32) for o in outputs[1:]]
+    results = tuple(make_result(o, (x,), lambda g: (None,)) for o in outputs)
+    return results[0] if len(results) == 1 else results

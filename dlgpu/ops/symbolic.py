@@ -43,6 +43,12 @@ _REFUSED = {
 }
 
 
+# Ops whose result's shape comes from values unless an argument (name, position) fixes it.
+_REFUSED_WITHOUT = {
+    "unique": ("size", 6, "the number of distinct values depends on the data; pass size= to fix it"),
+}
+
+
 # Questions about a KerasTensor that its own attributes answer
 _ATTRIBUTES = ("shape", "ndim", "dtype")
 
@@ -115,6 +121,11 @@ def symbolic_call(name, args, kwargs):
     if name in _REFUSED:
         raise NotImplementedError(f"ops.{name} cannot take a symbolic tensor (KerasTensor) in a functional "
                                   f"graph: {_REFUSED[name]}; call it inside a layer's call() instead.")
+    if name in _REFUSED_WITHOUT:
+        argument, position, reason = _REFUSED_WITHOUT[name]
+        if kwargs.get(argument, args[position] if len(args) > position else None) is None:
+            raise NotImplementedError(f"ops.{name} cannot take a symbolic tensor (KerasTensor) in a functional "
+                                      f"graph without `{argument}`: {reason}.")
     from dlgpu.layers.op_node import OpLayer
     return OpLayer(name)(list(args), **kwargs)
 

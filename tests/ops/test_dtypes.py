@@ -252,6 +252,15 @@ def test_promotion_is_symmetric():
 
 
 def test_unsupported_dtype_names_both_operands():
+    t = Tensor(np.ones(2, "timedelta64[s]"), dtype="timedelta64[s]")
+    with pytest.raises(TypeError, match=r"no implicit dtype promotion for timedelta64\[s\] and float32.*ops\.cast"):
+        ops.add(t, tensor("float32")[:2])
+
+
+def test_complex_promotes_as_in_keras():
+    """complex64 sits above float32 in Keras's lattice: complex64 with float32 (or a Python int) is complex64,
+    with float64 complex128."""
     z = Tensor(np.ones(2, np.complex64), dtype="complex64")
-    with pytest.raises(TypeError, match=r"no implicit dtype promotion for complex64 and float32.*ops\.cast"):
-        ops.add(z, tensor("float32")[:2])
+    assert ops.add(z, tensor("float32")[:2]).dtype == "complex64"
+    assert ops.multiply(z, 2).dtype == "complex64"
+    assert ops.add(z, Tensor(np.ones(2), dtype="float64")).dtype == "complex128"
