@@ -280,6 +280,8 @@ OP_CALLS = {
     "resize": lambda O, x: O.image.resize(O.expand_dims(x, -1), (6, 3), interpolation="nearest"),
     "softmax_nn": lambda O, x: O.log_softmax(x, axis=1) + O.sigmoid(x) * O.relu(x),
     "sort": lambda O, x: O.sort(x, axis=-1),
+    "depth_to_space": lambda O, x: O.depth_to_space(O.reshape(x[:, :, :4], (-1, 1, 3, 4)), 2),
+    "correlate": lambda O, x: O.expand_dims(O.correlate(x[0, 0], x[0, 1], mode="same"), 0),
 }
 
 
