@@ -6,7 +6,10 @@ through the four nearest tiles' lookup tables, interpolated bilinearly.
 Keras's arithmetic is followed step by step: values taken to 0..255 from ``value_range``; the image padded
 at the bottom and right by symmetric reflection to a whole number of tiles (the padding counts in the
 histograms); 256 bins of the truncated values; lookup tables 255 (cdf - cdf_min) / (n - cdf_min); tile
-centres at (i + 1/2) tile sizes, the grid extended by one tile on each side by edge copies.  Like Keras it
+centres at (i + 1/2) tile sizes, the grid extended by one tile on each side by edge copies.  That is what
+Keras computes on its numpy, JAX and TensorFlow backends; on torch it truncates the clip limit (its histograms
+are integers there) and pads by edge replication (its "symmetric" pad), which change the numbers when the
+limit clip_limit * tile area / 256 is fractional or the padding is wider than one pixel.  Like Keras it
 applies in training and inference alike.  The result depends on the input only through integer bins: it has
 no gradient (a constant), as in Keras.
 
