@@ -44,7 +44,10 @@ def shear_images(images, shear_x, shear_y, interpolation="bilinear", fill_mode="
 
 
 class AugMix(RandomImageLayer):
-    """AugMix: random chains of augmentations mixed together and with the original images."""
+    """AugMix: random chains of augmentations mixed together and with the original images.  Takes images, or
+    a dict {"images": ..., "labels": ...} whose other entries pass through, as in Keras."""
+
+    _takes_dicts = True
 
     def __init__(self, value_range=(0, 255), num_chains=3, chain_depth=3, factor=0.3, alpha=1.0, all_ops=True,
                  interpolation="bilinear", seed=None, data_format=None, **kwargs):
@@ -143,6 +146,18 @@ class AugMix(RandomImageLayer):
             mixed = term if mixed is None else ops.add(mixed, term)
         out = ops.add(ops.multiply(images, weight_sample), ops.multiply(mixed, np.float32(1) - weight_sample))
         return ops.clip(out, float(self.value_range[0]), float(self.value_range[1]))
+
+    def call(self, inputs, training=True):
+        if not isinstance(inputs, dict):
+            return super().call(inputs, training)
+        for key in ("bounding_boxes", "segmentation_masks"):
+            if key in inputs:
+                raise NotImplementedError(f"Layer '{self.name}' (AugMix): dict inputs with {key!r} are not "
+                                          f"supported; pass {{'images', 'labels'}}")
+        if "images" not in inputs or inputs["images"].ndim not in (3, 4):
+            raise self._error(f"a dict input needs 'images' of rank 3 (one image) or 4 (a batch); received "
+                              f"{ {k: tuple(getattr(v, 'shape', ())) for k, v in inputs.items()} }")
+        return {**inputs, "images": super().call(inputs["images"], training)}
 
     def _augment(self, images):
         return self.transform_images(images, self.get_random_transformation(images))

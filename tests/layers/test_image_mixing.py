@@ -152,6 +152,16 @@ def test_aug_mix_mixes_its_chains_as_the_transformation_says():
     np.testing.assert_allclose(layer.transform_images(x, t).numpy(), x, rtol=1e-6, atol=1e-4)
 
 
+def test_aug_mix_takes_dicts_and_leaves_the_labels():
+    x, y = pixels((4, 6, 6, 3)), one_hot(4)
+    out = layers.AugMix(seed=2)({"images": x, "labels": y})
+    np.testing.assert_array_equal(out["images"].numpy(), layers.AugMix(seed=2)(x).numpy())
+    np.testing.assert_array_equal(out["labels"].numpy(), y)
+    np.testing.assert_array_equal(layers.AugMix()({"images": x, "labels": y}, training=False)["images"].numpy(), x)
+    sym = layers.AugMix()({"images": dlgpu.Input((6, 6, 3)), "labels": dlgpu.Input((4,))})
+    assert sym["images"].shape == (None, 6, 6, 3) and sym["labels"].shape == (None, 4)
+
+
 def test_aug_mix_draws_every_operation_and_keeps_the_value_range():
     layer = layers.AugMix(value_range=(-1, 1), chain_depth=4, seed=0)
     names = set()
@@ -251,8 +261,10 @@ def test_bad_inputs_and_arguments_are_refused():
         layers.AugMix(interpolation="bicubic")
     with pytest.raises(ValueError, match="`value_range`"):
         layers.AugMix(value_range=(0,))
-    with pytest.raises(NotImplementedError, match="dict inputs"):
-        layers.AugMix()({"images": x})  # Keras's AugMix leaves labels as they are; dlgpu takes images only
+    with pytest.raises(ValueError, match="'a'.*'images' of rank 3.*or 4"):
+        layers.AugMix(name="a")({"labels": np.ones((4, 2))})
+    with pytest.raises(NotImplementedError, match="'a'.*'segmentation_masks'"):
+        layers.AugMix(name="a")({"images": x, "segmentation_masks": x})
 
 
 @pytest.mark.gpu
