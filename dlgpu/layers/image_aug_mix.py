@@ -73,7 +73,7 @@ class AugMix(RandomImageLayer):
 
     def _make_ops(self):
         factor, value_range, name = self.factor, self.value_range, self.name
-        ops_ = {
+        made = {
             "random_translation": RandomTranslation(factor, factor, interpolation=self.interpolation),
             "random_rotation": RandomRotation(factor, interpolation=self.interpolation),
             "random_posterization": RandomPosterization(max(1, int(8 * factor[1])), value_range=value_range),
@@ -82,19 +82,19 @@ class AugMix(RandomImageLayer):
             "equalization": Equalization(value_range=value_range),
         }
         if self.all_ops:
-            ops_.update({
+            made.update({
                 "random_brightness": RandomBrightness(factor, value_range=value_range),
                 "random_color_degeneration": RandomColorDegeneration(factor, value_range=value_range),
                 "random_contrast": RandomContrast(factor, value_range=value_range),
                 "random_sharpness": RandomSharpness(factor, value_range=value_range),
             })
-        for key, layer in ops_.items():
+        for key, layer in made.items():
             layer.name = f"{name}_{key}"
             if isinstance(layer, RandomImageLayer):
                 layer._rng = self._rng  # one stream of draws for the whole layer, repeated by its seed
-        return ops_
+        return made
 
-    def _generator(self, seed=None):
+    def _rng_for(self, seed=None):
         if seed is not None:
             return np.random.default_rng(seed)
         return self._rng or _generator(np)
@@ -104,7 +104,7 @@ class AugMix(RandomImageLayer):
         per chain of the operations' names}; the operations draw their own numbers when applied."""
         if not training:
             return None
-        rng = self._generator(seed)
+        rng = self._rng_for(seed)
         weights = rng.dirichlet([self.alpha] * self.num_chains).astype(np.float32)
         weight_sample = np.float32(rng.beta(self.alpha, self.alpha))
         choices = self._layer_names + (None,)
@@ -114,7 +114,7 @@ class AugMix(RandomImageLayer):
 
     def _apply(self, name, images):
         if name == "random_shear":
-            rng = self._generator()
+            rng = self._rng_for()
             batch = images.shape[0]
             sign = np.where(rng.uniform(0.0, 1.0, batch) > 0.5, -1.0, 1.0)
             shear_y = rng.uniform(self.factor[0], self.factor[1], batch) * sign
