@@ -22,7 +22,10 @@ from dlgpu.ops.nn import _generator
 
 
 class ImageLayer(Layer):
-    """What every image layer shares: channels_last only, rank 3 or 4, no dict inputs (bounding boxes)."""
+    """What every image layer shares: channels_last only, rank 3 or 4, no dict inputs (bounding boxes) unless
+    the class sets ``_takes_dicts`` (MixUp, CutMix: {"images": ..., "labels": ...})."""
+
+    _takes_dicts = False
 
     def __init__(self, data_format=None, bounding_box_format=None, **kwargs):
         super().__init__(**kwargs)
@@ -36,7 +39,7 @@ class ImageLayer(Layer):
         self.input_spec = InputSpec(min_ndim=3, max_ndim=4)
 
     def __call__(self, inputs, *args, **kwargs):
-        if isinstance(inputs, dict):
+        if isinstance(inputs, dict) and not self._takes_dicts:
             raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}) takes an image tensor; dict "
                                       f"inputs (images with labels, bounding boxes or masks) are not supported")
         return super().__call__(inputs, *args, **kwargs)

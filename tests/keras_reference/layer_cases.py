@@ -243,3 +243,14 @@ case("RandomGaussianBlur", dict(factor=(1.0, 1.0), sigma=(0.7, 0.7)), (2, 5, 6, 
 case("RandomGaussianBlur", dict(factor=(1.0, 1.0), kernel_size=5, sigma=(0.3, 0.3), value_range=(0, 1)),
      (2, 6, 6, 2), range=(0.0, 1.0))
 case("RandomGaussianBlur", dict(factor=0.0), (2, 4, 5, 3), range=(0.0, 255.0))
+# CLAHE where Keras's torch backend computes the algorithm as its numpy and TensorFlow backends do.  On torch its
+# histograms are int64 (torch one_hot), so it truncates the clip limit clip_limit * tile area / 256 to an integer,
+# and its "symmetric" pad is "replicate"; here the limits are integers (4, 1, 2) or off (0) and the padding at
+# most one pixel, where the two agree.  The rest: tests/keras_reference/test_image_mixing_keras.py.
+case("ContrastLimitedAdaptiveHistogramEqualization", dict(tile_grid_size=(2, 2)), (2, 32, 32, 3), range=(0.0, 255.0))
+case("ContrastLimitedAdaptiveHistogramEqualization", dict(clip_limit=0.0, tile_grid_size=(3, 2)), (2, 8, 5, 2),
+     range=(0.0, 255.0))
+case("ContrastLimitedAdaptiveHistogramEqualization", dict(value_range=(0, 1), tile_grid_size=(2, 2)), (1, 16, 16, 1),
+     range=(0.0, 1.0))
+case("ContrastLimitedAdaptiveHistogramEqualization", dict(value_range=(-1, 1), clip_limit=32.0, tile_grid_size=(2, 3)),
+     (2, 8, 12, 3))
