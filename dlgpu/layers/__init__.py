@@ -35,6 +35,9 @@ from dlgpu.layers.image_color import (AutoContrast, RandomGrayscale, RandomInver
 from dlgpu.layers.image_color_adjust import (Equalization, RandomColorDegeneration, RandomColorJitter, RandomHue,
                                              RandomSaturation, RandomSharpness)
 from dlgpu.layers.image_blur import RandomGaussianBlur
+from dlgpu.layers.image_erasing import RandomErasing
+from dlgpu.layers.image_geometry import RandomElasticTransform, RandomPerspective, RandomShear
+from dlgpu.layers.image_rand_augment import RandAugment
 from dlgpu.layers.image_preprocessing import CenterCrop, RandomCrop, Resizing
 from dlgpu.layers.einsum_dense import EinsumDense
 from dlgpu.layers.lookup import Hashing, IntegerLookup, StringLookup
@@ -66,7 +69,7 @@ _BUILTIN = {cls.__name__: cls for cls in (
     AdaptiveAveragePooling3D, AdaptiveMaxPooling1D, AdaptiveMaxPooling2D, AdaptiveMaxPooling3D,
     AutoContrast, Solarization, RandomInvert, RandomGrayscale, RandomPosterization, Equalization, RandomSharpness,
     RandomSaturation, RandomHue, RandomColorDegeneration, RandomColorJitter, Pipeline, SpectralNormalization,
-    RandomGaussianBlur)}
+    RandomGaussianBlur, RandomShear, RandomPerspective, RandomElasticTransform, RandomErasing, RandAugment)}
 _BUILTIN["GroupQueryAttention"] = GroupedQueryAttention
 _custom = {}
 

@@ -2,8 +2,9 @@
 
 ``affine_transform`` maps every output pixel of every image through its image's transform to a source
 point and hands the points to one batched sampler (``_sample``, also used by the elastic augmentation), which
-reads them with one gather per interpolation corner over the whole batch (no loop over samples or pixels).  Out-of-image corners follow ``fill_mode`` corner by corner, which is what
-Keras's numpy and JAX backends compute (they pad the image by the fill rule, then interpolate):
+reads them with one gather per interpolation corner over the whole batch (no loop over samples or pixels).
+Out-of-image corners follow ``fill_mode`` corner by corner, which is what Keras's numpy and JAX backends
+compute (they pad the image by the fill rule, then interpolate):
 
     reflect   d c b a | a b c d | d c b a      (the edge pixel repeats)
     mirror    d c b   | a b c d | c b a        (it does not)
