@@ -37,11 +37,12 @@ def _per_image_mask(images, mask):
 
 
 def _shear_factor(layer, name, factor):
-    """RandomShear's rule: a number f in [0, 1] gives (-f, f); a pair of numbers in [0, 1] is sorted."""
-    message = (f"The `{name}` argument should be a number (or a list of two numbers) in the range [0, 1.0]. "
-               f"Received: {name}={factor!r}")
+    """RandomShear's rule: a number f in [0, 1] gives (-f, f); a pair is sorted.  Keras takes only pairs in
+    [0, 1], so that the (-f, f) its get_config writes does not load back; here a pair may reach down to -1."""
+    message = (f"The `{name}` argument should be a number in the range [0, 1.0] (or a list of two numbers in "
+               f"[-1.0, 1.0]). Received: {name}={factor!r}")
     if isinstance(factor, (tuple, list)):
-        if len(factor) != 2 or not all(_number(f) and 0 <= f <= 1 for f in factor):
+        if len(factor) != 2 or not all(_number(f) and -1 <= f <= 1 for f in factor):
             raise layer._error(message)
         lower, upper = sorted(factor)
         return lower, upper
