@@ -20,8 +20,8 @@ from dlgpu.ops.nn import _generator
 class RandAugment(RandomImageLayer):
     """Keras's policy: one list of ``num_ops`` indices per batch (repeats allowed), and for each the layer's
     augmentation of every image with its own per-image draws.  A layer picked twice in a batch applies the
-    same draws twice, as Keras draws each layer's transformation once per call.  The colour layers need RGB
-    images (3 channels)."""
+    same draws twice, as Keras draws each layer's transformation once per call.  Images have 1 or 3
+    channels (colour degeneration's rule)."""
 
     _CHANNELS_FIRST = True
 

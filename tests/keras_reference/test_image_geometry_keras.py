@@ -131,3 +131,14 @@ def test_rand_augment_parts_have_keras_strengths(keras):
     for kpart, dpart in zip(kparts, dl._augmenters):
         konly, _, values = config_diff(kpart.get_config(), dpart.get_config())
         assert konly == [] and set(values) <= {"seed"}, (type(dpart).__name__, values)
+
+
+def test_color_degeneration_of_grayscale_matches_keras(keras):
+    """RandAugment may pick colour degeneration for grayscale images: Keras's call takes one channel (its own
+    luma, so the image is only clipped), though its compute_output_shape refuses it; dlgpu takes it in both."""
+    import torch
+    x = pixels((2, 4, 5, 1), low=-1.0, high=1.0)
+    kwargs = dict(factor=(0.6, 0.6), value_range=(-0.5, 0.5))
+    expected = keras.layers.RandomColorDegeneration(**kwargs)(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(layers.RandomColorDegeneration(**kwargs)(x).numpy(), expected, rtol=1e-6)
+    assert layers.RandomColorDegeneration(**kwargs).compute_output_shape((None, 4, 5, 1)) == (None, 4, 5, 1)

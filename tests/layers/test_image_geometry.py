@@ -220,6 +220,11 @@ def test_rand_augment():
     brightness = layers.RandomBrightness((0.0, 0.5))
     contrast._rng = brightness._rng = rng
     np.testing.assert_allclose(pair, brightness(contrast(x)).numpy(), rtol=1e-5, atol=1e-3)
+    # grayscale images: every operation takes them (colour degeneration only clips one channel, as Keras)
+    gray = pixels((2, 6, 5, 1))
+    for i in range(11):
+        out = _fixed(layers.RandAugment(factor=0.5, seed=1), {"layer_idxes": np.array([i])})(gray).numpy()
+        assert out.shape == gray.shape and np.isfinite(out).all()
     # the draws: num_ops indices in [0, 11) per batch
     idx = layers.RandAugment(num_ops=2000, seed=0)._draw()["layer_idxes"]
     assert idx.shape == (2000,) and set(idx.tolist()) == set(range(11))
