@@ -60,6 +60,9 @@ class RandAugment(RandomImageLayer):
         return {"layer_idxes": generator.integers(0, len(self._augmenters), self.num_ops)}
 
     def _augment(self, images):
+        if images.shape[-1] not in (1, 3):  # refused every time, not only when colour degeneration is picked
+            raise self._error(f"expected RGB images (3 channels) or grayscale (1 channel); received images of "
+                              f"shape {tuple(images.shape)}")
         generator = self._rng or _generator(np)
         before_first_use = {}
         for i in self._draw()["layer_idxes"]:

@@ -288,6 +288,8 @@ def test_bad_arguments_are_refused():
         layers.RandAugment(num_ops=-1)
     with pytest.raises(NotImplementedError, match="unknown `interpolation` 'area'"):
         layers.RandAugment(interpolation="area")
+    with pytest.raises(ValueError, match="'ra'.*3 channels.*1 channel.*\\(2, 4, 4, 4\\)"):
+        layers.RandAugment(num_ops=0, name="ra")(pixels((2, 4, 4, 4)))
     with pytest.raises(ValueError, match="`data_format` must be 'channels_last' or 'channels_first'"):
         layers.RandomShear(0.1, data_format="NCHW")
     for make in (lambda: layers.RandomShear(0.1), lambda: layers.RandomPerspective(),
