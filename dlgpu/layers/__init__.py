@@ -38,6 +38,9 @@ from dlgpu.layers.image_blur import RandomGaussianBlur
 from dlgpu.layers.image_mixing import CutMix, MixUp
 from dlgpu.layers.image_aug_mix import AugMix
 from dlgpu.layers.image_clahe import ContrastLimitedAdaptiveHistogramEqualization
+from dlgpu.layers.image_erasing import RandomErasing
+from dlgpu.layers.image_geometry import RandomElasticTransform, RandomPerspective, RandomShear
+from dlgpu.layers.image_rand_augment import RandAugment
 from dlgpu.layers.image_preprocessing import CenterCrop, RandomCrop, Resizing
 from dlgpu.layers.einsum_dense import EinsumDense
 from dlgpu.layers.lookup import Hashing, IntegerLookup, StringLookup
@@ -69,7 +72,8 @@ _BUILTIN = {cls.__name__: cls for cls in (
     AdaptiveAveragePooling3D, AdaptiveMaxPooling1D, AdaptiveMaxPooling2D, AdaptiveMaxPooling3D,
     AutoContrast, Solarization, RandomInvert, RandomGrayscale, RandomPosterization, Equalization, RandomSharpness,
     RandomSaturation, RandomHue, RandomColorDegeneration, RandomColorJitter, Pipeline, SpectralNormalization,
-    RandomGaussianBlur, MixUp, CutMix, AugMix, ContrastLimitedAdaptiveHistogramEqualization)}
+    RandomGaussianBlur, MixUp, CutMix, AugMix, ContrastLimitedAdaptiveHistogramEqualization, RandomShear,
+    RandomPerspective, RandomElasticTransform, RandomErasing, RandAugment)}
 _BUILTIN["GroupQueryAttention"] = GroupedQueryAttention
 _custom = {}
 

@@ -6,9 +6,7 @@ As in Keras, one draw per batch picks each chain's operations (each of ``chain_d
 operations or nothing, uniformly) and the mixing weights; each operation then draws its own numbers per
 image.  The operations are dlgpu's layers with Keras's arguments (RandomTranslation, RandomRotation,
 Solarization, RandomPosterization, AutoContrast, Equalization, and with ``all_ops`` RandomBrightness,
-RandomColorDegeneration, RandomContrast, RandomSharpness), plus the shear Keras takes from its RandomShear,
-written here as Keras's RandomShear computes it (an affine transform [1, sx, 0, sy, 1, 0, 0, 0] about the
-top-left corner, sx and sy drawn from ``factor`` with one random sign per image, 'reflect' fill).
+RandomColorDegeneration, RandomContrast, RandomSharpness) and RandomShear.
 
 Unlike Keras, which picks the operations with Python's unseeded ``random.choice``, every draw comes from the
 layer's generator (``seed=``) or dlgpu's, so a seed repeats the augmentation.
@@ -19,14 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from dlgpu import ops
-from dlgpu.layers.image_augmentation import (RandomBrightness, RandomContrast, RandomRotation, RandomTranslation,
-                                             _transform_rows)
+from dlgpu.layers.image_augmentation import RandomBrightness, RandomContrast, RandomRotation, RandomTranslation
 from dlgpu.layers.image_color import (AutoContrast, RandomPosterization, Solarization, _bounded_factor, _number,
                                       _value_range)
 from dlgpu.layers.image_color_adjust import Equalization, RandomColorDegeneration, RandomSharpness
+from dlgpu.layers.image_geometry import RandomShear
 from dlgpu.layers.image_preprocessing import RandomImageLayer, _positive_int
-from dlgpu.ops import image
-from dlgpu.ops._core import array_module
 from dlgpu.ops.nn import _generator
 
 AUGMENT_LAYERS = ("random_shear", "random_translation", "random_rotation", "random_posterization", "solarization",
@@ -34,13 +30,6 @@ AUGMENT_LAYERS = ("random_shear", "random_translation", "random_rotation", "rand
 AUGMENT_LAYERS_ALL = AUGMENT_LAYERS + ("random_brightness", "random_color_degeneration", "random_contrast",
                                        "random_sharpness")
 _INTERPOLATIONS = ("nearest", "bilinear")
-
-
-def shear_images(images, shear_x, shear_y, interpolation="bilinear", fill_mode="reflect", fill_value=0.0):
-    """Keras's RandomShear transform: output pixel (x, y) of image b reads source (x + sx[b] y, sy[b] x + y)."""
-    transforms = _transform_rows(1.0, shear_x, 0.0, shear_y, 1.0, 0.0).astype(np.float32)
-    return image.affine_transform(images, array_module(images.data).asarray(transforms), interpolation, fill_mode,
-                                  fill_value)
 
 
 class AugMix(RandomImageLayer):
@@ -74,6 +63,7 @@ class AugMix(RandomImageLayer):
     def _make_ops(self):
         factor, value_range, name = self.factor, self.value_range, self.name
         made = {
+            "random_shear": RandomShear(factor, factor, interpolation=self.interpolation),
             "random_translation": RandomTranslation(factor, factor, interpolation=self.interpolation),
             "random_rotation": RandomRotation(factor, interpolation=self.interpolation),
             "random_posterization": RandomPosterization(max(1, int(8 * factor[1])), value_range=value_range),
@@ -113,13 +103,6 @@ class AugMix(RandomImageLayer):
         return {"chain_mixing_weights": weights, "weight_sample": weight_sample, "chain_transforms": chains}
 
     def _apply(self, name, images):
-        if name == "random_shear":
-            rng = self._rng_for()
-            batch = images.shape[0]
-            sign = np.where(rng.uniform(0.0, 1.0, batch) > 0.5, -1.0, 1.0)
-            shear_y = rng.uniform(self.factor[0], self.factor[1], batch) * sign
-            shear_x = rng.uniform(self.factor[0], self.factor[1], batch) * sign
-            return shear_images(images, shear_x, shear_y, self.interpolation)
         if name not in self._ops:
             raise self._error(f"unknown operation {name!r} in the transformation; expected one of "
                               f"{self._layer_names}")

@@ -195,7 +195,8 @@ class RandomHue(RandomImageLayer):
 
 class RandomColorDegeneration(RandomImageLayer):
     """x + d * (luma(x) - x), clipped to value_range, d drawn per image from factor (Keras's base rule: a
-    number f gives [-f, f]; 0 leaves images as they are, 1 greys them)."""
+    number f gives [-f, f]; 0 leaves images as they are, 1 greys them).  A one-channel image is its own luma,
+    as in Keras: it is only clipped (so RandAugment, which picks this layer at random, takes grayscale)."""
 
     def __init__(self, factor, value_range=(0, 255), data_format=None, seed=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
@@ -203,16 +204,22 @@ class RandomColorDegeneration(RandomImageLayer):
         self.value_range = _value_range(self, value_range)
 
     def _augment(self, images):
-        _check_rgb(self, images)
+        if images.shape[-1] not in (1, 3):
+            raise self._error(f"expected RGB images (3 channels) or grayscale (1 channel); received images of "
+                              f"shape {tuple(images.shape)}")
         xp = array_module(images.data)
         degree = _per_image(images, self._uniform(self.factor[0], self.factor[1], images.shape[0]))
-        gray = ops.matmul(images, xp.asarray(np.asarray(_LUMA, dtype=images.dtype).reshape(3, 1)))
+        if images.shape[-1] == 1:
+            gray = images
+        else:
+            gray = ops.matmul(images, xp.asarray(np.asarray(_LUMA, dtype=images.dtype).reshape(3, 1)))
         out = ops.add(images, ops.multiply(degree, ops.subtract(gray, images)))
         return ops.clip(out, float(self.value_range[0]), float(self.value_range[1]))
 
     def compute_output_shape(self, input_shape):
-        if input_shape[-1] is not None and input_shape[-1] != 3:
-            raise self._error(f"expected RGB images (3 channels); received input_shape={tuple(input_shape)}")
+        if input_shape[-1] not in (None, 1, 3):
+            raise self._error(f"expected RGB images (3 channels) or grayscale (1 channel); received "
+                              f"input_shape={tuple(input_shape)}")
         return input_shape
 
     def get_config(self):

@@ -16,26 +16,33 @@ from __future__ import annotations
 import numpy as np
 
 from dlgpu.layers.base import InputSpec, Layer
-from dlgpu.ops import _getitem, image, reshape
+from dlgpu.ops import _getitem, image, reshape, transpose
 from dlgpu.ops._core import array_module
 from dlgpu.ops.nn import _generator
 
 
 class ImageLayer(Layer):
-    """What every image layer shares: channels_last only, rank 3 or 4, no dict inputs (bounding boxes) unless
-    the class sets ``_takes_dicts`` (MixUp, CutMix: {"images": ..., "labels": ...})."""
+    """What every image layer shares: channels_last (channels_first where a layer sets _CHANNELS_FIRST), rank 3
+    or 4, no dict inputs (bounding boxes) unless the class sets ``_takes_dicts`` (MixUp, CutMix:
+    {"images": ..., "labels": ...})."""
 
     _takes_dicts = False
+    # Random layers whose output has the input's shape take channels_first: call moves the channels last
+    # around _augment (see RandomImageLayer.call).
+    _CHANNELS_FIRST = False
 
     def __init__(self, data_format=None, bounding_box_format=None, **kwargs):
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
+        if self._CHANNELS_FIRST and data_format not in (None, "channels_last", "channels_first"):
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): `data_format` must be "
+                             f"'channels_last' or 'channels_first'. Received: data_format={data_format!r}")
+        if not self._CHANNELS_FIRST and data_format not in (None, "channels_last"):
             raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}): only data_format="
                                       f"'channels_last' (NHWC) is supported; received data_format={data_format!r}")
         if bounding_box_format is not None:
             raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}): bounding boxes are not "
                                       f"supported; received bounding_box_format={bounding_box_format!r}")
-        self.data_format = "channels_last"
+        self.data_format = data_format or "channels_last"
         self.input_spec = InputSpec(min_ndim=3, max_ndim=4)
 
     def __call__(self, inputs, *args, **kwargs):
@@ -69,6 +76,10 @@ class RandomImageLayer(ImageLayer):
         set_random_seed reaches layers built before it)."""
         return (self._rng or _generator(np)).uniform(low, high, size)
 
+    def _normal(self, size):
+        """float32 standard normal draws on the host, from the same generator as _uniform."""
+        return (self._rng or _generator(np)).standard_normal(size, dtype=np.float32)
+
     def call(self, inputs, training=True):
         if training is None:  # no training= anywhere above: Keras's signature default, augment
             training = True
@@ -76,7 +87,9 @@ class RandomImageLayer(ImageLayer):
             return self._inference(inputs)
         single = inputs.ndim == 3
         x = reshape(inputs, (1,) + tuple(inputs.shape)) if single else inputs
-        out = self._augment(x)
+        channels_first = self.data_format == "channels_first"
+        out = self._augment(transpose(x, (0, 2, 3, 1)) if channels_first else x)
+        out = transpose(out, (0, 3, 1, 2)) if channels_first else out
         return reshape(out, tuple(out.shape[1:])) if single else out
 
     def _inference(self, inputs):

@@ -1,9 +1,10 @@
 """keras.ops.image: the geometry behind the image preprocessing layers, on NHWC images (numpy or CuPy).
 
-``affine_transform`` is one batched sampler: every output pixel of every image maps through its image's
-transform to a source point, read with one gather per interpolation corner over the whole batch (no loop
-over samples or pixels).  Out-of-image corners follow ``fill_mode`` corner by corner, which is what
-Keras's numpy and JAX backends compute (they pad the image by the fill rule, then interpolate):
+``affine_transform`` maps every output pixel of every image through its image's transform to a source
+point and hands the points to one batched sampler (``_sample``, also used by the elastic augmentation), which
+reads them with one gather per interpolation corner over the whole batch (no loop over samples or pixels).
+Out-of-image corners follow ``fill_mode`` corner by corner, which is what Keras's numpy and JAX backends
+compute (they pad the image by the fill rule, then interpolate):
 
     reflect   d c b a | a b c d | d c b a      (the edge pixel repeats)
     mirror    d c b   | a b c d | c b a        (it does not)
@@ -98,6 +99,19 @@ def affine_transform(images, transform, interpolation="bilinear", fill_mode="con
     k = t[:, 6] * cols + t[:, 7] * rows + 1
     src_x = (t[:, 0] * cols + t[:, 1] * rows + t[:, 2]) / k
     src_y = (t[:, 3] * cols + t[:, 4] * rows + t[:, 5]) / k
+    result = _sample(x, src_x, src_y, interpolation, fill_mode, fill_value)
+    return reshape(result, tuple(result.shape[1:])) if single else result
+
+
+def _sample(x, src_x, src_y, interpolation="bilinear", fill_mode="constant", fill_value=0):
+    """Output pixel (b, i, j) of the NHWC tensor ``x`` reads the source point (src_x[b, i, j],
+    src_y[b, i, j]) (column, row: float32 arrays of x's module, broadcastable to (batch, height, width)),
+    interpolated and filled as affine_transform describes; differentiable with respect to the images.  The one
+    sampler behind affine_transform and the layers that compute their own source points (elastic)."""
+    xp = array_module(x.data)
+    batch, height, width, channels = x.data.shape
+    src_x = xp.broadcast_to(src_x, (batch, height, width))
+    src_y = xp.broadcast_to(src_y, (batch, height, width))
     # A point at infinity (k = 0) reads the fill rule at -1 rather than an undefined integer.
     src_x = xp.where(xp.isfinite(src_x), src_x, xp.float32(-1))
     src_y = xp.where(xp.isfinite(src_y), src_y, xp.float32(-1))
@@ -145,8 +159,7 @@ def affine_transform(images, transform, interpolation="bilinear", fill_mode="con
         for rows_index, weight in gathers:
             backend_of(full).scatter_add(full, rows_index, (g * weight.astype(g.dtype)).reshape(-1, channels))
         return (full.reshape(batch, height, width, channels),)
-    result = make_result(out, (x,), backward)
-    return reshape(result, tuple(result.shape[1:])) if single else result
+    return make_result(out, (x,), backward)
 
 
 def _axis_resize(x, axis, size, interpolation):

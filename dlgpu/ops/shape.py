@@ -30,7 +30,7 @@ def convert_to_numpy(x):
 def stop_gradient(x):
     """The same values, cut out of the graph: no gradient flows through."""
     x = to_tensor(x)
-    return Tensor(x.data)
+    return Tensor(x.data, dtype=x.data.dtype)  # Tensor() alone would turn float64 into float32
 
 
 def shape(x):

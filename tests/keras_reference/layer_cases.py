@@ -254,3 +254,20 @@ case("ContrastLimitedAdaptiveHistogramEqualization", dict(value_range=(0, 1), ti
      range=(0.0, 1.0))
 case("ContrastLimitedAdaptiveHistogramEqualization", dict(value_range=(-1, 1), clip_limit=32.0, tile_grid_size=(2, 3)),
      (2, 8, 12, 3))
+# -- geometric augmentations, erasing, RandAugment: the settings that leave nothing to chance (their values for
+# the same random numbers are compared with Keras in test_image_geometry_keras.py) ----------------------------
+case("RandomShear", {}, (2, 5, 6, 3))  # shear 0 (times a random sign): the identity through the sampler
+case("RandomShear", dict(x_factor=(0.0, 0.0), y_factor=0.0, fill_mode="constant", interpolation="nearest",
+                         fill_value=2.0), (2, 4, 5, 1))
+# scale 0: the corners stay where they are and the homography (solved in float32 by Keras) is the identity
+case("RandomPerspective", dict(factor=(1.0, 1.0), scale=0.0), (2, 5, 6, 3), atol=1e-4)
+case("RandomPerspective", dict(factor=0.0, interpolation="nearest", fill_value=3.0), (2, 4, 5, 2))
+case("RandomElasticTransform", dict(factor=0.0), (2, 6, 6, 3), range=(-10.0, 300.0))
+case("RandomElasticTransform", dict(scale=(0.0, 0.0), fill_mode="mirror", value_range=(0, 1)), (2, 6, 6, 1))
+# factor 1 and scale 1: every image erased whole
+case("RandomErasing", dict(factor=(1.0, 1.0), scale=(1.0, 1.0), fill_value=7.0), (2, 4, 5, 3))
+case("RandomErasing", dict(factor=(1.0, 1.0), scale=(1.0, 1.0), fill_value=(1.0, 2.0, 300.0)), (2, 4, 5, 3))
+case("RandomErasing", dict(factor=0.0, value_range=(0, 1)), (2, 4, 5, 2))
+case("RandAugment", dict(num_ops=0), (2, 5, 6, 3), range=(0.0, 255.0))
+case("RandAugment", dict(value_range=(0, 1), num_ops=0, factor=0.3, interpolation="nearest"), (1, 4, 4, 3),
+     range=(0.0, 1.0))

@@ -9,7 +9,7 @@ import pytest
 
 import dlgpu
 from dlgpu import layers
-from dlgpu.layers.image_aug_mix import AUGMENT_LAYERS_ALL, shear_images
+from dlgpu.layers.image_aug_mix import AUGMENT_LAYERS_ALL
 
 from .kref import config_diff, rand
 
@@ -105,20 +105,6 @@ def test_aug_mix_replays_in_keras(keras, factor, names, value_range):
         kout = op.transform_images(xt.clone(), op.get_random_transformation(xt)).numpy()
         np.testing.assert_allclose(layer._apply(name, dlgpu.ops.convert_to_tensor(x)).numpy(), kout, rtol=1e-5,
                                    atol=2e-5 * scale, err_msg=name)
-
-
-@pytest.mark.parametrize("interpolation, fill_mode", [("bilinear", "reflect"), ("nearest", "constant"),
-                                                      ("bilinear", "nearest")])
-def test_aug_mix_shear_is_kerass_random_shear(keras, interpolation, fill_mode):
-    import torch
-    x = images((4, 6, 7, 2))
-    # (sx, sy) per image, no source point half-way between pixels: Keras's torch backend rounds those to even
-    # for 'nearest', dlgpu (as TensorFlow) up
-    shear = np.array([[0.37, -0.23], [-0.71, 0.0], [0.0, 0.53], [1.0, 1.0]], np.float32)
-    k = keras.layers.RandomShear(x_factor=1.0, y_factor=1.0, interpolation=interpolation, fill_mode=fill_mode)
-    expected = k.transform_images(torch.tensor(x), {"shear_factor": torch.tensor(shear)}).numpy()
-    out = shear_images(dlgpu.ops.convert_to_tensor(x), shear[:, 0], shear[:, 1], interpolation, fill_mode).numpy()
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("shape, kwargs", [

@@ -173,18 +173,6 @@ def test_aug_mix_draws_every_operation_and_keeps_the_value_range():
     assert out.min() >= -1 and out.max() <= 1 and not np.allclose(out, 0)
 
 
-def test_shear_is_kerass_affine_transform():
-    from dlgpu.layers.image_aug_mix import shear_images
-    x = pixels((2, 5, 6, 1))
-    out = shear_images(ops.convert_to_tensor(x), np.array([0.0, 1.0]), np.array([0.0, 0.0]), "nearest",
-                       fill_mode="constant").numpy()
-    np.testing.assert_array_equal(out[0], x[0])
-    # output (row y, column c) reads column c + y: row y shifted left by y, zeros past the right edge
-    for y in range(5):
-        expected = np.concatenate([x[1, y, y:, 0], np.zeros(min(y, 6), np.float32)])[:6]
-        np.testing.assert_array_equal(out[1, y, :, 0], expected)
-
-
 def _classifier():
     inputs = dlgpu.Input((8, 8, 3))
     h = layers.Rescaling(1 / 255)(inputs)

@@ -169,6 +169,7 @@ def test_stop_gradient_in_graph():
         tape.watch(x)
         y = x * ops.stop_gradient(x)
     np.testing.assert_allclose(tape.gradient(y, x).numpy(), x.numpy())
+    assert ops.stop_gradient(x).dtype == "float64"  # the dtype is kept
 
 
 @pytest.mark.parametrize("labels", [[0, 3], [-1, 1], [[0, 4]]], ids=str)
