@@ -283,8 +283,8 @@ class STFT(Initializer):
     def __call__(self, shape, dtype=None):
         dtype = _dtype(dtype)
         if len(tuple(shape)) != 3:
-            raise ValueError(f"STFT initializer: the shape must be (frame_length, input_channels, fft_length // 2 + 1); "
-                             f"received shape={tuple(shape)}")
+            raise ValueError(f"STFT initializer: the shape must be (frame_length, input_channels, "
+                             f"fft_length // 2 + 1); received shape={tuple(shape)}")
         frame_length, channels, bins = (int(s) for s in shape)
         span = dtype.type((bins - 1) * 2)
         freq = np.arange(bins, dtype=dtype).reshape(1, 1, bins) / span

@@ -295,7 +295,8 @@ def test_initializer_statistics_and_configs(keras):
 STFT_CASES = [("real", "hann", "density", False, (16, 1, 9)), ("imag", "hann", "density", False, (16, 1, 9)),
               ("real", "hamming", "spectrum", True, (10, 1, 9)), ("imag", "blackman", None, True, (7, 1, 5)),
               ("real", None, "density", False, (8, 1, 5)), ("imag", "bartlett", "spectrum", False, (256, 1, 257)),
-              ("real", [0.2, 1.0, 0.7, 0.1], "density", False, (4, 1, 3)), ("imag", "triang", "density", True, (6, 1, 4))]
+              ("real", [0.2, 1.0, 0.7, 0.1], "density", False, (4, 1, 3)),
+              ("imag", "triang", "density", True, (6, 1, 4))]
 
 
 @pytest.mark.parametrize("side, window, scaling, periodic, shape", STFT_CASES)

@@ -101,7 +101,8 @@ def test_layer_matches_keras(keras, name, kwargs, shapes, opts):
             for i, (a, b) in enumerate(zip(kgrads, dgrads)):
                 assert (a is None) == (b is None), f"gradient {i}"
                 if a is not None:
-                    np.testing.assert_allclose(b, a, rtol=1e-4, atol=opts.get("grad_atol", 1e-5), err_msg=f"gradient {i}")
+                    np.testing.assert_allclose(b, a, rtol=1e-4, atol=opts.get("grad_atol", 1e-5),
+                                               err_msg=f"gradient {i}")
     for a, b in zip(kl.get_weights(), dl.get_weights()):  # moving statistics after the training call
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 

@@ -12,8 +12,6 @@ from dlgpu.models import load_model
 from helpers import assert_model_on_gpu_matches_cpu, check_gradients
 from layers.layer_test_case import run_layer_test
 
-RNG = np.random.default_rng(0)
-
 
 def _signal(shape, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
