@@ -226,6 +226,92 @@ class Identity(Initializer):
         return {"gain": self.gain}
 
 
+# Windows of scipy.signal.get_window that need no parameter, computed as scipy computes them; any other
+# name goes to scipy itself when it is installed (Keras's STFT initializer asks scipy for every window).
+_COSINE_WINDOWS = {"hann": (0.5, 0.5), "hamming": (0.54, 0.46), "blackman": (0.42, 0.5, 0.08)}
+_WINDOW_ALIASES = {"han": "hann", "hamm": "hamming", "ham": "hamming", "black": "blackman", "blk": "blackman",
+                   "bartlett": "bartlett", "bart": "bartlett", "brt": "bartlett", "boxcar": "boxcar",
+                   "box": "boxcar", "ones": "boxcar", "rect": "boxcar", "rectangular": "boxcar"}
+
+
+def signal_window(name, length, periodic=False, owner="STFT"):
+    """``scipy.signal.get_window(name, length, fftbins=periodic)`` as float64: a periodic window is the
+    symmetric one of ``length + 1`` points without its last point (the DFT-even form)."""
+    key = _WINDOW_ALIASES.get(name, name)
+    if key not in _COSINE_WINDOWS and key not in ("bartlett", "boxcar"):
+        try:
+            from scipy import signal
+        except ImportError:
+            raise ValueError(f"{owner}: window={name!r} needs scipy (not installed); without it dlgpu knows "
+                             f"'hann', 'hamming', 'blackman', 'bartlett' and 'boxcar'") from None
+        try:
+            return np.asarray(signal.get_window(name, length, fftbins=periodic), dtype=np.float64)
+        except ValueError as error:
+            raise ValueError(f"{owner}: invalid `window` {name!r}: {error}") from None
+    if length <= 1:
+        return np.ones(length)
+    points = length + 1 if periodic else length
+    if key in _COSINE_WINDOWS:
+        phase = np.linspace(-np.pi, np.pi, points)
+        w = sum(a * np.cos(k * phase) for k, a in enumerate(_COSINE_WINDOWS[key]))
+    elif key == "bartlett":
+        n = np.arange(points)
+        w = np.where(n <= (points - 1) / 2.0, 2.0 * n / (points - 1), 2.0 - 2.0 * n / (points - 1))
+    else:
+        w = np.ones(points)
+    return w[:length]
+
+
+class STFT(Initializer):
+    """Kernels of a convolution that computes a short-time Fourier transform (keras.initializers.STFT): for a
+    (frame_length, channels, bins) shape, ``cos`` (side='real') or ``sin`` (side='imag') of
+    ``-2 pi t f / (2 (bins - 1))``, times the window, divided by the window's L2 norm (scaling='density') or
+    its L1 norm ('spectrum').  Computed in the requested dtype step by step as Keras computes it, so that
+    the kernels agree with Keras's to float32 rounding also for long frames (where the phase reaches
+    hundreds of radians)."""
+
+    def __init__(self, side="real", window="hann", scaling="density", periodic=False):
+        if side not in ("real", "imag"):
+            raise ValueError(f"STFT initializer: `side` must be 'real' or 'imag'; received side={side!r}")
+        if isinstance(window, str):
+            signal_window(window, 1, owner="STFT initializer")  # an unknown name fails now, as in Keras
+        if scaling is not None and scaling not in ("density", "spectrum"):
+            raise ValueError(f"STFT initializer: `scaling` must be None, 'density' or 'spectrum'; received "
+                             f"scaling={scaling!r}")
+        self.side, self.window, self.scaling, self.periodic = side, window, scaling, periodic
+
+    def __call__(self, shape, dtype=None):
+        dtype = _dtype(dtype)
+        if len(tuple(shape)) != 3:
+            raise ValueError(f"STFT initializer: the shape must be (frame_length, input_channels, "
+                             f"fft_length // 2 + 1); received shape={tuple(shape)}")
+        frame_length, channels, bins = (int(s) for s in shape)
+        span = dtype.type((bins - 1) * 2)
+        freq = np.arange(bins, dtype=dtype).reshape(1, 1, bins) / span
+        time = np.arange(frame_length, dtype=dtype).reshape(frame_length, 1, 1)
+        args = (dtype.type(-2) * time) * freq * dtype.type(np.pi)
+        kernel = np.cos(args) if self.side == "real" else np.sin(args)
+        if self.window is not None:
+            win = self.window
+            if isinstance(win, str):
+                win = signal_window(win, frame_length, self.periodic, owner="STFT initializer")
+            win = np.asarray(win, dtype=dtype)
+            if win.ndim != 1 or win.shape[0] != frame_length:
+                raise ValueError(f"STFT initializer: the window must have shape ({frame_length},) (frame_length); "
+                                 f"received shape {win.shape}")
+            win = win.reshape(frame_length, 1, 1)
+            kernel = kernel * win
+            if self.scaling == "density":
+                kernel = kernel / np.sqrt(np.sum(np.square(win)))
+            elif self.scaling == "spectrum":
+                kernel = kernel / np.sum(np.abs(win))
+        return np.broadcast_to(kernel, (frame_length, channels, bins)).astype(dtype)
+
+    def get_config(self):
+        window = self.window.tolist() if isinstance(self.window, np.ndarray) else self.window
+        return {"side": self.side, "window": window, "periodic": self.periodic, "scaling": self.scaling}
+
+
 # Keras exports lower-case aliases of the classes.
 constant = Constant
 zeros = Zeros
@@ -244,17 +330,19 @@ orthogonal = Orthogonal
 OrthogonalInitializer = Orthogonal  # Keras exports both names
 IdentityInitializer = Identity
 identity = Identity
+STFTInitializer = STFT
+stft = STFT
 
 _CLASSES = {cls.__name__: cls for cls in (
     Constant, Zeros, Ones, RandomNormal, RandomUniform, TruncatedNormal, VarianceScaling, GlorotUniform,
-    GlorotNormal, LecunUniform, LecunNormal, HeUniform, HeNormal, Orthogonal, Identity)}
+    GlorotNormal, LecunUniform, LecunNormal, HeUniform, HeNormal, Orthogonal, Identity, STFT)}
 _ALIASES = {"constant": Constant, "zeros": Zeros, "zero": Zeros, "ones": Ones, "one": Ones,
             "random_normal": RandomNormal, "normal": RandomNormal, "random_uniform": RandomUniform,
             "uniform": RandomUniform, "truncated_normal": TruncatedNormal, "variance_scaling": VarianceScaling,
             "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal, "lecun_uniform": LecunUniform,
             "lecun_normal": LecunNormal, "he_uniform": HeUniform, "he_normal": HeNormal,
             "orthogonal": Orthogonal, "identity": Identity, "IdentityInitializer": Identity,
-            "OrthogonalInitializer": Orthogonal}
+            "OrthogonalInitializer": Orthogonal, "stft": STFT, "STFTInitializer": STFT}
 
 
 def _unknown(identifier):

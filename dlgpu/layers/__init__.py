@@ -8,6 +8,7 @@ from dlgpu.layers.adaptive_pooling import (AdaptiveAveragePooling1D, AdaptiveAve
 from dlgpu.layers.activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from dlgpu.layers.attention import (AdditiveAttention, Attention, GroupedQueryAttention, GroupQueryAttention,
                                     MultiHeadAttention)
+from dlgpu.layers.audio import MelSpectrogram, STFTSpectrogram
 from dlgpu.layers.base import Input, InputLayer, InputSpec, KerasTensor, Layer
 from dlgpu.layers.conv import Conv1D, Conv2D, Conv3D, Convolution1D, Convolution2D, Convolution3D
 from dlgpu.layers.conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
@@ -47,6 +48,7 @@ from dlgpu.layers.lookup import Hashing, IntegerLookup, StringLookup
 from dlgpu.layers.preprocessing import CategoryEncoding, Discretization, Normalization, Rescaling
 from dlgpu.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from dlgpu.layers.regularization import ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise
+from dlgpu.layers.reversible_embedding import ReversibleEmbedding
 from dlgpu.layers.rnn import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from dlgpu.layers.reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D,
                                     UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
@@ -73,7 +75,8 @@ _BUILTIN = {cls.__name__: cls for cls in (
     AutoContrast, Solarization, RandomInvert, RandomGrayscale, RandomPosterization, Equalization, RandomSharpness,
     RandomSaturation, RandomHue, RandomColorDegeneration, RandomColorJitter, Pipeline, SpectralNormalization,
     RandomGaussianBlur, MixUp, CutMix, AugMix, ContrastLimitedAdaptiveHistogramEqualization, RandomShear,
-    RandomPerspective, RandomElasticTransform, RandomErasing, RandAugment)}
+    RandomPerspective, RandomElasticTransform, RandomErasing, RandAugment,
+    STFTSpectrogram, MelSpectrogram, ReversibleEmbedding)}
 _BUILTIN["GroupQueryAttention"] = GroupedQueryAttention
 _custom = {}
 

@@ -110,34 +110,49 @@ def functional_from_config(cls, config, custom_objects=None):
         out = outputs_of[(name, node_index)]
         return out if isinstance(out, KerasTensor) else _flat(out)[tensor_index]
 
+    # Every layer is made first, then its calls are replayed as their inputs become available: a shared layer
+    # (a tied ReversibleEmbedding, called on the ids and again on the last hidden states) is listed once, where
+    # it is first used, but its later calls take tensors of layers listed after it (Keras's loader defers
+    # such nodes the same way).  A layer's calls keep their order, so node k stays node k.
+    pending = []
     for entry in config["layers"]:
         if entry.get("class_name") == "OpLayer" and entry.get("module") == "dlgpu.ops":
             layer = OpLayer.from_config(entry["config"])
-            created[entry["name"]] = layer
-            for k, node in enumerate(entry["inbound_nodes"]):
-                try:
-                    args = OpLayer.decode_arguments(node["args"], tensor_for, _is_ref)
-                    kwargs = OpLayer.decode_arguments(node.get("kwargs", {}), tensor_for, _is_ref)
-                except KeyError as exc:
-                    raise ValueError(f"Corrupt model config: op node {entry['name']!r} refers to {exc.args[0]}, "
-                                     f"which comes later or does not exist") from None
-                outputs_of[(entry["name"], k)] = layer(args, **kwargs)
-            continue
-        layer = layers_module.deserialize({"class_name": entry["class_name"], "config": entry["config"],
-                                           "registered_name": entry.get("registered_name")}, custom_objects)
+        else:
+            layer = layers_module.deserialize({"class_name": entry["class_name"], "config": entry["config"],
+                                               "registered_name": entry.get("registered_name")}, custom_objects)
         created[entry["name"]] = layer
         if isinstance(layer, InputLayer):
             outputs_of[(entry["name"], 0)] = layer.output
             continue
-        for k, node in enumerate(entry["inbound_nodes"]):
+        pending.extend((entry["name"], layer, k, node) for k, node in enumerate(entry["inbound_nodes"]))
+    while pending:
+        waiting, blocked, missing = [], set(), []
+        for name, layer, k, node in pending:
+            if name in blocked:
+                waiting.append((name, layer, k, node))
+                continue
             try:
-                args = _map_refs(tensor_for, node["args"])
-                more_args = _map_refs(tensor_for, node.get("more_args", []))
-                kwargs = _map_refs(tensor_for, node.get("kwargs", {}))
+                if isinstance(layer, OpLayer):
+                    args = OpLayer.decode_arguments(node["args"], tensor_for, _is_ref)
+                    more_args = []
+                    kwargs = OpLayer.decode_arguments(node.get("kwargs", {}), tensor_for, _is_ref)
+                else:
+                    args = _map_refs(tensor_for, node["args"])
+                    more_args = _map_refs(tensor_for, node.get("more_args", []))
+                    kwargs = _map_refs(tensor_for, node.get("kwargs", {}))
             except KeyError as exc:
-                raise ValueError(f"Corrupt model config: layer {entry['name']!r} refers to {exc.args[0]}, "
-                                 f"which comes later or does not exist") from None
-            outputs_of[(entry["name"], k)] = layer(args, *more_args, **kwargs)
+                waiting.append((name, layer, k, node))
+                blocked.add(name)
+                missing.append((name, exc.args[0], isinstance(layer, OpLayer)))
+                continue
+            outputs_of[(name, k)] = layer(args, *more_args, **kwargs)
+        if len(waiting) == len(pending):
+            # name a reference to a layer that does not exist, if any; else the first call left waiting
+            name, ref, is_op = next((m for m in missing if m[1][0] not in created), missing[0])
+            raise ValueError(f"Corrupt model config: {'op node' if is_op else 'layer'} {name!r} refers to {ref}, "
+                             f"which does not exist or depends on that layer's own output")
+        pending = waiting
     inputs = _map_refs(tensor_for, config["input_layers"])
     outputs = _map_refs(tensor_for, config["output_layers"])
     return cls(inputs=inputs, outputs=outputs, name=config.get("name"))

@@ -10,6 +10,7 @@ from dlgpu.utils.py_dataset import PyDataset, Sequence  # noqa: F401  (keras.uti
 from dlgpu.utils.sequence_utils import pad_sequences  # noqa: F401
 from dlgpu.utils.dataset_utils import split_dataset  # noqa: F401
 from dlgpu.utils.data_adapter_utils import pack_x_y_sample_weight, unpack_x_y_sample_weight  # noqa: F401
+from dlgpu.utils.audio_dataset_utils import audio_dataset_from_directory  # noqa: F401
 from dlgpu.utils.image_dataset_utils import image_dataset_from_directory  # noqa: F401
 from dlgpu.utils.image_utils import array_to_img, img_to_array, load_img, save_img  # noqa: F401
 from dlgpu.utils.text_dataset_utils import text_dataset_from_directory  # noqa: F401

@@ -2,7 +2,8 @@
 
 Options: ``call`` (call keyword arguments), ``dtype`` (input dtype; "int" gives integers in [0, high)),
 ``high``, ``range`` (low, high of float inputs; default (-1, 1)),
-``sym`` (symbolic input shapes without the batch dimension, None for unknown), ``rtol``/``atol``,
+``sym`` (symbolic input shapes without the batch dimension, None for unknown), ``rtol``/``atol`` (of the outputs),
+``grad_atol`` (absolute tolerance of the gradients, for sums whose terms cancel),
 ``train`` (also compare a training=True call), ``no_grad`` (no gradient comparison: not differentiable),
 ``keras_no_output_shape`` (Keras's class lacks compute_output_shape: dlgpu's is held to the symbolic calls).
 """
@@ -271,3 +272,43 @@ case("RandomErasing", dict(factor=0.0, value_range=(0, 1)), (2, 4, 5, 2))
 case("RandAugment", dict(num_ops=0), (2, 5, 6, 3), range=(0.0, 255.0))
 case("RandAugment", dict(value_range=(0, 1), num_ops=0, factor=0.3, interpolation="nearest"), (1, 4, 4, 3),
      range=(0.0, 1.0))
+
+# -- audio: STFTSpectrogram (a convolution with STFT-initialized kernels) and MelSpectrogram ----------------
+# signal lengths are not multiples of the step, and batch 1 appears, so the last partial frame is exercised
+case("STFTSpectrogram", dict(frame_length=16, frame_step=4, fft_length=16), (2, 50, 3), sym=[(None, 3)])
+case("STFTSpectrogram", dict(mode="magnitude", frame_length=10, frame_step=3, fft_length=16, window="hamming",
+                             periodic=True, padding="same"), (1, 37, 1), sym=[(None, 1)])
+case("STFTSpectrogram", dict(mode="psd", frame_length=8, frame_step=8, scaling="spectrum"), (2, 33, 2))
+case("STFTSpectrogram", dict(mode="real", frame_length=12, expand_dims=True), (2, 40, 2))
+case("STFTSpectrogram", dict(mode="imag", frame_length=9, frame_step=2, fft_length=16, data_format="channels_first",
+                             padding="same"), (2, 2, 41), sym=[(2, None)])
+case("STFTSpectrogram", dict(mode="angle", frame_length=20, frame_step=7, fft_length=32, window="blackman"),
+     (2, 45, 1))
+case("STFTSpectrogram", dict(mode="stft", frame_length=8, frame_step=5, window=None, scaling=None,
+                             data_format="channels_first", expand_dims=True), (1, 3, 30))
+case("STFTSpectrogram", dict(mode="log", frame_length=6, frame_step=2, fft_length=8,
+                             window=[0.1, 0.5, 0.9, 1.0, 0.6, 0.2], trainable=False), (2, 23, 2))
+# the signal's gradients reach a few hundred in dB per unit and sum many cancelling float32 terms: absolute
+# differences of ~1e-4 are rounding (a relative 1e-6 of the largest)
+MEL_GRAD = dict(grad_atol=1e-3)
+case("MelSpectrogram", dict(fft_length=64, sequence_stride=16, num_mel_bins=8, sampling_rate=8000), (2, 200),
+     **MEL_GRAD)
+case("MelSpectrogram", dict(fft_length=64, sequence_length=48, sequence_stride=20, window="hamming", num_mel_bins=6,
+                            sampling_rate=16000, min_freq=100.0, max_freq=6000.0, power_to_db=False, mag_exp=1.0),
+     (1, 130), **MEL_GRAD)
+case("MelSpectrogram", dict(fft_length=32, sequence_stride=8, window=None, num_mel_bins=5, sampling_rate=4000,
+                            top_db=20.0, ref_power=0.5), (2, 97),
+     **MEL_GRAD)
+# Keras's compute_output_shape counts (samples + stride + 1) // stride frames, one too many when samples + 1 is a
+# multiple of the stride (its call returns 1 + samples // stride, as dlgpu's shape does)
+case("MelSpectrogram", dict(fft_length=64, sequence_stride=16, num_mel_bins=8, sampling_rate=8000), (2, 63),
+     shape_differs={"keras": (None, 8, 5), "dlgpu": (None, 8, 4)}, **MEL_GRAD)
+
+# -- ReversibleEmbedding: forward (ids to vectors) and reverse (vectors to logits), tied and untied -----------
+case("ReversibleEmbedding", dict(input_dim=10, output_dim=4), (3, 5), dtype="int", high=10)
+case("ReversibleEmbedding", dict(input_dim=7, output_dim=3, tie_weights=False, mask_zero=True), (2, 4), dtype="int",
+     high=7)
+case("ReversibleEmbedding", dict(input_dim=10, output_dim=4), (2, 3, 4), call=dict(reverse=True))
+case("ReversibleEmbedding", dict(input_dim=6, output_dim=5, tie_weights=False, logit_soft_cap=0.7), (1, 5),
+     call=dict(reverse=True))
+case("ReversibleEmbedding", dict(input_dim=9, output_dim=3, reverse_dtype="float64"), (2, 3), call=dict(reverse=True))

@@ -264,6 +264,8 @@ def test_initializer_statistics_and_configs(keras):
     names = [n for n in _common_classes(keras.initializers, dlgpu.initializers, keras.initializers.Initializer)]
     assert {"GlorotUniform", "HeNormal", "Orthogonal", "TruncatedNormal", "VarianceScaling"} <= set(names)
     for name in names:
+        if getattr(keras.initializers, name) is keras.initializers.STFT:
+            continue  # deterministic, (frame, 1, bins) kernels only: compared value for value below
         kcls, dcls = getattr(keras.initializers, name), getattr(dlgpu.initializers, name)
         for shape in ((64, 48), (3, 3, 16, 32)):
             if "identity" in name.lower() and len(shape) > 2:  # both refuse anything but a matrix
@@ -288,6 +290,46 @@ def test_initializer_statistics_and_configs(keras):
     d = dlgpu.initializers.GlorotUniform(input_axes=[0, 1], output_axes=[2])((4, 5, 6))
     limit = np.sqrt(6.0 / (20 + 6))
     assert np.abs(_np(k)).max() <= limit and np.abs(d).max() <= limit and np.abs(d).max() > 0.8 * limit
+
+
+STFT_CASES = [("real", "hann", "density", False, (16, 1, 9)), ("imag", "hann", "density", False, (16, 1, 9)),
+              ("real", "hamming", "spectrum", True, (10, 1, 9)), ("imag", "blackman", None, True, (7, 1, 5)),
+              ("real", None, "density", False, (8, 1, 5)), ("imag", "bartlett", "spectrum", False, (256, 1, 257)),
+              ("real", [0.2, 1.0, 0.7, 0.1], "density", False, (4, 1, 3)),
+              ("imag", "triang", "density", True, (6, 1, 4))]
+
+
+@pytest.mark.parametrize("side, window, scaling, periodic, shape", STFT_CASES)
+def test_stft_initializer_matches_keras(keras, side, window, scaling, periodic, shape):
+    if window == "triang":
+        pytest.importorskip("scipy")  # a window dlgpu leaves to scipy
+    k = _np(keras.initializers.STFT(side, window, scaling, periodic)(shape))
+    init = dlgpu.initializers.STFT(side, window, scaling, periodic)
+    d = init(shape)
+    assert d.dtype == np.float32 and d.shape == shape
+    # 256-sample frames reach phases of ~800 rad; both compute them in float32 the same way
+    np.testing.assert_allclose(d, k, rtol=1e-5, atol=1e-6)
+    assert init.get_config() == keras.initializers.STFT(side, window, scaling, periodic).get_config()
+    for name in ("stft", "STFT", "STFTInitializer"):
+        assert isinstance(dlgpu.initializers.get(name), dlgpu.initializers.STFT)
+    assert dlgpu.initializers.stft is dlgpu.initializers.STFTInitializer is dlgpu.initializers.STFT
+    back = dlgpu.initializers.deserialize(dlgpu.initializers.serialize(init))
+    np.testing.assert_array_equal(back(shape), d)
+    kback = keras.initializers.deserialize(dlgpu.initializers.serialize(init))
+    np.testing.assert_allclose(_np(kback(shape)), k, rtol=1e-6, atol=1e-7)
+
+
+def test_stft_initializer_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="side"):
+        dlgpu.initializers.STFT(side="both")
+    with pytest.raises(ValueError, match="scaling"):
+        dlgpu.initializers.STFT(scaling="l2")
+    with pytest.raises(ValueError, match="window"):
+        dlgpu.initializers.STFT(window="no_such_window")
+    with pytest.raises(ValueError, match=r"shape must be \(frame_length"):
+        dlgpu.initializers.STFT()((8, 5))
+    with pytest.raises(ValueError, match=r"window must have shape \(8,\)"):
+        dlgpu.initializers.STFT(window=[1.0, 2.0])((8, 1, 5))
 
 
 # -- optimizers ---------------------------------------------------------------------------------------------

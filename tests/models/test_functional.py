@@ -153,6 +153,26 @@ def test_shared_layer_used_twice_has_one_set_of_weights():
     model.fit([x1, x2], np.zeros((2, 3), np.float32), epochs=2, verbose=0)
 
 
+def test_shared_layer_whose_later_call_takes_later_layers_round_trips():
+    """A shared layer is listed once, where it is first used; its second call takes the output of a layer
+    listed after it (a tied embedding at both ends of a language model), so loading defers that call."""
+    x = dlgpu.Input((4,))
+    shared = layers.Dense(4, name="shared")
+    h = layers.Dense(4, name="middle")(shared(x))
+    model = dlgpu.Model(x, shared(h))
+    config = model.get_config()
+    assert [entry["name"] for entry in config["layers"]][1] == "shared"
+    clone = dlgpu.Model.from_config(config)
+    clone.set_weights(model.get_weights())
+    data = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_allclose(clone.predict(data, verbose=0), model.predict(data, verbose=0), rtol=1e-6)
+    assert len(clone.get_layer("shared")._inbound_nodes) == 2
+    # a call that waits on a layer that never comes is still a corrupt config
+    config["layers"][2]["inbound_nodes"][0]["args"] = ["nowhere", 0, 0]
+    with pytest.raises(ValueError, match="Corrupt model config.*'middle'.*nowhere"):
+        dlgpu.Model.from_config(config)
+
+
 def test_nested_model_as_a_layer():
     inner_in = dlgpu.Input(shape=(4,))
     inner = dlgpu.Model(inner_in, layers.Dense(3, activation="relu")(inner_in), name="inner")

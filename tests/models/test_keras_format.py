@@ -87,9 +87,35 @@ def wrapper_family(K):
     return K.Model(x, L.TimeDistributed(L.Dense(2))(L.TimeDistributed(L.Flatten())(y)))
 
 
+def audio_family(K):
+    L = K.layers
+    inp = K.Input((40, 2))
+    x = L.STFTSpectrogram(frame_length=8, frame_step=3, fft_length=8, padding="same")(inp)
+    return K.Model(inp, L.Dense(2)(L.Flatten()(x)))
+
+
+def mel_family(K):
+    L = K.layers
+    inp = K.Input((100,))
+    x = L.MelSpectrogram(fft_length=32, sequence_stride=16, num_mel_bins=4, sampling_rate=8000)(inp)
+    return K.Model(inp, L.Dense(2)(L.Flatten()(L.Rescaling(0.01)(x))))
+
+
+def _language_family(tie_weights):
+    def build(K):
+        L = K.layers
+        inp = K.Input((7,), dtype="int32")
+        embedding = L.ReversibleEmbedding(20, 6, tie_weights=tie_weights, logit_soft_cap=30.0)
+        x = L.Dense(6, activation="tanh")(embedding(inp))
+        return K.Model(inp, embedding(x, reverse=True))
+    return build
+
+
 FAMILIES = {"dense": (dense_family, (6,)), "conv": (conv_family, (8, 8, 2)),
             "recurrent": (recurrent_family, None), "attention": (attention_family, (5, 6)),
-            "nested": (nested_family, (4,)), "ops": (ops_family, (4, 6)), "wrappers": (wrapper_family, (3, 5, 5, 2))}
+            "nested": (nested_family, (4,)), "ops": (ops_family, (4, 6)), "wrappers": (wrapper_family, (3, 5, 5, 2)),
+            "audio": (audio_family, (40, 2)), "mel": (mel_family, (100,)),
+            "tied_language": (_language_family(True), None), "untied_language": (_language_family(False), None)}
 
 
 def _inputs(name, n=4):
