@@ -6,13 +6,10 @@ import csv
 import inspect
 import math
 import os
-import sys
-import time
 import warnings
 
 import numpy as np
 
-from dlgpu import config
 
 
 class Callback:
@@ -162,95 +159,82 @@ class History(Callback):
         return axes
 
 
-def _format_logs(logs):
-    return " - ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in logs.items())
-
-
 class ProgbarLogger(Callback):
-    """verbose=1: a tqdm bar per epoch (a notebook widget under Jupyter via tqdm.auto); verbose=2: one line
-    per epoch.  Without tqdm installed, verbose=1 falls back to one line per epoch."""
+    """Draws fit's, evaluate's and predict's progress through one ``dlgpu.utils.Progbar`` per epoch or run:
+    verbose=1, a live bar (tqdm; a notebook widget under Jupyter); verbose=2, one line per epoch.  With
+    interactive logging off (``keras.config.disable_interactive_logging``) or without tqdm, verbose=1
+    prints the line too.  The logs fit hands over are already running means, so they are shown as given
+    (Keras: ``stateless_metrics=set()``).  ``count_mode`` and ``stateful_metrics`` are accepted for
+    tf.keras-era code; ``refresh_every`` is the bar's minimum seconds between metric redraws."""
 
     def __init__(self, count_mode="steps", stateful_metrics=None, refresh_every=0.1):
         super().__init__()
-        self._bar = None
+        if count_mode != "steps":
+            raise ValueError(f"ProgbarLogger: only count_mode='steps' is supported (Keras 3 counts steps). "
+                             f"Received: count_mode={count_mode!r}")
+        self.progbar = None
         self._refresh_every = refresh_every
-        self._last = 0.0
-        self._epoch_start = 0.0
+
+    @property
+    def _bar(self):
+        """The live bar being drawn, or None (also None after close)."""
+        return None if self.progbar is None else self.progbar._bar
 
     def close(self):
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        if self.progbar is not None:
+            self.progbar.close()
+            self.progbar = None
 
-    def _tqdm(self):
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            return None
-        return tqdm
+    def _start(self, description):
+        self.close()
+        from dlgpu.utils.progbar import Progbar
+        self.progbar = Progbar(self.params.get("steps"), verbose=self.params.get("verbose", 1),
+                               interval=self._refresh_every, stateless_metrics=set(), description=description)
+        self._seen = 0
 
-    def _start(self, desc, total):
-        self._epoch_start = time.perf_counter()
-        verbose = self.params.get("verbose", 1)
-        # keras.config.disable_interactive_logging(): one line per epoch, as verbose=2, for log files
-        tqdm = self._tqdm() if verbose == 1 and config.is_interactive_logging_enabled() else None
-        self._bar = tqdm(total=total, desc=desc, unit="step", leave=True, dynamic_ncols=True, file=sys.stdout) if tqdm else None
-        self._last = 0.0
+    def _advance(self, batch, logs=None):
+        if self.progbar is not None:
+            self._seen = batch + 1
+            self.progbar.update(self._seen, list((logs or {}).items()), finalize=False)
 
-    def _advance(self, logs_fn=None):
-        if self._bar is None:
-            return
-        self._bar.update(1)
-        now = time.perf_counter()
-        if logs_fn is not None and now - self._last >= self._refresh_every:
-            self._last = now
-            logs = logs_fn() if callable(logs_fn) else logs_fn
-            self._bar.set_postfix_str(_format_logs(logs), refresh=False)
-
-    def _finish(self, logs, prefix=""):
-        seconds = time.perf_counter() - self._epoch_start
-        if self._bar is not None:
-            if logs:
-                self._bar.set_postfix_str(_format_logs(logs), refresh=False)
-            self._bar.close()
-            self._bar = None
-        elif self.params.get("verbose", 1):
-            print(f"{prefix}{seconds:.1f}s - {_format_logs(logs or {})}", flush=True)
+    def _finish(self, logs):
+        if self.progbar is not None:
+            self.progbar.update(self._seen if self.progbar.target is None else self.progbar.target,
+                                list((logs or {}).items()), finalize=True)
+            self.progbar = None
 
     # train
     def on_epoch_begin(self, epoch, logs=None):
         if self.params.get("mode") == "train":
-            self._start(f"Epoch {epoch + 1}/{self.params.get('epochs')}", self.params.get("steps"))
+            self._start(f"Epoch {epoch + 1}/{self.params.get('epochs')}")
 
     def on_train_batch_end(self, batch, logs=None):
-        self._advance(logs)
+        self._advance(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._finish(logs, prefix=f"Epoch {epoch + 1}/{self.params.get('epochs')} - ")
+        self._finish(logs)
 
-    # evaluate / predict
+    # evaluate (the validation inside fit draws nothing, as in Keras) / predict
     def on_test_begin(self, logs=None):
         if self.params.get("mode") == "test":
-            self._start("Evaluate", self.params.get("steps"))
+            self._start("Evaluate")
 
     def on_test_batch_end(self, batch, logs=None):
         if self.params.get("mode") == "test":
-            self._advance(logs)
+            self._advance(batch, logs)
 
     def on_test_end(self, logs=None):
         if self.params.get("mode") == "test":
-            self._finish(logs, prefix="Evaluate - ")
+            self._finish(logs)
 
     def on_predict_begin(self, logs=None):
-        self._start("Predict", self.params.get("steps"))
+        self._start("Predict")
 
     def on_predict_batch_end(self, batch, logs=None):
-        self._advance(None)
+        self._advance(batch, None)  # the batch's outputs are no metrics
 
     def on_predict_end(self, logs=None):
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self.close()  # the bar stays as drawn; no line of metrics for predict
 
 
 def _monitor_op(mode, monitor):

@@ -773,9 +773,9 @@ class Trainer:
         cbs.on_test_begin()
         try:
             logs = run(cbs)
+            cbs.on_test_end(logs)  # before close: the progress bar shows the results it ends with
         finally:
             cbs.close()
-        cbs.on_test_end(logs)
         if return_dict:
             return logs
         values = list(logs.values())

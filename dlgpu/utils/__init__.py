@@ -15,6 +15,8 @@ from dlgpu.utils.image_utils import array_to_img, img_to_array, load_img, save_i
 from dlgpu.utils.text_dataset_utils import text_dataset_from_directory  # noqa: F401
 from dlgpu.utils.timeseries_dataset_utils import timeseries_dataset_from_array  # noqa: F401
 from dlgpu.utils.model_visualization import model_to_dot, plot_model  # noqa: F401
+from dlgpu.utils import progbar  # noqa: F401
+from dlgpu.utils.progbar import Progbar  # noqa: F401
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):

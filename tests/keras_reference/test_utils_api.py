@@ -1,0 +1,18 @@
+"""keras.utils / keras.callbacks / keras.regularizers / keras.optimizers names compared with real Keras: the
+values, configs and bookkeeping both compute for the same input."""
+
+import numpy as np
+import pytest
+
+import dlgpu
+
+
+def test_progbar_bookkeeping_matches_keras(keras):
+    updates = [(1, [("loss", 2.0), ("m", 1.0)], None), (2, [("loss", 1.0), ("m", 3.0)], None),
+               (5, [("loss", 0.5), ("m", 2.0)], None), (7, [("loss", 0.25), ("m", 1.0)], True)]
+    for kwargs in ({}, {"stateful_metrics": ["m"]}, {"stateless_metrics": ["loss"]}):
+        ours, theirs = dlgpu.utils.Progbar(None, verbose=0, **kwargs), keras.utils.Progbar(None, verbose=0, **kwargs)
+        for current, values, finalize in updates:
+            ours.update(current, values, finalize=finalize)
+            theirs.update(current, values, finalize=finalize)
+            assert ours._values == theirs._values and ours._values_order == theirs._values_order, kwargs
