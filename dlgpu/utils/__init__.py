@@ -17,6 +17,7 @@ from dlgpu.utils.timeseries_dataset_utils import timeseries_dataset_from_array  
 from dlgpu.utils.model_visualization import model_to_dot, plot_model  # noqa: F401
 from dlgpu.utils import progbar  # noqa: F401
 from dlgpu.utils.progbar import Progbar  # noqa: F401
+from dlgpu.utils.file_utils import get_file  # noqa: F401
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):

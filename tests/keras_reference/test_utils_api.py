@@ -16,3 +16,20 @@ def test_progbar_bookkeeping_matches_keras(keras):
             ours.update(current, values, finalize=finalize)
             theirs.update(current, values, finalize=finalize)
             assert ours._values == theirs._values and ours._values_order == theirs._values_order, kwargs
+
+
+@pytest.mark.parametrize("fname, extract", [("t.csv", False), (None, False), ("data.zip", True), (None, True)])
+def test_get_file_puts_files_where_keras_does(keras, tmp_path, fname, extract):
+    import os
+    import zipfile
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("inner/a.txt", "A")
+    origin = archive.as_uri()
+    for name in ("ours", "theirs"):  # Keras falls back to /tmp/.keras when cache_dir does not exist
+        (tmp_path / name).mkdir()
+    paths = [module.utils.get_file(fname, origin, extract=extract, cache_dir=tmp_path / name)
+             for module, name in ((dlgpu, "ours"), (keras, "theirs"))]
+    assert os.path.relpath(paths[0], tmp_path / "ours") == os.path.relpath(paths[1], tmp_path / "theirs")
+    if extract:
+        assert os.listdir(paths[0]) == os.listdir(paths[1]) == ["inner"]
