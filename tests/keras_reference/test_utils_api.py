@@ -33,3 +33,14 @@ def test_get_file_puts_files_where_keras_does(keras, tmp_path, fname, extract):
     assert os.path.relpath(paths[0], tmp_path / "ours") == os.path.relpath(paths[1], tmp_path / "theirs")
     if extract:
         assert os.listdir(paths[0]) == os.listdir(paths[1]) == ["inner"]
+
+
+def test_standardize_dtype_and_config_match_keras(keras):
+    for given in (None, int, float, bool, str, complex, "int", np.float32, np.dtype("int64"), "uint16",
+                  "bfloat16", "string"):
+        assert dlgpu.utils.standardize_dtype(given) == keras.utils.standardize_dtype(given), given
+    ours, theirs = dlgpu.utils.Config(b=1, a=2), keras.utils.Config(b=1, a=2)
+    for c in (ours, theirs):
+        c.z = 3
+        c.freeze()
+    assert list(ours) == list(theirs) and ours.to_json() == theirs.to_json() and repr(ours) == repr(theirs)
