@@ -608,5 +608,110 @@ class LambdaCallback(Callback):
                 setattr(self, name, fn)
 
 
+class SwapEMAWeights(Callback):
+    """Evaluates (and predicts) with the optimizer's moving averages of the weights (``use_ema=True``), then
+    puts the trained weights back; with ``swap_on_epoch=True`` the averages are in the model from each
+    epoch's end to the next epoch's start too, so a ModelCheckpoint placed after this callback saves them.
+    The swap is in place (Keras's backend path).  Unlike Keras, predict swaps the weights back when it
+    ends (Keras's on_predict_end tests the wrong flag and leaves the averages in the model)."""
+
+    def __init__(self, swap_on_epoch=False):
+        super().__init__()
+        self.swap_on_epoch = swap_on_epoch
+        self._ema_weights_in_model = False
+
+    def _ema_optimizers(self):
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)  # LossScaleOptimizer
+        if hasattr(optimizer, "optimizers"):  # MultiOptimizer
+            found = [opt for opt in optimizer.optimizers if getattr(opt, "use_ema", False)]
+            if not found:
+                raise ValueError("SwapEMAWeights must be used when at least one inner optimizer has `use_ema=True` "
+                                 "set. Received a MultiOptimizer with all inner optimizers having `use_ema=False`.")
+            return found
+        if not getattr(optimizer, "use_ema", False):
+            raise ValueError(f"SwapEMAWeights must be used when `use_ema=True` is set on the optimizer. Received: "
+                             f"use_ema={getattr(optimizer, 'use_ema', None)}")
+        return [optimizer]
+
+    def _swap_variables(self):
+        for optimizer in self._ema_optimizers():
+            for var, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
+                trained = var.data.copy()
+                var.data[...] = average.data
+                average.data[...] = trained
+
+    def _finalize_ema_values(self):
+        # The model holds the averages and the optimizer the trained weights: give the optimizer the
+        # averages back, so that fit's finalize_variable_values leaves the model with the averages.
+        for optimizer in self._ema_optimizers():
+            for var, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
+                average.data[...] = var.data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.swap_on_epoch and self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.swap_on_epoch and not self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = True
+            if epoch == self.params["epochs"] - 1:
+                self._finalize_ema_values()
+
+    def on_test_begin(self, logs=None):
+        if not self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = True
+
+    def on_test_end(self, logs=None):
+        if self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = False
+
+    on_predict_begin = on_test_begin
+    on_predict_end = on_test_end
+
+
+class RemoteMonitor(Callback):
+    """POSTs each epoch's logs (with ``"epoch"``) to ``root + path``: as a form field ``field`` holding the
+    JSON text (Keras's default), or as a JSON body with ``send_as_json=True``.  Uses the standard library
+    (Keras needs ``requests``); a server that cannot be reached, or answers with an error, is a warning, never
+    the end of training.  ``timeout`` (seconds, dlgpu's addition) bounds each request so training never hangs
+    on the monitor."""
+
+    def __init__(self, root="http://localhost:9000", path="/publish/epoch/end/", field="data", headers=None,
+                 send_as_json=False, timeout=10.0):
+        super().__init__()
+        self.root = root
+        self.path = path
+        self.field = field
+        self.headers = headers
+        self.send_as_json = send_as_json
+        self.timeout = timeout
+
+    def on_epoch_end(self, epoch, logs=None):
+        import json
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+        send = {"epoch": epoch}
+        for key, value in (logs or {}).items():
+            # numpy scalars and 0-d arrays are not JSON: their Python value is
+            send[key] = value.item() if isinstance(value, (np.ndarray, np.generic)) else value
+        if self.send_as_json:
+            body, kind = json.dumps(send).encode("utf-8"), "application/json"
+        else:
+            body = urllib.parse.urlencode({self.field: json.dumps(send)}).encode("ascii")
+            kind = "application/x-www-form-urlencoded"
+        request = urllib.request.Request(self.root + self.path, data=body, method="POST",
+                                         headers={"Content-Type": kind, **(self.headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read()
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            warnings.warn(f"Could not reach RemoteMonitor root server at {self.root} ({error})", stacklevel=2)
+
+
 # Last: dlgpu/tensorboard.py subclasses Callback from this module.
 from dlgpu.tensorboard import TensorBoard  # noqa: E402,F401  (keras.callbacks.TensorBoard)

@@ -679,6 +679,8 @@ class Trainer:
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
+        if epochs > initial_epoch:  # Keras: with use_ema the weights end as their moving averages
+            self.optimizer.finalize_variable_values(self.trainable_variables)
         cbs.on_train_end(logs)
 
     def _fit_array_epoch(self, xs, ys, sw, n, batch_size, steps, shuffle, rng, cbs):

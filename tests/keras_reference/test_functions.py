@@ -429,8 +429,6 @@ def test_optimizer_names_and_refusals(keras):
     assert {n for n in names if not hasattr(dlgpu.optimizers, n)} == MISSING_OPTIMIZERS
     assert {n for n, _ in OPTIMIZER_CASES} | {"Optimizer"} >= names - MISSING_OPTIMIZERS
     # Keras arguments dlgpu refuses by name rather than ignore
-    with pytest.raises(NotImplementedError, match="use_ema"):
-        dlgpu.optimizers.SGD(use_ema=True)
     with pytest.raises(NotImplementedError, match="gradient_accumulation_steps"):
         dlgpu.optimizers.Adam(gradient_accumulation_steps=2)
 

@@ -70,3 +70,28 @@ def test_orthogonal_regularizer_matches_keras(keras, mode, shape):
     np.testing.assert_allclose(grad[finite], reference.grad.numpy()[finite], rtol=1e-4, atol=1e-6)
     again = dlgpu.regularizers.get(keras.regularizers.serialize(theirs))
     assert isinstance(again, dlgpu.regularizers.OrthogonalRegularizer) and again.get_config() == ours.get_config()
+
+
+@pytest.mark.parametrize("name, kwargs", [("SGD", dict(learning_rate=0.1, momentum=0.9)),
+                                          ("Adam", dict(learning_rate=0.01))])
+@pytest.mark.parametrize("ema", [dict(ema_momentum=0.9), dict(ema_momentum=0.5, ema_overwrite_frequency=2)])
+def test_use_ema_matches_keras(keras, name, kwargs, ema):
+    import torch
+    rs = np.random.RandomState(0)
+    w0 = rs.randn(3, 2).astype(np.float32)
+    grads = [rs.randn(3, 2).astype(np.float32) for _ in range(5)]
+    theirs = getattr(keras.optimizers, name)(**kwargs, use_ema=True, **ema)
+    ours = getattr(dlgpu.optimizers, name)(**kwargs, use_ema=True, **ema)
+    kv, dv = keras.Variable(w0), dlgpu.Variable(w0.copy())
+    for g in grads:
+        theirs.apply([torch.tensor(g)], [kv])
+        ours.apply([g], [dv])
+        np.testing.assert_allclose(dv.numpy(), kv.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ours._model_variables_moving_average[0].numpy(),
+                                   theirs._model_variables_moving_average[0].numpy(), rtol=1e-5, atol=1e-6)
+    assert [v.name.split("_")[-1] for v in ours.variables] == [v.name.split("_")[-1] for v in theirs.variables]
+    theirs.finalize_variable_values([kv])
+    ours.finalize_variable_values([dv])
+    np.testing.assert_allclose(dv.numpy(), kv.numpy(), rtol=1e-5, atol=1e-6)
+    keys = ("use_ema", "ema_momentum", "ema_overwrite_frequency")
+    assert {k: ours.get_config()[k] for k in keys} == {k: theirs.get_config()[k] for k in keys}
