@@ -11,7 +11,6 @@ import warnings
 import numpy as np
 
 
-
 class Callback:
     """Base class: override the hooks you need; ``self.model`` and ``self.params`` are set by fit."""
 
@@ -164,8 +163,8 @@ class ProgbarLogger(Callback):
     verbose=1, a live bar (tqdm; a notebook widget under Jupyter); verbose=2, one line per epoch.  With
     interactive logging off (``keras.config.disable_interactive_logging``) or without tqdm, verbose=1
     prints the line too.  The logs fit hands over are already running means, so they are shown as given
-    (Keras: ``stateless_metrics=set()``).  ``count_mode`` and ``stateful_metrics`` are accepted for
-    tf.keras-era code; ``refresh_every`` is the bar's minimum seconds between metric redraws."""
+    (Keras: ``stateless_metrics=set()``), which is what tf.keras's ``stateful_metrics`` asked for; it is
+    accepted for such code.  ``refresh_every`` is the bar's minimum seconds between metric redraws."""
 
     def __init__(self, count_mode="steps", stateful_metrics=None, refresh_every=0.1):
         super().__init__()
@@ -174,6 +173,7 @@ class ProgbarLogger(Callback):
                              f"Received: count_mode={count_mode!r}")
         self.progbar = None
         self._refresh_every = refresh_every
+        self._seen = 0  # steps of the current bar
 
     @property
     def _bar(self):
