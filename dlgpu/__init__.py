@@ -43,10 +43,22 @@ from dlgpu import preprocessing, saving, utils  # noqa: E402
 from dlgpu import random  # noqa: E402
 from dlgpu import applications, config, tree  # noqa: E402
 from dlgpu.config import DTypePolicy  # noqa: E402
+# keras.Loss, keras.Metric, ...: the base classes at the top level, as Keras exports them
+from dlgpu.initializers import Initializer  # noqa: E402
+from dlgpu.losses import Loss  # noqa: E402
+from dlgpu.metrics import Metric  # noqa: E402
+from dlgpu.optimizers import Optimizer  # noqa: E402
+from dlgpu.regularizers import Regularizer  # noqa: E402
+
+
+def version():
+    """dlgpu's version (keras.version() gives Keras's; dlgpu implements the Keras 3 API but is not Keras)."""
+    return __version__
 
 
 __all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceError", "device", "get_device",
            "gpu_available", "set_device", "to_device", "to_numpy", "ops", "stop_gradient", "set_random_seed",
            "activations", "constraints", "initializers", "regularizers", "losses", "metrics", "optimizers",
            "callbacks", "layers", "models", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils",
-           "config", "tree", "KerasTensor", "name_scope", "DTypePolicy", "applications"]
+           "config", "tree", "KerasTensor", "name_scope", "DTypePolicy", "applications", "Initializer", "Loss",
+           "Metric", "Optimizer", "Regularizer", "version"]

@@ -6,13 +6,9 @@ import csv
 import inspect
 import math
 import os
-import sys
-import time
 import warnings
 
 import numpy as np
-
-from dlgpu import config
 
 
 class Callback:
@@ -162,95 +158,83 @@ class History(Callback):
         return axes
 
 
-def _format_logs(logs):
-    return " - ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in logs.items())
-
-
 class ProgbarLogger(Callback):
-    """verbose=1: a tqdm bar per epoch (a notebook widget under Jupyter via tqdm.auto); verbose=2: one line
-    per epoch.  Without tqdm installed, verbose=1 falls back to one line per epoch."""
+    """Draws fit's, evaluate's and predict's progress through one ``dlgpu.utils.Progbar`` per epoch or run:
+    verbose=1, a live bar (tqdm; a notebook widget under Jupyter); verbose=2, one line per epoch.  With
+    interactive logging off (``keras.config.disable_interactive_logging``) or without tqdm, verbose=1
+    prints the line too.  The logs fit hands over are already running means, so they are shown as given
+    (Keras: ``stateless_metrics=set()``), which is what tf.keras's ``stateful_metrics`` asked for; it is
+    accepted for such code.  ``refresh_every`` is the bar's minimum seconds between metric redraws."""
 
     def __init__(self, count_mode="steps", stateful_metrics=None, refresh_every=0.1):
         super().__init__()
-        self._bar = None
+        if count_mode != "steps":
+            raise ValueError(f"ProgbarLogger: only count_mode='steps' is supported (Keras 3 counts steps). "
+                             f"Received: count_mode={count_mode!r}")
+        self.progbar = None
         self._refresh_every = refresh_every
-        self._last = 0.0
-        self._epoch_start = 0.0
+        self._seen = 0  # steps of the current bar
+
+    @property
+    def _bar(self):
+        """The live bar being drawn, or None (also None after close)."""
+        return None if self.progbar is None else self.progbar._bar
 
     def close(self):
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        if self.progbar is not None:
+            self.progbar.close()
+            self.progbar = None
 
-    def _tqdm(self):
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            return None
-        return tqdm
+    def _start(self, description):
+        self.close()
+        from dlgpu.utils.progbar import Progbar
+        self.progbar = Progbar(self.params.get("steps"), verbose=self.params.get("verbose", 1),
+                               interval=self._refresh_every, stateless_metrics=set(), description=description)
+        self._seen = 0
 
-    def _start(self, desc, total):
-        self._epoch_start = time.perf_counter()
-        verbose = self.params.get("verbose", 1)
-        # keras.config.disable_interactive_logging(): one line per epoch, as verbose=2, for log files
-        tqdm = self._tqdm() if verbose == 1 and config.is_interactive_logging_enabled() else None
-        self._bar = tqdm(total=total, desc=desc, unit="step", leave=True, dynamic_ncols=True, file=sys.stdout) if tqdm else None
-        self._last = 0.0
+    def _advance(self, batch, logs=None):
+        if self.progbar is not None:
+            self._seen = batch + 1
+            self.progbar.update(self._seen, list((logs or {}).items()), finalize=False)
 
-    def _advance(self, logs_fn=None):
-        if self._bar is None:
-            return
-        self._bar.update(1)
-        now = time.perf_counter()
-        if logs_fn is not None and now - self._last >= self._refresh_every:
-            self._last = now
-            logs = logs_fn() if callable(logs_fn) else logs_fn
-            self._bar.set_postfix_str(_format_logs(logs), refresh=False)
-
-    def _finish(self, logs, prefix=""):
-        seconds = time.perf_counter() - self._epoch_start
-        if self._bar is not None:
-            if logs:
-                self._bar.set_postfix_str(_format_logs(logs), refresh=False)
-            self._bar.close()
-            self._bar = None
-        elif self.params.get("verbose", 1):
-            print(f"{prefix}{seconds:.1f}s - {_format_logs(logs or {})}", flush=True)
+    def _finish(self, logs):
+        if self.progbar is not None:
+            self.progbar.update(self._seen if self.progbar.target is None else self.progbar.target,
+                                list((logs or {}).items()), finalize=True)
+            self.progbar = None
 
     # train
     def on_epoch_begin(self, epoch, logs=None):
         if self.params.get("mode") == "train":
-            self._start(f"Epoch {epoch + 1}/{self.params.get('epochs')}", self.params.get("steps"))
+            self._start(f"Epoch {epoch + 1}/{self.params.get('epochs')}")
 
     def on_train_batch_end(self, batch, logs=None):
-        self._advance(logs)
+        self._advance(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._finish(logs, prefix=f"Epoch {epoch + 1}/{self.params.get('epochs')} - ")
+        self._finish(logs)
 
-    # evaluate / predict
+    # evaluate (the validation inside fit draws nothing, as in Keras) / predict
     def on_test_begin(self, logs=None):
         if self.params.get("mode") == "test":
-            self._start("Evaluate", self.params.get("steps"))
+            self._start("Evaluate")
 
     def on_test_batch_end(self, batch, logs=None):
         if self.params.get("mode") == "test":
-            self._advance(logs)
+            self._advance(batch, logs)
 
     def on_test_end(self, logs=None):
         if self.params.get("mode") == "test":
-            self._finish(logs, prefix="Evaluate - ")
+            self._finish(logs)
 
     def on_predict_begin(self, logs=None):
-        self._start("Predict", self.params.get("steps"))
+        self._start("Predict")
 
     def on_predict_batch_end(self, batch, logs=None):
-        self._advance(None)
+        self._advance(batch, None)  # the batch's outputs are no metrics
 
     def on_predict_end(self, logs=None):
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self.close()  # the bar stays as drawn; no line of metrics for predict
 
 
 def _monitor_op(mode, monitor):
@@ -622,6 +606,111 @@ class LambdaCallback(Callback):
                              on_train_batch_end=on_train_batch_end, **kwargs).items():
             if fn is not None:
                 setattr(self, name, fn)
+
+
+class SwapEMAWeights(Callback):
+    """Evaluates (and predicts) with the optimizer's moving averages of the weights (``use_ema=True``), then
+    puts the trained weights back; with ``swap_on_epoch=True`` the averages are in the model from each
+    epoch's end to the next epoch's start too, so a ModelCheckpoint placed after this callback saves them.
+    The swap is in place (Keras's backend path).  Unlike Keras, predict swaps the weights back when it
+    ends (Keras's on_predict_end tests the wrong flag and leaves the averages in the model)."""
+
+    def __init__(self, swap_on_epoch=False):
+        super().__init__()
+        self.swap_on_epoch = swap_on_epoch
+        self._ema_weights_in_model = False
+
+    def _ema_optimizers(self):
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)  # LossScaleOptimizer
+        if hasattr(optimizer, "optimizers"):  # MultiOptimizer
+            found = [opt for opt in optimizer.optimizers if getattr(opt, "use_ema", False)]
+            if not found:
+                raise ValueError("SwapEMAWeights must be used when at least one inner optimizer has `use_ema=True` "
+                                 "set. Received a MultiOptimizer with all inner optimizers having `use_ema=False`.")
+            return found
+        if not getattr(optimizer, "use_ema", False):
+            raise ValueError(f"SwapEMAWeights must be used when `use_ema=True` is set on the optimizer. Received: "
+                             f"use_ema={getattr(optimizer, 'use_ema', None)}")
+        return [optimizer]
+
+    def _swap_variables(self):
+        for optimizer in self._ema_optimizers():
+            for var, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
+                trained = var.data.copy()
+                var.data[...] = average.data
+                average.data[...] = trained
+
+    def _finalize_ema_values(self):
+        # The model holds the averages and the optimizer the trained weights: give the optimizer the
+        # averages back, so that fit's finalize_variable_values leaves the model with the averages.
+        for optimizer in self._ema_optimizers():
+            for var, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
+                average.data[...] = var.data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.swap_on_epoch and self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.swap_on_epoch and not self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = True
+            if epoch == self.params["epochs"] - 1:
+                self._finalize_ema_values()
+
+    def on_test_begin(self, logs=None):
+        if not self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = True
+
+    def on_test_end(self, logs=None):
+        if self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = False
+
+    on_predict_begin = on_test_begin
+    on_predict_end = on_test_end
+
+
+class RemoteMonitor(Callback):
+    """POSTs each epoch's logs (with ``"epoch"``) to ``root + path``: as a form field ``field`` holding the
+    JSON text (Keras's default), or as a JSON body with ``send_as_json=True``.  Uses the standard library
+    (Keras needs ``requests``); a server that cannot be reached, or answers with an error, is a warning, never
+    the end of training.  ``timeout`` (seconds, dlgpu's addition) bounds each request so training never hangs
+    on the monitor."""
+
+    def __init__(self, root="http://localhost:9000", path="/publish/epoch/end/", field="data", headers=None,
+                 send_as_json=False, timeout=10.0):
+        super().__init__()
+        self.root = root
+        self.path = path
+        self.field = field
+        self.headers = headers
+        self.send_as_json = send_as_json
+        self.timeout = timeout
+
+    def on_epoch_end(self, epoch, logs=None):
+        import json
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+        send = {"epoch": epoch}
+        for key, value in (logs or {}).items():
+            # numpy scalars and 0-d arrays are not JSON: their Python value is
+            send[key] = value.item() if isinstance(value, (np.ndarray, np.generic)) else value
+        if self.send_as_json:
+            body, kind = json.dumps(send).encode("utf-8"), "application/json"
+        else:
+            body = urllib.parse.urlencode({self.field: json.dumps(send)}).encode("ascii")
+            kind = "application/x-www-form-urlencoded"
+        request = urllib.request.Request(self.root + self.path, data=body, method="POST",
+                                         headers={"Content-Type": kind, **(self.headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read()
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            warnings.warn(f"Could not reach RemoteMonitor root server at {self.root} ({error})", stacklevel=2)
 
 
 # Last: dlgpu/tensorboard.py subclasses Callback from this module.

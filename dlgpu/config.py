@@ -13,14 +13,20 @@ it did not ask for:
   such code takes its backend-neutral branch, which is the one written against keras.ops.
 - interactive logging: honoured; when off, fit/evaluate/predict print one line per epoch instead of a bar.
 - unsafe deserialization, traceback filtering: accepted flags with nothing to switch (see each function).
+- max_epochs / max_steps_per_epoch: honoured by fit (and the steps by evaluate/predict), as Keras's debugging
+  caps; also read from KERAS_MAX_EPOCHS / KERAS_MAX_STEPS_PER_EPOCH when dlgpu is imported.
+- flash attention: a recorded flag only; dlgpu's attention has no flash path (see enable_flash_attention).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 _SUPPORTED_FLOATX = "float32"
-_state = {"epsilon": 1e-7, "interactive_logging": True, "traceback_filtering": True, "unsafe_deserialization": False}
+_state = {"epsilon": 1e-7, "interactive_logging": True, "traceback_filtering": True, "unsafe_deserialization": False,
+          "flash_attention": None, "max_epochs": None, "max_steps_per_epoch": None}
 
 
 def backend():
@@ -203,8 +209,68 @@ def is_unsafe_deserialization_enabled():
     return _state["unsafe_deserialization"]
 
 
+# -- debugging caps on training ------------------------------------------------------------------
+def _cap(value, name):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+        raise ValueError(f"set_{name}: expected a positive integer or None. Received: {name}={value!r}")
+    return None if value is None else int(value)
+
+
+def set_max_epochs(max_epochs):
+    """Cap the epochs of every fit at ``max_epochs`` (None: no cap), with a warning when it bites; a quick
+    way to run a script end to end (Keras: also the KERAS_MAX_EPOCHS environment variable)."""
+    _state["max_epochs"] = _cap(max_epochs, "max_epochs")
+
+
+def max_epochs():
+    """The cap set by set_max_epochs or KERAS_MAX_EPOCHS, or None."""
+    return _state["max_epochs"]
+
+
+def set_max_steps_per_epoch(max_steps_per_epoch):
+    """Cap the steps of each fit epoch, and of evaluate and predict, at ``max_steps_per_epoch`` (None: no cap),
+    with a warning when it bites (Keras: also KERAS_MAX_STEPS_PER_EPOCH)."""
+    _state["max_steps_per_epoch"] = _cap(max_steps_per_epoch, "max_steps_per_epoch")
+
+
+def max_steps_per_epoch():
+    """The cap set by set_max_steps_per_epoch or KERAS_MAX_STEPS_PER_EPOCH, or None."""
+    return _state["max_steps_per_epoch"]
+
+
+for _name in ("max_epochs", "max_steps_per_epoch"):
+    if f"KERAS_{_name.upper()}" in os.environ:
+        _state[_name] = _cap(int(os.environ[f"KERAS_{_name.upper()}"]), _name)
+
+
+# -- flash attention --------------------------------------------------------------------------------
+def enable_flash_attention():
+    """Recorded, as Keras records it (``is_flash_attention_enabled()`` then returns None, "use it where
+    available").  dlgpu's attention (ops.dot_product_attention, MultiHeadAttention) has no flash path: it
+    computes the scores, softmax and weighted sum as separate ops whatever this flag says."""
+    _state["flash_attention"] = None
+
+
+def disable_flash_attention():
+    """Recorded (``is_flash_attention_enabled()`` returns False); dlgpu's attention never uses a flash kernel."""
+    _state["flash_attention"] = False
+
+
+def is_flash_attention_enabled():
+    """Keras's flag: None (the default, and after enable_flash_attention) or False.  dlgpu reads it nowhere;
+    see enable_flash_attention."""
+    return _state["flash_attention"]
+
+
+def _reset_session_state():
+    """What keras.backend.clear_session resets besides names: the settings Keras keeps in its global state."""
+    _state.update(interactive_logging=True, traceback_filtering=True, flash_attention=None)
+
+
 __all__ = ["backend", "floatx", "set_floatx", "epsilon", "set_epsilon", "image_data_format",
            "set_image_data_format", "DTypePolicy", "dtype_policy", "set_dtype_policy",
            "is_interactive_logging_enabled", "enable_interactive_logging", "disable_interactive_logging",
            "is_traceback_filtering_enabled", "enable_traceback_filtering", "disable_traceback_filtering",
-           "enable_unsafe_deserialization"]
+           "enable_unsafe_deserialization", "is_unsafe_deserialization_enabled", "set_max_epochs", "max_epochs",
+           "set_max_steps_per_epoch", "max_steps_per_epoch", "enable_flash_attention", "disable_flash_attention",
+           "is_flash_attention_enabled"]

@@ -1,7 +1,11 @@
-"""Weight regularizers (Keras 3): ``L1``, ``L2``, ``L1L2``; ``regularizer(weights)`` is a scalar penalty."""
+"""Weight regularizers (Keras 3): ``L1``, ``L2``, ``L1L2``, ``OrthogonalRegularizer``; ``regularizer(weights)``
+is a scalar penalty."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 
 from dlgpu import ops
 from dlgpu.utils import deserialize_by_class_name, unknown_name_error
@@ -71,12 +75,46 @@ class L2(Regularizer):
         return {"l2": self.l2}
 
 
+class OrthogonalRegularizer(Regularizer):
+    """Pushes the rows (``mode="rows"``) or columns (``"columns"``) of a rank-2 weight towards orthogonality:
+    ``factor * 0.5 * sum(|off-diagonal of the Gram matrix of the L2-normalized rows|) / (n * (n - 1) / 2)``,
+    that is ``factor`` times half the mean absolute cosine over the ordered pairs (Keras's formula)."""
+
+    def __init__(self, factor=0.01, mode="rows"):
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 0:
+            raise ValueError(f"Invalid value for argument factor: expected a non-negative float. "
+                             f"Received: factor={factor!r}")
+        if mode not in ("rows", "columns"):
+            raise ValueError(f'Invalid value for argument `mode`. Expected one of {{"rows", "columns"}}. '
+                             f"Received: mode={mode!r}")
+        self.factor = float(np.float32(factor))  # Keras keeps it as a float32 tensor: its config says 0.30000001...
+        self.mode = mode
+
+    def __call__(self, x):
+        if len(x.shape) != 2:
+            raise ValueError(f"Inputs to OrthogonalRegularizer must have rank 2. Received: inputs.shape={tuple(x.shape)}")
+        if self.mode == "rows":
+            unit = ops.normalize(x, axis=1)
+            product, size = ops.matmul(unit, ops.transpose(unit)), x.shape[0]
+        else:
+            unit = ops.normalize(x, axis=0)
+            product, size = ops.matmul(ops.transpose(unit), unit), x.shape[1]
+        off_diagonal = ops.multiply(product, 1.0 - ops.eye(size, dtype=product.dtype))
+        pairs = size * (size - 1.0) / 2.0
+        return ops.multiply(ops.sum(ops.abs(off_diagonal)), self.factor * 0.5 / pairs)
+
+    def get_config(self):
+        return {"factor": self.factor, "mode": self.mode}
+
+
 l1 = L1
 l2 = L2
 l1_l2 = L1L2
+orthogonal_regularizer = OrthogonalRegularizer
 
-_CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2, "Regularizer": Regularizer}
-_ALIASES = {"l1": L1, "l2": L2, "l1_l2": L1L2}
+_CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2, "OrthogonalRegularizer": OrthogonalRegularizer,
+            "Regularizer": Regularizer}
+_ALIASES = {"l1": L1, "l2": L2, "l1_l2": L1L2, "orthogonal_regularizer": OrthogonalRegularizer}
 
 
 def _unknown(identifier):

@@ -20,6 +20,29 @@ _REGISTERED_OBJECTS = {}
 _REGISTERED_NAMES = {}
 
 
+def save_weights(model, filepath, overwrite=True, max_shard_size=None, **kwargs):
+    """keras.saving.save_weights: ``model.save_weights(filepath, overwrite)`` (``*.weights.h5`` in Keras 3's
+    layout, other names in dlgpu's).  Sharding (``max_shard_size``) is not supported."""
+    if max_shard_size is not None:
+        raise NotImplementedError(f"save_weights: `max_shard_size` is not supported by dlgpu (weights are written "
+                                  f"to one file). Received: max_shard_size={max_shard_size!r}")
+    if kwargs:
+        raise ValueError(f"save_weights: invalid keyword arguments: {sorted(kwargs)}")
+    model.save_weights(filepath, overwrite=overwrite)
+
+
+def load_weights(model, filepath, skip_mismatch=False, **kwargs):
+    """keras.saving.load_weights: ``model.load_weights(filepath)`` from a ``.weights.h5``, ``.keras`` or dlgpu
+    weights file.  ``skip_mismatch=True`` and the legacy ``by_name``/``objects_to_skip`` are refused."""
+    for legacy in ("by_name", "objects_to_skip"):
+        if kwargs.get(legacy) is not None:
+            raise NotImplementedError(f"load_weights: `{legacy}` (legacy loading) is not supported by dlgpu.")
+        kwargs.pop(legacy, None)
+    if kwargs:
+        raise ValueError(f"load_weights: invalid keyword arguments: {sorted(kwargs)}")
+    model.load_weights(filepath, skip_mismatch=skip_mismatch)
+
+
 def register_keras_serializable(package="Custom", name=None):
     """Decorator making a custom class (layer, model, regularizer, initializer, constraint...) or function
     loadable by name (no code is ever saved): under ``"package>name"`` as Keras, and under its bare name,

@@ -198,8 +198,8 @@ class TensorBoard(Callback):
     def _learning_rate(self):
         from dlgpu.optimizers.base import Optimizer
         optimizer = getattr(self.model, "optimizer", None)
-        if not isinstance(optimizer, Optimizer):
-            return None
+        if not isinstance(optimizer, Optimizer) or hasattr(optimizer, "optimizers"):
+            return None  # a MultiOptimizer has one rate per inner optimizer
         return float(optimizer._current_learning_rate())
 
     def _write_keras_model_summary(self):

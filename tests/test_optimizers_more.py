@@ -345,9 +345,18 @@ def test_bad_arguments_are_refused_by_name(make, message):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_use_ema_is_refused(name):
-    with pytest.raises(NotImplementedError, match="use_ema"):
-        getattr(optimizers, name)(use_ema=True)
+def test_use_ema_keeps_an_average_per_variable(name):
+    opt = getattr(optimizers, name)(use_ema=True, ema_momentum=0.5)
+    variables = [Variable(np.full((2, 3), 0.5, np.float32)), Variable(np.full((3,), -0.5, np.float32))]
+    grads = [np.full((2, 3), 0.1, np.float32), np.full((3,), 0.2, np.float32)]
+    opt.apply(grads, variables)  # the first step: the averages are the weights
+    assert len(opt._model_variables_moving_average) == 2
+    first = [v.numpy().copy() for v in variables]
+    for average, value in zip(opt._model_variables_moving_average, first):
+        np.testing.assert_array_equal(average.numpy(), value)
+    opt.apply(grads, variables)
+    for average, before, var in zip(opt._model_variables_moving_average, first, variables):
+        np.testing.assert_allclose(average.numpy(), 0.5 * before + 0.5 * var.numpy(), rtol=1e-6)
 
 
 # -- fit, save, load, resume ----------------------------------------------------------------------------

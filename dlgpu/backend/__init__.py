@@ -36,10 +36,22 @@ def set_image_data_format(data_format):
     config.set_image_data_format(data_format)
 
 
-def clear_session():
-    """Forget automatic layer names (dense, dense_1, …) so a new model starts counting again."""
+def clear_session(free_memory=True):
+    """Reset dlgpu's global state, as keras.backend.clear_session: automatic layer names start again (dense,
+    dense_1, …), and the settings Keras keeps in that state go back to their defaults (interactive logging
+    and traceback filtering on, the flash-attention flag None).  ``free_memory`` runs Python's garbage
+    collector and, when a GPU is in use, hands CuPy's cached memory blocks back to the driver."""
+    import gc
+    from dlgpu import config
+    from dlgpu.backend import device
     from dlgpu.layers.base import reset_names
     reset_names()
+    config._reset_session_state()
+    if free_memory:
+        gc.collect()
+        cupy = device._gpu_probe[0] if device._gpu_probe is not None else None
+        if cupy is not None:
+            cupy.get_default_memory_pool().free_all_blocks()
 
 
 def backend():

@@ -128,11 +128,14 @@ def fetch(name, checksums, mirrors, files=FILES, *, remote=None, directory=None)
     return paths
 
 
-def new_hasher(expected):
-    """A hashlib object for ``expected``: SHA-256 for 64 hex digits, MD5 for 32, as Keras's ``get_file`` decides."""
-    if len(expected) == 64:
+def new_hasher(expected, algorithm="auto"):
+    """A hashlib object for ``expected``: with ``algorithm="auto"``, SHA-256 for 64 hex digits and MD5 for 32,
+    as Keras's ``get_file`` decides; ``"md5"`` or ``"sha256"`` choose explicitly."""
+    if algorithm not in ("auto", "md5", "sha256"):
+        raise ValueError(f"hash algorithm must be 'auto', 'md5' or 'sha256'; received {algorithm!r}.")
+    if algorithm == "sha256" or (algorithm == "auto" and len(expected) == 64):
         return hashlib.sha256()
-    if len(expected) == 32:
+    if algorithm == "md5" or len(expected) == 32:
         return hashlib.md5(usedforsecurity=False)
     raise ValueError(f"checksum {expected!r}: expected 32 (MD5) or 64 (SHA-256) hex digits, got {len(expected)}.")
 
@@ -141,41 +144,52 @@ def _algorithm(hasher):
     return "sha256" if hasher.name == "sha256" else "md5"
 
 
+class ChecksumMismatch(ValueError):
+    """A downloaded file did not have the expected checksum (it was deleted)."""
+
+
+def download_url(url, dest, expected=None, algorithm="auto"):
+    """Download ``url`` to ``dest`` (a Path), checked against ``expected`` (a hex digest, or None for no check)
+    before it is renamed into place, so ``dest`` is never a partial or unverified file.  Raises
+    ChecksumMismatch, or what urlopen and the disk raise (URLError, HTTPException, OSError, ValueError)."""
+    logger.info("Downloading %s", url)
+    # The temporary file sits beside the destination so that os.replace is an atomic rename.
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        # Keras publishes no checksum for some files (MobileNetV2's weights): ``expected=None`` downloads
+        # them unverified, as Keras's ``get_file(file_hash=None)`` does.
+        digest = new_hasher(expected, algorithm) if expected is not None else hashlib.sha256()
+        with os.fdopen(fd, "wb") as out, urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            while chunk := response.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if expected is not None and digest.hexdigest() != expected:
+            raise ChecksumMismatch(f"{url}: checksum mismatch ({_algorithm(digest)} {digest.hexdigest()}, expected "
+                                   f"{expected}); deleted the partial download")
+        os.replace(tmp, dest)
+    finally:
+        # Whatever happened (Ctrl-C included), no partial file stays in the cache.
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _download(filename, expected, mirrors, dest, failures):
     """Try each mirror in turn; on success the verified file is at ``dest``. Appends reasons to ``failures``."""
     for base in mirrors:
         url = base + filename
-        logger.info("Downloading %s", url)
-        # The temporary file sits beside the destination so that os.replace is an atomic rename.
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
-            # Keras publishes no checksum for some files (MobileNetV2's weights): ``expected=None`` downloads
-            # them unverified, as Keras's ``get_file(file_hash=None)`` does.
-            digest = new_hasher(expected) if expected is not None else hashlib.sha256()
-            with os.fdopen(fd, "wb") as out, urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                while chunk := response.read(_CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            if expected is None or digest.hexdigest() == expected:
-                os.replace(tmp, dest)
-                return True
-            reason = (
-                f"{url}: checksum mismatch ({_algorithm(digest)} {digest.hexdigest()}, expected {expected}); "
-                "deleted the partial download"
-            )
-            logger.warning(reason)
-            failures.append(reason)
+            download_url(url, dest, expected)
+            return True
+        except ChecksumMismatch as e:
+            logger.warning(str(e))
+            failures.append(str(e))
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
             # URLError: no network or DNS; HTTPError (a URLError): 404 and friends; HTTPException:
             # IncompleteRead when the connection drops; OSError: timeouts, resets, disk full;
             # ValueError: a malformed mirror URL.
             failures.append(f"{url}: {type(e).__name__}: {e}")
-        finally:
-            # Whatever happened (Ctrl-C included), no partial file stays in the cache.
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     return False
 
 
@@ -260,9 +274,10 @@ def file_md5(path):
     return file_digest(path, "0" * 32)
 
 
-def file_digest(path, like):
-    """Hex digest of a file with the algorithm of checksum ``like`` (MD5 or SHA-256), read in chunks."""
-    digest = new_hasher(like)
+def file_digest(path, like, algorithm="auto"):
+    """Hex digest of a file with the algorithm of checksum ``like`` (MD5 or SHA-256; or ``algorithm``), read
+    in chunks."""
+    digest = new_hasher(like, algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)

@@ -688,7 +688,7 @@ def _unknown_classes(obj, custom_objects, found, in_layers=False):
             known = hasattr(dlgpu.optimizers.schedules, class_name)
         elif module.startswith("keras.src.backend") or module.startswith("keras.optimizers"):
             from dlgpu.optimizers import _CLASSES
-            known = class_name in _CLASSES
+            known = class_name in _CLASSES or class_name == "OptimizerMap"  # inside a MultiOptimizer's config
         elif module.split(".")[0] == "keras":
             kind = _KINDS.get(module)
             known = kind is not None and (hasattr(getattr(dlgpu, kind, None), class_name)

@@ -253,6 +253,9 @@ class Model(Trainer, Layer):
         save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath, skip_mismatch=False):
+        if skip_mismatch:
+            raise NotImplementedError(f"Model '{self.name}'.load_weights: `skip_mismatch=True` is not supported; "
+                                      f"dlgpu raises on a mismatched weight instead of skipping it.")
         from dlgpu.models.saving import load_weights
         load_weights(self, filepath)
 

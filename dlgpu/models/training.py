@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from dlgpu import callbacks as callbacks_module
+from dlgpu import config as config_module
 from dlgpu import losses as losses_module
 from dlgpu import metrics as metrics_module
 from dlgpu import optimizers as optimizers_module
@@ -25,6 +26,16 @@ from dlgpu.models.data_sources import (BatchChecks, batch_stream, check_data_sou
                                        is_torch_dataloader, reject_with_stream, unpack_batch)
 from dlgpu.utils.py_dataset import PyDataset
 from dlgpu.utils.data_adapter_utils import pack_x_y_sample_weight, unpack_x_y_sample_weight
+
+
+def _capped_steps(steps):
+    """``steps`` (an epoch's, a validation's, evaluate's or predict's; None: until the data ends) under Keras's
+    debugging cap ``keras.config.set_max_steps_per_epoch``, with Keras's warning when the cap bites."""
+    cap = config_module.max_steps_per_epoch()
+    if cap and (not steps or cap < steps):
+        warnings.warn(f"Limiting steps_per_epoch to {cap}", stacklevel=3)
+        return cap
+    return steps
 
 
 class Trainer:
@@ -552,6 +563,10 @@ class Trainer:
         check_data_source(x, "x", "fit")
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"fit: `epochs` must be a non-negative integer; received epochs={epochs!r}")
+        max_epochs = config_module.max_epochs()  # keras.config.set_max_epochs, a debugging cap
+        if max_epochs and max_epochs < epochs:
+            warnings.warn(f"Limiting epochs to {max_epochs}", stacklevel=2)
+            epochs = max_epochs
         if not 0.0 <= float(validation_split) < 1.0:
             raise ValueError(f"fit: `validation_split` must be in [0, 1); received validation_split={validation_split}")
         if validation_data is not None and validation_split and not is_batch_stream(x):
@@ -559,7 +574,8 @@ class Trainer:
         rng = _host_generator()  # seeded by dlgpu.set_random_seed, so shuffling is reproducible
         if is_batch_stream(x):
             reject_with_stream(x, "x", "fit", batch_size, y, sample_weight, validation_split)
-            stream = batch_stream(x, steps_per_epoch, "steps_per_epoch", "x", "fit", rng if shuffle else None)
+            stream = batch_stream(x, _capped_steps(steps_per_epoch), "steps_per_epoch", "x", "fit",
+                                  rng if shuffle else None)
             checks = BatchChecks(self, "x", "fit", class_weight=class_weight,
                                  targets_optional=self._overrides("train_step"))
             steps = stream.steps
@@ -586,7 +602,7 @@ class Trainer:
                 sw = None if sw is None else sw[:split_at]
                 n = split_at
             self._dry_run(xs, ys, sw, batch_size)  # raises before any weight changes
-            steps = math.ceil(n / batch_size) if steps_per_epoch is None else int(steps_per_epoch)
+            steps = _capped_steps(math.ceil(n / batch_size) if steps_per_epoch is None else int(steps_per_epoch))
 
             def run_epoch(cbs, more_epochs):  # arrays can be read again for as many epochs as asked
                 self._fit_array_epoch(xs, ys, sw, n, batch_size, steps, shuffle, rng, cbs)
@@ -620,7 +636,8 @@ class Trainer:
                                  f"validation would read it to its end and the other {runs - 1} would find it "
                                  f"empty. Pass validation_steps (and an iterator that yields that many batches "
                                  f"for every validation, e.g. one that loops), or a dlgpu.utils.PyDataset.")
-            stream = batch_stream(validation_data, validation_steps, "validation_steps", "validation_data", what)
+            stream = batch_stream(validation_data, _capped_steps(validation_steps), "validation_steps",
+                                  "validation_data", what)
             checks = BatchChecks(self, "validation_data", what, targets_optional=self._overrides("test_step"))
             return lambda cbs: self._evaluate_stream(stream, checks, cbs)
         if validation_data is not None:
@@ -635,7 +652,8 @@ class Trainer:
         first = self(self._to_device(slice_structure(xs, slice(0, 1)), self._device()), training=False)
         self._check_labels(ys, _output_shapes(first))
         batch_size = check_batch_size(validation_batch_size or batch_size, "fit")
-        return lambda cbs: self._evaluate_prepared(xs, ys, sw, batch_size, cbs)
+        steps = _capped_steps(math.ceil(length(xs) / batch_size))
+        return lambda cbs: self._evaluate_prepared(xs, ys, sw, batch_size, cbs, steps)
 
     def _train_epochs(self, run_epoch, validate, validation_freq, initial_epoch, epochs, cbs):
         cbs.on_train_begin()
@@ -661,6 +679,8 @@ class Trainer:
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
+        if epochs > initial_epoch:  # Keras: with use_ema the weights end as their moving averages
+            self.optimizer.finalize_variable_values(self.trainable_variables)
         cbs.on_train_end(logs)
 
     def _fit_array_epoch(self, xs, ys, sw, n, batch_size, steps, shuffle, rng, cbs):
@@ -709,11 +729,11 @@ class Trainer:
         for tracker in (getattr(self, "_output_loss_trackers", None) or {}).values():
             tracker.reset_state()
 
-    def _evaluate_prepared(self, xs, ys, sw, batch_size, cbs=None):
+    def _evaluate_prepared(self, xs, ys, sw, batch_size, cbs=None, steps=None):
         n = length(xs)
         dev = self._device()
         self._reset_test_metrics()
-        steps = math.ceil(n / batch_size)
+        steps = math.ceil(n / batch_size) if steps is None else steps
         for step in range(steps):
             index = slice(step * batch_size, (step + 1) * batch_size)
             if cbs is not None:
@@ -751,7 +771,7 @@ class Trainer:
         check_data_source(x, "x", "evaluate")
         if is_batch_stream(x):
             reject_with_stream(x, "x", "evaluate", batch_size, y, sample_weight)
-            stream = batch_stream(x, steps, "steps", "x", "evaluate")
+            stream = batch_stream(x, _capped_steps(steps), "steps", "x", "evaluate")
             checks = BatchChecks(self, "x", "evaluate", targets_optional=self._overrides("test_step"))
             n_steps = stream.steps
 
@@ -763,19 +783,19 @@ class Trainer:
             if ys is None and self._loss_fns is not None and not self._overrides("test_step"):
                 raise ValueError("evaluate: `y` is required.")
             self._dry_run(xs, ys, sw, batch_size)
-            n_steps = math.ceil(n / batch_size)
+            n_steps = _capped_steps(math.ceil(n / batch_size))
 
             def run(cbs):
-                return self._evaluate_prepared(xs, ys, sw, batch_size, cbs)
+                return self._evaluate_prepared(xs, ys, sw, batch_size, cbs, n_steps)
         verbose = 1 if verbose == "auto" else int(verbose)
         cbs = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                                             epochs=1, steps=n_steps, mode="test")
         cbs.on_test_begin()
         try:
             logs = run(cbs)
+            cbs.on_test_end(logs)  # before close: the progress bar shows the results it ends with
         finally:
             cbs.close()
-        cbs.on_test_end(logs)
         if return_dict:
             return logs
         values = list(logs.values())
@@ -790,7 +810,7 @@ class Trainer:
         check_data_source(x, "x", "predict")
         if is_batch_stream(x):
             reject_with_stream(x, "x", "predict", batch_size)
-            stream = batch_stream(x, steps, "steps", "x", "predict")
+            stream = batch_stream(x, _capped_steps(steps), "steps", "x", "predict")
             n_steps = stream.steps
 
             def run(cbs):
@@ -798,7 +818,7 @@ class Trainer:
         else:
             batch_size = check_batch_size(batch_size, "predict")
             xs, _, _, n = self._prepare(x, None, None, "predict")
-            n_steps = math.ceil(n / batch_size)
+            n_steps = _capped_steps(math.ceil(n / batch_size))
 
             def run(cbs):
                 return self._predict_arrays(xs, batch_size, n_steps, cbs)

@@ -12,6 +12,7 @@ from dlgpu.optimizers.ftrl import Ftrl
 from dlgpu.optimizers.lamb import Lamb
 from dlgpu.optimizers.lion import Lion
 from dlgpu.optimizers.loss_scale import LossScaleOptimizer
+from dlgpu.optimizers.multi_optimizer import MultiOptimizer, OptimizerMap
 from dlgpu.optimizers.muon import Muon
 from dlgpu.optimizers.nadam import Nadam
 from dlgpu.optimizers.rmsprop import RMSprop
@@ -20,12 +21,13 @@ from dlgpu.optimizers.sgd import SGD
 from dlgpu.utils import unknown_name_error
 
 _CLASSES = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad, Nadam, Adamax, Adadelta, Lion,
-                                         Ftrl, Adafactor, Lamb, LossScaleOptimizer, ScheduleFreeAdamW, Muon)}
+                                         Ftrl, Adafactor, Lamb, LossScaleOptimizer, ScheduleFreeAdamW, Muon,
+                                         MultiOptimizer)}
 # Keras's names for compile: each class name in lowercase
 _ALIASES = {name.lower(): cls for name, cls in _CLASSES.items()}
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax", "Adadelta", "Lion", "Ftrl",
-           "Adafactor", "Lamb", "LossScaleOptimizer", "ScheduleFreeAdamW", "Muon", "schedules", "get", "serialize", "deserialize"]
+           "Adafactor", "Lamb", "LossScaleOptimizer", "ScheduleFreeAdamW", "Muon", "MultiOptimizer", "OptimizerMap", "schedules", "get", "serialize", "deserialize"]
 
 
 def _unknown(identifier):
@@ -60,7 +62,9 @@ def deserialize(config, custom_objects=None):
     if isinstance(config, str):
         return get(config)
     name = config.get("class_name")
-    cls = custom_objects.get(name) or _CLASSES.get(name) or _ALIASES.get(str(name).lower())
+    # OptimizerMap is no optimizer (compile cannot take it) but a MultiOptimizer's config holds one
+    cls = custom_objects.get(name) or _CLASSES.get(name) or _ALIASES.get(str(name).lower()) or \
+        {"OptimizerMap": OptimizerMap}.get(name)
     if cls is None:
         raise _unknown(name)
     return cls.from_config(config.get("config", {}), custom_objects)

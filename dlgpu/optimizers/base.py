@@ -53,7 +53,12 @@ class Optimizer:
                                  "(dlgpu.optimizers.schedules).")
             raise ValueError(f"Argument(s) not recognized by {type(self).__name__}: {sorted(kwargs)}")
         if use_ema:
-            raise NotImplementedError(f"{type(self).__name__}: use_ema=True is not supported by dlgpu yet.")
+            if isinstance(ema_momentum, bool) or not isinstance(ema_momentum, (int, float)) or \
+                    not 0 <= ema_momentum <= 1:
+                raise ValueError(f"`ema_momentum` must be in the range [0, 1]. Received: ema_momentum={ema_momentum}")
+            if ema_overwrite_frequency and (not isinstance(ema_overwrite_frequency, int) or ema_overwrite_frequency < 1):
+                raise ValueError(f"`ema_overwrite_frequency` must be an integer >= 1 or None. Received: "
+                                 f"ema_overwrite_frequency={ema_overwrite_frequency}")
         if gradient_accumulation_steps:
             raise NotImplementedError(f"{type(self).__name__}: gradient_accumulation_steps is not supported by dlgpu yet.")
         if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
@@ -81,6 +86,9 @@ class Optimizer:
         self._index = {}  # id(variable) -> position in self._trainable_variables
         self._trainable_variables = []
         self._slot_variables = []
+        # use_ema: the moving average of each registered variable, in the order of _trainable_variables
+        # (Keras's attribute name: SwapEMAWeights and user code read it)
+        self._model_variables_moving_average = []
         self._exclude_ids = set()
         self._exclude_names = ()
         self._warned_none = False
@@ -153,6 +161,12 @@ class Optimizer:
             if id(var) not in self._index:
                 self._index[id(var)] = len(self._trainable_variables)
                 self._trainable_variables.append(var)
+                if self.use_ema:  # created first, before the subclass's slots, as in Keras
+                    average = self.add_variable_from_reference(var, "average")
+                    # Keras starts from zeros and takes momentum 0 at the first step; starting from the
+                    # value itself gives the same averages and a sensible one for a variable added later.
+                    average.data[...] = var.data
+                    self._model_variables_moving_average.append(average)
         self._list_constrained()
         self.built = True
 
@@ -272,11 +286,40 @@ class Optimizer:
         if self.clipvalue is not None or self.clipnorm is not None or self.global_clipnorm is not None:
             arrays = self._clip(arrays)
         self._update(params, arrays, lr, int(self._iterations.data) + 1)
+        if self.use_ema:
+            self._update_model_variables_moving_average()
         if self._constraint_version != _constraint_version[0]:
             self._list_constrained()
         if self._constrained:
             self._apply_constraints(params)
         self._iterations.data += 1
+
+    # -- exponential moving average (use_ema) -----------------------------------------------------
+    def _update_model_variables_moving_average(self):
+        """Keras: average = m * average + (1 - m) * variable for every registered variable, with m = 0 at the
+        first step; then, every ``ema_overwrite_frequency`` steps, the variables take their averages."""
+        step = int(self._iterations.data)
+        momentum = self.ema_momentum if step else 0.0
+        for var, average in zip(self._trainable_variables, self._model_variables_moving_average):
+            kind = average.data.dtype.type
+            average.data *= kind(momentum)
+            average.data += kind(1.0 - momentum) * var.data
+        if self.ema_overwrite_frequency and (step + 1) % self.ema_overwrite_frequency == 0:
+            self._overwrite_model_variables_with_average_value(self._trainable_variables)
+
+    def _overwrite_model_variables_with_average_value(self, variables):
+        for var in variables:
+            position = self._index.get(id(var))
+            if position is None:
+                raise ValueError(f"{type(self).__name__}: variable '{var.name}' has no moving average: the "
+                                 f"optimizer was not applied to it.")
+            var.data[...] = self._model_variables_moving_average[position].data
+
+    def finalize_variable_values(self, var_list):
+        """Called by fit when training ends: with use_ema, the variables take their moving averages."""
+        if self.use_ema and self.built:
+            # only the variables this optimizer averages (a model may hold some it never updated)
+            self._overwrite_model_variables_with_average_value([v for v in var_list if id(v) in self._index])
 
     def scale_loss(self, loss):
         """The loss fit differentiates (Keras's trainer calls this before the backward pass); apply divides

@@ -113,6 +113,9 @@ class LossScaleOptimizer(Optimizer):
     def _gradient_destinations(self, variables):
         return [None] * len(variables)
 
+    def finalize_variable_values(self, var_list):
+        self.inner_optimizer.finalize_variable_values(var_list)
+
     @property
     def learning_rate(self):
         return self.inner_optimizer.learning_rate

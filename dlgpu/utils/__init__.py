@@ -16,6 +16,14 @@ from dlgpu.utils.image_utils import array_to_img, img_to_array, load_img, save_i
 from dlgpu.utils.text_dataset_utils import text_dataset_from_directory  # noqa: F401
 from dlgpu.utils.timeseries_dataset_utils import timeseries_dataset_from_array  # noqa: F401
 from dlgpu.utils.model_visualization import model_to_dot, plot_model  # noqa: F401
+from dlgpu.utils import progbar  # noqa: F401
+from dlgpu.utils.progbar import Progbar  # noqa: F401
+from dlgpu.utils.file_utils import get_file  # noqa: F401
+from dlgpu.utils.config import Config  # noqa: F401
+from dlgpu.utils.tensor_utils import get_source_inputs, is_keras_tensor, standardize_dtype  # noqa: F401
+from dlgpu.backend import clear_session  # noqa: F401
+from dlgpu.config import (disable_interactive_logging, enable_interactive_logging,  # noqa: F401
+                          is_interactive_logging_enabled)
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):
