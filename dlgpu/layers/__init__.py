@@ -37,6 +37,7 @@ from dlgpu.layers.image_color_adjust import (Equalization, RandomColorDegenerati
 from dlgpu.layers.image_blur import RandomGaussianBlur
 from dlgpu.layers.image_preprocessing import CenterCrop, RandomCrop, Resizing
 from dlgpu.layers.einsum_dense import EinsumDense
+from dlgpu.layers.hashed_crossing import HashedCrossing
 from dlgpu.layers.lookup import Hashing, IntegerLookup, StringLookup
 from dlgpu.layers.preprocessing import CategoryEncoding, Discretization, Normalization, Rescaling
 from dlgpu.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
@@ -60,7 +61,7 @@ _BUILTIN = {cls.__name__: cls for cls in (
     UpSampling1D, UpSampling3D,
     Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
     Masking, Conv3D, Conv3DTranspose, MaxPooling3D, AveragePooling3D, GlobalMaxPooling3D, GlobalAveragePooling3D,
-    StringLookup, IntegerLookup, Hashing, TextVectorization, RNN, SimpleRNNCell, LSTMCell, GRUCell,
+    StringLookup, IntegerLookup, Hashing, HashedCrossing, TextVectorization, RNN, SimpleRNNCell, LSTMCell, GRUCell,
     StackedRNNCells, PReLU, AdditiveAttention, EinsumDense, GroupedQueryAttention, ConvLSTM1D, ConvLSTM2D,
     ConvLSTM3D, SpatialDropout1D, SpatialDropout3D, AdaptiveAveragePooling1D, AdaptiveAveragePooling2D,
     AdaptiveAveragePooling3D, AdaptiveMaxPooling1D, AdaptiveMaxPooling2D, AdaptiveMaxPooling3D,
