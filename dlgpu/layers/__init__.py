@@ -37,6 +37,7 @@ from dlgpu.layers.image_color_adjust import (Equalization, RandomColorDegenerati
 from dlgpu.layers.image_blur import RandomGaussianBlur
 from dlgpu.layers.image_preprocessing import CenterCrop, RandomCrop, Resizing
 from dlgpu.layers.einsum_dense import EinsumDense
+from dlgpu.layers.feature_space import FeatureSpace as _FeatureSpace
 from dlgpu.layers.hashed_crossing import HashedCrossing
 from dlgpu.layers.lookup import Hashing, IntegerLookup, StringLookup
 from dlgpu.layers.preprocessing import CategoryEncoding, Discretization, Normalization, Rescaling
@@ -69,6 +70,8 @@ _BUILTIN = {cls.__name__: cls for cls in (
     RandomSaturation, RandomHue, RandomColorDegeneration, RandomColorJitter, Pipeline, SpectralNormalization,
     RandomGaussianBlur)}
 _BUILTIN["GroupQueryAttention"] = GroupedQueryAttention
+# keras.utils.FeatureSpace is a layer that load_model must find by class name; it is exported from dlgpu.utils
+_BUILTIN["FeatureSpace"] = _FeatureSpace
 _custom = {}
 
 
