@@ -213,12 +213,16 @@ class FeatureSpace(Layer):
                          for cross in self.crosses}
         # Sublayers in a list, so that the Layer tracks them (their weights, e.g. Normalization's statistics,
         # are this layer's weights, saved and loaded in this order).
+        self._is_adapted = False
+        self._reset_encoding()
+
+    def _reset_encoding(self):
+        """Forget the encoders and the encoded graph (made again on first use, after a new adapt())."""
         self._sublayers = [p for p in self.preprocessors.values() if isinstance(p, Layer)] + \
             list(self.crossers.values())
         self.one_hot_encoders = {}
         self.encoded_features = None
         self.concat = None
-        self._is_adapted = False
         self._preprocessed_features_names = None
         self._crossed_features_names = None
         self._sublayers_built = False
@@ -301,6 +305,8 @@ class FeatureSpace(Layer):
                 batches = [np.stack(batches)]
             batches = [b[:, None] if b.ndim == 1 else b for b in batches]
             self.preprocessors[name].adapt(iter(batches))
+        if self._sublayers_built:  # adapted again: vocabulary sizes may have changed, so new encoders
+            self._reset_encoding()
         self._is_adapted = True
         self.get_encoded_features()  # finish building: the encoders and the concatenation
         self._finish_build()

@@ -14,7 +14,7 @@ import pytest
 import dlgpu
 import dlgpu as keras
 from dlgpu import layers
-from dlgpu.layers.fingerprint import DEFAULT_CROSS_HASH_KEY, cross_hashed, fingerprint64
+from dlgpu.layers.fingerprint import cross_hashed, fingerprint64
 from dlgpu.utils import FeatureSpace
 from dlgpu.utils.dataset_utils import ArrayDataset
 
@@ -132,6 +132,7 @@ def test_crosses_hash_the_preprocessed_indices():
     out = space(data)
     assert sorted(out) == ["fd", "fd_X_ic", "fn", "ic", "sc", "sc_X_ic"]
     assert isinstance(space.crossers["sc_X_ic"], layers.HashedCrossing)
+    # HashedCrossing (checked against TensorFlow's values in test_hashed_crossing.py) of the lookups' indices
     sc_index, _ = _vocab_index(data["sc"])
     ic_index, _ = _vocab_index(data["ic"])
     sc_ids = np.array([sc_index[v] for v in data["sc"].tolist()], np.int64)
@@ -143,8 +144,6 @@ def test_crosses_hash_the_preprocessed_indices():
     int_cross = _np(out["fd_X_ic"])
     assert int_cross.shape == (N, 1) and int_cross.dtype == np.int64
     np.testing.assert_array_equal(int_cross[:, 0], cross_hashed([fd_ids.view(np.uint64), ic_ids.view(np.uint64)], 7))
-    # the fold starts from TensorFlow's default key (a numpy reference for one sample)
-    assert DEFAULT_CROSS_HASH_KEY == 0xDECAFCAFFE
     # in concat mode an int-mode cross cannot be concatenated: the error names it
     with pytest.raises(ValueError, match="feature 'fd_X_ic' has not been encoded.*int64.*output_mode='dict'"):
         FeatureSpace(features={"fd": "float_discretized", "ic": "integer_categorical"},
@@ -192,6 +191,15 @@ def test_adapt_on_datasets_of_batches_and_of_samples():
                                    reference.preprocessors["fn"].variance.numpy(), rtol=1e-5)
 
 
+def test_adapt_again_makes_new_encoders():
+    space = FeatureSpace(features={"c": "string_categorical"})
+    space.adapt({"c": np.array(["a", "b"])})
+    assert space({"c": np.array(["a"])}).shape == (1, 3)
+    space.adapt({"c": np.array(["a", "b", "c", "c"])})
+    np.testing.assert_array_equal(_np(space({"c": np.array(["c", "z"])})), [[0, 1, 0, 0], [1, 0, 0, 0]])
+    assert space.get_encoded_features().shape == (None, 4)
+
+
 def test_inside_dataset_map_and_fit():
     data = _data(n=64)
     y = (data["sc"] == "blue").astype(np.float32)
@@ -215,7 +223,8 @@ def test_config_round_trip_and_adapt_state():
     assert set(config) == {"features", "output_mode", "crosses", "crossing_dim", "hashing_dim",
                            "num_discretization_bins"}
     assert config["features"]["sc"]["class_name"] == "Feature"
-    assert config["crosses"][0]["config"] == {"feature_names": ("sc", "ic"), "crossing_dim": 4, "output_mode": "one_hot"}
+    assert config["crosses"][0]["config"] == {"feature_names": ("sc", "ic"), "crossing_dim": 4,
+                                              "output_mode": "one_hot"}
     text = json.dumps(config)
     again = FeatureSpace.from_config(json.loads(text))
     assert json.dumps(again.get_config()) == text
@@ -259,7 +268,8 @@ def test_errors_name_the_feature(adapted):
     with pytest.raises(ValueError, match="unknown features \\['zip'\\] in cross \\('age', 'zip'\\)"):
         FeatureSpace(features={"age": "float"}, crosses=[("age", "zip")])
     with pytest.raises(ValueError, match="unknown features \\['zip'\\]"):
-        FeatureSpace(features={"age": "float", "n": "integer_categorical"}, crosses=[FeatureSpace.cross(("n", "zip"), 4)])
+        FeatureSpace(features={"age": "float", "n": "integer_categorical"},
+                     crosses=[FeatureSpace.cross(("n", "zip"), 4)])
     with pytest.raises(ValueError, match="`output_mode`.*'dict', 'concat'.*output_mode=vector"):
         FeatureSpace(features={"age": "float"}, output_mode="vector")
     with pytest.raises(ValueError, match="only be called with a dict"):

@@ -106,7 +106,8 @@ def test_values_against_a_numpy_reference_and_shapes():
         expected.append(h % 97)
     np.testing.assert_array_equal(_np(layer([words, ints, more])), expected)
     # (batch, 1) keeps its shape, a scalar gives a scalar; the order of the features matters
-    np.testing.assert_array_equal(_np(layer([words[:, None], ints[:, None], more[:, None]])), np.array(expected)[:, None])
+    np.testing.assert_array_equal(_np(layer([words[:, None], ints[:, None], more[:, None]])),
+                                  np.array(expected)[:, None])
     assert _np(layer([words[0], ints[0], more[0]])).shape == ()
     assert _np(layer([words[0], ints[0], more[0]])) == expected[0]
     assert (_np(layer([ints, words, more])) != np.array(expected)).any()

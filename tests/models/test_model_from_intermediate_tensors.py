@@ -14,7 +14,7 @@ def _graph():
     x = keras.Input((4,), name="x")
     h = layers.Dense(6, activation="relu", name="encoder")(x)
     skip = layers.Dense(6, name="skip")(h)
-    out = layers.Dense(1, name="head")(layers.Add()([skip, h]))  # h is used twice after the cut
+    out = layers.Dense(1, name="head")(layers.Add(name="sum")([skip, h]))  # h is used twice after the cut
     return x, h, out
 
 
@@ -23,7 +23,7 @@ def test_cut_model_shares_layers_and_matches_the_full_model(tmp_path):
     full = keras.Model(x, out)
     tail = keras.Model(inputs=h, outputs=out)
     assert [t.name for t in tail.inputs] == ["encoderCLONE"] and tail.inputs[0].shape == (None, 6)
-    assert [l.name for l in tail.layers][1:] == ["skip", "add", "head"]
+    assert [l.name for l in tail.layers][1:] == ["skip", "sum", "head"]
     data = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     hidden = keras.Model(x, h).predict(data, verbose=0)
     np.testing.assert_allclose(tail.predict(hidden, verbose=0), full.predict(data, verbose=0), rtol=1e-5, atol=1e-6)
