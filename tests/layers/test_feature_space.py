@@ -308,6 +308,9 @@ def test_no_adaptable_features_needs_no_adapt():
     space = FeatureSpace(features={"x": "float", "h": FeatureSpace.string_hashed(num_bins=3)})
     out = _np(space({"x": np.array([1.5, 2.0]), "h": np.array(["A", "B"])}))
     np.testing.assert_allclose(out, [[0, 1, 0, 1.5], [1, 0, 0, 2.0]])  # Keras's doc bins: A -> 1, B -> 0
+    # given boundaries need no adapt either (Keras reads num_bins, None here, for the one-hot width)
+    binned = FeatureSpace(features={"v": FeatureSpace.float_discretized(num_bins=None, bin_boundaries=[0.0, 1.0])})
+    np.testing.assert_array_equal(_np(binned({"v": np.array([-1.0, 0.5, 3.0])})), np.eye(3, dtype=np.float32))
 
 
 @pytest.mark.gpu
