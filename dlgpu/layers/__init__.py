@@ -44,6 +44,8 @@ from dlgpu.layers.image_geometry import RandomElasticTransform, RandomPerspectiv
 from dlgpu.layers.image_rand_augment import RandAugment
 from dlgpu.layers.image_preprocessing import CenterCrop, RandomCrop, Resizing
 from dlgpu.layers.einsum_dense import EinsumDense
+from dlgpu.layers.feature_space import FeatureSpace as _FeatureSpace
+from dlgpu.layers.hashed_crossing import HashedCrossing
 from dlgpu.layers.lookup import Hashing, IntegerLookup, StringLookup
 from dlgpu.layers.preprocessing import CategoryEncoding, Discretization, Normalization, Rescaling
 from dlgpu.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
@@ -68,7 +70,7 @@ _BUILTIN = {cls.__name__: cls for cls in (
     UpSampling1D, UpSampling3D,
     Conv1DTranspose, Conv2DTranspose, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
     Masking, Conv3D, Conv3DTranspose, MaxPooling3D, AveragePooling3D, GlobalMaxPooling3D, GlobalAveragePooling3D,
-    StringLookup, IntegerLookup, Hashing, TextVectorization, RNN, SimpleRNNCell, LSTMCell, GRUCell,
+    StringLookup, IntegerLookup, Hashing, HashedCrossing, TextVectorization, RNN, SimpleRNNCell, LSTMCell, GRUCell,
     StackedRNNCells, PReLU, AdditiveAttention, EinsumDense, GroupedQueryAttention, ConvLSTM1D, ConvLSTM2D,
     ConvLSTM3D, SpatialDropout1D, SpatialDropout3D, AdaptiveAveragePooling1D, AdaptiveAveragePooling2D,
     AdaptiveAveragePooling3D, AdaptiveMaxPooling1D, AdaptiveMaxPooling2D, AdaptiveMaxPooling3D,
@@ -78,6 +80,8 @@ _BUILTIN = {cls.__name__: cls for cls in (
     RandomPerspective, RandomElasticTransform, RandomErasing, RandAugment,
     STFTSpectrogram, MelSpectrogram, ReversibleEmbedding)}
 _BUILTIN["GroupQueryAttention"] = GroupedQueryAttention
+# keras.utils.FeatureSpace is a layer that load_model must find by class name; it is exported from dlgpu.utils
+_BUILTIN["FeatureSpace"] = _FeatureSpace
 _custom = {}
 
 

@@ -6,14 +6,13 @@ dlgpu Tensor on the current device, so that the next layer (Embedding, Dense) ru
 ``np.unique(..., return_inverse=True)``: Python touches each distinct value of a batch once, not each token.
 
 Where Keras hashes (Hashing, and the OOV buckets when ``num_oov_indices > 1``) it uses TensorFlow's
-farmhash fingerprint64 or SipHash; dlgpu has no TensorFlow and uses BLAKE2b (hashlib, 8-byte digest of the
-UTF-8 text, keyed by the salt) instead: stable across runs and machines, but the bins differ from Keras's.
+FarmHash Fingerprint64, or SipHash keyed by a salt; dlgpu/layers/fingerprint.py writes both out, so the
+bins are Keras's.
 """
 
 from __future__ import annotations
 
 import collections
-import hashlib
 import itertools
 
 import numpy as np
@@ -21,6 +20,7 @@ import numpy as np
 from dlgpu import ops
 from dlgpu.autograd import Tensor
 from dlgpu.layers.base import KerasTensor, Layer, flatten, is_symbolic
+from dlgpu.layers.fingerprint import hash_buckets
 
 _OUTPUT_MODES = ("int", "one_hot", "multi_hot", "count", "tf_idf")
 
@@ -65,14 +65,9 @@ def as_strings(layer, x, what="inputs"):
 
 
 def stable_hash(values, num_buckets, salt=None):
-    """Bucket of each distinct value: BLAKE2b-64 of its UTF-8 text (str(v) for integers) mod num_buckets.
-    Keras uses farmhash fingerprint64 (SipHash with a salt); the buckets differ from Keras's."""
-    key = b"" if salt is None else b"".join(int(s).to_bytes(8, "little", signed=False) for s in salt)
-    out = np.empty(len(values), np.int64)
-    for i, v in enumerate(values):
-        digest = hashlib.blake2b(str(v).encode("utf-8"), digest_size=8, key=key).digest()
-        out[i] = int.from_bytes(digest, "little") % num_buckets
-    return out
+    """Bucket of each distinct value as TensorFlow puts it for Keras: Fingerprint64 of its UTF-8 text (str(v)
+    for integers, as tf.as_string), or SipHash-2-4 keyed by ``salt`` (a pair), modulo num_buckets."""
+    return hash_buckets(values, num_buckets, salt)
 
 
 def encode(layer, indices, mode, depth, idf_weights=None):
@@ -520,8 +515,8 @@ class IntegerLookup(IndexLookup):
 
 
 class Hashing(_HostLayer):
-    """Hash each string or integer into ``num_bins`` bins (keras.layers.Hashing), with BLAKE2b instead of
-    Keras's farmhash/SipHash (see the module docstring): the bins are stable but differ from Keras's.
+    """Hash each string or integer into ``num_bins`` bins (keras.layers.Hashing): FarmHash Fingerprint64 of its
+    text, or SipHash keyed by ``salt``, as TensorFlow computes them for Keras (the same bins).
     With ``mask_value``, that value maps to 0 and the others to [1, num_bins)."""
 
     _symbolic_ok = True

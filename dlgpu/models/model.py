@@ -42,14 +42,12 @@ class Model(Trainer, Layer):
             if not isinstance(t, KerasTensor):
                 raise ValueError(f"Model inputs and outputs must be symbolic tensors from dlgpu.Input(...) and "
                                  f"layer calls on them; received {type(t).__name__}")
+        if not all(isinstance(t._history[0], InputLayer) for t in flatten(inputs)):
+            inputs, outputs = _clone_from_intermediate_inputs(inputs, outputs)
         self._nested_inputs = inputs if not isinstance(inputs, tuple) else list(inputs)
         self._nested_outputs = outputs if not isinstance(outputs, tuple) else list(outputs)
         self.inputs = flatten(inputs)
         self.outputs = flatten(outputs)
-        for t in self.inputs:
-            if not isinstance(t._history[0], InputLayer):
-                raise ValueError(f"Model input {t.name!r} is not an Input(); functional models start from "
-                                 f"dlgpu.Input tensors.")
         # inputs reach the graph in their Input's dtype (int32 ids stay integers for ops such as take)
         self._accepts_integer_inputs = True
         self._nodes = self._ordered_nodes()
@@ -319,3 +317,38 @@ def _attach_masks(inputs, mask):
     for x, m in zip(flat_inputs, flat_masks):
         if m is not None and isinstance(x, Tensor):
             x._keras_mask = m if isinstance(m, Tensor) else Tensor(m)
+
+
+def _clone_from_intermediate_inputs(inputs, outputs):
+    """Keras's clone_graph_nodes: a model may start from intermediate tensors (keras.io's FeatureSpace
+    example trains Model(inputs=encoded_features, outputs=...)).  Each such input becomes a fresh Input of
+    its shape and dtype, named ``<name>CLONE`` as in Keras, and the layer calls between the inputs and the
+    outputs are replayed on it (the layers are shared, not copied).  Returns the new (inputs, outputs)."""
+    mapping = {}
+    for t in flatten(inputs):
+        mapping[id(t)] = t if isinstance(t._history[0], InputLayer) else layer_base.Input(
+            batch_shape=t.shape, dtype=t.dtype, name=f"{t.name}CLONE")
+    order, visited = [], set()
+
+    def visit(tensor):
+        if id(tensor) in mapping:
+            return
+        layer, node_index, _ = tensor._history
+        node = layer._inbound_nodes[node_index]
+        if id(node) in visited:
+            return
+        visited.add(id(node))
+        for parent in node.parent_tensors:
+            visit(parent)
+        order.append(node)
+    for out in flatten(outputs):
+        visit(out)
+    for node in order:
+        if isinstance(node.layer, InputLayer):
+            continue  # an Input that is not among the inputs: the graph check reports it as disconnected
+        args, more_args, kwargs = node.call_arguments(lambda kt: mapping.get(id(kt), kt))
+        new = node.layer(args, *more_args, **kwargs)
+        for old, fresh in zip(flatten(node.outputs), flatten(new)):
+            mapping[id(old)] = fresh
+    return (map_structure(lambda t: mapping[id(t)], inputs),
+            map_structure(lambda t: mapping.get(id(t), t), outputs))

@@ -104,6 +104,12 @@ def save_model(model, filepath, overwrite=True):
             return keras_format.save_keras_model(model, filepath)
         warnings.warn(f"{refusal} {filepath!r} is written in dlgpu's format, which dlgpu's load_model reads but "
                       f"Keras does not.", stacklevel=3)
+    write_dlgpu_model(model, filepath)
+
+
+def write_dlgpu_model(model, filepath):
+    """Write ``model`` (or another built layer with a config, such as a FeatureSpace) in dlgpu's format,
+    whatever the file's name; load_model reads it back."""
     config = _model_config(model)
     own = _own_variable_arrays(model)
     assets = _asset_files(model)

@@ -98,6 +98,9 @@ _SAVING_NAMES = ("register_keras_serializable", "serialize_keras_object", "deser
 
 
 def __getattr__(name):
+    if name == "FeatureSpace":  # a layer (dlgpu/layers/feature_space.py); the layers import this module
+        from dlgpu.layers.feature_space import FeatureSpace
+        return FeatureSpace
     if name in _SAVING_NAMES:
         from dlgpu import saving
         return getattr(saving, name)

@@ -257,19 +257,24 @@ def training_or_validation_split(samples, labels, validation_split, subset, verb
 
 
 class ArrayDataset(BatchDataset):
-    """Samples held in arrays (an array, or a tuple/list of arrays sharing their first axis), served in
-    batches: one half of a split_dataset."""
+    """Samples held in arrays sharing their first axis, served in batches: one half of a split_dataset, or
+    what tf.data.Dataset.from_tensor_slices(...).batch(n) gives for an array, a tuple/list of arrays, or
+    nested dicts and tuples of them (``({"age": ages, "city": cities}, labels)``, a dataframe's columns)."""
 
     def __init__(self, arrays, batch_size=None):
+        from dlgpu import tree
+        arrays = tree.map_structure(np.asarray, tuple(arrays) if isinstance(arrays, list) else arrays)
+        lengths = {len(a) if a.ndim else None for a in tree.flatten(arrays)}
+        if len(lengths) != 1 or None in lengths:
+            raise ValueError(f"ArrayDataset: every array must hold the samples along its first axis, the same "
+                             f"number in each; received shapes {[a.shape for a in tree.flatten(arrays)]}")
         self._arrays = arrays
-        first = arrays[0] if isinstance(arrays, (tuple, list)) else arrays
-        super().__init__(len(first), batch_size)
+        super().__init__(lengths.pop(), batch_size)
 
     def _samples(self, indices, single):
+        from dlgpu import tree
         pick = (lambda a: a[indices[0]]) if single else (lambda a: a[indices])
-        if isinstance(self._arrays, (tuple, list)):
-            return tuple(pick(a) for a in self._arrays)
-        return pick(self._arrays)
+        return tree.map_structure(pick, self._arrays)
 
 
 def _split_sizes(left_size, right_size, total):

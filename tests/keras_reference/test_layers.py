@@ -43,7 +43,10 @@ NOT_IN_TABLE = {
     "LSTMCell": "compared through LSTM",
     "SimpleRNNCell": "compared through SimpleRNN",
     "StackedRNNCells": "wrapper of cells",
-    "Hashing": "Keras's Hashing needs TensorFlow (not installed with the torch backend)",
+    "Hashing": "Keras's Hashing needs TensorFlow (not installed with the torch backend); its bins are checked "
+               "against Keras's docstring examples in tests/layers/test_hashed_crossing.py",
+    "HashedCrossing": "Keras's HashedCrossing needs TensorFlow; its bins are checked against Keras's docstring "
+                      "and TensorFlow's sparse_cross tests in tests/layers/test_hashed_crossing.py",
     "IntegerLookup": "Keras's IntegerLookup needs TensorFlow",
     "StringLookup": "Keras's StringLookup needs TensorFlow",
     "TextVectorization": "Keras's TextVectorization needs TensorFlow",

@@ -102,7 +102,7 @@ def test_lookup_oov_and_mask_handling():
     np.testing.assert_array_equal(_np(layers.StringLookup(vocabulary=VOCAB)(words)), [[[1, 0], [4, 1]]])
     assert _np(layers.StringLookup(vocabulary=VOCAB, output_mode="one_hot")(words)).shape == (1, 2, 2, 5)
     assert _np(layers.StringLookup(vocabulary=VOCAB)(np.zeros((0, 3), str))).shape == (0, 3)
-    # IntegerLookup's oov_method="farmhash" hashes the integers' text (BLAKE2b here, not farmhash)
+    # IntegerLookup's oov_method="farmhash" hashes the integers' text with FarmHash, as Keras
     hashed = layers.IntegerLookup(vocabulary=IVOCAB, num_oov_indices=3, oov_method="farmhash")
     first = _np(hashed(np.array([5, 6, 7, 12])))
     assert first[3] == 3 and set(first[:3]) <= {0, 1, 2}

@@ -205,3 +205,19 @@ def test_split_bad_dataset():
 
     with pytest.raises(TypeError, match="dicts"):
         split_dataset(Dicts(), left_size=0.5)
+
+
+def test_array_dataset_of_dicts_of_columns():
+    from dlgpu.utils.dataset_utils import ArrayDataset
+    cols = {"age": np.arange(5.0), "city": np.array(list("abcde"))}
+    ds = ArrayDataset((cols, np.arange(5)), batch_size=2)
+    assert len(ds) == 3
+    x, y = ds[1]
+    np.testing.assert_array_equal(x["age"], [2.0, 3.0])
+    np.testing.assert_array_equal(x["city"], ["c", "d"])
+    np.testing.assert_array_equal(y, [2, 3])
+    x, y = ArrayDataset((cols, np.arange(5)))[4]  # one sample at a time without a batch size
+    assert x["city"] == "e" and y == 4
+    assert [b["age"].tolist() for b in ds.map(lambda x, y: x)] == [[0.0, 1.0], [2.0, 3.0], [4.0]]
+    with pytest.raises(ValueError, match="same number in each.*\\(5,\\), \\(4,\\)"):
+        ArrayDataset({"age": np.arange(5.0), "city": np.array(list("abcd"))})
