@@ -64,6 +64,10 @@ def as_strings(layer, x, what="inputs"):
                         f"array of str); received dtype {a.dtype} and shape {a.shape}")
 
 
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def stable_hash(values, num_buckets, salt=None):
     """Bucket of each distinct value as TensorFlow puts it for Keras: Fingerprint64 of its UTF-8 text (str(v)
     for integers, as tf.as_string), or SipHash-2-4 keyed by ``salt`` (a pair), modulo num_buckets."""
@@ -134,7 +138,7 @@ class IndexLookup(_HostLayer):
 
     def __init__(self, max_tokens, num_oov_indices, mask_token, oov_token, vocabulary_dtype, vocabulary=None,
                  idf_weights=None, invert=False, output_mode="int", sparse=False, pad_to_max_tokens=False,
-                 oov_method="floormod", **kwargs):
+                 oov_method="floormod", salt=None, **kwargs):
         has_input_vocabulary = kwargs.pop("has_input_vocabulary", vocabulary is not None)
         frozen = kwargs.pop("vocabulary_size", None)
         super().__init__(**kwargs)
@@ -154,6 +158,17 @@ class IndexLookup(_HostLayer):
             raise _error(self, f"`output_mode` must be one of {_OUTPUT_MODES}. Received: output_mode={output_mode!r}")
         if oov_method not in ("floormod", "farmhash"):
             raise _error(self, f"`oov_method` must be 'floormod' or 'farmhash'. Received: oov_method={oov_method!r}")
+        if salt is not None:  # the key of the SipHash that then buckets the OOV values
+            if vocabulary_dtype != "string" and oov_method != "farmhash":
+                raise _error(self, f"`salt` can only be used when `oov_method='farmhash'`. Received: "
+                                   f"oov_method={oov_method!r}")
+            if isinstance(salt, (tuple, list)) and len(salt) == 2 and all(_is_int(v) for v in salt):
+                salt = [int(v) for v in salt]
+            elif _is_int(salt):
+                salt = [int(salt), int(salt)]
+            else:
+                raise _error(self, f"the `salt` argument can only be a tuple of 2 integers, or a single "
+                                   f"integer. Received: salt={salt!r}")
         if invert and output_mode != "int":
             raise _error(self, f"`output_mode` must be 'int' when `invert` is true. Received: "
                                f"output_mode={output_mode!r}")
@@ -176,6 +191,7 @@ class IndexLookup(_HostLayer):
         self.pad_to_max_tokens = bool(pad_to_max_tokens)
         self.vocabulary_dtype = vocabulary_dtype
         self.oov_method = oov_method
+        self.salt = salt
         self._has_input_vocabulary = has_input_vocabulary
         self._frozen_vocab_size = frozen
         self.input_vocabulary = None if vocabulary is None else self._listify(vocabulary)
@@ -435,7 +451,7 @@ class IndexLookup(_HostLayer):
                 "mask_token": self.mask_token, "output_mode": self.output_mode, "sparse": self.sparse,
                 "pad_to_max_tokens": self.pad_to_max_tokens, "vocabulary_dtype": self.vocabulary_dtype,
                 "idf_weights": idf, "vocabulary": vocabulary, "vocabulary_size": self._frozen_vocab_size,
-                "oov_method": self.oov_method}
+                "oov_method": self.oov_method, "salt": self.salt}
 
 
 class StringLookup(IndexLookup):
@@ -449,7 +465,7 @@ class StringLookup(IndexLookup):
 
     def __init__(self, max_tokens=None, num_oov_indices=1, mask_token=None, oov_token="[UNK]", vocabulary=None,
                  idf_weights=None, invert=False, output_mode="int", pad_to_max_tokens=False, sparse=False,
-                 encoding="utf-8", name=None, **kwargs):
+                 encoding="utf-8", name=None, salt=None, **kwargs):
         kwargs.pop("vocabulary_dtype", None)
         if encoding.lower().replace("-", "") != "utf8":
             raise NotImplementedError(f"StringLookup: only encoding='utf-8' is supported. Received: "
@@ -458,7 +474,7 @@ class StringLookup(IndexLookup):
         super().__init__(max_tokens=max_tokens, num_oov_indices=num_oov_indices, mask_token=mask_token,
                          oov_token=oov_token, vocabulary_dtype="string", vocabulary=vocabulary,
                          idf_weights=idf_weights, invert=invert, output_mode=output_mode, sparse=sparse,
-                         pad_to_max_tokens=pad_to_max_tokens, name=name, **kwargs)
+                         pad_to_max_tokens=pad_to_max_tokens, name=name, salt=salt, **kwargs)
 
     def _python_token(self, v):
         return v.decode("utf-8") if isinstance(v, bytes) else str(v)
@@ -467,7 +483,7 @@ class StringLookup(IndexLookup):
         return as_strings(self, x)
 
     def _oov_buckets(self, values):
-        return stable_hash(values.tolist(), self.num_oov_indices)
+        return stable_hash(values.tolist(), self.num_oov_indices, self.salt)
 
     def get_config(self):
         config = super().get_config()
@@ -510,7 +526,7 @@ class IntegerLookup(IndexLookup):
 
     def _oov_buckets(self, values):
         if self.oov_method == "farmhash":
-            return stable_hash(values.tolist(), self.num_oov_indices)
+            return stable_hash(values.tolist(), self.num_oov_indices, self.salt)
         return np.mod(values, self.num_oov_indices)
 
 

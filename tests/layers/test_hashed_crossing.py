@@ -71,6 +71,23 @@ def test_lookup_oov_buckets_use_farmhash():
     np.testing.assert_array_equal(_np(ints(np.array([9, 5, 40]))), [fingerprint64("9") % 3, 3, fingerprint64("40") % 3])
 
 
+def test_lookup_oov_buckets_with_a_salt_use_siphash():
+    # Keras 3.15's `salt`: SipHash-2-4 keyed by it (to_hash_bucket_strong), as Hashing(salt=...) buckets
+    lookup = layers.StringLookup(vocabulary=["a", "b"], num_oov_indices=3, salt=(7, 11))
+    out = _np(lookup(np.array(["a", "zz", "qq", "b"])))
+    np.testing.assert_array_equal(out, [3, siphash64((7, 11), "zz") % 3, siphash64((7, 11), "qq") % 3, 4])
+    np.testing.assert_array_equal(out[1:3], _np(layers.Hashing(num_bins=3, salt=(7, 11))(np.array(["zz", "qq"]))))
+    assert lookup.get_config()["salt"] == [7, 11]
+    again = layers.StringLookup.from_config(lookup.get_config())
+    np.testing.assert_array_equal(_np(again(np.array(["zz", "qq"]))), out[1:3])
+    ints = layers.IntegerLookup(vocabulary=[5, 6], num_oov_indices=3, oov_method="farmhash", salt=9)
+    np.testing.assert_array_equal(_np(ints(np.array([40]))), [siphash64((9, 9), "40") % 3])
+    with pytest.raises(ValueError, match="IntegerLookup.*`salt` can only be used when `oov_method='farmhash'`"):
+        layers.IntegerLookup(vocabulary=[5], num_oov_indices=2, salt=9)
+    with pytest.raises(ValueError, match="StringLookup.*tuple of 2 integers.*salt=1.5"):
+        layers.StringLookup(vocabulary=["a"], num_oov_indices=2, salt=1.5)
+
+
 # -- HashedCrossing ----------------------------------------------------------------------------------------
 def test_keras_docstring_examples():
     feat1 = np.array(["A", "B", "A", "B", "A"])
