@@ -525,23 +525,19 @@ def perspective_transform(images, start_points, end_points, interpolation="bilin
     dtype = to_tensor(images).data.dtype
     x, single = _batched(op, images, data_format)
     work = x.data.dtype
-    points = []
-    for name, p in (("start_points", start_points), ("end_points", end_points)):
-        p = to_tensor(p)
-        if p.ndim not in (2, 3) or tuple(p.shape[-2:]) != (4, 2):
-            raise ValueError(f"{op}: invalid {name} shape: expected (4, 2) for a single image or (N, 4, 2) for a "
-                             f"batch. Received shape: {tuple(p.shape)}")
-        points.append(cast(p, str(work)))
-    if tuple(points[0].shape) != tuple(points[1].shape):
-        raise ValueError(f"{op}: start_points and end_points must have the same shape. Received "
-                         f"start_points.shape={tuple(points[0].shape)}, end_points.shape={tuple(points[1].shape)}")
-    start, end = (reshape(p, (-1, 4, 2)) for p in points)
+    points = [to_tensor(start_points), to_tensor(end_points)]
+    _check_points(op, *points)
+    start, end = (reshape(cast(p, str(work)), (-1, 4, 2)) for p in points)
     batch, height, width = x.shape[:3]
     if start.shape[0] not in (1, batch):
         raise ValueError(f"{op}: {start.shape[0]} sets of points for {batch} image(s); give one set or one per "
                          f"image")
     xp = array_module(x.data)
-    t = reshape(_homography(start, end), (-1, 8, 1, 1))
+    try:
+        t = reshape(_homography(start, end), (-1, 8, 1, 1))
+    except np.linalg.LinAlgError as error:
+        raise ValueError(f"{op}: no perspective transform maps these end_points to these start_points (three of "
+                         f"the four points are collinear or coincide): {error}") from error
     cols = xp.arange(width, dtype=work)[None, None, :]
     rows = xp.arange(height, dtype=work)[None, :, None]
 
@@ -551,6 +547,27 @@ def perspective_transform(images, start_points, end_points, interpolation="bilin
     src_x, src_y = divide(affine(0, 1, 2), denominator), divide(affine(3, 4, 5), denominator)
     out = _sample_nhwc(x, src_y, src_x, 0 if interpolation == "nearest" else 1, "constant", fill_value)
     return _unbatched(_restore_dtype(out, dtype), single, data_format)
+
+
+def _check_points(op, start, end):
+    for name, p in (("start_points", start), ("end_points", end)):
+        if len(p.shape) not in (2, 3) or tuple(p.shape[-2:]) != (4, 2):
+            raise ValueError(f"{op}: invalid {name} shape: expected (4, 2) for a single image or (N, 4, 2) for a "
+                             f"batch. Received shape: {tuple(p.shape)}")
+    if tuple(start.shape) != tuple(end.shape):
+        raise ValueError(f"{op}: start_points and end_points must have the same shape. Received "
+                         f"start_points.shape={tuple(start.shape)}, end_points.shape={tuple(end.shape)}")
+
+
+def _perspective_spec(images, start_points, end_points, *args, **kwargs):
+    """The dummy run would solve for a homography of coincident points: the images' spec instead (Keras's
+    compute_output_spec), after the same checks of the shapes."""
+    images, start, end = (p if hasattr(p, "shape") else to_tensor(p) for p in (images, start_points, end_points))
+    if len(images.shape) not in (3, 4):
+        raise ValueError(f"perspective_transform: expected images of rank 3 (one image) or 4 (a batch of images); "
+                         f"received shape {tuple(images.shape)}")
+    _check_points("perspective_transform", start, end)
+    return images.shape, images.dtype
 
 
 def elastic_transform(images, alpha=20.0, sigma=5.0, interpolation="bilinear", fill_mode="reflect",
@@ -676,6 +693,10 @@ def scale_and_translate(images, output_shape, scale, translation, spatial_dims, 
         return _restore_dtype(out, dtype, float(x.data.min()), float(x.data.max()))
     return out
 
+
+from dlgpu.ops import symbolic as _symbolic  # noqa: E402
+
+_symbolic.OUTPUT_SPECS["image.perspective_transform"] = _perspective_spec
 
 from dlgpu.ops.image_filters import (gaussian_blur, hsv_to_rgb, rgb_to_grayscale, rgb_to_hsv,  # noqa: E402
                                      sobel_edges, ssim)
