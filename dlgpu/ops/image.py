@@ -329,7 +329,7 @@ def _patches(op, images, size, strides, dilation_rate, padding, data_format):
 
 # -- crop and pad ------------------------------------------------------------------------------------------
 
-def _two_of_three(op, kind, names, values):
+def _two_of_three(op, names, values):
     if list(values).count(None) != 1:
         given = ", ".join(f"{n}={v}" for n, v in zip(names, values))
         raise ValueError(f"{op}: must specify exactly two of {', '.join(names)}. Received: {given}")
@@ -351,9 +351,9 @@ def crop_images(images, top_cropping=None, left_cropping=None, bottom_cropping=N
     width) fix the window; a slice, so the gradient is the images' own inside it."""
     op = "crop_images"
     data_format = data_format_of(op, data_format)
-    _two_of_three(op, "rows", ("top_cropping", "bottom_cropping", "target_height"),
+    _two_of_three(op, ("top_cropping", "bottom_cropping", "target_height"),
                   (top_cropping, bottom_cropping, target_height))
-    _two_of_three(op, "columns", ("left_cropping", "right_cropping", "target_width"),
+    _two_of_three(op, ("left_cropping", "right_cropping", "target_width"),
                   (left_cropping, right_cropping, target_width))
     x, height, width = _spatial_sizes(op, images, data_format)
     top = height - target_height - bottom_cropping if top_cropping is None else top_cropping
@@ -379,9 +379,9 @@ def pad_images(images, top_padding=None, left_padding=None, bottom_padding=None,
     (left, right, target width) given."""
     op = "pad_images"
     data_format = data_format_of(op, data_format)
-    _two_of_three(op, "rows", ("top_padding", "bottom_padding", "target_height"),
+    _two_of_three(op, ("top_padding", "bottom_padding", "target_height"),
                   (top_padding, bottom_padding, target_height))
-    _two_of_three(op, "columns", ("left_padding", "right_padding", "target_width"),
+    _two_of_three(op, ("left_padding", "right_padding", "target_width"),
                   (left_padding, right_padding, target_width))
     x, height, width = _spatial_sizes(op, images, data_format)
     top = target_height - bottom_padding - height if top_padding is None else top_padding
