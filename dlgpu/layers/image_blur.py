@@ -7,8 +7,6 @@ training and draws its numbers on the host."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from dlgpu import ops
 from dlgpu.layers.image_color import _bounded_factor, _number, _value_range
 from dlgpu.layers.image_preprocessing import RandomImageLayer
@@ -26,12 +24,6 @@ def _named_factor(layer, name, value, low=0, high=1):
     if not _number(value) or value < low or value > high:
         raise layer._error(message)
     return (max(-abs(value), low), abs(value))
-
-
-def _kernel_1d(size, sigma):
-    x = np.arange(size, dtype=np.float32) - np.float32((size - 1) / 2)
-    k = np.exp(np.float32(-0.5) * (x / np.float32(sigma)) ** 2)
-    return k / k.sum()
 
 
 class RandomGaussianBlur(RandomImageLayer):
@@ -65,10 +57,9 @@ class RandomGaussianBlur(RandomImageLayer):
         probability = self._uniform(self.factor[0], self.factor[1], batch)
         threshold = self._uniform(0.0, 1.0, batch)
         sigma_x, sigma_y = self._uniform(self.sigma[0], self.sigma[1], 2) + 1e-6
-        size = self.kernel_size[0]
-        kernel = np.outer(_kernel_1d(size, sigma_y), _kernel_1d(size, sigma_x)).astype(images.dtype)
-        kernel = xp.asarray(np.tile(kernel.reshape(size, size, 1, 1), (1, 1, images.shape[-1], 1)))
-        blurred = ops.depthwise_conv(images, kernel, strides=1, padding="same")
+        # ops.image.gaussian_blur's pairs are (width, height), as Keras's kernels
+        blurred = ops.image.gaussian_blur(images, self.kernel_size, (float(sigma_x), float(sigma_y)),
+                                          "channels_last")
         apply = xp.asarray((threshold < probability).reshape(-1, 1, 1, 1))
         out = ops.where(apply, blurred, images)
         return ops.clip(out, float(self.value_range[0]), float(self.value_range[1]))

@@ -16,9 +16,6 @@ from dlgpu.layers.image_preprocessing import ImageLayer, RandomImageLayer
 from dlgpu.ops._core import array_module
 from dlgpu.ops.nn import _generator
 
-# ITU-R 601 luma, Keras's (and torchvision's) rgb_to_grayscale weights
-_LUMA = (0.2989, 0.587, 0.114)
-
 
 def _number(v):
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
@@ -169,8 +166,7 @@ class RandomGrayscale(RandomImageLayer):
         if channels == 1:
             return images
         xp = array_module(images.data)
-        weights = xp.asarray(np.asarray(_LUMA, dtype=images.dtype).reshape(3, 1))
-        gray = ops.matmul(images, weights)  # (batch, h, w, 1)
+        gray = ops.image.rgb_to_grayscale(images, "channels_last")  # (batch, h, w, 1)
         return ops.where(xp.asarray(apply.reshape(-1, 1, 1, 1)), ops.broadcast_to(gray, images.shape), images)
 
     def get_config(self):

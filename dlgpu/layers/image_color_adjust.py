@@ -15,43 +15,19 @@ import numpy as np
 
 from dlgpu import ops
 from dlgpu.layers.image_augmentation import RandomBrightness, RandomContrast
-from dlgpu.layers.image_color import _LUMA, _bounded_factor, _per_image, _value_range
+from dlgpu.layers.image_color import _bounded_factor, _per_image, _value_range
 from dlgpu.layers.image_preprocessing import ImageLayer, RandomImageLayer
 from dlgpu.ops._core import array_module
+from dlgpu.ops.image_filters import hsv_planes_to_rgb, rgb_planes_to_hsv
+
+# the HSV formulas are ops.image's (rgb_to_hsv / hsv_to_rgb), here on channels-last planes
+_rgb_to_hsv, _hsv_to_rgb = rgb_planes_to_hsv, hsv_planes_to_rgb
 
 _EPSILON = 1e-7  # keras.config.epsilon(), in RandomSaturation's s / (1 - s + eps)
 
 
 def _channel(x, i):
     return ops._getitem(x, (Ellipsis, i))
-
-
-def _rgb_to_hsv(images):
-    """Keras's rgb_to_hsv (after dm_pix): hue in [0, 1), saturation range / max, value max; on any scale."""
-    eps = float(np.finfo(np.float32).eps)
-    images = ops.where(ops.less(ops.abs(images), eps), 0.0, images)
-    r, g, b = (_channel(images, i) for i in range(3))
-    value = ops.maximum(ops.maximum(r, g), b)
-    spread = ops.subtract(value, ops.minimum(ops.minimum(r, g), b))
-    positive, moving = ops.greater(value, 0.0), ops.greater(spread, 0.0)
-    saturation = ops.where(positive, ops.divide(spread, ops.where(positive, value, 1.0)), 0.0)
-    norm = ops.divide(1.0, ops.multiply(6.0, ops.where(moving, spread, 1.0)))
-    hue = ops.where(ops.equal(value, g), ops.add(ops.multiply(norm, ops.subtract(b, r)), 2.0 / 6.0),
-                    ops.add(ops.multiply(norm, ops.subtract(r, g)), 4.0 / 6.0))
-    hue = ops.where(ops.equal(value, r), ops.multiply(norm, ops.subtract(g, b)), hue)
-    wrap = ops.cast(ops.less(hue, 0.0), images.dtype)
-    hue = ops.add(ops.where(moving, hue, 0.0), wrap)
-    return hue, saturation, value
-
-
-def _hsv_to_rgb(hue, saturation, value):
-    dh = ops.multiply(ops.mod(hue, 1.0), 6.0)
-    dr = ops.clip(ops.subtract(ops.abs(ops.subtract(dh, 3.0)), 1.0), 0.0, 1.0)
-    dg = ops.clip(ops.subtract(2.0, ops.abs(ops.subtract(dh, 2.0))), 0.0, 1.0)
-    db = ops.clip(ops.subtract(2.0, ops.abs(ops.subtract(dh, 4.0))), 0.0, 1.0)
-    grey = ops.subtract(1.0, saturation)
-    return ops.stack([ops.multiply(value, ops.add(grey, ops.multiply(saturation, d))) for d in (dr, dg, db)],
-                     axis=-1)
 
 
 def _check_rgb(layer, images):
@@ -207,12 +183,9 @@ class RandomColorDegeneration(RandomImageLayer):
         if images.shape[-1] not in (1, 3):
             raise self._error(f"expected RGB images (3 channels) or grayscale (1 channel); received images of "
                               f"shape {tuple(images.shape)}")
-        xp = array_module(images.data)
         degree = _per_image(images, self._uniform(self.factor[0], self.factor[1], images.shape[0]))
-        if images.shape[-1] == 1:
-            gray = images
-        else:
-            gray = ops.matmul(images, xp.asarray(np.asarray(_LUMA, dtype=images.dtype).reshape(3, 1)))
+        # a one-channel image is its own luma
+        gray = images if images.shape[-1] == 1 else ops.image.rgb_to_grayscale(images, "channels_last")
         out = ops.add(images, ops.multiply(degree, ops.subtract(gray, images)))
         return ops.clip(out, float(self.value_range[0]), float(self.value_range[1]))
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from dlgpu import ops
 from dlgpu.layers.image_augmentation import _AffineLayer, _transform_rows
-from dlgpu.layers.image_blur import _kernel_1d, _named_factor
+from dlgpu.layers.image_blur import _named_factor
 from dlgpu.layers.image_color import _bounded_factor, _number, _value_range
 from dlgpu.layers.image_preprocessing import RandomImageLayer
 from dlgpu.ops import image
@@ -80,21 +80,6 @@ class RandomShear(_AffineLayer):
         return {**super().get_config(), "x_factor": self.x_factor, "y_factor": self.y_factor}
 
 
-def homography(start_points, end_points):
-    """Keras's compute_homography_matrix on the host in float64: for each image the 8-vector
-    [a0 a1 a2 b0 b1 b2 c0 c1] that maps each of the four ``end_points`` (batch, 4, 2) of (x, y) onto its
-    ``start_points``, so that affine_transform reads the start quadrilateral into the end one."""
-    start = np.asarray(start_points, dtype=np.float64)
-    end = np.asarray(end_points, dtype=np.float64)
-    sx, sy, ex, ey = start[..., 0], start[..., 1], end[..., 0], end[..., 1]
-    one, zero = np.ones_like(ex), np.zeros_like(ex)
-    rows_x = np.stack([ex, ey, one, zero, zero, zero, -sx * ex, -sx * ey], axis=-1)
-    rows_y = np.stack([zero, zero, zero, ex, ey, one, -sy * ex, -sy * ey], axis=-1)
-    matrix = np.stack([rows_x, rows_y], axis=2).reshape(-1, 8, 8)  # rows x1, y1, x2, y2, ... as Keras
-    target = np.stack([sx, sy], axis=-1).reshape(-1, 8, 1)
-    return np.linalg.solve(matrix, target)[..., 0]
-
-
 class RandomPerspective(RandomImageLayer):
     """Each image, with a probability drawn per image from ``factor``, warped by the homography that moves
     its corners (0, 0), (w-1, 0), (0, h-1), (w-1, h-1) to p + p * d, d drawn from [-scale/2, scale/2] per
@@ -131,30 +116,13 @@ class RandomPerspective(RandomImageLayer):
         draw = self._draw(batch, height, width)
         if height < 2 or width < 2:
             return images
-        transforms = homography(draw["start_points"], draw["end_points"]).astype(np.float32)
-        warped = image.affine_transform(images, array_module(images.data).asarray(transforms), self.interpolation,
-                                        "constant", float(self.fill_value))
+        warped = image.perspective_transform(images, draw["start_points"], draw["end_points"], self.interpolation,
+                                             float(self.fill_value))
         return ops.where(_per_image_mask(images, draw["apply_perspective"]), warped, images)
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor, "scale": self.scale,
                 "interpolation": self.interpolation, "fill_value": self.fill_value}
-
-
-def _blur(a, kernel, axis):
-    """``a`` convolved with the odd, symmetric 1-D ``kernel`` along ``axis``, zero padding, same size: one
-    shifted slice per tap (the kernel is separable, so two passes give Keras's 2-D Gaussian blur)."""
-    xp = array_module(a)
-    half, n = len(kernel) // 2, a.shape[axis]
-    pads = [(0, 0)] * a.ndim
-    pads[axis] = (half, half)
-    padded = xp.pad(a, pads)
-    out = xp.zeros_like(a)
-    for j, w in enumerate(kernel):
-        window = [slice(None)] * a.ndim
-        window[axis] = slice(j, j + n)
-        out += np.float32(w) * padded[tuple(window)]
-    return out
 
 
 class RandomElasticTransform(RandomImageLayer):
@@ -199,18 +167,15 @@ class RandomElasticTransform(RandomImageLayer):
         draw = self._draw(batch, height, width)
         if draw is None:
             return images
-        xp = array_module(images.data)
         # float32 as Keras computes them (its distortion factor is a float32 tensor)
         factor = np.float32(draw["distortion_factor"])
         alpha = np.float32(max(height, width)) * (np.float32(0.1) * factor)
         sigma = np.float32(min(height, width)) * (np.float32(0.05) * factor)
-        cols = xp.arange(width, dtype=xp.float32)[None, None, :]
-        rows = xp.arange(height, dtype=xp.float32)[None, :, None]
         if sigma > 0:  # a zero sigma (scale drawn at 0) is no displacement; Keras's kernel would divide by it
-            kernel = _kernel_1d(int(np.float32(6) * sigma) | 1, sigma)
-            dx, dy = (_blur(_blur(xp.asarray(draw[k]) * sigma, kernel, 1), kernel, 2) for k in ("dx", "dy"))
-            cols, rows = cols + alpha * dx, rows + alpha * dy
-        warped = image._sample(images, cols, rows, self.interpolation, self.fill_mode, float(self.fill_value))
+            warped = image._elastic_warp(images, draw["dx"], draw["dy"], alpha, sigma, self.interpolation,
+                                         self.fill_mode, float(self.fill_value))
+        else:
+            warped = images
         out = ops.where(_per_image_mask(images, draw["apply_transform"]), warped, images)
         return ops.clip(out, float(self.value_range[0]), float(self.value_range[1]))
 

@@ -134,7 +134,7 @@ def _wrap_module(symbolic, module, prefix):
             continue
         if getattr(module, "__all__", None) is not None and key not in module.__all__:
             continue
-        if getattr(value, "__module__", None) not in (module.__name__, "dlgpu.ops.reduce"):
+        if getattr(value, "__module__", None) not in (module.__name__, "dlgpu.ops.reduce", "dlgpu.ops.image_filters"):
             continue
         top = globals().get(key)
         if getattr(top, "__wrapped__", None) is value:
@@ -145,3 +145,19 @@ def _wrap_module(symbolic, module, prefix):
 
 _accept_symbolic_tensors()
 del _accept_symbolic_tensors
+
+
+def _public_namespaces():
+    """keras.ops.nn and keras.ops.numpy as dlgpu.ops.nn and dlgpu.ops.numpy.  dlgpu.ops.nn is also the module
+    that implements the activations, losses and dropout, which other modules import internals from
+    (seeded_generator, ACTIVATION_NAMES, ...), so it stays where it is: its ``__all__`` lists Keras's names
+    and each is bound here to the public op, the one that also takes KerasTensors (as ops.linalg.cholesky is
+    ops.cholesky).  dlgpu.ops.numpy only re-exports."""
+    from dlgpu.ops import nn
+    for name in nn.__all__:
+        setattr(nn, name, globals()[name])
+
+
+_public_namespaces()
+del _public_namespaces
+from dlgpu.ops import numpy  # noqa: E402,F401  (keras.ops.numpy)

@@ -14,6 +14,21 @@ from dlgpu.ops.ctc import ctc_decode, ctc_loss  # noqa: F401  (keras.ops.nn.ctc_
 from dlgpu.ops._core import (array_module, backend_of, binary_operands, constant, float_operand, make_result,
                              recompute_vjp, same_device, to_tensor, unbroadcast, unbroadcast_graph)
 
+# keras.ops.nn's names (Keras 3.15.1), the public namespace ``dlgpu.ops.nn``.  The functions defined here
+# that are not in it (dense, dropout, batch_norm_train, seeded_generator, ...) are dlgpu's internals, imported
+# by name by other modules; dlgpu.ops binds each of these names to its public op (the one that also takes
+# KerasTensors), also those defined in other modules (conv, max_pool, one_hot, moments, ...).
+__all__ = [
+    "adaptive_average_pool", "adaptive_max_pool", "average_pool", "batch_normalization", "binary_crossentropy",
+    "categorical_crossentropy", "celu", "conv", "conv_transpose", "ctc_decode", "ctc_loss", "depth_to_space",
+    "depthwise_conv", "dot_product_attention", "elu", "fold", "gelu", "glu", "hard_shrink", "hard_sigmoid",
+    "hard_silu", "hard_swish", "hard_tanh", "layer_normalization", "leaky_relu", "log_sigmoid", "log_softmax",
+    "max_pool", "moments", "multi_hot", "normalize", "one_hot", "polar", "psnr", "relu", "relu6",
+    "rms_normalization", "selu", "separable_conv", "sigmoid", "silu", "soft_shrink", "softmax", "softplus",
+    "softsign", "space_to_depth", "sparse_categorical_crossentropy", "sparse_plus", "sparse_sigmoid", "sparsemax",
+    "squareplus", "swish", "tanh_shrink", "threshold", "unfold"
+]
+
 
 def _primitive_activation(name, operand=float_operand):
     def op(x, alpha=0.2):

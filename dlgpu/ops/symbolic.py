@@ -49,6 +49,12 @@ _REFUSED_WITHOUT = {
 }
 
 
+# Ops whose dummy run cannot work (a perspective transform of the dummy points solves a singular system):
+# name -> fn(*args, **kwargs) giving the output's (shape, dtype) from the arguments' shapes, as a Keras
+# Operation's compute_output_spec does.  Registered by the op's module.
+OUTPUT_SPECS = {}
+
+
 # Questions about a KerasTensor that its own attributes answer
 _ATTRIBUTES = ("shape", "ndim", "dtype")
 
@@ -205,6 +211,12 @@ def _broadcast_substitutes(kts, leaves):
 def infer_outputs(name, fn, args, kwargs):
     """The structure the op returns with each Tensor replaced by its OutputSpec; raises the op's
     error, naming the op and the argument shapes, when the op cannot take these shapes."""
+    if name in OUTPUT_SPECS:
+        try:
+            shape, dtype = OUTPUT_SPECS[name](*args, **kwargs)
+        except Exception as error:
+            _raise_for(name, args, kwargs, error)
+        return OutputSpec(tuple(shape), str(dtype))
     leaves = _leaves([args, kwargs])
     kts = [leaf for leaf in leaves if isinstance(leaf, KerasTensor)]
     for kt in kts:

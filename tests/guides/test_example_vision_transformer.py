@@ -55,12 +55,14 @@ def test_extract_patches_single_image_dtype_and_bad_arguments():
     patches = ops.image.extract_patches(image, 3)
     assert patches.shape == (2, 2, 18) and patches.dtype == "uint8"
     np.testing.assert_array_equal(keras.to_numpy(patches)[1, 0], image[3:6, 0:3].reshape(-1))
-    with pytest.raises(TypeError, match="size"):
+    with pytest.raises(ValueError, match="extract_patches_3d.*rank 4"):  # three sizes: patches of volumes
         ops.image.extract_patches(image, (2, 2, 2))
+    with pytest.raises(TypeError, match="size"):
+        ops.image.extract_patches(image, (2, 2, 2, 2))
     with pytest.raises(ValueError, match="rank"):
         ops.image.extract_patches(np.zeros((6, 6)), 2)
-    with pytest.raises(NotImplementedError, match="channels_last"):
-        ops.image.extract_patches(image, 2, data_format="channels_first")
+    first = ops.image.extract_patches(image.transpose(2, 0, 1), 3, data_format="channels_first")
+    np.testing.assert_array_equal(keras.to_numpy(first), keras.to_numpy(patches).transpose(2, 0, 1))
 
 
 class Patches(layers.Layer):

@@ -53,7 +53,7 @@ def test_perspective_matches_keras(keras, interpolation):
     kwargs = dict(factor=(0.3, 1.0), scale=0.8, interpolation=interpolation, fill_value=5.0)
     kl = keras.layers.RandomPerspective(**kwargs)
     t = kl.get_random_transformation(torch.tensor(x))
-    # Keras solves for the homography in float32, dlgpu in float64: source points agree to ~1e-5 pixel
+    # both solve for the homography in float32, by different routines: source points agree to ~1e-5 pixel
     out = _fixed(layers.RandomPerspective(**kwargs), _numpy(t))(x).numpy()
     np.testing.assert_allclose(out, _keras_transform(kl, x, t), rtol=1e-4, atol=2e-2)
 

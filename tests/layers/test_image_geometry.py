@@ -9,7 +9,6 @@ import pytest
 
 import dlgpu
 from dlgpu import layers, ops
-from dlgpu.layers.image_geometry import homography
 
 from helpers import (SCIPY_FILL_MODES, assert_image_layers_train_save_load, assert_random_image_layer_contract,
                      check_gradients, pixels, scipy_affine_transform)
@@ -89,18 +88,6 @@ def test_shear_draws():
     assert magnitude.min() >= 0.2 and magnitude.max() <= 0.3 and np.abs(shear[:, 1]).max() <= 0.1
     # one sign per image for both axes, +1 and -1 equally likely
     assert 0.45 < np.mean(shear[:, 0] > 0) < 0.55
-
-
-def test_homography_maps_end_points_to_start_points():
-    rng = np.random.default_rng(0)
-    start = rng.uniform(0, 10, (5, 4, 2))
-    end = start + rng.uniform(-1, 1, (5, 4, 2))
-    h = homography(start, end)
-    a0, a1, a2, b0, b1, b2, c0, c1 = (h[:, i:i + 1] for i in range(8))
-    ex, ey = end[..., 0], end[..., 1]
-    k = c0 * ex + c1 * ey + 1
-    np.testing.assert_allclose(np.stack([(a0 * ex + a1 * ey + a2) / k, (b0 * ex + b1 * ey + b2) / k], -1), start,
-                               atol=1e-9)
 
 
 def test_perspective_values():

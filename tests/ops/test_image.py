@@ -77,8 +77,8 @@ def test_ops_image_bad_inputs():
         ops.image.resize(np.zeros((4, 4, 1)), (2, 2), antialias=True)
     with pytest.raises(NotImplementedError, match="'bicubic'"):
         ops.image.resize(np.zeros((4, 4, 1)), (2, 2), "bicubic")
-    with pytest.raises(NotImplementedError, match="channels_last"):
-        ops.image.resize(np.zeros((1, 4, 4)), (2, 2), data_format="channels_first")
+    with pytest.raises(ValueError, match="data_format"):
+        ops.image.resize(np.zeros((1, 4, 4)), (2, 2), data_format="channels_middle")
 
 
 @pytest.mark.gpu
