@@ -462,6 +462,15 @@ def _restore_dtype(result, dtype, low=None, high=None):
     return cast(result, dtype)
 
 
+def _parameter(value, images):
+    """An op's geometric parameter (points, coordinates, scales) as a Tensor on the images' device: host
+    values (Python numbers, numpy arrays) are put there, as affine_transform's transforms are; a Tensor
+    stays where it is (another device than the images' is an error, as everywhere)."""
+    if isinstance(value, Tensor):
+        return value
+    return Tensor(array_module(images.data).asarray(np.asarray(value)))
+
+
 def _float_compute(x):
     from dlgpu.ops.math import cast
     return x if x.data.dtype.kind == "f" else cast(x, "float32")
@@ -475,10 +484,10 @@ def map_coordinates(inputs, coordinates, order, fill_mode="constant", fill_value
     op = "map_coordinates"
     x = to_tensor(inputs)
     if isinstance(coordinates, (list, tuple)):
-        coords = [to_tensor(c) for c in coordinates]
+        coords = [_parameter(c, x) for c in coordinates]
         shape = (len(coords),) + tuple(coords[0].shape) if coords else (0,)
     else:
-        c = to_tensor(coordinates)
+        c = _parameter(coordinates, x)
         shape = tuple(c.shape)
         coords = [_getitem(c, i) for i in range(c.shape[0])] if c.ndim else []
     if len(shape) < 2:
@@ -539,7 +548,7 @@ def perspective_transform(images, start_points, end_points, interpolation="bilin
     dtype = to_tensor(images).data.dtype
     x, single = _batched(op, images, data_format)
     work = x.data.dtype
-    points = [to_tensor(start_points), to_tensor(end_points)]
+    points = [_parameter(start_points, x), _parameter(end_points, x)]
     _check_points(op, *points)
     start, end = (reshape(cast(p, str(work)), (-1, 4, 2)) for p in points)
     batch, height, width = x.shape[:3]
@@ -692,7 +701,7 @@ def scale_and_translate(images, output_shape, scale, translation, spatial_dims, 
     if any(output_shape[i] != x.shape[i] for i in other):
         raise ValueError(f"{op}: `output_shape` {output_shape} changes an axis outside spatial_dims "
                          f"{tuple(dims)} of images of shape {tuple(x.shape)}")
-    scale, translation = to_tensor(scale), to_tensor(translation)
+    scale, translation = _parameter(scale, x), _parameter(translation, x)
     if tuple(scale.shape) != (len(dims),) or tuple(translation.shape) != (len(dims),):
         raise ValueError(f"{op}: `scale` and `translation` need one value per spatial dim ({len(dims)}); received "
                          f"shapes {tuple(scale.shape)} and {tuple(translation.shape)}")

@@ -319,7 +319,9 @@ def test_encodes_on_the_gpu_as_on_the_cpu():
     space = _space(output_mode="concat", crosses=[("sc", "ic")])
     space.adapt(data)
     on_cpu = _np(space(data))
-    with dlgpu.device("gpu"):
-        out = space(data)
+    with dlgpu.device("gpu"):  # its encoders' variables live where it is adapted
+        on_gpu = _space(output_mode="concat", crosses=[("sc", "ic")])
+        on_gpu.adapt(data)
+        out = on_gpu(data)
         assert type(out.data).__module__.startswith("cupy")
     np.testing.assert_allclose(_np(out), on_cpu, rtol=1e-5, atol=1e-6)
