@@ -580,11 +580,12 @@ def _refusal(name):
             f"GradientTape.gradient: second-order gradients through {name} are not supported yet: a gradient "
             f"that another tape computed through {name} is being differentiated.  Ops with higher-order "
             f"gradients include the arithmetic and elementwise math ops, matmul, ops.dense, the convolutions "
-            f"(conv2d, ops.conv of any rank with dilation and groups, depthwise_conv, and Conv2D+MaxPooling2D's "
-            f"fused conv2d_maxpool), max and average pooling (1-D to 3-D), layer and batch normalization, the "
-            f"activations, the reductions sum/mean/max/min/logsumexp, cumsum/cumprod, reshape/transpose/"
-            f"concatenate/stack/slicing/pad/tile/repeat/take_along_axis, dropout, softmax and the "
-            f"cross-entropies.")
+            f"(conv2d, ops.conv of any rank with dilation and groups, depthwise_conv, conv_transpose, and "
+            f"Conv2D+MaxPooling2D's fused conv2d_maxpool), max and average pooling (1-D to 3-D), layer and batch "
+            f"normalization, the activations, the reductions sum/mean/max/min/prod/logsumexp, cumsum/cumprod, "
+            f"reshape/transpose/concatenate/stack/unstack/slicing/pad/tile/repeat/take_along_axis, dropout, "
+            f"softmax and the cross-entropies, linalg inv/det/logdet/solve, and the recurrent layers built "
+            f"from them.")
     return backward
 
 

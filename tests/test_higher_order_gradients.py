@@ -521,3 +521,49 @@ def test_hessian_vector_product_on_gpu_matches_cpu():
             results.append(grads + hvp + [g.numpy() for g in penalty_grads + pooled_grads if g is not None])
     for on_cpu, on_gpu in zip(*results):
         np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-4, atol=1e-5)
+
+
+def _torch_rnn(kind, weights, units):
+    """torch's recurrent layer holding dlgpu's weights (Keras's layouts: kernels (in, gates * units) with the
+    gates in Keras's order; GRU reset_after with a (2, 3 units) bias)."""
+    kernel, recurrent, bias = (torch.tensor(w.numpy()) for w in weights)
+    if kind == "GRU":  # Keras's gates z, r, h; torch's r, z, n
+        def order(t):
+            z, r, h = t.split(units, dim=-1)
+            return torch.cat([r, z, h], dim=-1)
+        kernel, recurrent, bias = order(kernel), order(recurrent), order(bias)
+    net = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "SimpleRNN": torch.nn.RNN}[kind](
+        kernel.shape[0], units, batch_first=True)
+    params = dict(net.named_parameters())
+    with torch.no_grad():
+        params["weight_ih_l0"].copy_(kernel.T)
+        params["weight_hh_l0"].copy_(recurrent.T)
+        params["bias_ih_l0"].copy_(bias[0] if kind == "GRU" else bias)
+        params["bias_hh_l0"].copy_(bias[1] if kind == "GRU" else torch.zeros_like(bias))
+    return net
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
+def test_hessian_vector_product_through_recurrent_layers_matches_torch(kind):
+    rng = np.random.default_rng(["LSTM", "GRU", "SimpleRNN"].index(kind))
+    x0 = rng.standard_normal((2, 5, 4)).astype("float32")
+    vector = rng.standard_normal(x0.shape).astype("float32")
+    layer = getattr(layers, kind)(3, return_sequences=True)
+    x = dlgpu.Variable(x0)
+    with GradientTape() as outer:
+        with GradientTape() as inner:
+            y = layer(x)
+            weights = rng.standard_normal(y.shape).astype("float32")
+            loss = ops.sum(ops.tanh(y) * weights)
+        gx = inner.gradient(loss, x)
+        dot = ops.sum(gx * vector)
+    hx = outer.gradient(dot, x)
+
+    net = _torch_rnn(kind, layer.weights, 3)
+    xt = torch.tensor(x0, requires_grad=True)
+    torch_loss = (torch.tanh(net(xt)[0]) * torch.tensor(weights)).sum()
+    gt, = torch.autograd.grad(torch_loss, xt, create_graph=True)
+    ht, = torch.autograd.grad((gt * torch.tensor(vector)).sum(), xt)
+    np.testing.assert_allclose(float(loss), torch_loss.item(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gx.numpy(), gt.detach().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(hx.numpy(), ht.numpy(), rtol=1e-4, atol=1e-5)

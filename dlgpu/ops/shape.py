@@ -168,7 +168,9 @@ def unstack(x, num=None, axis=0):
     def gather(g):
         # g is the zero placeholder handed up by the first piece; the gradient is in the buffer
         return (pending.pop("buffer"),)
-    hub = make_result(x.data, (x,), gather)
+    # For higher orders the pieces are plain slices of the hub (their vjps scatter as recorded ops, summed
+    # by the graph sweep) and the hub is the identity.
+    hub = make_result(x.data, (x,), gather, (_identity_vjp,))
 
     def piece(i):
         index = (slice(None),) * ax + (i,)
@@ -181,8 +183,12 @@ def unstack(x, num=None, axis=0):
             # One piece gives the hub a (free, broadcast) zero gradient so that the tape visits it; the
             # others give None, so the tape adds nothing up.
             return (xp.broadcast_to(xp.zeros((), g.dtype), shape) if first else None,)
-        return make_result(x.data[index], (hub,), backward)
+        return make_result(x.data[index], (hub,), backward, (_getitem_vjp, index, True))
     return [piece(i) for i in range(count)]
+
+
+def _identity_vjp(out, g):
+    return (g,)
 
 
 def split(x, indices_or_sections, axis=0):
