@@ -604,6 +604,14 @@ class Layer:
         with scope:
             return self.call(inputs, *args, **kwargs)
 
+    def _in_compute_dtype(self, out):
+        """``out`` cast to the compute dtype when it is a float tensor of another float dtype: for layers
+        whose float32 constants (statistics, interpolation weights) lift a float16 input to float32."""
+        compute = self._compute_float
+        if compute is None or not isinstance(out, Tensor) or out.data.dtype is compute or out.data.dtype.kind != "f":
+            return out
+        return ops.cast(out, compute)
+
     def _cast_float(self, x):
         if isinstance(x, Tensor) and x.data.dtype.kind == "f" and x.data.dtype != self._compute_float:
             y = ops.cast(x, self._compute_float)
@@ -932,7 +940,8 @@ class InputLayer(Layer):
 
     def __init__(self, shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, input_shape=None, **kwargs):
         strings = is_string_dtype(dtype)
-        super().__init__(name=name or unique_name("input_layer"), dtype=None if strings else dtype)
+        # as Keras: an Input is floatx (float32) unless told otherwise, whatever the global policy
+        super().__init__(name=name or unique_name("input_layer"), dtype=None if strings else (dtype or "float32"))
         if strings:
             # Strings stay on the host as numpy arrays (never a Tensor): only host-side layers (TextVectorization,
             # StringLookup, Hashing) may take them, and they hand numbers on to the rest of the graph.

@@ -206,8 +206,8 @@ class Normalization(_ArrayInputLayer):
         from dlgpu.backend import epsilon
         scale = ops.maximum(ops.sqrt(variance), epsilon())
         if self.invert:
-            return ops.add(mean, ops.multiply(inputs, scale))
-        return ops.divide(ops.subtract(inputs, mean), scale)
+            return self._in_compute_dtype(ops.add(mean, ops.multiply(inputs, scale)))
+        return self._in_compute_dtype(ops.divide(ops.subtract(inputs, mean), scale))
 
     def compute_output_shape(self, input_shape):
         return input_shape
