@@ -294,6 +294,10 @@ class Variable(Tensor):
             value = initializer
         dev = _device.get_device()
         value = _as_array(value.data if isinstance(value, Tensor) else value, dtype)
+        if value.ndim > 1 and not value.flags.c_contiguous:
+            # the fused optimizer kernels update a variable in place as one flat C-ordered buffer (an
+            # orthogonal initializer's transposed Q, an LSTM's recurrent kernel, would be refused on the GPU)
+            value = value.copy(order="C")
         if dev.kind != "cpu" and isinstance(value, np.ndarray):
             value = _device.to_device(value, dev)
         super().__init__(value, dtype=value.dtype)  # Tensor() alone would turn a requested float64 into float32

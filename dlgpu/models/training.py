@@ -351,7 +351,13 @@ class Trainer:
             y_pred = self(x, training=True)
             loss, per_output = self._step_loss(x, y, y_pred, sample_weight, training=True)
             scaled = self.optimizer.scale_loss(loss)  # Keras's trainer: LossScaleOptimizer, loss_scale_factor
-        grads = tape.gradient(scaled, variables)
+        if isinstance(self.optimizer, optimizers_module.LossScaleOptimizer):
+            # a scaled loss may overflow float16 gradients: expected, the optimizer skips that step and
+            # halves the scale, so numpy's overflow warnings would only be noise
+            with np.errstate(over="ignore", invalid="ignore"):
+                grads = tape.gradient(scaled, variables)
+        else:
+            grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         return loss, per_output, y_pred
 
