@@ -940,12 +940,12 @@ class InputLayer(Layer):
 
     def __init__(self, shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, input_shape=None, **kwargs):
         strings = is_string_dtype(dtype)
-        # as Keras: an Input is floatx (float32) unless told otherwise, whatever the global policy
-        super().__init__(name=name or unique_name("input_layer"), dtype=None if strings else (dtype or "float32"))
-        if strings:
-            # Strings stay on the host as numpy arrays (never a Tensor): only host-side layers (TextVectorization,
-            # StringLookup, Hashing) may take them, and they hand numbers on to the rest of the graph.
-            self.dtype = "string"
+        # As Keras: the layer takes the global policy, but its tensor's dtype is its own, floatx (float32)
+        # unless given, whatever that policy computes in.  Strings stay on the host as numpy arrays (never a
+        # Tensor): only host-side layers (TextVectorization, StringLookup, Hashing) may take them, and they
+        # hand numbers on to the rest of the graph.
+        super().__init__(name=name or unique_name("input_layer"))
+        self._input_dtype = "string" if strings else np.dtype(dtype or "float32").name
         shape = shape if shape is not None else input_shape
         if batch_shape is None:
             if shape is None:
@@ -961,6 +961,10 @@ class InputLayer(Layer):
         self.built = True
         tensor = KerasTensor(self.batch_shape, self.dtype, name=self.name, history=(self, 0, 0))
         self._inbound_nodes.append(Node(self, [], tensor, {}))  # `self.output` reads it back
+
+    @property
+    def dtype(self):
+        return self._input_dtype
 
     def call(self, inputs):
         return inputs
