@@ -294,7 +294,7 @@ class Variable(Tensor):
             value = initializer
         dev = _device.get_device()
         value = _as_array(value.data if isinstance(value, Tensor) else value, dtype)
-        if value.ndim > 1 and not value.flags.c_contiguous:
+        if not value.flags.c_contiguous:
             # the fused optimizer kernels update a variable in place as one flat C-ordered buffer (an
             # orthogonal initializer's transposed Q, an LSTM's recurrent kernel, would be refused on the GPU)
             value = value.copy(order="C")

@@ -317,3 +317,12 @@ def test_mixed_model_on_the_gpu_matches_the_cpu():
             assert all(v.device.kind == "gpu" for v in gpu_model.variables)
     finally:
         mixed_precision.set_global_policy("float32")
+
+
+def test_variables_are_c_contiguous():
+    """The GPU's fused optimizer kernels update a variable as one flat C-ordered buffer; an orthogonal
+    initializer returns a transposed Q (an LSTM's recurrent kernel), which the GPU Adam kernel refused."""
+    assert dlgpu.Variable(np.ones((3, 4), np.float32).T).data.flags.c_contiguous
+    lstm = layers.LSTM(3)
+    lstm(np.ones((1, 2, 4), np.float32))
+    assert all(v.data.flags.c_contiguous for v in lstm.weights)
