@@ -187,6 +187,7 @@ class _SpatialDropout(Dropout):
         config = {**super().get_config(), "data_format": "channels_last"}
         del config["noise_shape"]  # fixed by the layer, not an argument
         del config["trainable"]  # Keras's spatial dropouts take no `trainable` and fail on a config that has it
+        config["dtype"] = self.dtype  # Keras writes these layers' variable dtype, a name, not the policy
         return config
 
 

@@ -314,6 +314,7 @@ class Discretization(_ArrayInputLayer):
         config = {**super().get_config(), "bin_boundaries": self.bin_boundaries, "num_bins": self.num_bins,
                   "epsilon": self.epsilon, "output_mode": self.output_mode, "sparse": self.sparse}
         del config["trainable"]  # Keras's Discretization takes no `trainable` and fails on a config that has it
+        config["dtype"] = self.dtype  # Keras writes its variable dtype, a name, not the policy
         return config
 
     @classmethod
