@@ -42,7 +42,8 @@ from dlgpu.models import Model, Sequential  # noqa: E402
 from dlgpu import preprocessing, saving, utils  # noqa: E402
 from dlgpu import random  # noqa: E402
 from dlgpu import applications, config, tree  # noqa: E402
-from dlgpu.config import DTypePolicy  # noqa: E402
+from dlgpu import dtype_policies, mixed_precision  # noqa: E402
+from dlgpu.dtype_policies import DTypePolicy, FloatDTypePolicy  # noqa: E402
 # keras.Loss, keras.Metric, ...: the base classes at the top level, as Keras exports them
 from dlgpu.initializers import Initializer  # noqa: E402
 from dlgpu.losses import Loss  # noqa: E402
@@ -60,5 +61,5 @@ __all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceErr
            "gpu_available", "set_device", "to_device", "to_numpy", "ops", "stop_gradient", "set_random_seed",
            "activations", "constraints", "initializers", "regularizers", "losses", "metrics", "optimizers",
            "callbacks", "layers", "models", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils",
-           "config", "tree", "KerasTensor", "name_scope", "DTypePolicy", "applications", "Initializer", "Loss",
-           "Metric", "Optimizer", "Regularizer", "version"]
+           "config", "tree", "KerasTensor", "name_scope", "DTypePolicy", "FloatDTypePolicy", "dtype_policies",
+           "mixed_precision", "applications", "Initializer", "Loss", "Metric", "Optimizer", "Regularizer", "version"]

@@ -41,6 +41,52 @@ def is_recording():
     return bool(_tape_state.tapes) and not _tape_state.paused
 
 
+class _AutocastState(threading.local):
+    dtype = None  # a numpy float dtype while a mixed-precision layer's call runs; else None
+
+
+# Keras's AutocastScope: inside the call of a layer whose compute dtype differs from its variables' (a
+# "mixed_float16" layer), the ops read each float Variable made with autocast=True as a recorded cast to
+# that dtype (ops/_core.py's to_tensor and friends), so its gradient comes back in the variable's own
+# dtype.  Outside such calls this stays None and an op pays one attribute read.
+autocast_state = _AutocastState()
+# How many autocast scopes are open in any thread: the ops test this list's one entry first, so that a
+# process that never opens a scope (every float32 model) reads no thread-local state per op.
+autocast_active = [0]
+
+
+class AutocastScope:
+    """``with AutocastScope("float16"):`` float variables read by ops are cast to float16; None turns it off."""
+
+    def __init__(self, dtype):
+        self.dtype = None if dtype is None else np.dtype(dtype)
+        if self.dtype is not None and self.dtype.kind != "f":
+            raise ValueError(f"AutocastScope can only be used with a floating-point target dtype, such as "
+                             f"'float16'. Received: dtype={dtype}")
+
+    def __enter__(self):
+        self._previous = autocast_state.dtype
+        autocast_state.dtype = self.dtype
+        autocast_active[0] += 1
+        return self
+
+    def __exit__(self, *exc):
+        autocast_active[0] -= 1
+        autocast_state.dtype = self._previous
+
+
+def autocast_variable(v, dtype):
+    """What an op reads for Variable ``v`` inside an autocast scope of ``dtype``: ``v`` itself, or a
+    recorded cast of it (a float variable made with autocast=True, of another dtype)."""
+    if not isinstance(v, Variable) or not v._autocast:
+        return v
+    src = v.data.dtype
+    if src is dtype or src.kind != "f" or src == dtype:
+        return v
+    from dlgpu.ops.math import cast
+    return cast(v, dtype)
+
+
 class Tensor:
     """An immutable array on a device, with an optional link into the autograd graph."""
 
@@ -236,10 +282,10 @@ class Variable(Tensor):
     ``trainable`` variables are watched by every GradientTape automatically, as in Keras.
     """
 
-    __slots__ = ("name", "trainable", "_regularizer", "_constraint", "path")
+    __slots__ = ("name", "trainable", "_regularizer", "_constraint", "path", "_autocast")
 
     def __init__(self, initializer=None, shape=None, dtype=None, trainable=True, name=None,
-                 regularizer=None, constraint=None):
+                 regularizer=None, constraint=None, autocast=True):
         if callable(initializer) and not isinstance(initializer, (np.ndarray, Tensor)):
             if shape is None:
                 raise ValueError("dlgpu.Variable: an initializer function needs `shape`.")
@@ -248,6 +294,10 @@ class Variable(Tensor):
             value = initializer
         dev = _device.get_device()
         value = _as_array(value.data if isinstance(value, Tensor) else value, dtype)
+        if not value.flags.c_contiguous:
+            # the fused optimizer kernels update a variable in place as one flat C-ordered buffer (an
+            # orthogonal initializer's transposed Q, an LSTM's recurrent kernel, would be refused on the GPU)
+            value = value.copy(order="C")
         if dev.kind != "cpu" and isinstance(value, np.ndarray):
             value = _device.to_device(value, dev)
         super().__init__(value, dtype=value.dtype)  # Tensor() alone would turn a requested float64 into float32
@@ -259,6 +309,9 @@ class Variable(Tensor):
         self._tracked = self.trainable
         self._regularizer = regularizer
         self._constraint = constraint
+        # False for variables a layer keeps in float32 whatever its policy (BatchNormalization's moving
+        # statistics, as Keras); see AutocastScope
+        self._autocast = bool(autocast)
         if constraint is not None:
             _note_constraint_change()
 

@@ -3,8 +3,9 @@
 dlgpu honours what it can and refuses the rest by name, so a script never trains in a precision or layout
 it did not ask for:
 
-- float type and dtype policy: float32 only.  The CUDA kernels (gemm, conv, softmax cross-entropy,
-  optimizers) are written for float32, and mixed precision would need loss scaling dlgpu does not have.
+- float type: float32 only.  The CUDA kernels (gemm, conv, softmax cross-entropy, optimizers) are written
+  for float32.  Mixed precision is a dtype policy (set_dtype_policy("mixed_float16"), dlgpu/dtype_policies.py):
+  float16 computation goes the generic numpy/CuPy way, never into a float32 kernel.
 - epsilon: honoured; the losses, metrics and constraints read it when they run.
 - image data format: channels_last only (dlgpu's conv and pooling layers are NHWC).
 - backend(): ``"dlgpu"``.  Keras code compares it with "tensorflow", "jax" and "torch" to reach for that
@@ -105,68 +106,8 @@ def set_image_data_format(data_format):
 
 
 # -- dtype policy -----------------------------------------------------------------------------------
-class DTypePolicy:
-    """keras.DTypePolicy, for the one policy dlgpu runs: ``"float32"`` (variables and computation)."""
-
-    def __init__(self, name=None):
-        name = _SUPPORTED_FLOATX if name is None else name
-        if not isinstance(name, str):
-            raise TypeError(f"DTypePolicy: `name` must be a string; received name={name!r}")
-        if name in ("mixed_float16", "mixed_bfloat16"):
-            raise NotImplementedError(
-                f"DTypePolicy({name!r}): dlgpu has no mixed precision: its kernels compute in float32 and it "
-                f"has no loss scaling. Use 'float32'.")
-        if name in ("float16", "bfloat16", "float64"):
-            raise NotImplementedError(f"DTypePolicy({name!r}): dlgpu computes in float32 only. Use 'float32'.")
-        if name != _SUPPORTED_FLOATX:
-            raise ValueError(f"DTypePolicy: unknown policy {name!r}; dlgpu supports 'float32'.")
-        self._name = name
-
-    @property
-    def name(self):
-        return self._name
-
-    @property
-    def compute_dtype(self):
-        return self._name
-
-    @property
-    def variable_dtype(self):
-        return self._name
-
-    def get_config(self):
-        return {"name": self._name}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return isinstance(other, DTypePolicy) and other.name == self.name
-
-    def __hash__(self):
-        return hash(self._name)
-
-    def __repr__(self):
-        return f'<DTypePolicy "{self._name}">'
-
-
-_policy = DTypePolicy()
-
-
-def dtype_policy():
-    """The global dtype policy: ``DTypePolicy("float32")``."""
-    return _policy
-
-
-def set_dtype_policy(policy):
-    """Accepts ``"float32"`` or ``DTypePolicy("float32")``; mixed and other precisions raise."""
-    if isinstance(policy, DTypePolicy):
-        return
-    if isinstance(policy, str):
-        DTypePolicy(policy)  # raises for anything but float32
-        return
-    raise ValueError(f"set_dtype_policy: expected a policy name or a DTypePolicy; received {policy!r}")
+# Keras's keras.config.DTypePolicy / dtype_policy / set_dtype_policy live in dlgpu/dtype_policies.py.
+from dlgpu.dtype_policies import DTypePolicy, dtype_policy, set_dtype_policy  # noqa: E402
 
 
 # -- logging and tracebacks -------------------------------------------------------------------------

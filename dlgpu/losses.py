@@ -496,6 +496,24 @@ def _prediction_mask(y_pred):
     return data if data.dtype == bool else data != 0
 
 
+_HALF = np.dtype(np.float16)
+
+
+def half_to_float32(y_pred):
+    """A float16 prediction (a mixed_float16 model's output) as float32, as Keras's Loss converts y_pred to
+    its float32 dtype: the loss and its reduction would overflow or round in float16.  Its mask and the
+    logits a softmax left on it (for the fused cross-entropy) come along, cast too; anything else is
+    returned as it is, at the cost of one dtype comparison."""
+    if not isinstance(y_pred, Tensor) or y_pred.data.dtype is not _HALF:
+        return y_pred
+    out = ops.cast(y_pred, "float32")
+    out._keras_mask = y_pred._keras_mask
+    if y_pred._logits is not None:  # (logits tensor, softmax axis or "sigmoid")
+        logits, how = y_pred._logits
+        out._logits = (ops.cast(logits, "float32"), how)
+    return out
+
+
 def reduce_weighted_values(values, sample_weight=None, reduction="sum_over_batch_size", mask=None):
     """Keras's reduction: weight (and mask), then none / sum / sum divided by the number of values."""
     if mask is not None:
@@ -534,6 +552,7 @@ class Loss:
         self.dtype = dtype or "float32"
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        y_pred = half_to_float32(y_pred)
         values = self.call(y_true, y_pred)
         # a mask on the per-sample values (Circle marks the samples it has no pairs for) joins the prediction's
         mask, own = _prediction_mask(y_pred), _prediction_mask(values)
@@ -597,6 +616,7 @@ class _MeanOfElementwise(LossFunctionWrapper):
         raise NotImplementedError
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        y_pred = half_to_float32(y_pred)
         if sample_weight is None and self.reduction in ("sum_over_batch_size", "mean") \
                 and _prediction_mask(y_pred) is None:
             y_true, y_pred = _regression_inputs(y_true, y_pred, self.fn.__name__)
@@ -791,6 +811,7 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
         self.ignore_class = ignore_class
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        y_pred = half_to_float32(y_pred)
         values = self.call(y_true, y_pred)
         mask = None
         if self.ignore_class is not None:

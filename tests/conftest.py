@@ -67,3 +67,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu") is not None:  # not item.keywords: a param id "gpu" is a keyword too
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _global_dtype_policy_restored():
+    """A test that sets a global dtype policy (mixed_float16) must not hand it to the tests after it."""
+    yield
+    import sys
+    policies = sys.modules.get("dlgpu.dtype_policies")
+    if policies is not None and policies.dtype_policy().name != "float32":
+        policies.set_dtype_policy("float32")

@@ -21,8 +21,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from dlgpu import ops
-from dlgpu.autograd import Tensor, Variable, current_path, no_grad
+from dlgpu import dtype_policies, ops
+from dlgpu.autograd import AutocastScope, Tensor, Variable, autocast_active, autocast_state, current_path, no_grad
 from dlgpu.backend import device as _device
 from dlgpu.layers.keras_tensor import (  # noqa: F401 - re-exported: the rest of dlgpu imports them from here
     KerasTensor, Node, flatten, get_keras_mask, is_string_array, is_string_dtype, is_symbolic, map_structure,
@@ -136,6 +136,8 @@ class Layer:
     """Base class of every layer (and of Model)."""
 
     _accepts_integer_inputs = False
+    # Keras's _convert_input_args: False for functional models, whose inputs take their Input's dtype
+    _convert_input_args = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -176,7 +178,8 @@ class Layer:
         except ValueError as error:
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): invalid `activity_regularizer`: "
                              f"{error}") from None
-        self.dtype = np.dtype(dtype or "float32").name if not isinstance(dtype, dict) else "float32"
+        self.autocast = bool(kwargs.get("autocast", True))
+        self.dtype_policy = self._policy_of(dtype)
         self.built = False
         self.input_spec = None
         self._checked_shape = None  # the last input shape that passed input_spec (checked once per shape)
@@ -205,6 +208,50 @@ class Layer:
         self._computes_mask = type(self).compute_mask is not Layer.compute_mask
         self._supports_masking = self._computes_mask
 
+    # -- dtype policy: the dtype the layer computes in, and the one its variables are stored in ------------
+    def _policy_of(self, dtype):
+        try:
+            return dtype_policies.get(dtype)
+        except (TypeError, ValueError, NotImplementedError) as error:
+            raise type(error)(f"Layer '{self.name}' ({type(self).__name__}): invalid `dtype`: {error}") from None
+
+    @property
+    def dtype_policy(self):
+        return self._dtype_policy
+
+    @dtype_policy.setter
+    def dtype_policy(self, value):
+        policy = self._policy_of(value)
+        compute = policy.compute_dtype
+        object.__setattr__(self, "_dtype_policy", policy)
+        # Read on every call, so kept as plain attributes: the float dtype inputs are cast to (None for an
+        # integer, bool or string policy) and whether the layer computes in another dtype than its variables.
+        object.__setattr__(self, "_compute_float", np.dtype(compute) if compute.startswith("float") else None)
+        object.__setattr__(self, "_mixed", compute != policy.variable_dtype)
+
+    @property
+    def dtype(self):
+        """The dtype of the layer's variables (Keras 3: an alias of variable_dtype)."""
+        return self._dtype_policy.variable_dtype
+
+    @dtype.setter
+    def dtype(self, value):
+        self.dtype_policy = value
+
+    @property
+    def compute_dtype(self):
+        """The dtype of the layer's computations: its float inputs are cast to it."""
+        return self._dtype_policy.compute_dtype
+
+    @property
+    def variable_dtype(self):
+        """The dtype of the layer's variables."""
+        return self._dtype_policy.variable_dtype
+
+    @property
+    def input_dtype(self):
+        return self._dtype_policy.compute_dtype
+
     # -- attribute tracking: sub-layers and variables assigned as attributes -----------------
     def __setattr__(self, name, value):
         if "_layers" in self.__dict__ and not name.startswith("__"):
@@ -228,14 +275,15 @@ class Layer:
 
     # -- weights ------------------------------------------------------------------------------
     def add_weight(self, shape=None, initializer="glorot_uniform", dtype=None, trainable=True, name=None,
-                   regularizer=None, constraint=None, **kwargs):
+                   regularizer=None, constraint=None, autocast=True, **kwargs):
         from dlgpu import constraints, initializers, regularizers
         shape = tuple(int(s) for s in (shape or ()))
         init = initializers.get(initializer)
-        value = init(shape, dtype or self.dtype) if callable(init) else init
-        variable = Variable(value, dtype=dtype or self.dtype, trainable=trainable,
+        dtype = dtype or self._dtype_policy.variable_dtype
+        value = init(shape, dtype) if callable(init) else init
+        variable = Variable(value, dtype=dtype, trainable=trainable,
                             name=name, regularizer=regularizers.get(regularizer),
-                            constraint=constraints.get(constraint))
+                            constraint=constraints.get(constraint), autocast=autocast)
         parent = getattr(self, "_parent_path", "")
         own = f"{self.name}/{name}" if name else self.name
         variable.path = f"{parent}/{own}" if parent else own
@@ -518,7 +566,10 @@ class Layer:
         ctx.training = training
         ctx.depth += 1
         try:
-            outputs = self.call(inputs, *args[1:], **kwargs)
+            if self._mixed or autocast_active[0]:  # one comparison for a float32 layer outside mixed models
+                outputs = self._call_autocast(inputs, args[1:], kwargs)
+            else:
+                outputs = self.call(inputs, *args[1:], **kwargs)
         finally:
             ctx.training = outer
             ctx.depth -= 1
@@ -527,6 +578,47 @@ class Layer:
         if previous_mask is not None or self._computes_mask:  # nothing to do, and no cost, without masks
             self._set_output_masks(inputs, outputs, previous_mask)
         return outputs
+
+    def _call_autocast(self, inputs, args, kwargs):
+        """call() under Keras's autocast rules: a mixed layer reads its float variables in its compute dtype
+        (an AutocastScope); inside another layer's scope, a layer of another compute dtype opens its own,
+        and one that computes in no float type (or autocast=False) turns it off.  The other tensor
+        arguments (MultiHeadAttention's value and key) are cast as the first input was."""
+        current = autocast_state.dtype
+        compute = self._compute_float
+        scope = None
+        if current is not None:
+            if not self.autocast or compute is None:
+                scope = AutocastScope(None)
+            elif current != compute:
+                scope = AutocastScope(compute)
+        elif self._mixed and compute is not None:
+            scope = AutocastScope(compute)
+        if self.autocast and compute is not None:
+            args = map_structure(self._cast_float, args) if args else args
+            for key, value in kwargs.items():
+                if key not in ("mask", "training") and value is not None:
+                    kwargs[key] = map_structure(self._cast_float, value)
+        if scope is None:
+            return self.call(inputs, *args, **kwargs)
+        with scope:
+            return self.call(inputs, *args, **kwargs)
+
+    def _in_compute_dtype(self, out):
+        """``out`` cast to the compute dtype when it is a float tensor of another float dtype: for layers
+        whose float32 constants (statistics, interpolation weights) lift a float16 input to float32."""
+        compute = self._compute_float
+        if compute is None or not isinstance(out, Tensor) or out.data.dtype is compute or out.data.dtype.kind != "f":
+            return out
+        return ops.cast(out, compute)
+
+    def _cast_float(self, x):
+        if isinstance(x, Tensor) and x.data.dtype.kind == "f" and x.data.dtype != self._compute_float:
+            y = ops.cast(x, self._compute_float)
+            if getattr(x, "_keras_mask", None) is not None:
+                y._keras_mask = x._keras_mask
+            return y
+        return x
 
     def _accept_tensor(self, inputs):
         """One tensor input converted to this layer's dtype, shape-checked, the layer built on first use."""
@@ -545,11 +637,16 @@ class Layer:
         if is_string_array(x):  # for a string Input of a model; host-side layers read it as it is
             return x
         t = x if isinstance(x, Tensor) else ops.convert_to_tensor(x)
-        kind = t.data.dtype.kind
+        dtype = t.data.dtype
+        compute = self._compute_float
+        if dtype is compute:  # the common case: a float32 tensor into a float32 layer
+            return t
+        kind = dtype.kind
         if not self._accepts_integer_inputs and kind in "iub":
-            t = ops.cast(t, self.dtype)
-        elif kind == "f" and self.dtype == "float32" and t.data.dtype != np.float32:
-            t = ops.cast(t, self.dtype)
+            t = ops.cast(t, self._dtype_policy.compute_dtype)
+        elif kind == "f" and compute is not None and dtype != compute and self.autocast \
+                and self._convert_input_args:
+            t = ops.cast(t, compute)  # Keras's autocast: float inputs in the compute dtype
         else:
             return t
         mask = getattr(x, "_keras_mask", None)
@@ -652,11 +749,13 @@ class Layer:
         return [None if m is None else originals.get(id(m), m) for m in flatten(result)]
 
     def _output_dtype(self):
-        return self.dtype
+        return self._dtype_policy.compute_dtype
 
     # -- config -------------------------------------------------------------------------------
     def get_config(self):
-        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        # as Keras 3 writes it: the policy's config, {"module": "keras", "class_name": "DTypePolicy", ...}
+        config = {"name": self.name, "trainable": self.trainable,
+                  "dtype": dtype_policies.serialize(self._dtype_policy)}
         if self.activity_regularizer is not None:  # as Keras: the key only when there is a penalty
             from dlgpu import regularizers
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
@@ -841,11 +940,12 @@ class InputLayer(Layer):
 
     def __init__(self, shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, input_shape=None, **kwargs):
         strings = is_string_dtype(dtype)
-        super().__init__(name=name or unique_name("input_layer"), dtype=None if strings else dtype)
-        if strings:
-            # Strings stay on the host as numpy arrays (never a Tensor): only host-side layers (TextVectorization,
-            # StringLookup, Hashing) may take them, and they hand numbers on to the rest of the graph.
-            self.dtype = "string"
+        # As Keras: the layer takes the global policy, but its tensor's dtype is its own, floatx (float32)
+        # unless given, whatever that policy computes in.  Strings stay on the host as numpy arrays (never a
+        # Tensor): only host-side layers (TextVectorization, StringLookup, Hashing) may take them, and they
+        # hand numbers on to the rest of the graph.
+        super().__init__(name=name or unique_name("input_layer"))
+        self._input_dtype = "string" if strings else np.dtype(dtype or "float32").name
         shape = shape if shape is not None else input_shape
         if batch_shape is None:
             if shape is None:
@@ -861,6 +961,10 @@ class InputLayer(Layer):
         self.built = True
         tensor = KerasTensor(self.batch_shape, self.dtype, name=self.name, history=(self, 0, 0))
         self._inbound_nodes.append(Node(self, [], tensor, {}))  # `self.output` reads it back
+
+    @property
+    def dtype(self):
+        return self._input_dtype
 
     def call(self, inputs):
         return inputs

@@ -187,6 +187,7 @@ class _SpatialDropout(Dropout):
         config = {**super().get_config(), "data_format": "channels_last"}
         del config["noise_shape"]  # fixed by the layer, not an argument
         del config["trainable"]  # Keras's spatial dropouts take no `trainable` and fail on a config that has it
+        config["dtype"] = self.dtype  # Keras writes these layers' variable dtype, a name, not the policy
         return config
 
 
@@ -376,6 +377,9 @@ class Embedding(Layer):
         self.embeddings_constraint = self._get_constraint("embeddings_constraint", embeddings_constraint)
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
+        # As Keras: the table is read in its float32, not cast whole to float16 each call; the rows taken
+        # are cast to the compute dtype instead.
+        self.autocast = False
 
     def build(self, input_shape):
         self.embeddings = self.add_weight((self.input_dim, self.output_dim), self.embeddings_initializer,
@@ -390,7 +394,8 @@ class Embedding(Layer):
         if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= self.input_dim):
             raise ValueError(f"Layer '{self.name}': ids must lie in [0, {self.input_dim}); received values from "
                              f"{int(ids.min())} to {int(ids.max())}")
-        return ops.take(self.embeddings, ids, axis=0)
+        out = ops.take(self.embeddings, ids, axis=0)
+        return out if not self._mixed else ops.cast(out, self.compute_dtype)
 
     def compute_mask(self, inputs, mask=None):
         """With mask_zero, id 0 is padding: the mask is True where the id is not 0 (Keras)."""

@@ -220,7 +220,7 @@ class RandomColorJitter(RandomImageLayer):
     def _augment(self, images):
         for part in self._parts:
             images = part._augment(images)
-        return images
+        return self._in_compute_dtype(images)
 
     def get_config(self):
         return {**super().get_config(), "value_range": self.value_range, "brightness_factor": self.brightness_factor,

@@ -140,9 +140,10 @@ class Resizing(ImageLayer):
         self.antialias = False
 
     def call(self, inputs):
-        return image.resize(inputs, (self.height, self.width), self.interpolation,
-                            crop_to_aspect_ratio=self.crop_to_aspect_ratio,
-                            pad_to_aspect_ratio=self.pad_to_aspect_ratio, fill_value=self.fill_value)
+        return self._in_compute_dtype(image.resize(inputs, (self.height, self.width), self.interpolation,
+                                                   crop_to_aspect_ratio=self.crop_to_aspect_ratio,
+                                                   pad_to_aspect_ratio=self.pad_to_aspect_ratio,
+                                                   fill_value=self.fill_value))
 
     def compute_output_shape(self, input_shape):
         return _resized_shape(input_shape, self.height, self.width)

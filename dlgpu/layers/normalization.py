@@ -5,6 +5,8 @@ from __future__ import annotations
 import numbers
 import warnings
 
+import numpy as np
+
 from dlgpu import constraints, initializers, ops, regularizers
 from dlgpu.layers.base import InputSpec, Layer
 
@@ -90,13 +92,15 @@ class BatchNormalization(Layer):
         self._axis = axis
         self._reduce_axes = tuple(i for i in range(rank) if i != axis)
         self._param_shape = tuple(size if i == axis else 1 for i in range(rank))
+        # autocast=False, as Keras: the statistics are computed in float32 (see call) and so are the weights read
         self.gamma = self.add_weight((size,), self.gamma_initializer, name="gamma", regularizer=self.gamma_regularizer,
-                                     constraint=self.gamma_constraint) if self.scale else None
+                                     constraint=self.gamma_constraint, autocast=False) if self.scale else None
         self.beta = self.add_weight((size,), self.beta_initializer, name="beta", regularizer=self.beta_regularizer,
-                                    constraint=self.beta_constraint) if self.center else None
-        self.moving_mean = self.add_weight((size,), self.moving_mean_initializer, name="moving_mean", trainable=False)
+                                    constraint=self.beta_constraint, autocast=False) if self.center else None
+        self.moving_mean = self.add_weight((size,), self.moving_mean_initializer, name="moving_mean", trainable=False,
+                                           autocast=False)
         self.moving_variance = self.add_weight((size,), self.moving_variance_initializer, name="moving_variance",
-                                               trainable=False)
+                                               trainable=False, autocast=False)
         self.input_spec = InputSpec(ndim=rank, axes={axis: size})
         self.built = True
 
@@ -104,6 +108,14 @@ class BatchNormalization(Layer):
         return None if variable is None else ops.reshape(variable, self._param_shape)
 
     def call(self, inputs, training=None):
+        if inputs.data.dtype == np.float16:
+            # Keras: float16 batch statistics overflow (a sum of squares past 65504), so they are taken in
+            # float32 and the result comes back in the compute dtype
+            out = self._normalize(ops.cast(inputs, "float32"), training)
+            return ops.cast(out, self.compute_dtype)
+        return self._normalize(inputs, training)
+
+    def _normalize(self, inputs, training):
         if training and self.trainable:
             out, mean, var = ops.batch_norm_train(inputs, self._shaped(self.gamma), self._shaped(self.beta),
                                                   self._reduce_axes, self.epsilon)
@@ -191,6 +203,7 @@ class LayerNormalization(_AffineNormalization):
                           "Normalization, please use `keras.layers.RMSNormalization` instead.", stacklevel=2)
         self.axis = _axis_list(self, axis)
         self.rms_scaling = bool(rms_scaling)
+        self.autocast = False  # as Keras: ops.layer_normalization computes half precision in float32
         self._init_affine(epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
                           gamma_regularizer, beta_constraint, gamma_constraint)
 
@@ -205,8 +218,9 @@ class LayerNormalization(_AffineNormalization):
         self.built = True
 
     def call(self, inputs):
-        return ops.layer_normalization(inputs, self.gamma, self.beta, self._axes, self.epsilon,
-                                       rms_scaling=self.rms_scaling)
+        out = ops.layer_normalization(inputs, self.gamma, self.beta, self._axes, self.epsilon,
+                                      rms_scaling=self.rms_scaling)
+        return out if out.data.dtype == self._compute_float else ops.cast(out, self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, **self._affine_config(), "rms_scaling": self.rms_scaling}
@@ -232,6 +246,7 @@ class GroupNormalization(_AffineNormalization):
                             f"Received: axis={axis!r}")
         self.groups = int(groups)
         self.axis = int(axis)
+        self.autocast = False  # as Keras: the group statistics of half-precision inputs are taken in float32
         self._init_affine(epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
                           gamma_regularizer, beta_constraint, gamma_constraint)
 
@@ -260,6 +275,8 @@ class GroupNormalization(_AffineNormalization):
         # (..., C, ...) -> (..., groups, C // groups, ...): each group is normalised over every axis but the
         # batch and the group axis, one fused normalisation op; the per-channel gamma and beta follow.
         grouped = shape[:axis] + (self.groups, shape[axis] // self.groups) + shape[axis + 1:]
+        if inputs.data.dtype == np.float16:
+            inputs = ops.cast(inputs, "float32")
         reduce = tuple(a for a in range(1, len(grouped)) if a != axis)
         out, _, _ = ops.batch_norm_train(ops.reshape(inputs, grouped), None, None, reduce, self.epsilon)
         out = ops.reshape(out, shape)
@@ -268,7 +285,7 @@ class GroupNormalization(_AffineNormalization):
             out = ops.multiply(out, ops.reshape(self.gamma, param_shape))
         if self.beta is not None:
             out = ops.add(out, ops.reshape(self.beta, param_shape))
-        return out
+        return out if out.data.dtype == self._compute_float else ops.cast(out, self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "groups": self.groups, "axis": self.axis, **self._affine_config()}

@@ -206,8 +206,8 @@ class Normalization(_ArrayInputLayer):
         from dlgpu.backend import epsilon
         scale = ops.maximum(ops.sqrt(variance), epsilon())
         if self.invert:
-            return ops.add(mean, ops.multiply(inputs, scale))
-        return ops.divide(ops.subtract(inputs, mean), scale)
+            return self._in_compute_dtype(ops.add(mean, ops.multiply(inputs, scale)))
+        return self._in_compute_dtype(ops.divide(ops.subtract(inputs, mean), scale))
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -314,6 +314,7 @@ class Discretization(_ArrayInputLayer):
         config = {**super().get_config(), "bin_boundaries": self.bin_boundaries, "num_bins": self.num_bins,
                   "epsilon": self.epsilon, "output_mode": self.output_mode, "sparse": self.sparse}
         del config["trainable"]  # Keras's Discretization takes no `trainable` and fails on a config that has it
+        config["dtype"] = self.dtype  # Keras writes its variable dtype, a name, not the policy
         return config
 
     @classmethod

@@ -12,16 +12,23 @@ there).
 
 from __future__ import annotations
 
+import numpy as np
+
 from dlgpu import ops
-from dlgpu.autograd import Tensor
+from dlgpu.autograd import Tensor, autocast_active
+
+_FLOAT32 = np.dtype(np.float32)
 
 
 def fusable(conv, pool):
     """Whether ``conv`` then ``pool`` may run as ops.conv2d_maxpool."""
     from dlgpu.layers.conv import Conv2D
     from dlgpu.layers.pooling import MaxPooling2D
+    # float32 layers only, outside any autocast scope: the pair skips conv's __call__, where a mixed
+    # policy would cast the input and the kernel (the fused primitive is float32 on the GPU)
     return (type(conv) is Conv2D and type(pool) is MaxPooling2D and conv.built and pool.built
-            and conv._fused is not None and conv.activity_regularizer is None and pool.activity_regularizer is None
+            and conv._compute_float is _FLOAT32 and not conv._mixed and pool._compute_float is _FLOAT32
+            and not autocast_active[0] and conv._fused is not None and conv.activity_regularizer is None and pool.activity_regularizer is None
             and pool.pool_size == (2, 2) and pool.strides == (2, 2) and pool.padding == "valid")
 
 

@@ -50,6 +50,7 @@ class Model(Trainer, Layer):
         self.outputs = flatten(outputs)
         # inputs reach the graph in their Input's dtype (int32 ids stay integers for ops such as take)
         self._accepts_integer_inputs = True
+        self._convert_input_args = False  # nor autocast to the model's compute dtype (Keras's Functional)
         self._nodes = self._ordered_nodes()
         self._conv_pool_pairs = fusion.conv_pool_nodes(self._nodes, self.outputs)
         known_inputs = {id(t) for t in self.inputs}

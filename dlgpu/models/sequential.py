@@ -95,7 +95,9 @@ class Sequential(Model):
         from dlgpu.saving import serialize_keras_object
         # Each layer with its build_config, as Keras: a layer whose build needs more than the input shape
         # (a custom build_from_config) is rebuilt by it before the model builds.
+        from dlgpu import dtype_policies
         config = {"name": self.name, "trainable": self.trainable,
+                  "dtype": dtype_policies.serialize(self.dtype_policy),
                   "layers": [serialize_keras_object(l) for l in self._stack]}
         if self._input_batch_shape is not None:
             config["build_input_shape"] = list(self._input_batch_shape)
@@ -105,6 +107,8 @@ class Sequential(Model):
     def from_config(cls, config, custom_objects=None):
         from dlgpu import layers as layers_module
         model = cls(name=config.get("name"), trainable=config.get("trainable", True))
+        if config.get("dtype") is not None:  # the model's own policy (compile wraps the optimizer by it)
+            model.dtype_policy = config["dtype"]
         for entry in config.get("layers", []):
             model.add(layers_module.deserialize(entry, custom_objects), rebuild=False)
         if config.get("build_input_shape") is not None:

@@ -150,8 +150,10 @@ def _loss_kind(loss_fn):
 
 def _plain(layer):
     """Trainable, float32, no penalties: what the step reproduces exactly.  Weight constraints are no
-    obstacle: the step hands its gradients to optimizer.apply, which applies them after the update."""
-    return (layer.built and layer.trainable and layer.dtype == "float32"
+    obstacle: the step hands its gradients to optimizer.apply, which applies them after the update.
+    A layer that computes in another dtype (mixed_float16's float16) takes the tape: the stages run the
+    float32 primitives on the float32 weights."""
+    return (layer.built and layer.trainable and layer.dtype == "float32" and layer.compute_dtype == "float32"
             and getattr(layer, "activity_regularizer", None) is None
             and getattr(layer, "kernel_regularizer", None) is None and getattr(layer, "bias_regularizer", None) is None)
 

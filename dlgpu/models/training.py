@@ -66,6 +66,10 @@ class Trainer:
             weights = self._per_output(loss_weights, "loss_weights", n_out)
             loss_weights = [1.0 if w is None else float(w) for w in weights]
         _check_metric_names(metrics)
+        if auto_scale_loss and self.dtype_policy.name == "mixed_float16" and optimizer is not None \
+                and not isinstance(optimizer, optimizers_module.LossScaleOptimizer):
+            # as Keras: float16 gradients underflow without a loss scale
+            optimizer = optimizers_module.LossScaleOptimizer(optimizer, name="loss_scale_optimizer")
         self.optimizer = optimizer
         self._loss_fns = loss_fns
         self._loss_config = loss
@@ -340,7 +344,8 @@ class Trainer:
             return
         trues = self._targets_by_output(y_true, len(preds))
         for i, _, metric in self._metric_objects:
-            metric.update_state(trues[i], preds[i], sample_weight=sample_weight)
+            # float16 outputs of a mixed_float16 model: metrics in float32, as Keras's update their float32 state
+            metric.update_state(trues[i], losses_module.half_to_float32(preds[i]), sample_weight=sample_weight)
 
     def _train_batch(self, x, y, sample_weight=None):
         """Forward, loss, gradients, one optimizer update.  Returns (loss, per-output losses, y_pred).
@@ -357,7 +362,13 @@ class Trainer:
             y_pred = self(x, training=True)
             loss, per_output = self._step_loss(x, y, y_pred, sample_weight, training=True)
             scaled = self.optimizer.scale_loss(loss)  # Keras's trainer: LossScaleOptimizer, loss_scale_factor
-        grads = tape.gradient(scaled, variables)
+        if isinstance(self.optimizer, optimizers_module.LossScaleOptimizer):
+            # a scaled loss may overflow float16 gradients: expected, the optimizer skips that step and
+            # halves the scale, so numpy's overflow warnings would only be noise
+            with np.errstate(over="ignore", invalid="ignore"):
+                grads = tape.gradient(scaled, variables)
+        else:
+            grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         return loss, per_output, y_pred
 

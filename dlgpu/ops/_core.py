@@ -8,6 +8,7 @@ import numbers
 import numpy as np
 
 from dlgpu.autograd import FLOATX, Tensor, _constant as constant, make_result
+from dlgpu.autograd import autocast_active as _autocast_active, autocast_state as _autocast_state, autocast_variable
 from dlgpu.backend import device as _device
 
 __all__ = ["Tensor", "make_result", "to_tensor", "binary_operands", "promoted_operands", "float_operand", "result_type",
@@ -40,6 +41,8 @@ def backend_of(array):
 def to_tensor(x, dtype=None):
     """A Tensor from a Tensor, array or nested list; arrays stay on their device."""
     if isinstance(x, Tensor):
+        if _autocast_active[0] and _autocast_state.dtype is not None:
+            x = autocast_variable(x, _autocast_state.dtype)
         if dtype is not None and x.dtype != np.dtype(dtype).name:
             from dlgpu.ops.math import cast
             return cast(x, dtype)
@@ -136,6 +139,8 @@ def binary_operands(op, a, b):
 
     Casts are recorded ops, so a gradient flows back to each operand in that operand's own dtype.
     """
+    if _autocast_active[0] and _autocast_state.dtype is not None:
+        a, b = _autocast(a), _autocast(b)
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         same_device(op, a, b)
         if a.data.dtype is b.data.dtype:
@@ -151,6 +156,10 @@ def binary_operands(op, a, b):
         return _with_operand(op, to_tensor(a), b)
     b, a = _with_operand(op, to_tensor(b), a)
     return a, b
+
+
+def _autocast(x):
+    return autocast_variable(x, _autocast_state.dtype) if isinstance(x, Tensor) else x
 
 
 def promoted_operands(op, values):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlgpu.autograd import FLOATX
+from dlgpu.autograd import FLOATX, Tensor
 from dlgpu.ops._core import (array_module, backend_of, binary_operands, constant, float_operand, make_result,
                               to_tensor, unbroadcast, unbroadcast_graph)
 from dlgpu.ops.fft import fft, fft2, ifft2, irfft, istft, rfft, stft  # noqa: F401  (keras.ops.math.*)
@@ -405,7 +405,9 @@ def dot(a, b):
 
 
 def cast(x, dtype):
-    x = to_tensor(x)
+    # a Variable is read as it is, not autocast first: cast(variable, "float32") in a float16 layer keeps
+    # all of the variable's float32 digits
+    x = x if isinstance(x, Tensor) else to_tensor(x)
     src = x.data.dtype
     dtype = np.dtype(dtype)
     if src == dtype:

@@ -154,9 +154,26 @@ def mish(x):
     return m.multiply(x, tanh(softplus(x)))
 
 
+_HALF = np.dtype(np.float16)
+
+
+def _in_float32(op, x, *args, **kwargs):
+    """``op`` of a float16 ``x`` computed in float32 and given back in float16, as Keras computes softmax and
+    the normalisations in half precision: exp and the variance would overflow or lose their digits."""
+    from dlgpu.ops.math import cast
+    out = op(cast(x, "float32"), *args, **kwargs)
+    logits = out._logits
+    result = cast(out, _HALF)
+    if logits is not None:  # softmax: the fused cross-entropy reads the float32 logits
+        result._logits = logits
+    return result
+
+
 def softmax(x, axis=-1):
     """Softmax along ``axis``; its output remembers the logits so cross-entropy can fuse with it."""
     x = float_operand(x)
+    if x.data.dtype is _HALF:
+        return _in_float32(softmax, x, axis)
     xp = array_module(x.data)
     ax = axis % x.ndim
     if ax == x.ndim - 1:
@@ -179,6 +196,8 @@ def _softmax_vjp(out, g, ax):
 
 def log_softmax(x, axis=-1):
     x = float_operand(x)
+    if x.data.dtype is _HALF:
+        return _in_float32(log_softmax, x, axis)
     xp = array_module(x.data)
     shifted = x.data - x.data.max(axis=axis, keepdims=True)
     out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
@@ -469,6 +488,8 @@ def layer_normalization(x, gamma=None, beta=None, axis=-1, epsilon=None, rms_sca
     follow as ordinary broadcasts.  rms_scaling=True is Keras's deprecated variant: x / sqrt(var + eps) *
     gamma, no centring and no beta."""
     x = float_operand(x)
+    if x.data.dtype is _HALF:
+        return _in_float32(layer_normalization, x, gamma, beta, axis, epsilon, rms_scaling)
     axes = _as_axes(axis, x.ndim)
     eps = 1e-7 if epsilon is None else float(epsilon)
     gamma, beta = _spanning(gamma, axes, x.shape), _spanning(beta, axes, x.shape)
@@ -485,6 +506,8 @@ def layer_normalization(x, gamma=None, beta=None, axis=-1, epsilon=None, rms_sca
 def rms_normalization(x, scale=None, axis=-1, epsilon=None):
     """keras.ops.rms_normalization: x / sqrt(mean(x^2) + eps) * scale over ``axis``."""
     x = float_operand(x)
+    if x.data.dtype is _HALF:
+        return _in_float32(rms_normalization, x, scale, axis, epsilon)
     if x.ndim == 0:
         x = x.reshape((1,))
     axes = _as_axes(axis, x.ndim)

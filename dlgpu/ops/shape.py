@@ -212,6 +212,7 @@ def split(x, indices_or_sections, axis=0):
 
 
 def _getitem(x, index):
+    x = to_tensor(x)  # a Variable indexed inside a mixed-precision layer is read in its compute dtype
     xp = array_module(x.data)
     if isinstance(index, Tensor):
         index = index.data

@@ -59,12 +59,14 @@ def plain(v):
 
 
 def _comparable(v, skip, nested_skip):
-    """Nested configs without the keys that legitimately differ (auto-generated names, dtype policy objects,
-    and per class ``nested_skip[class_name]``)."""
+    """Nested configs without the keys that legitimately differ (auto-generated names, and per class
+    ``nested_skip[class_name]``).  The dtype entries are compared: dlgpu writes Keras's policy dicts."""
     v = plain(v)
     if isinstance(v, dict):
         if "class_name" in v and "config" in v:  # a serialized object: its class and its own config
             inner = skip + tuple(nested_skip.get(v["class_name"], ()))
+            if v["class_name"] == "DTypePolicy":  # its "name" is the policy, not an auto-generated name
+                inner = ()
             return (v["class_name"], _comparable(v["config"], inner, nested_skip))
         return {k: _comparable(x, skip, nested_skip) for k, x in v.items() if k not in skip}
     if isinstance(v, list):
@@ -72,7 +74,7 @@ def _comparable(v, skip, nested_skip):
     return v
 
 
-def config_diff(kcfg, dcfg, skip=("name", "dtype"), nested_skip=None):
+def config_diff(kcfg, dcfg, skip=("name",), nested_skip=None):
     """(keys only in Keras, keys only in dlgpu, {key: (keras value, dlgpu value)} for differing values)."""
     konly = sorted(set(kcfg) - set(dcfg))
     donly = sorted(set(dcfg) - set(kcfg))

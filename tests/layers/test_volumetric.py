@@ -83,7 +83,8 @@ def test_aliases_signatures_and_keras_config_keys():
     assert config["output_padding"] is None and config["data_format"] == "channels_last"
     assert set(config) >= {"filters", "kernel_size", "strides", "padding", "output_padding", "dilation_rate"}
     assert layers.MaxPooling3D(strides=1).get_config() | {"name": None} == {
-        "name": None, "trainable": True, "dtype": "float32", "pool_size": (2, 2, 2), "strides": (1, 1, 1),
+        "name": None, "trainable": True, "pool_size": (2, 2, 2), "strides": (1, 1, 1),
+        "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None},
         "padding": "valid", "data_format": "channels_last"}
     assert {"data_format", "keepdims"} <= set(layers.GlobalAveragePooling3D().get_config())
     # a Keras-style config (tuples, an explicit data_format) builds the same layer

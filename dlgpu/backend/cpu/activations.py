@@ -131,7 +131,8 @@ def _activation(x, name, alpha, out=None):
     if name == "tanh":
         return xp.tanh(x, out=out)
     if name == "gelu":
-        y = x * (0.5 * (1.0 + erf(x * _SQRT_HALF)))
+        # float32 constants would lift a float16 x to float32 (numpy's NEP 50): back to x's dtype
+        y = (x * (0.5 * (1.0 + erf(x * _SQRT_HALF)))).astype(x.dtype, copy=False)
     elif name == "leaky_relu":
         y = xp.where(x > 0, x, x * x.dtype.type(alpha))
     else:
@@ -182,7 +183,7 @@ def _activation_grad(dy, x, y, name, alpha=0.2, out=None):
     if name == "gelu":
         # d/dx [x Φ(x)] = Φ(x) + x φ(x)
         cdf = 0.5 * (1.0 + erf(x * _SQRT_HALF))
-        return dy * (cdf + x * _INV_SQRT_2PI * xp.exp(-0.5 * x * x))
+        return (dy * (cdf + x * _INV_SQRT_2PI * xp.exp(-0.5 * x * x))).astype(dy.dtype, copy=False)
     if name == "leaky_relu":
         return xp.where(x > 0, dy, dy * dy.dtype.type(alpha))
     raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
