@@ -126,3 +126,22 @@ def test_custom_steps_with_auxiliary_loss_and_evaluate_order():
         logs = model.evaluate(x, y, verbose=0, return_dict=True)
     # Keras's order: the model's metrics (loss, accuracy), then the other entries sorted by name
     assert score == pytest.approx([logs["loss"], logs["accuracy"], logs["moe_loss"]])
+
+
+@pytest.mark.gpu
+def test_take_along_axis_broadcast_gradient_on_gpu_matches_cpu():
+    import dlgpu
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 1, 5)).astype(np.float32)
+    idx = rng.integers(0, 5, (3, 2, 4))
+    results = []
+    for device in ("cpu", "gpu"):
+        with dlgpu.device(device):
+            xt = ops.convert_to_tensor(x)
+            with keras.GradientTape() as tape:
+                tape.watch(xt)
+                y = ops.take_along_axis(xt, ops.convert_to_tensor(idx), axis=2)
+                loss = ops.sum(y * y)
+            results.append([keras.to_numpy(y), keras.to_numpy(tape.gradient(loss, xt))])
+    for on_cpu, on_gpu in zip(*results):
+        np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-6)
