@@ -6,10 +6,13 @@ can apply it themselves (``ops.nn.ACTIVATION_NAMES``), so a layer runs one primi
 
 from __future__ import annotations
 
+import functools
+import inspect
 
 from dlgpu import ops
 from dlgpu.ops import nn as _nn
 from dlgpu.ops._core import to_tensor
+from dlgpu.layers.keras_tensor import KerasTensor
 from dlgpu.utils import unknown_name_error
 
 
@@ -159,6 +162,38 @@ def tanh_shrink(x):
 
 def threshold(x, threshold, default_value):  # noqa: A002 - Keras's signature
     return ops.threshold(x, threshold, default_value)
+
+
+def _takes_keras_tensors(fn):
+    """``fn`` that also takes a KerasTensor, as Keras's activations (built from keras.ops) do: it becomes the
+    node of the same-named op, so ``keras.activations.sigmoid(dense_output) * 5`` builds a functional model."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def activation(x, *args, **kwargs):
+        if not isinstance(x, KerasTensor):
+            return fn(x, *args, **kwargs)
+        if name == "linear":
+            return x
+        bound = inspect.signature(fn).bind(x, *args, **kwargs)
+        extra = {k: v for k, v in bound.arguments.items() if k != "x"}
+        if name == "relu":  # ops.relu has none of these arguments
+            defaults = {"negative_slope": 0.0, "max_value": None, "threshold": 0.0}
+            changed = [k for k, v in extra.items() if v != defaults[k]]
+            if changed:
+                raise NotImplementedError(f"activations.relu on a symbolic tensor (KerasTensor) takes only its "
+                                          f"default arguments; received {changed}. Use layers.ReLU instead.")
+            extra = {}
+        return getattr(ops, name)(x, **extra)
+    return activation
+
+
+for _fn in (relu, leaky_relu, relu6, elu, selu, softplus, softsign, silu, gelu, sigmoid, tanh, exponential,
+            hard_sigmoid, hard_silu, linear, mish, softmax, log_softmax, celu, glu, hard_shrink, hard_tanh,
+            log_sigmoid, soft_shrink, sparse_plus, sparse_sigmoid, sparsemax, squareplus, tanh_shrink, threshold):
+    globals()[_fn.__name__] = _takes_keras_tensors(_fn)
+swish, hard_swish = silu, hard_silu
+del _fn
 
 
 _FUNCTIONS = {fn.__name__: fn for fn in (

@@ -152,6 +152,13 @@ class Layer:
                 return result
             build_and_mark._marks_built = True
             cls.build = build_and_mark
+        # Keras casts only floating inputs to the layer's dtype: integer ids reach a user's own Layer or Model
+        # as integers (for ops.take, segment_sum, Embedding).  dlgpu's own layers that need floats cast them.
+        if not cls.__module__.startswith("dlgpu.") and "_accepts_integer_inputs" not in cls.__dict__:
+            nearest = next(c for c in cls.__mro__[1:] if c.__module__.startswith("dlgpu."))
+            if nearest.__name__ in ("Layer", "Model") and nearest.__module__ in ("dlgpu.layers.base",
+                                                                                  "dlgpu.models.model"):
+                cls._accepts_integer_inputs = True
 
     def __new__(cls, *args, **kwargs):
         obj = super().__new__(cls)
@@ -543,7 +550,10 @@ class Layer:
         else:
             inputs = map_structure(self._convert_input, inputs)
             previous_mask = _structure_mask(inputs)
-            shapes = map_structure(lambda t: t.shape if isinstance(t, Tensor) else None, inputs)
+            # a string array (kept on the host) has a shape too: a Sequential starting with TextVectorization
+            # builds from it
+            shapes = map_structure(lambda t: t.shape if isinstance(t, Tensor) or is_string_array(t) else None,
+                                   inputs)
             if not self.built:
                 self._maybe_build(shapes)
         # Keras: an explicit mask= wins; else the inputs' masks go to a call that takes `mask`

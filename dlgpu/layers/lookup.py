@@ -74,6 +74,20 @@ def stable_hash(values, num_buckets, salt=None):
     return hash_buckets(values, num_buckets, salt)
 
 
+def _ragged_rows(x):
+    """A list of rows of different lengths (what tf.ragged.constant takes) as (its entries in one flat list,
+    the row lengths); None for anything else, rectangular lists included."""
+    if not isinstance(x, (list, tuple)) or not x or not all(isinstance(r, (list, tuple, np.ndarray)) for r in x):
+        return None
+    lengths = np.array([len(r) for r in x], np.int64)
+    if np.all(lengths == lengths[0]):
+        return None
+    flat = [v for r in x for v in r]
+    if any(isinstance(v, (list, tuple, np.ndarray)) for v in flat):
+        return None  # deeper nesting: left to the rectangular path, which says why it fails
+    return flat, lengths
+
+
 def encode(layer, indices, mode, depth, idf_weights=None):
     """Keras's encode_categorical_inputs on host int64 ``indices`` (-1 marks a value to drop: a mask token).
     one_hot adds an axis (replacing a trailing axis of size 1); multi_hot/count/tf_idf count over the last
@@ -310,7 +324,11 @@ class IndexLookup(_HostLayer):
             raise _error(self, "cannot adapt a layer after setting a static vocabulary via the `vocabulary` "
                                "argument or set_vocabulary()")
         counts, doc_counts, num_docs = collections.Counter(), collections.Counter(), 0
-        if isinstance(data, (list, tuple, np.ndarray, str, bytes, Tensor)):
+        ragged = _ragged_rows(data)
+        if ragged is not None:
+            flat, lengths = ragged
+            batches = [np.split(self._host_keys(flat), np.cumsum(lengths)[:-1])]
+        elif isinstance(data, (list, tuple, np.ndarray, str, bytes, Tensor)):
             batches = [self._host_keys(data)]
             batches = [b.reshape(-1, 1) if b.ndim == 1 else b for b in batches]
         elif hasattr(data, "__iter__"):
@@ -323,6 +341,10 @@ class IndexLookup(_HostLayer):
             if steps is not None and step >= steps:
                 break
             seen = True
+            if isinstance(batch, list):  # ragged rows: one document each
+                self._count(batch, counts, doc_counts)
+                num_docs += len(batch)
+                continue
             if batch.ndim == 0:
                 batch = batch[None]
             if batch.ndim == 1:
@@ -411,10 +433,27 @@ class IndexLookup(_HostLayer):
         self.built_once = True
         if self.invert:
             return self._invert(inputs)
+        ragged = _ragged_rows(inputs)
+        if ragged is not None:
+            return self._call_ragged(*ragged)
         indices = self.lookup(self._host_keys(inputs))
         if self.output_mode == "int":
             return to_device(indices)
         return to_device(encode(self, indices, self.output_mode, self._depth(), self.idf_weights))
+
+    def _call_ragged(self, flat, lengths):
+        """Rows of different lengths (Keras takes a tf.RaggedTensor): each row is encoded on its own, which
+        has a rectangular result only for the counting modes."""
+        if self.invert or self.output_mode not in ("multi_hot", "count", "tf_idf"):
+            raise _error(self, f"rows of different lengths (lengths {sorted(set(lengths.tolist()))}) need "
+                               f"output_mode 'multi_hot', 'count' or 'tf_idf'; dlgpu has no ragged tensors to "
+                               f"return for output_mode={self.output_mode!r}" + (" with invert=True" if self.invert
+                                                                                else ""))
+        found = self.lookup(self._host_keys(flat))
+        # Pad with -1, which the encodings drop (as they drop the mask token).
+        padded = np.full((lengths.size, max(int(lengths.max()), 1)), -1, np.int64)
+        padded[np.arange(padded.shape[1]) < lengths[:, None]] = found
+        return to_device(encode(self, padded, self.output_mode, self._depth(), self.idf_weights))
 
     def _invert(self, inputs):
         idx = to_host(self, inputs)

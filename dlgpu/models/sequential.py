@@ -54,13 +54,23 @@ class Sequential(Model):
 
     def _build_graph(self, batch_shape):
         """Wire the stack symbolically from an Input: builds every layer and gives each an output shape."""
-        x = Input(batch_shape=tuple(batch_shape))
+        x = Input(batch_shape=tuple(batch_shape), dtype="string" if self._starts_with_strings() else None)
         self.inputs = [x]
         for layer in self._stack:
             x = layer(x)
         self.outputs = [x]
         self._build_shapes = tuple(batch_shape)
         self.built = True
+
+    def _starts_with_strings(self):
+        """Whether the first layer takes strings (TextVectorization, StringLookup): Keras builds the Input with
+        the first layer's compute dtype, which is "string" for those."""
+        from dlgpu.layers.lookup import _HostLayer
+        first = self._stack[0] if self._stack else None
+        return isinstance(first, _HostLayer) and not first._takes_numbers()
+
+    def _takes_strings(self):
+        return super()._takes_strings() if self.inputs else self._starts_with_strings()
 
     def build(self, input_shape=None):
         shape = tuple(input_shape) if input_shape is not None else self._input_batch_shape

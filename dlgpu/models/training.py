@@ -809,7 +809,10 @@ class Trainer:
             cbs.close()
         if return_dict:
             return logs
-        values = list(logs.values())
+        # Keras's order: the model's metric names first, then any other entry a custom test_step returned,
+        # sorted by name
+        names = [n for n in self.metrics_names if n in logs]
+        values = [logs[n] for n in names] + [logs[k] for k in sorted(logs) if k not in names]
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):

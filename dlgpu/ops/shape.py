@@ -15,12 +15,39 @@ def convert_to_tensor(x, dtype=None, sparse=None):
     if isinstance(x, Tensor):
         return to_tensor(x, dtype)
     if isinstance(x, np.ndarray) or not type(x).__module__.startswith("cupy"):
+        strings = _host_strings(x, dtype)
+        if strings is not None:
+            return strings
         dev = _device.get_device()
         t = Tensor(x, dtype=dtype)
         if dev.kind != "cpu":
             t = Tensor(_device.to_device(t.data, dev), dtype=t.data.dtype)  # the dtype is settled already
         return t
     return Tensor(x, dtype=dtype)
+
+
+def _host_strings(x, dtype):
+    """Strings stay a numpy array on the host (what a string Input and TextVectorization take), as Keras's
+    TensorFlow backend keeps them a string tensor; None when ``x`` is not strings."""
+    if isinstance(x, (str, bytes)):
+        a = np.asarray(x, dtype=object)
+    elif dtype == "string" or isinstance(x, (list, tuple, np.ndarray)):
+        try:
+            a = np.asarray(x)
+        except ValueError:  # ragged lists: not strings we can hold; Tensor() says why
+            return None
+        if a.dtype.kind == "O" and not (a.size and all(isinstance(v, (str, bytes)) for v in a.flat)):
+            return None
+    else:
+        return None
+    if a.dtype.kind not in "USO":
+        if dtype == "string":
+            raise ValueError(f"convert_to_tensor: dtype='string' needs strings; received dtype {a.dtype}")
+        return None
+    if dtype not in (None, "string"):
+        raise ValueError(f"convert_to_tensor: strings cannot become dtype {dtype!r}; leave dtype out or pass "
+                         f"'string'")
+    return a
 
 
 def convert_to_numpy(x):
@@ -265,8 +292,10 @@ def take(x, indices, axis=None):
     return _getitem(x, index)
 
 
-def take_along_axis(x, indices, axis):
+def take_along_axis(x, indices, axis=None):
     x = to_tensor(x)
+    if axis is None:  # numpy's and Keras's meaning: along the flattened array
+        x, axis = reshape(x, (-1,)), 0
     xp = array_module(x.data)
     idx = indices.data if isinstance(indices, Tensor) else xp.asarray(indices)
     out = xp.take_along_axis(x.data, idx, axis=axis)
@@ -284,7 +313,12 @@ def _take_along(h, idx, axis, shape):
 def _put_along(g, idx, axis, shape):
     xp = array_module(g)
     full = xp.zeros(shape, g.dtype)
-    grids = open_grid(xp, idx.shape)
+    # idx and x broadcast against each other off the axis, so g has the broadcast shape: the grid follows
+    # g, and an axis where x has one entry gathers index 0 for every entry of g.
+    grids = open_grid(xp, g.shape)
+    for i, n in enumerate(shape):
+        if n == 1 and g.shape[i] != 1:
+            grids[i] = xp.zeros_like(grids[i])
     grids[axis % len(shape)] = idx
     backend_of(full).scatter_add(full, tuple(grids), g)
     return full
