@@ -271,11 +271,12 @@ def test_hard_swish_alias_threshold_glu_celu_alpha():
 
 
 def test_sparsemax_projects_onto_the_simplex():
-    x = randn(3, 4, 5)
+    # its own generator: the module's would give inputs that depend on the order xdist runs tests in
+    x = np.random.default_rng(17).standard_normal((3, 4, 5))
     for axis in (-1, 0, 1):
         out = ops.sparsemax(x.astype(np.float32), axis=axis).numpy()
         assert out.dtype == np.float32 and (out >= 0).all()
-        np.testing.assert_allclose(out.sum(axis), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(out.sum(axis), 1.0, rtol=1e-5)  # a float32 sum of up to 5 terms
         # the projection's optimality conditions: out = x - tau on the support (one tau per slice), x <= tau off it
         z, p = np.moveaxis(x, axis, -1), np.moveaxis(out, axis, -1)
         tau = np.where(p > 0, z - p, -np.inf).max(-1, keepdims=True)
