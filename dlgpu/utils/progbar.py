@@ -115,7 +115,6 @@ class Progbar:
             self._draw_live(current, now, finalize)
         elif finalize:
             self._print_line(current, now)
-        self._last_update = now
         if finalize:
             self._finalized = True
 
@@ -149,8 +148,10 @@ class Progbar:
                                       dynamic_ncols=True, file=self._file or sys.stdout)
         bar = self._bar
         bar.update(current - bar.n)
+        # the metrics at most every `interval` seconds, however fast the steps come
         if finalize or now - self._last_update >= self.interval:
             bar.set_postfix_str(" - ".join(self._metrics()), refresh=finalize)
+            self._last_update = now
         if finalize:
             bar.close()
             self._bar = None

@@ -54,6 +54,25 @@ def test_unknown_target_and_live_bar(capsys, interactive_logging):
     assert "3sample" in text and "loss: 0.5000" in text
 
 
+def test_live_metrics_refresh_every_interval_however_fast_the_steps(interactive_logging, monkeypatch):
+    # steps 10 ms apart against a 50 ms interval: the metrics shown move on every ~5 steps (they once stayed at
+    # the first step's values for a whole epoch, the interval being counted from the last step)
+    pytest.importorskip("tqdm")
+    import io
+
+    from dlgpu.utils import progbar
+    config.enable_interactive_logging()
+    clock = iter(np.arange(0.0, 10.0, 0.01))
+    monkeypatch.setattr(progbar.time, "perf_counter", lambda: float(next(clock)))
+    bar = utils.Progbar(100, verbose=1, interval=0.05, file=io.StringIO())
+    shown = []
+    for i in range(1, 30):
+        bar.update(i, [("loss", float(i))], finalize=False)
+        shown.append(bar._bar.postfix)
+    assert len(set(shown)) >= 5, shown
+    bar.close()
+
+
 def test_disabled_interactive_logging_prints_one_line(capsys, interactive_logging):
     config.disable_interactive_logging()
     bar = utils.Progbar(3, verbose=1, description="Epoch 1/1")
