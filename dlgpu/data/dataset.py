@@ -749,7 +749,11 @@ class _Batch(_Unary):
                                 self._input._spec())
 
     def _peek(self):
-        return self._stack([self._input._peek()])
+        """A batch shaped as the first one, made without advancing any shuffle: copies of the input's
+        first element (the values do not matter to element_spec, the shapes do)."""
+        n = self._input._cardinality()
+        count = self._batch_size if n < 0 else max(1, min(n, self._batch_size))
+        return self._stack([self._input._peek()] * count)
 
 
 class _PaddedBatch(_Batch):
