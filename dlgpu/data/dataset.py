@@ -356,6 +356,7 @@ class Dataset:
 
     def concatenate(self, dataset, name=None):
         """This dataset's elements, then ``dataset``'s (whose elements must have the same structure and dtypes)."""
+        dataset = _as_dataset(dataset)
         if not isinstance(dataset, Dataset):
             raise TypeError(f"Dataset.concatenate: `dataset` must be a Dataset; received {type(dataset).__name__}")
         return _Concatenate(self, dataset)
@@ -573,8 +574,16 @@ class _PyDatasetSource(Dataset):
         return INFINITE_CARDINALITY if total is None else total
 
 
+def _as_dataset(value):
+    """A dlgpu.utils.PyDataset (a BatchDataset from the *_dataset_from_directory helpers) as the Dataset of
+    its batches; anything else as it is."""
+    from dlgpu.utils.py_dataset import PyDataset
+    return _PyDatasetSource(value) if isinstance(value, PyDataset) else value
+
+
 class _Zip(Dataset):
     def __init__(self, datasets):
+        datasets = st.map_structure(_as_dataset, datasets)
         for path, leaf in st.flatten_with_paths(datasets):
             if not isinstance(leaf, Dataset):
                 raise TypeError(f"Dataset.zip: every entry of `datasets` must be a Dataset; the one at "
