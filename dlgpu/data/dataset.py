@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 
 import numpy as np
 
@@ -72,6 +71,9 @@ def _call(fn, element):
 
 
 def _function_output(value, method):
+    if isinstance(value, (np.ndarray, np.generic)) or (
+            type(value) is tuple and all(isinstance(v, (np.ndarray, np.generic)) for v in value)):
+        return value  # numpy already: nothing to convert (the common case, checked cheaply)
     if isinstance(value, list):  # tf.data makes a returned list a tuple
         value = tuple(value)
     if isinstance(value, Dataset):
@@ -463,7 +465,8 @@ class _Range(Dataset):
         return (cast(i) for i in self._range)
 
     def _cardinality(self):
-        return len(self._range)
+        r = self._range  # len() overflows past sys.maxsize (enumerate counts up to the int64 limit)
+        return max(0, (r.stop - r.start + r.step - (1 if r.step > 0 else -1)) // r.step)
 
     def _spec(self):
         return TensorSpec((), self._dtype.name)

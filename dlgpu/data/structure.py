@@ -16,7 +16,12 @@ import numpy as np
 from dlgpu.autograd import Tensor
 
 
+_ARRAYS = (np.ndarray, np.generic)
+
+
 def is_nested(value):
+    if isinstance(value, _ARRAYS):  # the common case first: the Mapping check is an ABC check, slower
+        return False
     return isinstance(value, (tuple, collections.abc.Mapping))
 
 
@@ -33,6 +38,8 @@ def children(value):
 
 
 def map_structure(fn, structure):
+    if type(structure) is tuple:  # the usual (x, y) element, without the general checks
+        return tuple(map_structure(fn, c) for c in structure)
     if is_nested(structure):
         return _rebuild(structure, [map_structure(fn, c) for c in children(structure)])
     return fn(structure)
@@ -48,6 +55,8 @@ def map_with_path(fn, structure, path=""):
 
 
 def flatten(structure):
+    if type(structure) is tuple and all(isinstance(c, _ARRAYS) for c in structure):
+        return list(structure)
     if not is_nested(structure):
         return [structure]
     out = []
@@ -98,10 +107,7 @@ def dtype_name(dtype):
 
 
 def normalize_dtype(dtype, what):
-    if dtype in ("string", str, bytes, object):
-        return "string"
-    name = getattr(dtype, "name", None)
-    if isinstance(name, str) and not isinstance(dtype, np.dtype) and name == "string":
+    if isinstance(dtype, str) and dtype == "string" or dtype in (str, bytes, object):
         return "string"
     try:
         return dtype_name(np.dtype(dtype))
@@ -112,6 +118,8 @@ def normalize_dtype(dtype, what):
 
 def to_host_leaf(value):
     """A dlgpu Tensor or CuPy array as a numpy array (a dataset's elements live on the host)."""
+    if isinstance(value, _ARRAYS):
+        return value
     if isinstance(value, Tensor):
         return value.numpy()
     if type(value).__module__.startswith("cupy"):
@@ -139,10 +147,10 @@ def as_array(value, what, path=""):
                          f"keras.utils.pad_sequences, or use Dataset.from_generator), and several components "
                          f"go in a tuple, not a list.")
     if arr.dtype == np.float64:
-        return arr.astype(np.float32)
-    if arr.dtype == np.int64 and not _holds_big_ints(arr):
-        return arr.astype(np.int32)
-    return arr
+        arr = arr.astype(np.float32)
+    elif arr.dtype == np.int64 and not _holds_big_ints(arr):
+        arr = arr.astype(np.int32)
+    return arr[()] if arr.ndim == 0 else arr  # a numpy scalar, as slicing an array gives one
 
 
 def _holds_big_ints(arr):
