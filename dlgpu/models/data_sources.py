@@ -45,8 +45,8 @@ def check_data_source(data, name, what, arrays="an array (or a list, tuple or di
     if is_batch_stream(data) or isinstance(data, dict) or unreadable_part(data) is not data:
         return
     raise TypeError(f"{what}: `{name}` must be {arrays}, a dlgpu.data.Dataset, a dlgpu.utils.PyDataset, or an "
-                    f"iterator yielding "
-                    f"batches (e.g. a generator); received {type(data).__module__}.{type(data).__qualname__}."
+                    f"iterator yielding batches (e.g. a generator); received "
+                    f"{type(data).__module__}.{type(data).__qualname__}."
                     f"{_hint(data)}")
 
 
@@ -274,7 +274,8 @@ class DatasetBatches(DataLoaderBatches):
 class SourceBatch:
     """A batch of a dlgpu.data.Dataset that is rows ``index`` of arrays (``Dataset.from_tensor_slices(...)``
     shuffled, repeated, batched): BatchChecks checks and converts those arrays once, as fit's array path
-    does, and then only slices them, instead of checking every batch."""
+    does, and then only slices them, instead of checking every batch.  So all their rows are checked (NaN,
+    label range), also rows a take() or skip() leaves out."""
 
     __slots__ = ("source", "index")
 
