@@ -39,7 +39,7 @@ from dlgpu import callbacks, layers, models, datasets  # noqa: E402
 from dlgpu.layers import Input, InputSpec, Layer  # noqa: E402
 from dlgpu.layers.base import KerasTensor  # noqa: E402
 from dlgpu.models import Model, Sequential  # noqa: E402
-from dlgpu import preprocessing, saving, utils  # noqa: E402
+from dlgpu import data, preprocessing, saving, utils  # noqa: E402
 from dlgpu import random  # noqa: E402
 from dlgpu import applications, config, tree  # noqa: E402
 from dlgpu import dtype_policies, mixed_precision  # noqa: E402
@@ -60,6 +60,6 @@ def version():
 __all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceError", "device", "get_device",
            "gpu_available", "set_device", "to_device", "to_numpy", "ops", "stop_gradient", "set_random_seed",
            "activations", "constraints", "initializers", "regularizers", "losses", "metrics", "optimizers",
-           "callbacks", "layers", "models", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils",
+           "callbacks", "layers", "models", "data", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils",
            "config", "tree", "KerasTensor", "name_scope", "DTypePolicy", "FloatDTypePolicy", "dtype_policies",
            "mixed_precision", "applications", "Initializer", "Loss", "Metric", "Optimizer", "Regularizer", "version"]

@@ -1,7 +1,9 @@
-"""Data that arrives one batch at a time: a dlgpu.utils.PyDataset or an iterator (a generator).
+"""Data that arrives one batch at a time: a dlgpu.utils.PyDataset, a dlgpu.data.Dataset, a torch DataLoader
+or an iterator (a generator).
 
 As in Keras 3 (keras/src/trainers/data_adapters/): a PyDataset is read by index, ``len(ds)`` batches a
-pass, with ``on_epoch_end()`` after each; an iterator is read with ``next`` and cannot be rewound.  Each
+pass, with ``on_epoch_end()`` after each; a Dataset (as a tf.data.Dataset) or a DataLoader is iterated
+afresh for each pass; an iterator is read with ``next`` and cannot be rewound.  Each
 batch is checked here as fit's arrays are (dtypes, NaN, cardinality, labels; a dry run when its shapes are
 new) before it reaches the model, so a bad batch raises before it changes any weight.
 """
@@ -14,13 +16,20 @@ import warnings
 
 import numpy as np
 
+from dlgpu.data.dataset import INFINITE_CARDINALITY, Dataset
 from dlgpu.layers.base import flatten
-from dlgpu.models.data import class_weights_to_sample_weights, prepare_host_data, unreadable_part
+from dlgpu.models.data import (class_weights_to_sample_weights, length, prepare_host_data, slice_structure,
+                               unreadable_part)
 from dlgpu.utils.py_dataset import PyDataset
 
 
 def is_batch_stream(data):
-    return isinstance(data, (PyDataset, collections.abc.Iterator)) or is_torch_dataloader(data)
+    return isinstance(data, (PyDataset, Dataset, collections.abc.Iterator)) or is_torch_dataloader(data)
+
+
+def is_restartable(data):
+    """Whether every pass over ``data`` can start again from its beginning (not so for an iterator)."""
+    return isinstance(data, (PyDataset, Dataset)) or is_torch_dataloader(data)
 
 
 def is_torch_dataloader(data):
@@ -35,8 +44,9 @@ def check_data_source(data, name, what, arrays="an array (or a list, tuple or di
     object with __len__ and __getitem__ index by index, forever if __getitem__ never raises IndexError."""
     if is_batch_stream(data) or isinstance(data, dict) or unreadable_part(data) is not data:
         return
-    raise TypeError(f"{what}: `{name}` must be {arrays}, a dlgpu.utils.PyDataset, or an iterator yielding "
-                    f"batches (e.g. a generator); received {type(data).__module__}.{type(data).__qualname__}."
+    raise TypeError(f"{what}: `{name}` must be {arrays}, a dlgpu.data.Dataset, a dlgpu.utils.PyDataset, or an "
+                    f"iterator yielding batches (e.g. a generator); received "
+                    f"{type(data).__module__}.{type(data).__qualname__}."
                     f"{_hint(data)}")
 
 
@@ -60,7 +70,7 @@ def _hint(data):
 def reject_with_stream(data, name, what, batch_size=None, y=None, sample_weight=None, validation_split=0.0,
                        batch_size_name="batch_size"):
     """Keras's errors for arguments that a batch stream already carries (or cannot provide)."""
-    kind = ("a PyDataset" if isinstance(data, PyDataset) else
+    kind = ("a PyDataset" if isinstance(data, PyDataset) else "a dlgpu.data.Dataset" if isinstance(data, Dataset) else
             "a torch DataLoader" if is_torch_dataloader(data) else "an iterator")
     if batch_size is not None:
         # Keras ignores it without a word (keras.io's own guide passes batch_size=64 with a PyDataset), so
@@ -95,6 +105,8 @@ def batch_stream(data, steps, steps_name, name, what, rng=None):
     check_steps(steps, steps_name, what)
     if isinstance(data, PyDataset):
         return PyDatasetBatches(data, steps, steps_name, name, what, rng)
+    if isinstance(data, Dataset):
+        return DatasetBatches(data, steps, steps_name, name, what)
     if is_torch_dataloader(data):
         return DataLoaderBatches(data, steps, steps_name, name, what)
     return IteratorBatches(data, steps, steps_name, name, what)
@@ -203,7 +215,10 @@ class DataLoaderBatches:
                               f"{self._steps_name}={self.steps} in this epoch; the next epoch starts a new pass.",
                               stacklevel=2)
                 return
-            yield _torch_to_numpy(batch)
+            yield self._convert(batch)
+
+    def _convert(self, batch):
+        return _torch_to_numpy(batch)
 
     def _next_batch(self, fresh):
         if fresh:
@@ -216,6 +231,80 @@ class DataLoaderBatches:
 
     def end_epoch(self):
         pass
+
+
+class DatasetBatches(DataLoaderBatches):
+    """A dlgpu.data.Dataset read as Keras 3 reads a tf.data.Dataset: each element is a batch.  Without
+    ``steps`` an epoch is one whole pass, a new iteration of the dataset each time (its shuffles draw a new
+    order); with ``steps`` (needed for an infinite dataset, ``repeat()``) an epoch takes that many batches
+    and the pass goes on in the next epoch, a new one starting when it ends, as Keras's EpochIterator.
+    fit's ``shuffle`` does not apply: the dataset orders its elements itself."""
+
+    def __init__(self, dataset, steps, steps_name, name, what):
+        n = dataset.cardinality()
+        if n == INFINITE_CARDINALITY and steps is None:
+            raise ValueError(f"{what}: `{name}` is an infinite dlgpu.data.Dataset (repeat() without a count); pass "
+                             f"`{steps_name}` to say how many batches to take.")
+        if n == 0:
+            raise ValueError(f"{what}: `{name}` is a dlgpu.data.Dataset with no elements (cardinality 0).")
+        if dataset._batched is False:
+            warnings.warn(f"{what}: `{name}` is a dlgpu.data.Dataset of single samples (no .batch() after "
+                          f"from_tensor_slices or unbatch()): each element is taken as one batch, as Keras takes "
+                          f"a tf.data.Dataset's. Add .batch(batch_size).", stacklevel=4)
+        self._loader, self._whole_passes = _SourceBatches.of(dataset) or dataset, steps is None
+        self.steps = steps if steps is not None else (int(n) if n >= 0 else None)
+        self._steps_name, self._name, self._what = steps_name, name, what
+        self._iterator = None
+
+    def epoch(self):
+        if not self._whole_passes:
+            yield from super().epoch()
+            return
+        taken = 0
+        for batch in self._loader:
+            taken += 1
+            yield batch
+        if taken == 0:
+            raise ValueError(f"{self._what}: `{self._name}` yielded no batches.")
+
+    def _convert(self, batch):
+        return batch  # host arrays already; BatchChecks copies a Tensor a map returned to the host
+
+
+class SourceBatch:
+    """A batch of a dlgpu.data.Dataset that is rows ``index`` of arrays (``Dataset.from_tensor_slices(...)``
+    shuffled, repeated, batched): BatchChecks checks and converts those arrays once, as fit's array path
+    does, and then only slices them, instead of checking every batch.  So all their rows are checked (NaN,
+    label range), also rows a take() or skip() leaves out."""
+
+    __slots__ = ("source", "index")
+
+    def __init__(self, source, index):
+        self.source, self.index = source, index
+
+    def materialize(self):
+        from dlgpu import tree
+        return tree.map_structure(lambda a: a[self.index], self.source)
+
+
+class _SourceBatches:
+    """Iterating it iterates the dataset's batch indices, as SourceBatch objects; None where the dataset's
+    batches are not rows of arrays (a map or filter before batch, a generator...)."""
+
+    def __init__(self, dataset):
+        self._dataset = dataset
+
+    @classmethod
+    def of(cls, dataset):
+        return cls(dataset) if dataset._index_batches() is not None else None
+
+    def __iter__(self):
+        arrays, batches = self._dataset._index_batches()
+        return (SourceBatch(arrays, index) for index in batches)
+
+
+def materialize(batch):
+    return batch.materialize() if isinstance(batch, SourceBatch) else batch
 
 
 def _torch_to_numpy(structure):
@@ -249,11 +338,28 @@ class BatchChecks:
 
     def __init__(self, model, name, what, class_weight=None, targets_optional=False):
         self._model, self._name, self._what, self._class_weight = model, name, what, class_weight
-        self._signature, self._output_shapes = None, None
+        self._signature, self._output_shapes, self._source = None, None, None
         # a custom train_step/test_step decides itself what a batch holds: x alone is fine (Keras's GAN)
         self._targets_optional = targets_optional
 
     def __call__(self, batch):
+        if isinstance(batch, SourceBatch):
+            xs, ys, sw = self._checked_source(batch.source, batch.index)
+            return tuple(None if part is None else slice_structure(part, batch.index) for part in (xs, ys, sw))
+        return self._check(batch)
+
+    def _checked_source(self, source, index):
+        """The whole arrays a SourceBatch slices, checked (and converted: float64 to float32, class weights)
+        once, with one dry run: what the array path of fit does."""
+        if self._source is None or self._source[0] is not source:
+            self._signature = None
+            rows = len(range(*index.indices(length(source)))) if isinstance(index, slice) else len(index)
+            self._source = (source, self._check(source, rows))
+        return self._source[1]
+
+    def _check(self, batch, rows=None):
+        """``rows``: the batch size, for the dry run of a model with stateful layers, when ``batch`` is
+        the whole source of the batches."""
         x, y, sample_weight = unpack_batch(batch, self._name, self._what)
         if y is None and self._model._loss_fns is not None and not self._targets_optional:
             raise ValueError(f"{self._what}: each batch from `{self._name}` must be (x, y) or "
@@ -265,7 +371,7 @@ class BatchChecks:
             sw = class_weights_to_sample_weights(self._class_weight, ys, sw)
         signature = (_per_sample(xs), _per_sample(ys), sw is None)
         if signature != self._signature:
-            self._output_shapes = self._model._dry_run(xs, ys, sw, n)
+            self._output_shapes = self._model._dry_run(xs, ys, sw, n if rows is None else rows)
             self._signature = signature
         elif ys is not None and self._output_shapes is not None:
             self._model._check_labels(ys, [(n,) + shape[1:] for shape in self._output_shapes])

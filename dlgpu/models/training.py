@@ -23,8 +23,7 @@ from dlgpu.layers.base import flatten, is_string_array, probing, stateful_layers
 from dlgpu.models.data import (check_batch_size, class_weights_to_sample_weights, length,
                                slice_structure, unpack_validation, prepare_host_data)
 from dlgpu.models.data_sources import (BatchChecks, batch_stream, check_data_source, is_batch_stream,
-                                       is_torch_dataloader, reject_with_stream, unpack_batch)
-from dlgpu.utils.py_dataset import PyDataset
+                                       is_restartable, materialize, reject_with_stream, unpack_batch)
 from dlgpu.utils.data_adapter_utils import pack_x_y_sample_weight, unpack_x_y_sample_weight
 
 
@@ -563,7 +562,9 @@ class Trainer:
         """Train for ``epochs`` epochs; returns a History whose ``.history`` maps each log name to a list.
 
         ``x`` (and ``validation_data``) may also hand out whole batches, ``(x, y)`` or
-        ``(x, y, sample_weight)``, as Keras 3 allows: a dlgpu.utils.PyDataset (an epoch is ``len(x)``
+        ``(x, y, sample_weight)``, as Keras 3 allows: a dlgpu.data.Dataset (as a tf.data.Dataset: an epoch
+        is one pass over it, or ``steps_per_epoch`` batches, which an infinite ``repeat()`` needs; it orders
+        its elements itself, ``shuffle`` does not apply), a dlgpu.utils.PyDataset (an epoch is ``len(x)``
         batches, or ``steps_per_epoch``; the batch order is shuffled when ``shuffle`` is true) or an iterator
         such as a generator (an epoch is ``steps_per_epoch`` batches, or runs until the iterator ends;
         ``shuffle`` does not apply).  ``y``, ``sample_weight``, ``batch_size`` and ``validation_split`` are
@@ -641,8 +642,7 @@ class Trainer:
             reject_with_stream(validation_data, "validation_data", "fit", validation_batch_size,
                                batch_size_name="validation_batch_size")
             runs = sum((epoch + 1) % validation_freq == 0 for epoch in range(initial_epoch, epochs))
-            if not (isinstance(validation_data, PyDataset) or is_torch_dataloader(validation_data)) \
-                    and validation_steps is None and runs > 1:
+            if not is_restartable(validation_data) and validation_steps is None and runs > 1:
                 raise ValueError(f"fit: `validation_data` is an iterator without `validation_steps`: the first "
                                  f"validation would read it to its end and the other {runs - 1} would find it "
                                  f"empty. Pass validation_steps (and an iterator that yields that many batches "
@@ -776,8 +776,8 @@ class Trainer:
                  callbacks=None, return_dict=False):
         """Loss (and metrics) on the data: a float, or [loss, metric…], or a dict with return_dict=True.
 
-        ``x`` may be a dlgpu.utils.PyDataset or an iterator of ``(x, y)`` batches, as in fit: ``len(x)``
-        batches, or ``steps``, or up to the iterator's end."""
+        ``x`` may be a dlgpu.data.Dataset, a dlgpu.utils.PyDataset or an iterator of ``(x, y)`` batches, as in
+        fit: one pass (``len(x)`` batches), or ``steps``, or up to the iterator's end."""
         self._check_compiled("evaluate")
         check_data_source(x, "x", "evaluate")
         if is_batch_stream(x):
@@ -819,8 +819,9 @@ class Trainer:
         """Outputs for x, in batches, as numpy arrays (a list of them for multi-output models, a dict for
         a model built with a dict of outputs).
 
-        ``x`` may be a dlgpu.utils.PyDataset or an iterator of batches (``x`` or a tuple whose first entry
-        is x; targets are ignored): ``len(x)`` batches, or ``steps``, or up to the iterator's end."""
+        ``x`` may be a dlgpu.data.Dataset, a dlgpu.utils.PyDataset or an iterator of batches (``x`` or a tuple
+        whose first entry is x; targets are ignored): one pass (``len(x)`` batches), or ``steps``, or up to the
+        iterator's end."""
         check_data_source(x, "x", "predict")
         if is_batch_stream(x):
             reject_with_stream(x, "x", "predict", batch_size)
@@ -867,7 +868,7 @@ class Trainer:
         chunks = []
         for step, batch in enumerate(stream.epoch()):
             cbs.on_predict_batch_begin(step)
-            xs = prepare_host_data(unpack_batch(batch, "x", "predict")[0], what="predict (a batch of `x`)",
+            xs = prepare_host_data(unpack_batch(materialize(batch), "x", "predict")[0], what="predict (a batch of `x`)",
                                    strings=self._takes_strings())[0]
             out = self._predict_batch(self._to_device(xs, dev))
             chunks.append(_host_outputs(out))

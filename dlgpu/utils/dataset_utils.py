@@ -1,11 +1,13 @@
 """keras.utils.split_dataset and what the *_dataset_from_directory helpers share: indexing a directory of
 class subfolders, the validation split, label encodings, and the batched PyDataset they return.
 
-Keras returns tf.data.Dataset objects; dlgpu has no tf.data, so these helpers return ``BatchDataset``s,
-dlgpu.utils.PyDataset subclasses that fit/evaluate/predict read by index.  ``prefetch(n)`` and ``cache()``
-return the dataset itself (tutorials call ``ds.prefetch(tf_data.AUTOTUNE)``; batches are read in the
-training thread, so there is nothing to prefetch), ``take(n)`` iterates over the first n batches, and
-the rest of the tf.data API (``map``, ``batch``, ``shuffle``…) raises an AttributeError that says so.
+Keras returns tf.data.Dataset objects; these helpers return ``BatchDataset``s, dlgpu.utils.PyDataset
+subclasses that fit/evaluate/predict read by index.  ``prefetch(n)`` and ``cache()`` return the dataset
+itself (tutorials call ``ds.prefetch(tf_data.AUTOTUNE)``; batches are read in the training thread, so there
+is nothing to prefetch), ``map`` maps it batch by batch, still read by index, and the other tf.data methods
+that dlgpu.data.Dataset implements (``take``, ``unbatch``, ``shuffle``, ``repeat``, ``filter``…) turn it into
+a dlgpu.data.Dataset of its batches first (``dlgpu.data.from_py_dataset``), so they mean what they mean on
+the tf.data.Dataset Keras returns; what dlgpu.data lacks raises an AttributeError that says so.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import numpy as np
 
 from dlgpu.utils.py_dataset import PyDataset
 
-# tf.data.Dataset methods tutorials call that a BatchDataset cannot offer; each gets an AttributeError
-# saying what dlgpu returns, instead of Python's bare "object has no attribute".
-_TF_DATA_METHODS = ("batch", "unbatch", "shuffle", "repeat", "filter", "flat_map", "interleave",
-                    "zip", "concatenate", "skip", "as_numpy_iterator", "cardinality", "apply", "with_options",
-                    "padded_batch", "rebatch", "enumerate", "reduce", "window", "shard", "element_spec",
-                    "ignore_errors", "snapshot", "save", "unique", "bucket_by_sequence_length", "group_by_window")
+# tf.data.Dataset methods that a BatchDataset offers by becoming a dlgpu.data.Dataset of its batches.
+_AS_DATASET = frozenset(("batch", "unbatch", "shuffle", "repeat", "filter", "flat_map", "concatenate", "skip",
+                         "as_numpy_iterator", "cardinality", "apply", "padded_batch", "enumerate", "reduce",
+                         "shard", "element_spec"))
+# and those tutorials call that dlgpu.data does not implement: an AttributeError saying so, instead of
+# Python's bare "object has no attribute".
+_TF_DATA_METHODS = ("interleave", "zip", "with_options", "rebatch", "window", "ignore_errors", "snapshot",
+                    "save", "unique", "bucket_by_sequence_length", "group_by_window")
 
 
 class BatchDataset(PyDataset):
@@ -84,11 +88,15 @@ class BatchDataset(PyDataset):
         return self
 
     def take(self, count):
-        """The first ``count`` batches (all of them for -1), for ``for x, y in ds.take(1):`` loops."""
-        if not isinstance(count, (int, np.integer)) or count < -1:
+        """A dlgpu.data.Dataset of the first ``count`` batches (all of them for -1), for
+        ``for x, y in ds.take(1):`` loops."""
+        if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < -1:
             raise ValueError(f"{type(self).__name__}.take: `count` must be an integer >= -1; received count={count!r}")
-        count = len(self) if count == -1 else min(int(count), len(self))
-        return (self[index] for index in range(count))
+        return self._as_dataset().take(count)
+
+    def _as_dataset(self):
+        from dlgpu.data import from_py_dataset
+        return from_py_dataset(self)
 
     def map(self, map_func, num_parallel_calls=None, deterministic=None, name=None):
         """A dataset whose every element is ``map_func`` of this one's (a tuple element is spread over the
@@ -101,11 +109,16 @@ class BatchDataset(PyDataset):
         return MappedDataset(self, map_func)
 
     def __getattr__(self, name):
+        if name in _AS_DATASET:
+            return getattr(self._as_dataset(), name)
         if name in _TF_DATA_METHODS:
+            hint = (" Zip datasets with dlgpu.data.Dataset.zip((a, b)), which takes BatchDatasets too."
+                    if name == "zip" else "")
             raise AttributeError(
                 f"'{type(self).__name__}' has no attribute '{name}': dlgpu returns a dlgpu.utils.PyDataset (batches "
-                f"of numpy arrays read by index, ds[i]), not a tf.data.Dataset. Transform the arrays of each batch "
-                f"in a loop or in your own PyDataset subclass, or build the transformation into the model as a layer.")
+                f"of numpy arrays read by index, ds[i]), and dlgpu.data.Dataset, which it becomes for the other "
+                f"tf.data methods, does not implement `{name}`.{hint} Transform the arrays of each batch in a loop "
+                f"or in your own PyDataset subclass, or build the transformation into the model as a layer.")
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
 

@@ -1,11 +1,14 @@
 """keras.io example "Structured data classification from scratch": one named Input per column (integers,
 floats and a string column), each encoded inside the model by an adapted IntegerLookup / StringLookup
-(output_mode="binary") or Normalization, concatenated, then a small classifier fed with dicts of columns."""
+(output_mode="binary") or Normalization, concatenated, then a small classifier fed with dicts of columns.
+The data pipeline is the example's, with dlgpu.data in place of tf.data: a shuffled dataset of
+({column: value}, label) batched by 16, and each encoder adapted on ``ds.map(lambda x, y: x[name])``."""
 
 import numpy as np
 import pytest
 
 import dlgpu as keras
+from dlgpu import data as tf_data
 from dlgpu import layers
 
 N = 96
@@ -19,30 +22,23 @@ def _columns(seed=0):
     return cols, target
 
 
-class _Columns(keras.utils.PyDataset):
-    """Batches of ({column: values}, labels), as a batched tf.data.Dataset of a dataframe yields them."""
-
-    def __init__(self, cols, target, batch_size=16):
-        super().__init__()
-        self.cols, self.target, self.batch_size = cols, target, batch_size
-
-    def __len__(self):
-        return -(-len(self.target) // self.batch_size)
-
-    def __getitem__(self, i):
-        part = slice(i * self.batch_size, (i + 1) * self.batch_size)
-        return {k: v[part] for k, v in self.cols.items()}, self.target[part]
+def dataframe_to_dataset(cols, target):
+    ds = tf_data.Dataset.from_tensor_slices((dict(cols), target))
+    ds = ds.shuffle(buffer_size=len(target))
+    return ds
 
 
 def _one_column(dataset, name):
-    return (dataset[i][0][name][:, None] for i in range(len(dataset)))
+    """The example's get_dataset_feature path: the column alone, with a feature axis."""
+    feature_ds = dataset.map(lambda x, y: x[name])
+    return feature_ds.map(lambda x: np.expand_dims(x, -1))
 
 
 @pytest.fixture(scope="module")
 def model_and_data():
     keras.utils.set_random_seed(0)
     cols, target = _columns()
-    train = _Columns(cols, target)
+    train = dataframe_to_dataset(cols, target).batch(16)
     colour = keras.Input(shape=(1,), name="colour", dtype="string")
     doors = keras.Input(shape=(1,), name="doors", dtype="int64")
     weight = keras.Input(shape=(1,), name="weight")

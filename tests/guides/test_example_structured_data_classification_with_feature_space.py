@@ -3,15 +3,15 @@ numeric, integer-categorical and string-categorical columns (the heart-disease c
 FeatureSpace adapted on it with crosses, a training model fit on the encoded features
 (``Model(inputs=encoded_features, ...)``), then the end-to-end inference model that takes raw dicts.
 
-dlgpu has no tf.data: the dataset is a dlgpu ArrayDataset (batched, with ``.map`` and ``.take``) where
-the example builds ``tf.data.Dataset.from_tensor_slices((dict(dataframe), labels)).batch(32)``."""
+The datasets are built as the example builds them, with dlgpu.data in place of tf.data:
+``Dataset.from_tensor_slices((dict(dataframe), labels)).shuffle(len(dataframe))``, then ``.batch(32)``."""
 
 import numpy as np
 import pytest
 
 import dlgpu as keras
+from dlgpu import data as tf_data
 from dlgpu.utils import FeatureSpace
-from dlgpu.utils.dataset_utils import ArrayDataset
 
 
 def _dataframe(n, seed):
@@ -24,11 +24,17 @@ def _dataframe(n, seed):
     return cols, target
 
 
+def dataframe_to_dataset(dataframe, labels):
+    ds = tf_data.Dataset.from_tensor_slices((dict(dataframe), labels))
+    ds = ds.shuffle(buffer_size=len(labels))
+    return ds
+
+
 @pytest.fixture(scope="module")
 def trained():
     keras.utils.set_random_seed(1337)
-    train_ds = ArrayDataset(_dataframe(160, 0), batch_size=32)
-    val_ds = ArrayDataset(_dataframe(48, 1), batch_size=32)
+    train_ds = dataframe_to_dataset(*_dataframe(160, 0)).batch(32)
+    val_ds = dataframe_to_dataset(*_dataframe(48, 1)).batch(32)
     feature_space = FeatureSpace(
         features={
             # Categorical features encoded as integers
@@ -56,8 +62,10 @@ def trained():
     feature_space.adapt(train_ds_with_no_labels)
     for x, _ in train_ds.take(1):
         preprocessed_x = feature_space(x)
-    preprocessed_train_ds = train_ds.map(lambda x, y: (feature_space(x), y)).prefetch(None)
-    preprocessed_val_ds = val_ds.map(lambda x, y: (feature_space(x), y)).prefetch(None)
+    preprocessed_train_ds = train_ds.map(lambda x, y: (feature_space(x), y), num_parallel_calls=tf_data.AUTOTUNE)
+    preprocessed_train_ds = preprocessed_train_ds.prefetch(tf_data.AUTOTUNE)
+    preprocessed_val_ds = val_ds.map(lambda x, y: (feature_space(x), y), num_parallel_calls=tf_data.AUTOTUNE)
+    preprocessed_val_ds = preprocessed_val_ds.prefetch(tf_data.AUTOTUNE)
 
     dict_inputs = feature_space.get_inputs()
     encoded_features = feature_space.get_encoded_features()

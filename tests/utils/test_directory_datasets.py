@@ -191,8 +191,14 @@ def test_unbatched_and_tf_data_api(image_dir):
     assert ds.prefetch(buffer_size=-1) is ds
     scaled = ds.map(lambda x, y: (x / 255, y), num_parallel_calls=-1)  # per sample, as tf.data maps an unbatched set
     assert len(scaled) == 12 and np.array_equal(scaled[3][0], ds[3][0] / 255) and scaled[3][1] == ds[3][1]
-    with pytest.raises(AttributeError, match="unbatch"):
-        ds.unbatch()
+    with pytest.raises(ValueError, match="unbatch.*rank >= 1"):  # single samples: a scalar label has no batch axis
+        next(iter(ds.unbatch()))
+    batched = image_dataset_from_directory(image_dir, image_size=(4, 4), batch_size=5, shuffle=False, verbose=False)
+    pairs = list(batched.unbatch().batch(12).as_numpy_iterator())
+    assert len(pairs) == 1 and pairs[0][0].shape == (12, 4, 4, 3)
+    np.testing.assert_array_equal(pairs[0][1], [ds[i][1] for i in range(12)])
+    zipped = keras.data.Dataset.zip((batched, batched.map(lambda x, y: y)))
+    assert zipped.cardinality() == 3 and np.array_equal(next(iter(zipped))[1], batched[0][1])
     images, labels = next(iter(ds.take(1)))
     assert images.shape == (4, 4, 3)
 

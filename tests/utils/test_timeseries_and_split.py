@@ -134,8 +134,15 @@ def test_tf_data_methods():
     np.testing.assert_array_equal(taken[1], ds[1])
     doubled = ds.map(lambda x: x * 2)  # a batch without targets is one argument
     np.testing.assert_array_equal(doubled[1], ds[1] * 2)
-    with pytest.raises(AttributeError, match="shuffle.*dlgpu.utils.PyDataset"):
-        ds.shuffle(8)
+    # the tf.data methods dlgpu.data implements work on the dataset of batches, as on Keras's tf.data.Dataset
+    assert ds.cardinality() == len(ds) and ds.take(2).cardinality() == 2
+    samples = list(ds.unbatch().as_numpy_iterator())
+    assert len(samples) == 28 and samples[5].tolist() == [5, 6, 7]
+    shuffled = list(ds.shuffle(8, seed=0).as_numpy_iterator())
+    assert sorted(b[0, 0] for b in shuffled) == [b[0, 0] for b in ds]
+    assert ds.skip(6).repeat(2).reduce(0, lambda n, batch: n + len(batch)) == 2 * 4
+    with pytest.raises(AttributeError, match="interleave.*does not implement"):
+        ds.interleave(lambda x: x)
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         ds.nonsense
     with pytest.raises(IndexError):
