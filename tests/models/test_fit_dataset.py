@@ -202,10 +202,12 @@ def test_an_unbatched_dataset_is_taken_element_by_element_with_a_warning():
 @pytest.mark.gpu
 def test_training_from_a_dataset_on_the_gpu_matches_the_cpu():
     x, y = _mnist_like()
-    ds = Dataset.from_tensor_slices((x, y)).shuffle(64, seed=0).batch(16)
     results = []
     for device in ("cpu", "gpu"):
         with dlgpu.device(device):
+            # one dataset per run: each iteration of one dataset reshuffles, so a shared one would give the
+            # second run other batches
+            ds = Dataset.from_tensor_slices((x, y)).shuffle(64, seed=0).batch(16)
             model = _convnet()
             model.fit(ds, epochs=2, verbose=0)
             results.append(model.get_weights())
