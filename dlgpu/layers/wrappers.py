@@ -1,4 +1,4 @@
-"""Wrappers of one layer: TimeDistributed (the layer applied to every time step of a sequence, with one set
+"""Wrappers of one layer (Wrapper, their base): TimeDistributed (the layer applied to every time step of a sequence, with one set
 of weights) and SpectralNormalization (the layer's kernel divided by its spectral norm while training)."""
 
 from __future__ import annotations
@@ -9,7 +9,34 @@ from dlgpu import initializers, ops
 from dlgpu.layers.base import Layer, _is_shape
 
 
-class TimeDistributed(Layer):
+class Wrapper(Layer):
+    """keras.layers.Wrapper: the base of layers that wrap one other layer (``self.layer``), which its config
+    holds serialized.  Subclass it for a wrapper of your own, as TimeDistributed and SpectralNormalization do."""
+
+    def __init__(self, layer, **kwargs):
+        if not isinstance(layer, Layer):
+            raise ValueError(f"Please initialize `{type(self).__name__}` layer with a `keras.layers.Layer` "
+                             f"instance. Received: {layer!r}")
+        super().__init__(**kwargs)
+        self.layer = layer
+
+    def build(self, input_shape=None):
+        self.layer._maybe_build(input_shape)
+        self.built = True
+
+    def get_config(self):
+        from dlgpu import layers
+        return {**super().get_config(), "layer": layers.serialize(self.layer)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from dlgpu import layers
+        config = dict(config)
+        config["layer"] = layers.deserialize(config["layer"], custom_objects)
+        return cls(**config)
+
+
+class TimeDistributed(Wrapper):
     """Applies ``layer`` to each slice ``inputs[:, t]`` of a (batch, time, ...) input.
 
     The time axis is folded into the batch, (batch * time, ...), so the wrapped layer runs once per call
@@ -17,13 +44,6 @@ class TimeDistributed(Layer):
     treats samples independently (Dense, Conv2D, pooling, ...); a layer that computes batch statistics in
     training (BatchNormalization) sees all batch * time samples at once instead of one step's batch.
     """
-
-    def __init__(self, layer, **kwargs):
-        if not isinstance(layer, Layer):
-            raise ValueError(f"Please initialize `TimeDistributed` layer with a `keras.layers.Layer` instance. "
-                             f"Received: {layer!r}")
-        super().__init__(**kwargs)
-        self.layer = layer
 
     def _child_shape(self, input_shape):
         """What the wrapped layer sees: (None, ...) with the time axis folded into the unknown batch."""
@@ -54,17 +74,6 @@ class TimeDistributed(Layer):
                              f"return one tensor; its output shapes are {child}")
         return tuple(input_shape[:2]) + tuple(child[1:])
 
-    def get_config(self):
-        from dlgpu import layers
-        return {**super().get_config(), "layer": layers.serialize(self.layer)}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        from dlgpu import layers
-        config = dict(config)
-        config["layer"] = layers.deserialize(config["layer"], custom_objects)
-        return cls(**config)
-
 
 _EPSILON = 1e-7  # keras.config.epsilon(), the floor of Keras's normalize (x * min(rsqrt(sum x^2), 1 / eps))
 
@@ -75,7 +84,7 @@ def _normalize(xp, x):
     return x / xp.sqrt(xp.maximum(xp.sum(x * x), np.float32(_EPSILON * _EPSILON)))
 
 
-class SpectralNormalization(Layer):
+class SpectralNormalization(Wrapper):
     """Wraps a layer with a ``kernel`` (Dense, Conv...) or ``embeddings`` (Embedding).  Each training call
     first runs ``power_iterations`` steps of the power method on the kernel reshaped to (-1, last axis),
     from the non-trainable ``vector_u``, and assigns kernel / sigma to the kernel and the new u to
@@ -84,15 +93,11 @@ class SpectralNormalization(Layer):
     run the layer on the kernel as it stands (the kernel normalized by the last training step)."""
 
     def __init__(self, layer, power_iterations=1, **kwargs):
-        if not isinstance(layer, Layer):
-            raise ValueError(f"Please initialize `SpectralNormalization` layer with a `keras.layers.Layer` "
-                             f"instance. Received: {layer!r}")
-        super().__init__(**kwargs)
+        super().__init__(layer, **kwargs)
         if (not isinstance(power_iterations, (int, np.integer)) or isinstance(power_iterations, bool)
                 or power_iterations <= 0):
             raise ValueError(f"Layer '{self.name}' (SpectralNormalization): `power_iterations` should be an "
                              f"integer greater than zero. Received: `power_iterations={power_iterations!r}`")
-        self.layer = layer
         self.power_iterations = int(power_iterations)
 
     def build(self, input_shape):
@@ -139,13 +144,4 @@ class SpectralNormalization(Layer):
         return self.layer.compute_output_shape(input_shape)
 
     def get_config(self):
-        from dlgpu import layers
-        return {**super().get_config(), "layer": layers.serialize(self.layer),
-                "power_iterations": self.power_iterations}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        from dlgpu import layers
-        config = dict(config)
-        config["layer"] = layers.deserialize(config["layer"], custom_objects)
-        return cls(**config)
+        return {**super().get_config(), "power_iterations": self.power_iterations}

@@ -43,6 +43,7 @@ NOT_IN_TABLE = {
     "LSTMCell": "compared through LSTM",
     "SimpleRNNCell": "compared through SimpleRNN",
     "StackedRNNCells": "wrapper of cells",
+    "Wrapper": "the abstract base of TimeDistributed and SpectralNormalization (compared through them)",
     "Hashing": "Keras's Hashing needs TensorFlow (not installed with the torch backend); its bins are checked "
                "against Keras's docstring examples in tests/layers/test_hashed_crossing.py",
     "HashedCrossing": "Keras's HashedCrossing needs TensorFlow; its bins are checked against Keras's docstring "

@@ -231,3 +231,24 @@ def test_dot_and_time_distributed_on_gpu_match_cpu():
             results[device] = [out.numpy()] + [g.numpy() for g in grads]
     for a, b in zip(results["gpu"], results["cpu"]):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_a_wrapper_of_ones_own():
+    """keras.layers.Wrapper: the base a user's wrapper subclasses; it builds the wrapped layer and carries
+    it in its config."""
+    import dlgpu
+
+    @dlgpu.saving.register_keras_serializable(package="tests")
+    class Doubled(dlgpu.layers.Wrapper):
+        def call(self, inputs):
+            return self.layer(inputs) * 2.0
+
+    wrapped = Doubled(dlgpu.layers.Dense(3))
+    x = np.ones((2, 4), np.float32)
+    out = wrapped(x).numpy()
+    np.testing.assert_allclose(out, 2 * wrapped.layer(x).numpy(), rtol=1e-6)
+    assert isinstance(dlgpu.layers.TimeDistributed(dlgpu.layers.Dense(2)), dlgpu.layers.Wrapper)
+    again = Doubled.from_config(wrapped.get_config())
+    assert isinstance(again.layer, dlgpu.layers.Dense) and again.layer.units == 3
+    with pytest.raises(ValueError, match="Doubled.*keras.layers.Layer"):
+        Doubled("dense")
