@@ -1,0 +1,124 @@
+"""dlgpu.applications against real Keras (torch backend): each family is built in Keras with weights=None,
+its weights are randomised, written to a legacy .h5 file the way Keras publishes them (layer_names,
+weight_names, trainable then non-trainable weights per layer) and loaded through dlgpu's ``weights=`` path;
+then the predictions, parameter counts, layer classes and names, and preprocess_input are compared.
+
+Models are built at the smallest input Keras allows and with few classes; the largest variants are only
+built (parameter count and layer names), not run.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from dlgpu.applications._weights import keras_layer_order
+
+h5py = pytest.importorskip("h5py")
+
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:This model usually expects:UserWarning")]
+
+
+def write_keras_h5(keras, model, path, seed=0):
+    """Randomise ``model``'s weights (distinct values everywhere, variances positive) and write them in
+    Keras's legacy layout; the order per layer is Keras's legacy one (trainable, then non-trainable)."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.2.4"
+        for layer in model.layers:
+            variables = layer.trainable_weights + layer.non_trainable_weights
+            values = []
+            for v in variables:
+                a = keras.ops.convert_to_numpy(v)
+                if np.issubdtype(a.dtype, np.floating):
+                    a = (rng.uniform(0.5, 1.5, a.shape) * np.where(a != 0, a, 1.0)).astype(a.dtype)
+                    v.assign(a)
+                values.append(a)
+            group = f.create_group(layer.name)
+            names = [f"{layer.name}/{v.path.split('/')[-1]}_{i}:0" for i, v in enumerate(variables)]
+            group.attrs["weight_names"] = [n.encode() for n in names]
+            for n, a in zip(names, values):
+                group.create_dataset(n, data=a)
+    return path
+
+
+def _build(keras, builder, kwargs):
+    """(Keras's model, dlgpu's function) for ``builder`` "module.Name"."""
+    module, name = builder.split(".")
+    kmodel = getattr(importlib.import_module(f"keras.applications.{module}"), name)(weights=None, **kwargs)
+    dmodule = importlib.import_module(f"dlgpu.applications.{module}")
+    return kmodel, getattr(dmodule, name)
+
+
+def assert_same_architecture(kmodel, dmodel, auto_names=False):
+    """Same parameter count, output shape and name; the same layer classes, weight shapes and (unless
+    Keras generates them) names, in Keras's order of a functional model's layers."""
+    assert dmodel.count_params() == kmodel.count_params()
+    assert dmodel.output_shape == tuple(kmodel.output_shape)
+    assert dmodel.name == kmodel.name
+    ordered = keras_layer_order(dmodel)
+    assert len(ordered) == len(dmodel.layers)
+    assert [type(layer).__name__ for layer in ordered] == [type(layer).__name__ for layer in kmodel.layers]
+    if not auto_names:
+        assert [layer.name for layer in ordered] == [layer.name for layer in kmodel.layers]
+    for kl, dl in zip(kmodel.layers, ordered):
+        assert [tuple(w.shape) for w in dl.weights] == [tuple(w.shape) for w in kl.weights
+                                                        if w.dtype != "int64"], kl.name
+
+
+# (builder, kwargs, run a forward): the forward runs at the smallest size Keras allows
+CASES = [
+    ("resnet_v2.ResNet50V2", {"input_shape": (32, 32, 3), "classes": 5}, True),
+    ("resnet_v2.ResNet101V2", {"include_top": False, "pooling": "max"}, False),
+    ("resnet_v2.ResNet152V2", {}, False),
+    ("densenet.DenseNet121", {"input_shape": (32, 32, 3), "classes": 4}, True),
+    ("densenet.DenseNet169", {"include_top": False, "input_shape": (32, 32, 3), "pooling": "avg"}, False),
+    ("densenet.DenseNet201", {}, False),
+]
+_AUTO_NAMES = set()
+
+
+def _case_id(case):
+    return f"{case[0].split('.')[1]}-{'-'.join(f'{k}={v}' for k, v in case[1].items())}"
+
+
+@pytest.mark.parametrize("builder, kwargs, forward", CASES, ids=[_case_id(c) for c in CASES])
+def test_architecture_weights_and_predictions_match_keras(keras, builder, kwargs, forward, tmp_path):
+    kmodel, build = _build(keras, builder, kwargs)
+    if not forward:
+        assert_same_architecture(kmodel, build(weights=None, **kwargs), builder.split(".")[0] in _AUTO_NAMES)
+        return
+    path = write_keras_h5(keras, kmodel, tmp_path / "keras.h5")
+    dmodel = build(weights=str(path), **kwargs)
+    assert_same_architecture(kmodel, dmodel, builder.split(".")[0] in _AUTO_NAMES)
+    x = np.random.default_rng(1).uniform(0, 255, (2,) + tuple(kmodel.input_shape[1:])).astype("float32")
+    module = importlib.import_module(f"dlgpu.applications.{builder.split('.')[0]}")
+    x = module.preprocess_input(x)
+    expected = keras.ops.convert_to_numpy(kmodel(x, training=False))
+    got = dmodel.predict(x, verbose=0)
+    scale = float(np.abs(expected).max())
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * max(scale, 1.0))
+
+
+PREPROCESS = ["resnet_v2", "densenet"]
+
+
+@pytest.mark.parametrize("module", PREPROCESS)
+@pytest.mark.parametrize("data_format", [None, "channels_first"])
+def test_preprocess_input_matches_keras(keras, module, data_format):
+    x = np.random.default_rng(2).uniform(0, 255, (2, 5, 4, 3)).astype("float32")
+    if data_format == "channels_first":
+        x = np.moveaxis(x, -1, 1).copy()
+    kmod = importlib.import_module(f"keras.applications.{module}")
+    dmod = importlib.import_module(f"dlgpu.applications.{module}")
+    expected = kmod.preprocess_input(x.copy(), data_format=data_format)
+    np.testing.assert_allclose(dmod.preprocess_input(x.copy(), data_format=data_format), expected, rtol=1e-5,
+                               atol=1e-5)
+    ints = np.full((1, 2, 2, 3), 200, np.uint8)
+    np.testing.assert_allclose(dmod.preprocess_input(ints), kmod.preprocess_input(ints.copy()), rtol=1e-5,
+                               atol=1e-5)
