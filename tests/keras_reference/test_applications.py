@@ -10,6 +10,7 @@ built (parameter count and layer names), not run.
 from __future__ import annotations
 
 import importlib
+import re
 
 import numpy as np
 import pytest
@@ -53,9 +54,18 @@ def write_keras_h5(keras, model, path, seed=0):
 def _build(keras, builder, kwargs):
     """(Keras's model, dlgpu's function) for ``builder`` "module.Name"."""
     module, name = builder.split(".")
-    kmodel = getattr(importlib.import_module(f"keras.applications.{module}"), name)(weights=None, **kwargs)
+    kmodule = importlib.import_module(f"keras.applications.{module}")
+    # Keras exports MobileNetV3Small/Large from keras.applications only, not from its module
+    kmodel = getattr(kmodule, name, getattr(keras.applications, name, None))(weights=None, **kwargs)
     dmodule = importlib.import_module(f"dlgpu.applications.{module}")
     return kmodel, getattr(dmodule, name)
+
+
+def _name(layer):
+    """The layer's name, or "<auto>" for one generated from its class (a session-wide counter numbers them)."""
+    base = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", type(layer).__name__)  # Keras's to_snake_case
+    base = re.sub("([a-z])([A-Z])", r"\1_\2", base).lower()
+    return "<auto>" if re.fullmatch(rf"{re.escape(base)}(_\d+)?", layer.name) else layer.name
 
 
 def assert_same_architecture(kmodel, dmodel, auto_names=False):
@@ -70,7 +80,7 @@ def assert_same_architecture(kmodel, dmodel, auto_names=False):
     assert len(ordered) == len(dmodel.layers)
     assert [type(layer).__name__ for layer in ordered] == [type(layer).__name__ for layer in kmodel.layers]
     if not auto_names:
-        assert [layer.name for layer in ordered] == [layer.name for layer in kmodel.layers]
+        assert [_name(layer) for layer in ordered] == [_name(layer) for layer in kmodel.layers]
     for kl, dl in zip(kmodel.layers, ordered):
         assert [tuple(w.shape) for w in dl.weights] == [tuple(w.shape) for w in kl.weights
                                                         if "int" not in w.dtype], kl.name
@@ -93,6 +103,11 @@ CASES = [
     ("efficientnet_v2.EfficientNetV2B3", {"include_top": False, "input_shape": (32, 32, 3),
                                           "include_preprocessing": False}, True),
     ("efficientnet_v2.EfficientNetV2L", {}, False),
+    ("mobilenet_v3.MobileNetV3Small", {"input_shape": (32, 32, 3), "classes": 3}, True),
+    ("mobilenet_v3.MobileNetV3Large", {"input_shape": (40, 32, 3), "alpha": 0.75, "include_top": False,
+                                       "pooling": "avg"}, True),
+    ("mobilenet_v3.MobileNetV3Large", {"minimalistic": True, "alpha": 1.25, "input_shape": (32, 32, 3),
+                                       "include_preprocessing": False, "classes": 2}, True),
 ]
 _AUTO_NAMES = set()
 
@@ -120,7 +135,7 @@ def test_architecture_weights_and_predictions_match_keras(keras, builder, kwargs
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * max(scale, 1.0))
 
 
-PREPROCESS = ["resnet_v2", "densenet", "efficientnet", "efficientnet_v2"]
+PREPROCESS = ["resnet_v2", "densenet", "efficientnet", "efficientnet_v2", "mobilenet_v3"]
 
 
 @pytest.mark.parametrize("module", PREPROCESS)
