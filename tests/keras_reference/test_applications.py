@@ -108,6 +108,9 @@ CASES = [
                                        "pooling": "avg"}, True),
     ("mobilenet_v3.MobileNetV3Large", {"minimalistic": True, "alpha": 1.25, "input_shape": (32, 32, 3),
                                        "include_preprocessing": False, "classes": 2}, True),
+    ("convnext.ConvNeXtTiny", {"input_shape": (32, 32, 3), "classes": 3}, True),
+    ("convnext.ConvNeXtSmall", {"input_shape": (32, 32, 3), "include_top": False, "pooling": "avg"}, True),
+    ("convnext.ConvNeXtXLarge", {}, False),
 ]
 _AUTO_NAMES = set()
 
@@ -135,7 +138,7 @@ def test_architecture_weights_and_predictions_match_keras(keras, builder, kwargs
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * max(scale, 1.0))
 
 
-PREPROCESS = ["resnet_v2", "densenet", "efficientnet", "efficientnet_v2", "mobilenet_v3"]
+PREPROCESS = ["resnet_v2", "densenet", "efficientnet", "efficientnet_v2", "mobilenet_v3", "convnext"]
 
 
 @pytest.mark.parametrize("module", PREPROCESS)
