@@ -27,10 +27,14 @@ def write_keras_h5(keras, model, path, seed=0):
     """Randomise ``model``'s weights (distinct values everywhere, variances positive) and write them in
     Keras's legacy layout; the order per layer is Keras's legacy one (trainable, then non-trainable).
     Batch normalization scales stay below 1: with the moving statistics far from the activations' own, deep
-    networks otherwise grow activations into the thousands, where float32 rounding decides sigmoid gates."""
+    networks otherwise grow activations into the thousands, where float32 rounding decides sigmoid gates.
+    Layers Keras named from a counter get other names in the file, as in Keras's published files (Keras 2
+    counted from 1): dlgpu must then pair layers by order, as Keras does."""
     rng = np.random.default_rng(seed)
+    stored = {layer.name: layer.name + "_published" if _name(layer) == "<auto>" else layer.name
+              for layer in model.layers}
     with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        f.attrs["layer_names"] = [stored[layer.name].encode() for layer in model.layers]
         f.attrs["backend"] = b"tensorflow"
         f.attrs["keras_version"] = b"2.2.4"
         for layer in model.layers:
@@ -43,8 +47,8 @@ def write_keras_h5(keras, model, path, seed=0):
                     a = (rng.uniform(low, high, a.shape) * np.where(a != 0, a, 1.0)).astype(a.dtype)
                     v.assign(a)
                 values.append(a)
-            group = f.create_group(layer.name)
-            names = [f"{layer.name}/{v.path.split('/')[-1]}_{i}:0" for i, v in enumerate(variables)]
+            group = f.create_group(stored[layer.name])
+            names = [f"{stored[layer.name]}/{v.path.split('/')[-1]}_{i}:0" for i, v in enumerate(variables)]
             group.attrs["weight_names"] = [n.encode() for n in names]
             for n, a in zip(names, values):
                 group.create_dataset(n, data=a)
@@ -111,6 +115,10 @@ CASES = [
     ("convnext.ConvNeXtTiny", {"input_shape": (32, 32, 3), "classes": 3}, True),
     ("convnext.ConvNeXtSmall", {"input_shape": (32, 32, 3), "include_top": False, "pooling": "avg"}, True),
     ("convnext.ConvNeXtXLarge", {}, False),
+    ("xception.Xception", {"input_shape": (71, 71, 3), "classes": 3}, True),
+    ("xception.Xception", {"include_top": False, "input_shape": (71, 80, 3), "pooling": "max"}, True),
+    ("inception_v3.InceptionV3", {"input_shape": (75, 75, 3), "classes": 3}, True),
+    ("inception_v3.InceptionV3", {"include_top": False, "input_shape": (75, 75, 3), "pooling": "avg"}, True),
 ]
 _AUTO_NAMES = set()
 
@@ -138,7 +146,8 @@ def test_architecture_weights_and_predictions_match_keras(keras, builder, kwargs
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * max(scale, 1.0))
 
 
-PREPROCESS = ["resnet_v2", "densenet", "efficientnet", "efficientnet_v2", "mobilenet_v3", "convnext"]
+PREPROCESS = ["resnet_v2", "densenet", "efficientnet", "efficientnet_v2", "mobilenet_v3", "convnext", "xception",
+              "inception_v3"]
 
 
 @pytest.mark.parametrize("module", PREPROCESS)
