@@ -119,6 +119,7 @@ CASES = [
     ("xception.Xception", {"include_top": False, "input_shape": (71, 80, 3), "pooling": "max"}, True),
     ("inception_v3.InceptionV3", {"input_shape": (75, 75, 3), "classes": 3}, True),
     ("inception_v3.InceptionV3", {"include_top": False, "input_shape": (75, 75, 3), "pooling": "avg"}, True),
+    ("inception_resnet_v2.InceptionResNetV2", {"input_shape": (75, 75, 3), "classes": 3}, True),
 ]
 _AUTO_NAMES = set()
 
@@ -147,7 +148,7 @@ def test_architecture_weights_and_predictions_match_keras(keras, builder, kwargs
 
 
 PREPROCESS = ["resnet_v2", "densenet", "efficientnet", "efficientnet_v2", "mobilenet_v3", "convnext", "xception",
-              "inception_v3"]
+              "inception_v3", "inception_resnet_v2"]
 
 
 @pytest.mark.parametrize("module", PREPROCESS)
