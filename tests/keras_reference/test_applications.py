@@ -9,6 +9,7 @@ built (parameter count and layer names), not run.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import re
 
@@ -21,6 +22,15 @@ h5py = pytest.importorskip("h5py")
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:This model usually expects:UserWarning")]
+
+
+@pytest.fixture(autouse=True)
+def fresh_keras_session(keras):
+    """Each test's Keras models are dropped after it: Keras keeps every layer it made in a global graph
+    state, and the tests slow down threefold by the last family without this."""
+    yield
+    keras.backend.clear_session()
+    gc.collect()
 
 
 def write_keras_h5(keras, model, path, seed=0):
@@ -103,12 +113,10 @@ CASES = [
     ("densenet.DenseNet169", {"include_top": False, "input_shape": (32, 32, 3), "pooling": "avg"}, False),
     ("densenet.DenseNet201", {}, False),
     ("efficientnet.EfficientNetB0", {"input_shape": (32, 32, 3), "classes": 3}, True),
-    ("efficientnet.EfficientNetB3", {"include_top": False, "input_shape": (32, 32, 3), "pooling": "avg"}, True),
+    ("efficientnet.EfficientNetB2", {"include_top": False, "input_shape": (32, 32, 3), "pooling": "avg"}, True),
     ("efficientnet.EfficientNetB7", {}, False),
     ("efficientnet_v2.EfficientNetV2B0", {"input_shape": (32, 32, 3), "classes": 3}, True),
     ("efficientnet_v2.EfficientNetV2S", {"include_top": False, "input_shape": (32, 32, 3), "pooling": "max"}, True),
-    ("efficientnet_v2.EfficientNetV2B3", {"include_top": False, "input_shape": (32, 32, 3),
-                                          "include_preprocessing": False}, True),
     ("efficientnet_v2.EfficientNetV2L", {}, False),
     ("mobilenet_v3.MobileNetV3Small", {"input_shape": (32, 32, 3), "classes": 3}, True),
     ("mobilenet_v3.MobileNetV3Large", {"input_shape": (40, 32, 3), "alpha": 0.75, "include_top": False,
@@ -118,11 +126,12 @@ CASES = [
     ("convnext.ConvNeXtTiny", {"input_shape": (32, 32, 3), "classes": 3}, True),
     ("convnext.ConvNeXtSmall", {"input_shape": (32, 32, 3), "include_top": False, "pooling": "avg"}, True),
     ("convnext.ConvNeXtXLarge", {}, False),
-    ("xception.Xception", {"input_shape": (71, 71, 3), "classes": 3}, True),
-    ("xception.Xception", {"include_top": False, "input_shape": (71, 80, 3), "pooling": "max"}, True),
+    ("xception.Xception", {"input_shape": (71, 80, 3), "include_top": False, "pooling": "max"}, True),
     ("inception_v3.InceptionV3", {"input_shape": (75, 75, 3), "classes": 3}, True),
-    ("inception_v3.InceptionV3", {"include_top": False, "input_shape": (75, 75, 3), "pooling": "avg"}, True),
+    ("inception_v3.InceptionV3", {"include_top": False, "pooling": "avg"}, False),
+    ("xception.Xception", {}, False),
     ("inception_resnet_v2.InceptionResNetV2", {"input_shape": (75, 75, 3), "classes": 3}, True),
+    ("inception_resnet_v2.InceptionResNetV2", {"include_top": False, "pooling": "max"}, False),
     # NASNet at a tenth of NASNetMobile's width and one cell per stack (Keras refuses NASNetMobile itself on
     # torch, not the NASNet builder); 33x33 makes every reduction meet an odd size
     ("nasnet.NASNet", {"input_shape": (32, 32, 3), "penultimate_filters": 96, "num_blocks": 1,
