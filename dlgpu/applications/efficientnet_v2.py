@@ -82,8 +82,8 @@ def MBConvBlock(input_filters, output_filters, expand_ratio=1, kernel_size=3, st
                               padding="same", use_bias=False, name=f"{name}expand_conv")(x)
             x = layers.BatchNormalization(axis=3, momentum=bn_momentum, name=f"{name}expand_bn")(x)
             x = layers.Activation(activation, name=f"{name}expand_activation")(x)
-        x = layers.DepthwiseConv2D(kernel_size=kernel_size, strides=strides, depthwise_initializer=CONV_KERNEL_INITIALIZER,
-                                   padding="same", use_bias=False, name=f"{name}dwconv2")(x)
+        x = layers.DepthwiseConv2D(kernel_size=kernel_size, strides=strides, padding="same", use_bias=False,
+                                   depthwise_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}dwconv2")(x)
         x = layers.BatchNormalization(axis=3, momentum=bn_momentum, name=f"{name}bn")(x)
         x = layers.Activation(activation, name=f"{name}activation")(x)
         if 0 < se_ratio <= 1:
@@ -95,16 +95,16 @@ def MBConvBlock(input_filters, output_filters, expand_ratio=1, kernel_size=3, st
     return apply
 
 
-def FusedMBConvBlock(input_filters, output_filters, expand_ratio=1, kernel_size=3, strides=1, se_ratio=0.0,  # noqa: N802
-                     bn_momentum=0.9, activation="swish", survival_probability=0.8, name=None):
+def FusedMBConvBlock(input_filters, output_filters, expand_ratio=1, kernel_size=3, strides=1,  # noqa: N802
+                     se_ratio=0.0, bn_momentum=0.9, activation="swish", survival_probability=0.8, name=None):
     """MBConv with the expansion and depthwise convolutions fused into one ``kernel_size`` convolution."""
 
     def apply(inputs):
         filters = input_filters * expand_ratio
         x = inputs
         if expand_ratio != 1:
-            x = layers.Conv2D(filters, kernel_size=kernel_size, strides=strides, kernel_initializer=CONV_KERNEL_INITIALIZER,
-                              padding="same", use_bias=False, name=f"{name}expand_conv")(x)
+            x = layers.Conv2D(filters, kernel_size=kernel_size, strides=strides, padding="same", use_bias=False,
+                              kernel_initializer=CONV_KERNEL_INITIALIZER, name=f"{name}expand_conv")(x)
             x = layers.BatchNormalization(axis=3, momentum=bn_momentum, name=f"{name}expand_bn")(x)
             x = layers.Activation(activation=activation, name=f"{name}expand_activation")(x)
         if 0 < se_ratio <= 1:
@@ -171,7 +171,8 @@ def EfficientNetV2(width_coefficient, depth_coefficient, default_size, dropout_r
             if j > 0:
                 args["strides"] = 1
                 args["input_filters"] = args["output_filters"]
-            x = block(activation=activation, bn_momentum=bn_momentum, survival_probability=drop_connect_rate * b / blocks,
+            rate = drop_connect_rate * b / blocks
+            x = block(activation=activation, bn_momentum=bn_momentum, survival_probability=rate,
                       name=f"block{i + 1}{chr(j + 97)}_", **args)(x)
             b += 1
     x = layers.Conv2D(filters=filters_of(1280), kernel_size=1, strides=1, kernel_initializer=CONV_KERNEL_INITIALIZER,

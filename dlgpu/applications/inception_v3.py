@@ -35,7 +35,8 @@ def _block_35(x, pool_filters, name):
     branch1x1 = conv2d_bn(x, 64, 1, 1)
     branch5x5 = conv2d_bn(conv2d_bn(x, 48, 1, 1), 64, 5, 5)
     branch3x3dbl = conv2d_bn(conv2d_bn(conv2d_bn(x, 64, 1, 1), 96, 3, 3), 96, 3, 3)
-    return layers.Concatenate(axis=3, name=name)([branch1x1, branch5x5, branch3x3dbl, _avg_pool_branch(x, pool_filters)])
+    branches = [branch1x1, branch5x5, branch3x3dbl, _avg_pool_branch(x, pool_filters)]
+    return layers.Concatenate(axis=3, name=name)(branches)
 
 
 def _block_17(x, filters, name):

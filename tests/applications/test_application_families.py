@@ -193,7 +193,8 @@ def test_efficientnet_imagenet_stem_and_the_published_count_weight(monkeypatch, 
         norm = next(layer.name for layer in source.layers if isinstance(layer, layers.Normalization))
         group = f[norm]
         group.create_dataset(f"{norm}/count:0", data=np.int64(1000))
-        group.attrs["weight_names"] = [_weights._text(n).encode() for n in group.attrs["weight_names"]] + [f"{norm}/count:0".encode()]
+        names = [_weights._text(n) for n in group.attrs["weight_names"]] + [f"{norm}/count:0"]
+        group.attrs["weight_names"] = [n.encode() for n in names]
     monkeypatch.setitem(efficientnet.WEIGHTS_HASHES, "b0", ("unused", hashlib.md5(path.read_bytes()).hexdigest()))
     model = applications.EfficientNetB0(include_top=False, input_shape=SMALL)
     rescalings = [layer for layer in model.layers if isinstance(layer, layers.Rescaling)]
