@@ -84,7 +84,8 @@ def NASNetMobile(input_shape=None, include_top=True, weights="imagenet", input_t
     Without the top and without ``input_shape`` the input is 224x224x3, as in Keras.  ``weights``: None
     (random), "imagenet" (Keras's published weights, downloaded once into dlgpu's cache), or the path of a
     weights file.  Inputs are expected preprocessed by :func:`preprocess_input` (scaled to [-1, 1]).
-    (Keras refuses NASNetMobile on its torch backend because of a bug of that backend; dlgpu has no such bug.)
+    (Keras refuses NASNetMobile on its torch backend, citing an open bug there; dlgpu builds it, and its
+    NASNet cells match Keras's NASNet builder on torch in dlgpu's tests.)
     """
     if not include_top and input_shape is None:
         input_shape = (224, 224, 3)
