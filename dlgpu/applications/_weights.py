@@ -76,7 +76,8 @@ def _text(value):
 
 
 def read_legacy_h5(path):
-    """``{layer name: [weight arrays]}`` from a Keras legacy .h5 file, layers without weights left out."""
+    """``{layer name: [weight arrays]}`` from a Keras legacy .h5 file, in the file's layer order, layers
+    without weights left out."""
     h5py = _h5py()
     with h5py.File(path, "r") as f:
         group = f
@@ -95,33 +96,82 @@ def read_legacy_h5(path):
         return out
 
 
+def _stored_arrays(layer, arrays):
+    """The file's arrays for ``layer``, less what Keras stores and dlgpu does not keep: Normalization's
+    integer ``count`` (EfficientNet's stem), which nothing reads."""
+    from dlgpu.layers import Normalization
+    if isinstance(layer, Normalization) and len(arrays) == len(layer.weights) + 1 and arrays[-1].ndim == 0:
+        return arrays[:-1]
+    return arrays
+
+
+def keras_layer_order(model):
+    """``model``'s layers in the order Keras 3 lists a functional model's layers (``map_graph``): by
+    decreasing depth (the longest path to an output), ties by first visit of a depth-first walk from the
+    outputs.  Keras's legacy loader pairs weighted layers with the file's in this order, which is not always
+    the order the layers were called in (a residual block's shortcut comes after its main branch)."""
+    first_visit, post_order, done = {}, [], set()
+
+    def visit(tensor):
+        layer, node_index, _ = tensor._history
+        node = layer._inbound_nodes[node_index]
+        if id(node) in done:
+            return
+        first_visit.setdefault(id(layer), len(first_visit))
+        for parent in node.parent_tensors:
+            visit(parent)
+        done.add(id(node))
+        post_order.append(node)
+    for out in model.outputs:
+        visit(out)
+    node_depth, layer_depth, layers_by_id = {}, {}, {}
+    for node in reversed(post_order):
+        depth = max(node_depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = node_depth[id(node)] = depth
+        layers_by_id[id(node.layer)] = node.layer
+        for parent in node.parent_tensors:
+            layer, node_index, _ = parent._history
+            key = id(layer._inbound_nodes[node_index])
+            node_depth[key] = max(depth + 1, node_depth.get(key, 0))
+    ordered = sorted(layers_by_id, key=lambda k: (-layer_depth[k], first_visit[k]))
+    listed = {id(layer) for layer in model.layers}  # not ops on symbolic tensors, as in Keras
+    return [layers_by_id[k] for k in ordered if k in listed]
+
+
 def load_weights(model, path):
-    """Set the weights of ``model``'s layers from file ``path``, matching layers by name.
+    """Set the weights of ``model``'s layers from file ``path``.
 
     A ``.h5``/``.hdf5`` file is read as Keras's legacy layout; anything else goes to ``model.load_weights``
-    (dlgpu's own weight files).  Every layer is checked before any is changed.
+    (dlgpu's own weight files).  Layers are matched by name when the file has every name the model's
+    weighted layers carry; otherwise, when the file holds as many weighted layers as the model, by order,
+    as Keras's own legacy loader always does (InceptionV3's published file names its layers ``conv2d_1``
+    ...: names Keras generated, which no two sessions share).  Every layer is checked before any is changed.
     """
     path = Path(os.fspath(path))
     if path.suffix not in (".h5", ".hdf5"):
         model.load_weights(str(path))
         return
     stored = read_legacy_h5(path)
+    weighted = [layer for layer in keras_layer_order(model) if layer.weights]
+    if all(layer.name in stored for layer in weighted) or len(stored) != len(weighted):
+        pairs = [(layer, layer.name) for layer in weighted]
+    else:
+        pairs = list(zip(weighted, stored))
     pending = []
-    for layer in model.layers:
+    for layer, stored_name in pairs:
         params = layer.weights
-        if not params:
-            continue
-        if layer.name not in stored:
+        if stored_name not in stored:
             raise ValueError(f"{path}: no weights for layer '{layer.name}' ({type(layer).__name__}) of model "
                              f"'{model.name}'; the file holds layers {sorted(stored)[:8]}"
-                             f"{' ...' if len(stored) > 8 else ''}. Was it saved from another architecture?")
-        arrays = stored[layer.name]
+                             f"{' ...' if len(stored) > 8 else ''} ({len(stored)} with weights, the model has "
+                             f"{len(weighted)}). Was it saved from another architecture?")
+        arrays = _stored_arrays(layer, stored[stored_name])
+        where = f"layer '{layer.name}'" + (f" (file layer '{stored_name}')" if stored_name != layer.name else "")
         if len(arrays) != len(params):
-            raise ValueError(f"{path}: layer '{layer.name}' has {len(params)} weights but the file holds "
-                             f"{len(arrays)}.")
+            raise ValueError(f"{path}: {where} has {len(params)} weights but the file holds {len(arrays)}.")
         for v, a in zip(params, arrays):
             if tuple(a.shape) != tuple(v.shape):
-                raise ValueError(f"{path}: layer '{layer.name}': weight '{v.path}' has shape {tuple(v.shape)}, the "
+                raise ValueError(f"{path}: {where}: weight '{v.path}' has shape {tuple(v.shape)}, the "
                                  f"file holds {tuple(a.shape)} (another input size, `classes` or `alpha`?).")
         pending.append((layer, arrays))
     for layer, arrays in pending:

@@ -1,5 +1,7 @@
 """ResNet50/101/152 (keras.applications.resnet; ResNet v1): He et al., "Deep Residual Learning for Image
-Recognition" (CVPR 2016), layer for layer as Keras builds them, so Keras's weight files load by name."""
+Recognition" (CVPR 2016), layer for layer as Keras builds them, so Keras's weight files load by name.
+The skeleton and the v2 blocks serve resnet_v2 too (He et al., "Identity Mappings in Deep Residual
+Networks", ECCV 2016)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ WEIGHTS_HASHES = {
     "resnet50": ("2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626"),
     "resnet101": ("f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21"),
     "resnet152": ("100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
+    "resnet50v2": ("3ef43a0b657b3be2300d5770ece849e0", "fac2f116257151a9d068a22e544a4917"),
+    "resnet101v2": ("6343647c601c52e1368623803854d971", "c0ed64b8031c3730f411d2eb4eea35b5"),
+    "resnet152v2": ("a49b44d1979771252814e80f8ec446f9", "ed17cf2e0169df9d443503ef94b23b33"),
 }
 
 _EPS = 1.001e-5  # Keras's; the Caffe-converted weights were fitted with it
@@ -21,9 +26,8 @@ _EPS = 1.001e-5  # Keras's; the Caffe-converted weights were fitted with it
 def ResNet(stack_fn, preact, use_bias, include_top=True, weights="imagenet", input_tensor=None,  # noqa: N802
            input_shape=None, pooling=None, classes=1000, classifier_activation="softmax", name="resnet",
            weights_name=None):
-    """The ResNet skeleton; ``stack_fn`` builds the residual stages.  Only v1 (``preact=False``) is here."""
-    if preact:
-        raise NotImplementedError("ResNet: preact=True (ResNet v2) is not implemented in dlgpu.applications.")
+    """The ResNet skeleton; ``stack_fn`` builds the residual stages.  ``preact=True`` (v2) moves the stem's
+    batch normalization after the stages (post_bn), since each v2 block normalizes its own input."""
     imagenet_utils.check_weights_argument(weights, include_top, classes)
     input_shape = imagenet_utils.obtain_input_shape(input_shape, default_size=224, min_size=32,
                                                     data_format="channels_last", require_flatten=include_top,
@@ -31,11 +35,15 @@ def ResNet(stack_fn, preact, use_bias, include_top=True, weights="imagenet", inp
     img_input, sources = imagenet_utils.model_input(input_tensor, input_shape)
     x = layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(img_input)
     x = layers.Conv2D(64, 7, strides=2, use_bias=use_bias, name="conv1_conv")(x)
-    x = layers.BatchNormalization(axis=3, epsilon=_EPS, name="conv1_bn")(x)
-    x = layers.Activation("relu", name="conv1_relu")(x)
+    if not preact:
+        x = layers.BatchNormalization(axis=3, epsilon=_EPS, name="conv1_bn")(x)
+        x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="pool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     x = stack_fn(x)
+    if preact:
+        x = layers.BatchNormalization(axis=3, epsilon=_EPS, name="post_bn")(x)
+        x = layers.Activation("relu", name="post_relu")(x)
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         imagenet_utils.validate_activation(classifier_activation, weights)
@@ -79,6 +87,33 @@ def stack_residual_blocks_v1(x, filters, blocks, stride1=2, name=None):
     for i in range(2, blocks + 1):
         x = residual_block_v1(x, filters, conv_shortcut=False, name=f"{name}_block{i}")
     return x
+
+
+def residual_block_v2(x, filters, kernel_size=3, stride=1, conv_shortcut=False, name=None):
+    """A pre-activation bottleneck block: BN-ReLU first, then 1x1, kernel_size (stride), 1x1 (4 * filters);
+    the stride sits at the end of a stage, where an identity shortcut is subsampled by a 1x1 max pool."""
+    preact = layers.BatchNormalization(axis=3, epsilon=_EPS, name=f"{name}_preact_bn")(x)
+    preact = layers.Activation("relu", name=f"{name}_preact_relu")(preact)
+    if conv_shortcut:
+        shortcut = layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(preact)
+    else:
+        shortcut = layers.MaxPooling2D(1, strides=stride)(x) if stride > 1 else x
+    x = layers.Conv2D(filters, 1, strides=1, use_bias=False, name=f"{name}_1_conv")(preact)
+    x = layers.BatchNormalization(axis=3, epsilon=_EPS, name=f"{name}_1_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_1_relu")(x)
+    x = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name=f"{name}_2_pad")(x)
+    x = layers.Conv2D(filters, kernel_size, strides=stride, use_bias=False, name=f"{name}_2_conv")(x)
+    x = layers.BatchNormalization(axis=3, epsilon=_EPS, name=f"{name}_2_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_2_relu")(x)
+    x = layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x)
+    return layers.Add(name=f"{name}_out")([shortcut, x])
+
+
+def stack_residual_blocks_v2(x, filters, blocks, stride1=2, name=None):
+    x = residual_block_v2(x, filters, conv_shortcut=True, name=f"{name}_block1")
+    for i in range(2, blocks):
+        x = residual_block_v2(x, filters, name=f"{name}_block{i}")
+    return residual_block_v2(x, filters, stride=stride1, name=f"{name}_block{blocks}")
 
 
 def _stages(blocks):
