@@ -266,7 +266,7 @@ GPU_CASES = [
                                                  "inception_resnet_v2", "nasnet"])
 def test_families_on_gpu_match_cpu(make):
     model = make()
-    x = np.random.default_rng(7).uniform(0, 255, (2,) + tuple(model.input_shape[1:])).astype("float32")
+    x = np.random.default_rng(7).uniform(-1, 1, (2,) + tuple(model.input_shape[1:])).astype("float32")  # preprocessed
     dlgpu.utils.set_random_seed(1)
     # deep networks: float32 rounding flips the odd ReLU near zero (see test_applications_on_gpu_match_cpu)
     assert_model_on_gpu_matches_cpu(make, x, rtol=2e-3, atol=1e-4, atol_of_largest=2e-2)
