@@ -42,6 +42,7 @@ from dlgpu.models import Model, Sequential  # noqa: E402
 from dlgpu import preprocessing, saving, utils  # noqa: E402
 from dlgpu import random  # noqa: E402
 from dlgpu import applications, config, tree  # noqa: E402
+from dlgpu import distillation  # noqa: E402
 from dlgpu.config import DTypePolicy  # noqa: E402
 
 
@@ -49,4 +50,5 @@ __all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceErr
            "gpu_available", "set_device", "to_device", "to_numpy", "ops", "stop_gradient", "set_random_seed",
            "activations", "constraints", "initializers", "regularizers", "losses", "metrics", "optimizers",
            "callbacks", "layers", "models", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils",
-           "config", "tree", "KerasTensor", "name_scope", "DTypePolicy", "applications"]
+           "config", "tree", "KerasTensor", "name_scope", "DTypePolicy", "applications",
+           "distillation"]
