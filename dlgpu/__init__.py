@@ -46,9 +46,18 @@ from dlgpu import distillation  # noqa: E402
 from dlgpu.config import DTypePolicy  # noqa: E402
 
 
+def __getattr__(name):
+    """dlgpu.wrappers (scikit-learn) and dlgpu.visualization (matplotlib) load on first use, so that
+    ``import dlgpu`` needs neither package and pays for neither import."""
+    if name in ("wrappers", "visualization"):
+        import importlib
+        return importlib.import_module(f"dlgpu.{name}")
+    raise AttributeError(f"module 'dlgpu' has no attribute {name!r}")
+
+
 __all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceError", "device", "get_device",
            "gpu_available", "set_device", "to_device", "to_numpy", "ops", "stop_gradient", "set_random_seed",
            "activations", "constraints", "initializers", "regularizers", "losses", "metrics", "optimizers",
            "callbacks", "layers", "models", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils",
            "config", "tree", "KerasTensor", "name_scope", "DTypePolicy", "applications",
-           "distillation"]
+           "distillation", "wrappers", "visualization"]
