@@ -16,6 +16,7 @@ from dlgpu.utils.image_utils import array_to_img, img_to_array, load_img, save_i
 from dlgpu.utils.text_dataset_utils import text_dataset_from_directory  # noqa: F401
 from dlgpu.utils.timeseries_dataset_utils import timeseries_dataset_from_array  # noqa: F401
 from dlgpu.utils.model_visualization import model_to_dot, plot_model  # noqa: F401
+from dlgpu.utils import bounding_boxes  # noqa: F401  (keras.utils.bounding_boxes)
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):
