@@ -143,7 +143,8 @@ def test_config_round_trip_and_save_load(teacher, tmp_path, suffix):
     x, y = _data(16)
     distiller = Distiller(_fresh_teacher(teacher), _net(32, "student"),
                           [LogitsDistillation(temperature=4.0, loss="categorical_crossentropy"),
-                           FeatureDistillation(loss=keras.losses.MeanAbsoluteError(), teacher_layer_name="teacher_hidden",
+                           FeatureDistillation(loss=keras.losses.MeanAbsoluteError(),
+                                               teacher_layer_name="teacher_hidden",
                                                student_layer_name="student_hidden")],
                           distillation_loss_weights=[1.0, 0.5], student_loss_weight=0.7)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
