@@ -28,10 +28,10 @@ def _serialize_losses(structure):
 
 def _deserialize_losses(config):
     """serialize_keras_object's output of a loss, or of a list/dict of them with None entries, back."""
-    if config is None:
-        return None
-    if isinstance(config, (str,)) or isinstance(config, dict) and "class_name" in config:
-        return losses.deserialize(config) if isinstance(config, dict) else config
+    if config is None or isinstance(config, str):  # a name: __init__ resolves it
+        return config
+    if isinstance(config, dict) and "class_name" in config:
+        return losses.deserialize(config)
     if isinstance(config, dict):
         return {k: _deserialize_losses(v) for k, v in config.items()}
     if isinstance(config, (list, tuple)):
