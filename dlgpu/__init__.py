@@ -42,6 +42,7 @@ from dlgpu.models import Model, Sequential  # noqa: E402
 from dlgpu import data, preprocessing, saving, utils  # noqa: E402
 from dlgpu import random  # noqa: E402
 from dlgpu import applications, config, tree  # noqa: E402
+from dlgpu import distillation  # noqa: E402
 from dlgpu import dtype_policies, mixed_precision  # noqa: E402
 from dlgpu.dtype_policies import DTypePolicy, FloatDTypePolicy  # noqa: E402
 # keras.Loss, keras.Metric, ...: the base classes at the top level, as Keras exports them
@@ -57,9 +58,19 @@ def version():
     return __version__
 
 
+def __getattr__(name):
+    """dlgpu.wrappers (scikit-learn) and dlgpu.visualization (matplotlib) load on first use, so that
+    ``import dlgpu`` needs neither package and pays for neither import."""
+    if name in ("wrappers", "visualization"):
+        import importlib
+        return importlib.import_module(f"dlgpu.{name}")
+    raise AttributeError(f"module 'dlgpu' has no attribute {name!r}")
+
+
 __all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceError", "device", "get_device",
            "gpu_available", "set_device", "to_device", "to_numpy", "ops", "stop_gradient", "set_random_seed",
            "activations", "constraints", "initializers", "regularizers", "losses", "metrics", "optimizers",
            "callbacks", "layers", "models", "data", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils",
            "config", "tree", "KerasTensor", "name_scope", "DTypePolicy", "FloatDTypePolicy", "dtype_policies",
-           "mixed_precision", "applications", "Initializer", "Loss", "Metric", "Optimizer", "Regularizer", "version"]
+           "mixed_precision", "applications", "Initializer", "Loss", "Metric", "Optimizer", "Regularizer", "version",
+           "distillation", "wrappers", "visualization"]

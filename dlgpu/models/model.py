@@ -141,7 +141,9 @@ class Model(Trainer, Layer):
                                       f"call(self, inputs, training=None), or build a functional Model(inputs, outputs).")
         if mask is not None:  # Keras's Functional.call: given masks ride on the inputs into the graph
             _attach_masks(inputs, mask)
-        return self._run_graph(inputs, training)
+        outputs = self._run_graph(inputs, training)
+        # Keras's Functional.call unpacks a one-element list: Model(x, [y])(data) is y's tensor, not [tensor]
+        return outputs[0] if isinstance(outputs, list) and len(outputs) == 1 else outputs
 
     # -- masks ---------------------------------------------------------------------------------
     def compute_mask(self, inputs, mask=None):

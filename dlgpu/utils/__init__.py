@@ -24,6 +24,7 @@ from dlgpu.utils.tensor_utils import get_source_inputs, is_keras_tensor, standar
 from dlgpu.backend import clear_session  # noqa: F401
 from dlgpu.config import (disable_interactive_logging, enable_interactive_logging,  # noqa: F401
                           is_interactive_logging_enabled)
+from dlgpu.utils import bounding_boxes  # noqa: F401  (keras.utils.bounding_boxes)
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):

@@ -138,3 +138,20 @@ def test_compile_without_loss_still_refused_when_nothing_computes_one():
     model.compile(optimizer="adam", metrics=["accuracy"])
     with pytest.raises(ValueError, match="No loss to compute"):
         model.fit(*_data(), verbose=0)
+
+
+def test_builtin_distiller_gives_the_hand_made_loss():
+    """keras.distillation.Distiller(student_loss_weight=alpha, LogitsDistillation(T, KLDivergence())) computes
+    the example's alpha * hard + (1 - alpha) * T^2 * KL(teacher || student)."""
+    keras.utils.set_random_seed(0)
+    x, y = _data()
+    teacher, student = _net(16, "teacher"), _net(4, "student")
+    hand_made = Distiller(student, teacher)
+    hand_made.compile(optimizer="adam", metrics=[], student_loss_fn=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True), distillation_loss_fn=keras.losses.KLDivergence(), alpha=0.1, temperature=4)
+    builtin = keras.distillation.Distiller(teacher, student, keras.distillation.LogitsDistillation(temperature=4),
+                                           student_loss_weight=0.1)
+    builtin.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    expected = hand_made.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)["loss"]
+    assert builtin.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)["loss"] == pytest.approx(
+        expected, rel=1e-5)

@@ -325,3 +325,16 @@ def test_output_names_name_the_outputs_and_can_be_renamed():
 
     with pytest.raises(AttributeError, match="output_names"):
         Sub().output_names
+
+
+def test_a_one_element_list_of_outputs_is_unpacked_as_keras_does():
+    """Keras's Functional.call unpacks a singleton list: Model(x, [y]) returns y's tensor (and predict one
+    array), which scikit-learn wrappers and code written for Keras rely on."""
+    inputs = dlgpu.Input((3,))
+    model = dlgpu.Model(inputs, [layers.Dense(2)(inputs)])
+    x = np.ones((4, 3), np.float32)
+    assert isinstance(model(x), dlgpu.Tensor)
+    assert isinstance(model.predict(x, verbose=0), np.ndarray) and model.predict(x, verbose=0).shape == (4, 2)
+    model.compile("sgd", "mse")
+    for y in (np.zeros((4, 2), np.float32), [np.zeros((4, 2), np.float32)]):
+        assert np.isfinite(model.fit(x, y, verbose=0).history["loss"][0])
