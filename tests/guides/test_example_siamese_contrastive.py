@@ -5,6 +5,7 @@ floor, BatchNormalization on that distance, a closure loss ``loss(margin)`` retu
 (28, 28) fed to an Input((28, 28, 1))."""
 
 import numpy as np
+import pytest
 
 import dlgpu as keras
 from dlgpu import layers, ops
@@ -80,3 +81,21 @@ def test_a_wrapped_function_sees_targets_at_the_rank_of_its_predictions():
     value = wrapped(np.array([1.0, 0.0, 1.0], "float32"), ops.convert_to_tensor(np.full((3, 1), 0.5, "float32")))
     assert seen == [((3, 1), (3, 1))]
     np.testing.assert_allclose(float(value), 0.25, rtol=1e-6)
+
+
+@pytest.mark.gpu
+def test_siamese_on_the_gpu_matches_the_cpu():
+    rng = np.random.default_rng(2)
+    left, right = rng.random((16, 12, 12)).astype("float32"), rng.random((16, 12, 12)).astype("float32")
+    labels = rng.integers(0, 2, 16).astype("float32")
+    results = []
+    for device in ("cpu", "gpu"):
+        keras.utils.set_random_seed(0)
+        with keras.device(device):
+            model, _ = _siamese()
+            model.compile(loss=contrastive(margin=1), optimizer="RMSprop", metrics=["accuracy"])
+            model.fit([left, right], labels, batch_size=8, epochs=1, verbose=0)
+            results.append((model.evaluate([left, right], labels, verbose=0),
+                            model.predict([left, right], verbose=0)))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4, atol=1e-5)
