@@ -503,9 +503,9 @@ def _flatten(obj):
             if kind is dict:
                 return {key: build(child) for key, child in children.items()}
             items = [build(child) for child in children]
-            if issubclass(kind, list) or kind is tuple:
-                return items if issubclass(kind, list) else tuple(items)
-            return kind(*items)  # a namedtuple
+            if issubclass(kind, list):
+                return items
+            return kind(*items) if hasattr(kind, "_fields") else tuple(items)  # a namedtuple keeps its type
         return build(shape)
     return leaves, rebuild
 

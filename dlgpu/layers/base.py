@@ -108,22 +108,29 @@ class _TrackedList(list):
         super().__init__(values)
         self._owner = owner
 
+    def _track(self, items):
+        # Skipped while pickle or deepcopy refill the container (no owner yet, or one not yet restored): the
+        # owner's own copied state already lists what it tracked.
+        owner = self.__dict__.get("_owner")
+        if owner is not None and "_layers" in owner.__dict__:
+            owner._track(items)
+
     def append(self, item):
         super().append(item)
-        self._owner._track([item])
+        self._track([item])
 
     def extend(self, items):
         items = list(items)
         super().extend(items)
-        self._owner._track(items)
+        self._track(items)
 
     def insert(self, index, item):
         super().insert(index, item)
-        self._owner._track([item])
+        self._track([item])
 
     def __setitem__(self, index, value):
         super().__setitem__(index, value)
-        self._owner._track(value if isinstance(index, slice) else [value])
+        self._track(value if isinstance(index, slice) else [value])
 
     def __iadd__(self, items):
         self.extend(items)
@@ -137,18 +144,23 @@ class _TrackedDict(dict):
         super().__init__(values)
         self._owner = owner
 
+    def _track(self, items):
+        owner = self.__dict__.get("_owner")
+        if owner is not None and "_layers" in owner.__dict__:
+            owner._track(items)
+
     def __setitem__(self, key, value):
         super().__setitem__(key, value)
-        self._owner._track([value])
+        self._track([value])
 
     def update(self, *args, **kwargs):
         added = dict(*args, **kwargs)
         super().update(added)
-        self._owner._track(added.values())
+        self._track(added.values())
 
     def setdefault(self, key, default=None):
         value = super().setdefault(key, default)
-        self._owner._track([value])
+        self._track([value])
         return value
 
 

@@ -57,3 +57,15 @@ def test_replacing_an_item_tracks_the_new_one():
     holder.blocks[1] = layers.Dense(3)
     holder.blocks[1](np.ones((1, 4), "float32"))
     assert any(layer is holder.blocks[1] for layer in holder._layers)
+
+
+def test_layers_with_tracked_containers_pickle_and_deepcopy():
+    import copy
+    import pickle
+    holder = Holder()
+    holder(np.ones((1, 3), "float32"))
+    for clone in (copy.deepcopy(holder), pickle.loads(pickle.dumps(holder))):
+        assert len(clone.blocks) == 4 and clone.blocks._owner is clone
+        np.testing.assert_array_equal(clone.blocks[0].kernel.numpy(), holder.blocks[0].kernel.numpy())
+        clone.blocks.append(layers.Dense(1))
+        assert any(layer is clone.blocks[-1] for layer in clone._layers)
