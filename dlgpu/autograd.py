@@ -479,13 +479,35 @@ class GradientTape:
 
 
 def _flatten(obj):
-    if isinstance(obj, (list, tuple)):
-        items = list(obj)
-        return items, (lambda xs: list(xs))
-    if isinstance(obj, dict):
-        keys = list(obj)
-        return [obj[k] for k in keys], (lambda xs: dict(zip(keys, xs)))
-    return [obj], (lambda xs: xs[0])
+    """(leaves, rebuild): as tf.GradientTape, sources (and targets) may be nested lists, tuples and dicts, and
+    the gradients come back in the same structure (keras.io's ShiftViT asks for [[layer vars], ...])."""
+    leaves = []
+
+    def walk(node):
+        if isinstance(node, (list, tuple)):
+            return (type(node), [walk(item) for item in node])
+        if isinstance(node, dict):
+            return (dict, {key: walk(value) for key, value in node.items()})
+        leaves.append(node)
+        return None
+
+    shape = walk(obj)
+
+    def rebuild(values):
+        values = iter(values)
+
+        def build(node):
+            if node is None:
+                return next(values)
+            kind, children = node
+            if kind is dict:
+                return {key: build(child) for key, child in children.items()}
+            items = [build(child) for child in children]
+            if issubclass(kind, list):
+                return items
+            return kind(*items) if hasattr(kind, "_fields") else tuple(items)  # a namedtuple keeps its type
+        return build(shape)
+    return leaves, rebuild
 
 
 def _topological_order(roots):

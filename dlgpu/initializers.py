@@ -73,7 +73,19 @@ class Constant(Initializer):
         return np.full(tuple(shape), self.value, dtype=_dtype(dtype))
 
     def get_config(self):
-        return {"value": self.value}
+        # An array value (PointNet's identity bias) travels as Keras writes it, so the config stays JSON.
+        value = self.value
+        if isinstance(value, np.ndarray):
+            return {"value": {"class_name": "__numpy__", "config": {"value": value.tolist(),
+                                                                      "dtype": value.dtype.name}}}
+        return {"value": value.item() if isinstance(value, np.generic) else value}
+
+    @classmethod
+    def from_config(cls, config):
+        value = config.get("value", 0.0)
+        if isinstance(value, dict) and value.get("class_name") == "__numpy__":
+            value = np.asarray(value["config"]["value"], dtype=value["config"]["dtype"])
+        return cls(value)
 
 
 class Zeros(Initializer):

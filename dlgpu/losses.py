@@ -591,6 +591,11 @@ class LossFunctionWrapper(Loss):
         self._fn_kwargs = kwargs
 
     def call(self, y_true, y_pred):
+        if type(self) is LossFunctionWrapper and isinstance(y_pred, Tensor) and \
+                not isinstance(y_true, (list, tuple, dict)) and y_true is not None:
+            # As Keras's wrapper: a user's function sees targets (n,) beside predictions (n, 1) as (n, 1), not
+            # broadcast into an (n, n) matrix (keras.io's contrastive loss is written for that).
+            y_true, y_pred = squeeze_or_expand_to_same_rank(_like(y_true, y_pred, dtype=None), y_pred)
         return self.fn(y_true, y_pred, **self._fn_kwargs)
 
     def get_config(self):

@@ -101,6 +101,69 @@ def _is_metric(obj):
     return isinstance(obj, _metric_class[0])
 
 
+class _TrackedList(list):
+    """A list held in a layer's attribute: what is added to it later is tracked by the layer too."""
+
+    def __init__(self, values, owner):
+        super().__init__(values)
+        self._owner = owner
+
+    def _track(self, items):
+        # Skipped while pickle or deepcopy refill the container (no owner yet, or one not yet restored): the
+        # owner's own copied state already lists what it tracked.
+        owner = self.__dict__.get("_owner")
+        if owner is not None and "_layers" in owner.__dict__:
+            owner._track(items)
+
+    def append(self, item):
+        super().append(item)
+        self._track([item])
+
+    def extend(self, items):
+        items = list(items)
+        super().extend(items)
+        self._track(items)
+
+    def insert(self, index, item):
+        super().insert(index, item)
+        self._track([item])
+
+    def __setitem__(self, index, value):
+        super().__setitem__(index, value)
+        self._track(value if isinstance(index, slice) else [value])
+
+    def __iadd__(self, items):
+        self.extend(items)
+        return self
+
+
+class _TrackedDict(dict):
+    """A dict held in a layer's attribute: the values put in it later are tracked by the layer too."""
+
+    def __init__(self, values, owner):
+        super().__init__(values)
+        self._owner = owner
+
+    def _track(self, items):
+        owner = self.__dict__.get("_owner")
+        if owner is not None and "_layers" in owner.__dict__:
+            owner._track(items)
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._track([value])
+
+    def update(self, *args, **kwargs):
+        added = dict(*args, **kwargs)
+        super().update(added)
+        self._track(added.values())
+
+    def setdefault(self, key, default=None):
+        value = super().setdefault(key, default)
+        self._track([value])
+        return value
+
+
 class InputSpec:
     """What a layer accepts: ndim / min_ndim and fixed sizes on given axes (as keras.InputSpec)."""
 
@@ -262,14 +325,27 @@ class Layer:
     # -- attribute tracking: sub-layers and variables assigned as attributes -----------------
     def __setattr__(self, name, value):
         if "_layers" in self.__dict__ and not name.startswith("__"):
-            for item in (value if isinstance(value, (list, tuple)) else [value]):
-                if isinstance(item, Layer) and item is not self and not any(item is l for l in self._layers):
-                    self._layers.append(item)
-                elif isinstance(item, Variable) and not any(item is v for v in self._tracked_variables):
-                    self._tracked_variables.append(item)
-                elif _is_metric(item) and not any(item is m for m in self._metrics):
-                    self._metrics.append(item)
+            # A plain list or dict is held as a tracked one, so that layers put in it later count as well
+            # (``self.blocks = []`` then ``self.blocks.append(Block())`` in build), as Keras's TrackedList.
+            # Private names keep the plain containers and the old rule (list and tuple items, no dict values):
+            # dlgpu's own registries (a Sequential's _stack, a model's per-output loss trackers) track by hand.
+            public = not name.startswith("_")
+            if type(value) is list and public:
+                value = _TrackedList(value, self)
+            elif type(value) is dict and public:
+                value = _TrackedDict(value, self)
+            self._track(value.values() if isinstance(value, dict) and public else
+                        value if isinstance(value, (list, tuple)) else [value])
         object.__setattr__(self, name, value)
+
+    def _track(self, items):
+        for item in items:
+            if isinstance(item, Layer) and item is not self and not any(item is l for l in self._layers):
+                self._layers.append(item)
+            elif isinstance(item, Variable) and not any(item is v for v in self._tracked_variables):
+                self._tracked_variables.append(item)
+            elif _is_metric(item) and not any(item is m for m in self._metrics):
+                self._metrics.append(item)
 
     @property
     def metrics(self):

@@ -218,7 +218,10 @@ def _load_layer_state(model, own_state, archive, names, filepath):
 
 def _model_config(model):
     """The architecture (and compile settings) as a JSON-able dict: config.json, and Model.to_json."""
-    return {"class_name": type(model).__name__, "config": model.get_config(),
+    from dlgpu.saving import serialize_config_values
+    # A subclassed model's get_config may hold layers (keras.io's ShiftViT returns its sublayers), which
+    # Keras serializes as nested configs.
+    return {"class_name": type(model).__name__, "config": serialize_config_values(model.get_config()),
             "compile_config": _saved_compile_config(model), "build_input_shape": _jsonable_shape(model._build_shapes)}
 
 

@@ -451,6 +451,21 @@ class Trainer:
 
         return _CompiledMetrics()
 
+    def compiled_loss(self, y, y_pred, sample_weight=None, regularization_losses=None):
+        """Keras 2's ``loss = self.compiled_loss(y, y_pred, regularization_losses=self.losses)`` for custom
+        train_steps written for it (keras.io's EDSR, ShiftViT); Keras 3 keeps it as a deprecated shim (its
+        TensorFlow backend), and so does dlgpu.  It returns compute_loss(y=y, y_pred=y_pred), which already
+        adds the layers' penalties (``regularization_losses`` is not added twice, as in Keras 3), and, as
+        Keras 2's did, updates the "loss" tracker, so ``{m.name: m.result() for m in self.metrics}`` reports
+        the loss."""
+        warnings.warn("`model.compiled_loss()` is deprecated; use `model.compute_loss(x, y, y_pred, "
+                      "sample_weight)`", DeprecationWarning, stacklevel=2)
+        loss = self.compute_loss(x=None, y=y, y_pred=y_pred, sample_weight=sample_weight)
+        if self._loss_tracker is not None:
+            batch = next((t.shape[0] for t in flatten(y_pred) if getattr(t, "ndim", 0)), None)
+            self._loss_tracker.update_state(loss, sample_weight=batch)
+        return loss
+
     def get_metrics_result(self):
         """{name: result} of every metric the model tracks (the loss first)."""
         return self._metric_logs()
@@ -848,9 +863,9 @@ class Trainer:
             cbs.close()
         cbs.on_predict_end()
         outputs = [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
-        if isinstance(out, dict):  # a model built with a dict of outputs answers with one, as in Keras
-            return dict(zip(out, outputs))
-        return outputs[0] if len(outputs) == 1 and not isinstance(out, (list, tuple)) else outputs
+        # In the model's own output structure, nested ones included (Keras: a dict stays a dict, a list of
+        # (output, kernel) pairs stays one).
+        return _structured_like(out, outputs)
 
     def _predict_arrays(self, xs, batch_size, n_steps, cbs):
         dev = self._device()
@@ -902,9 +917,8 @@ class Trainer:
     def predict_on_batch(self, x):
         xs, _, _, _ = self._prepare(x, None, None, "predict_on_batch")
         with no_grad():
-            out = self(self._to_device(xs, self._device()), training=False)
-        arrays = [o.numpy() for o in flatten(out)]
-        return arrays[0] if not isinstance(out, (list, tuple)) else arrays
+            out = self._predict_batch(self._to_device(xs, self._device()))  # a custom predict_step too, as Keras
+        return _structured_like(out, _host_outputs(out))
 
 
 _SPARSE_CE_NAMES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
@@ -990,10 +1004,17 @@ def _host_outputs(outputs):
 
 
 def _structured_like(outputs, host):
-    """The host arrays arranged as the model returned them: Keras gives on_predict_batch_end
-    ``logs["outputs"]`` in the model's own output structure."""
-    if isinstance(outputs, dict):
-        return dict(zip(outputs, host))
-    if isinstance(outputs, (list, tuple)):
-        return list(host)
-    return host[0]
+    """The host arrays (``flatten(outputs)`` order) arranged as the model returned them, nesting included:
+    Keras gives predict's result and on_predict_batch_end's ``logs["outputs"]`` that structure."""
+    leaves = iter(host)
+
+    def pack(node):
+        if isinstance(node, dict):
+            return {key: pack(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [pack(item) for item in node]
+        if isinstance(node, tuple):
+            items = [pack(item) for item in node]
+            return type(node)(*items) if hasattr(type(node), "_fields") else tuple(items)  # a namedtuple
+        return next(leaves)
+    return pack(outputs)

@@ -63,7 +63,8 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     returns (training, validation).  Training data is reshuffled every epoch (seeded by ``seed``);
     validation data is not.  Images are decoded by Pillow and resized by dlgpu.ops.image.resize
     ('bilinear' or 'nearest'; Keras's other interpolations are refused).  ``prefetch``/``cache`` return
-    the dataset itself; ``map`` and the rest of tf.data raise AttributeError.
+    the dataset itself; ``map(fn)`` maps each batch lazily (a tuple is spread over fn's arguments);
+    the rest of tf.data raises AttributeError.
     """
     labels, label_mode = dataset_utils.check_label_args(labels, label_mode, class_names, _WHAT)
     if color_mode not in _CHANNELS:
