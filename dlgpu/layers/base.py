@@ -102,9 +102,10 @@ def _is_metric(obj):
 
 
 class _TrackedList(list):
-    """A list held in a layer's attribute: what is added to it later is tracked by the layer too."""
+    """A list held in a layer's attribute: what is added to it later is tracked by the layer too.  Made
+    without an owner (tree.map_structure rebuilding one by its type), it is a plain list."""
 
-    def __init__(self, values, owner):
+    def __init__(self, values=(), owner=None):
         super().__init__(values)
         self._owner = owner
 
@@ -138,9 +139,10 @@ class _TrackedList(list):
 
 
 class _TrackedDict(dict):
-    """A dict held in a layer's attribute: the values put in it later are tracked by the layer too."""
+    """A dict held in a layer's attribute: the values put in it later are tracked by the layer too.  Made
+    without an owner, it is a plain dict."""
 
-    def __init__(self, values, owner):
+    def __init__(self, values=(), owner=None):
         super().__init__(values)
         self._owner = owner
 

@@ -69,3 +69,18 @@ def test_layers_with_tracked_containers_pickle_and_deepcopy():
         np.testing.assert_array_equal(clone.blocks[0].kernel.numpy(), holder.blocks[0].kernel.numpy())
         clone.blocks.append(layers.Dense(1))
         assert any(layer is clone.blocks[-1] for layer in clone._layers)
+
+
+def test_tree_functions_rebuild_tracked_containers():
+    # dlgpu.tree rebuilds a container by its type: a tracked list or dict comes back as a working copy
+    import dlgpu
+
+    class Holder(dlgpu.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.parts = [1, 2]
+            self.named = {"a": 3}
+
+    held = Holder()
+    assert dlgpu.tree.map_structure(lambda v: v * 10, held.parts) == [10, 20]
+    assert dlgpu.tree.map_structure(lambda v: v + 1, held.named) == {"a": 4}
