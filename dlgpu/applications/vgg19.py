@@ -28,9 +28,7 @@ def preprocess_input(x, data_format=None):
     return imagenet_utils.preprocess_input(x, data_format=data_format, mode="caffe")
 
 
-def decode_predictions(preds, top=5):
-    return imagenet_utils.decode_predictions(preds, top=top)
+decode_predictions = imagenet_utils.decode_predictions  # the one ImageNet class index
 
 
 preprocess_input.__doc__ = imagenet_utils.PREPROCESS_INPUT_DOC.format(model="VGG19", how=imagenet_utils.CAFFE_DOC)
-decode_predictions.__doc__ = imagenet_utils.decode_predictions.__doc__
