@@ -27,25 +27,10 @@ import re
 
 import numpy as np
 
+from dlgpu import tree
 from dlgpu.autograd import GradientTape, Tensor, make_result, no_grad
 
 __all__ = ["custom_gradient", "jvp", "vectorize"]
-
-
-def _flatten(obj):
-    if isinstance(obj, (list, tuple)):
-        return [leaf for o in obj for leaf in _flatten(o)]
-    if isinstance(obj, dict):
-        return [leaf for o in obj.values() for leaf in _flatten(o)]
-    return [obj]
-
-
-def _rebuild(obj, leaves):
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_rebuild(o, leaves) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _rebuild(v, leaves) for k, v in obj.items()}
-    return next(leaves)
 
 
 def _torch_style(grad_fn):
@@ -63,7 +48,7 @@ def _call_grad_fn(grad_fn, torch_style, args, upstreams, n_inputs):
     else:
         grads = grad_fn(*upstreams)
     grads = list(grads) if isinstance(grads, (list, tuple)) else [grads]
-    grads = _flatten(grads)
+    grads = tree.flatten(grads)
     if len(grads) != n_inputs:
         raise ValueError(f"custom_gradient: grad_fn returned {len(grads)} gradient(s) but the function takes "
                          f"{n_inputs} tensor argument(s); return one per (flattened) argument, None for none")
@@ -81,8 +66,8 @@ def custom_gradient(f):
         output, grad_fn = f(*args, **kwargs)
         if grad_fn is None:
             raise ValueError("custom_gradient: the decorated function must return (output, grad_fn); grad_fn is None")
-        inputs = [leaf for leaf in _flatten(args) if isinstance(leaf, Tensor)]
-        outputs = _flatten(output)
+        inputs = [leaf for leaf in tree.flatten(args) if isinstance(leaf, Tensor)]
+        outputs = tree.flatten(output)
         if not all(isinstance(o, Tensor) for o in outputs):
             raise TypeError(f"custom_gradient: the output must be a tensor or a structure of tensors; received "
                             f"{[type(o).__name__ for o in outputs]}")
@@ -105,7 +90,7 @@ def custom_gradient(f):
                 grads = _call_grad_fn(grad_fn, torch_style, args, upstreams, len(inputs))
                 return tuple(None if gr is None else _as_tensor(gr) for gr in grads)
             results.append(make_result(o.data, tuple(inputs), backward, vjp))
-        return _rebuild(output, iter(results))
+        return tree.pack_sequence_as(output, results)
     return wrapper
 
 
@@ -153,7 +138,7 @@ def jvp(fun, primals, tangents, has_aux=False):
             inner.watch(primals)
             result = fun(*primals)
             out, aux = result if has_aux else (result, None)
-        outs = _flatten(out)
+        outs = tree.flatten(out)
         cotangents = [zeros_like(o) if o.data.dtype.kind in "fc" else None for o in outs]
         live = [(o, v) for o, v in zip(outs, cotangents) if v is not None]
         outer.watch([v for _, v in live])
@@ -171,8 +156,8 @@ def jvp(fun, primals, tangents, has_aux=False):
         grads = outer.gradient(pairing, [v for _, v in live], unconnected_gradients="zero")
         pushed_iter = iter(grads)
         pushed = [next(pushed_iter) if v is not None else zeros_like(o) for o, v in zip(outs, cotangents)]
-    primal_out = _rebuild(out, iter([Tensor(o.data, dtype=o.data.dtype) for o in outs]))
-    tangent_out = _rebuild(out, iter([Tensor(t.data, dtype=t.data.dtype) for t in pushed]))
+    primal_out = tree.pack_sequence_as(out, [Tensor(o.data, dtype=o.data.dtype) for o in outs])
+    tangent_out = tree.pack_sequence_as(out, [Tensor(t.data, dtype=t.data.dtype) for t in pushed])
     return (primal_out, tangent_out, aux) if has_aux else (primal_out, tangent_out)
 
 
