@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import collections
 
-__all__ = ["MAP_TO_NONE", "assert_same_structure", "flatten", "flatten_with_path", "is_nested", "lists_to_tuples",
-           "map_structure", "pack_sequence_as", "traverse"]
+__all__ = ["MAP_TO_NONE", "assert_same_paths", "assert_same_structure", "flatten", "flatten_with_path", "is_nested",
+           "lists_to_tuples", "map_shape_structure", "map_structure", "map_structure_up_to", "pack_sequence_as",
+           "traverse"]
 
 
 class _MapToNone:
@@ -122,6 +123,50 @@ def map_structure(func, *structures):
         assert_same_structure(structures[0], other)
     leaves = [flatten(s) for s in structures]
     return pack_sequence_as(structures[0], [func(*args) for args in zip(*leaves)])
+
+
+def assert_same_paths(a, b):
+    """Raise ValueError unless ``a`` and ``b`` have the same leaf paths (list indices and dict keys), whatever
+    their container types (a list and a tuple, two namedtuples of other classes)."""
+    a_paths = {path for path, _ in flatten_with_path(a)}
+    b_paths = {path for path, _ in flatten_with_path(b)}
+    if a_paths != b_paths:
+        message = "`a` and `b` don't have the same paths."
+        if a_paths - b_paths:
+            message += f"\nPaths in `a` missing in `b`:\n{a_paths - b_paths}"
+        if b_paths - a_paths:
+            message += f"\nPaths in `b` missing in `a`:\n{b_paths - a_paths}"
+        raise ValueError(message)
+
+
+def map_structure_up_to(shallow_structure, func, *structures):
+    """``func`` applied where ``shallow_structure`` has its leaves, to what ``structures`` hold there (which
+    may nest deeper: it reaches ``func`` whole); the result is laid out as ``shallow_structure``."""
+    if not structures:
+        raise ValueError("Must provide at least one structure")
+
+    def walk(shallow, items, path):
+        if not is_nested(shallow):
+            return func(*items)
+        for item in items:
+            if not is_nested(item):
+                raise ValueError(f"Structures don't have the same nested structure: at {path or 'the top'} the "
+                                 f"shallow structure has {_describe(shallow)}, a structure has {_describe(item)}.")
+            _same_structure(_rebuild(shallow, [None] * len(shallow)), _rebuild(item, [None] * len(item)), path)
+        columns = zip(*[_children(item) for item in items])
+        keys = _keys(shallow) if isinstance(shallow, collections.abc.Mapping) else range(len(shallow))
+        return _rebuild(shallow, [walk(child, list(column), f"{path}[{key!r}]")
+                                  for key, child, column in zip(keys, _children(shallow), columns)])
+    return walk(shallow_structure, list(structures), "")
+
+
+def map_shape_structure(func, structure):
+    """map_structure for shapes: a list or tuple of ints and Nones is one leaf, handed to ``func`` whole."""
+    if isinstance(structure, (list, tuple)) and all(isinstance(e, (int, type(None))) for e in structure):
+        return func(structure)
+    if not is_nested(structure):
+        return func(structure)
+    return _rebuild(structure, [map_shape_structure(func, child) for child in _children(structure)])
 
 
 def pack_sequence_as(structure, flat_sequence, sequence_fn=None):

@@ -95,3 +95,30 @@ def test_use_ema_matches_keras(keras, name, kwargs, ema):
     np.testing.assert_allclose(dv.numpy(), kv.numpy(), rtol=1e-5, atol=1e-6)
     keys = ("use_ema", "ema_momentum", "ema_overwrite_frequency")
     assert {k: ours.get_config()[k] for k in keys} == {k: theirs.get_config()[k] for k in keys}
+
+
+def test_tree_up_to_shapes_and_paths_match_keras(keras):
+    import collections
+    nested = {"a": [1], "b": [2]}, {"a": 3, "b": [(4,)]}
+    for shallow, func, structures in [([None, None], len, ([[1, 1], [2, 2]],)),
+                                      ([None, [None, None]], str, ([[1, 1], [2, 2]],)),
+                                      ({"a": None, "b": [None]}, lambda x, y: (x, y), nested)]:
+        assert dlgpu.tree.map_structure_up_to(shallow, func, *structures) == \
+            keras.tree.map_structure_up_to(shallow, func, *structures)
+    shapes = {"x": (None, 3), "y": [(2, 4, 5), [1]], "z": (), "w": 7}
+    assert dlgpu.tree.map_shape_structure(str, shapes) == keras.tree.map_shape_structure(str, shapes)
+    first, second = collections.namedtuple("First", "x y"), collections.namedtuple("Second", "x y")
+    for a, b in [([0, 1], (2, 3)), (first(0, 1), second(2, 3)), ([0, 1], [0]), ({"a": 1}, {"b": 1}),
+                 ([1, [2]], [1, 2])]:
+        outcomes = []
+        for tree in (dlgpu.tree, keras.tree):
+            try:
+                tree.assert_same_paths(a, b)
+                outcomes.append(None)
+            except ValueError as error:
+                outcomes.append(str(error))
+        assert outcomes[0] == outcomes[1], (a, b)
+    for shallow, structure in [([None, None], [1, 2, 3]), ([None, [None]], [1, 2])]:
+        for tree in (dlgpu.tree, keras.tree):
+            with pytest.raises(ValueError):
+                tree.map_structure_up_to(shallow, str, structure)
