@@ -299,42 +299,61 @@ def average(x, axis=None, weights=None):
 _QUANTILE_METHODS = ("linear", "lower", "higher", "midpoint", "nearest")
 
 
-def quantile(x, q, axis=None, method="linear", keepdims=False):
-    """numpy.quantile (the five classic methods), differentiable in x through the sorted values it picks."""
-    from dlgpu.ops import math as m
-    from dlgpu.ops.shape import moveaxis, reshape, take, transpose
+def _sorted_slices(op, x, q, axis, method):
+    """What quantile and nanquantile share: the checks, then x's reduced axes flattened into one last axis
+    and sorted.  Returns (x, qs, axes, ordered)."""
+    from dlgpu.ops.shape import reshape, transpose
     from dlgpu.ops.sorting import sort
     if method not in _QUANTILE_METHODS:
-        raise ValueError(f"quantile: method must be one of {_QUANTILE_METHODS}; received {method!r}")
+        raise ValueError(f"{op}: method must be one of {_QUANTILE_METHODS}; received {method!r}")
     x = float_operand(x)
-    xp = array_module(x.data)
     qs = q.numpy() if isinstance(q, Tensor) else np.asarray(q)
     if qs.size and (qs.min() < 0 or qs.max() > 1):
-        raise ValueError(f"quantile: q must lie in [0, 1]; received {qs}")
+        raise ValueError(f"{op}: q must lie in [0, 1]; received {qs}")
     axes = normalize_axis(axis, x.ndim)
     kept = [i for i in range(x.ndim) if i not in axes]
-    # the reduced axes flattened into one last axis, which is sorted
     flat = reshape(transpose(x, kept + list(axes)), [x.data.shape[i] for i in kept] + [-1])
-    n = flat.data.shape[-1]
-    if n == 0:
-        raise ValueError(f"quantile: cannot take a quantile over empty axes {axes} of shape {x.data.shape}")
-    ordered = sort(flat, -1)
-    position = qs.astype(np.float64).reshape(-1) * (n - 1)
-    lo, hi = np.floor(position).astype(np.int64), np.ceil(position).astype(np.int64)
+    if flat.data.shape[-1] == 0:
+        raise ValueError(f"{op}: cannot take a quantile over empty axes {axes} of shape {x.data.shape}")
+    return x, qs, axes, sort(flat, -1)
+
+
+def _neighbours(xp, position, method):
+    """The sorted positions (lo, hi) a quantile at fractional ``position`` reads, and the weight of hi."""
+    lo, hi = xp.floor(position).astype(np.int64), xp.ceil(position).astype(np.int64)
     if method == "lower":
         hi = lo
     elif method == "higher":
         lo = hi
     elif method == "nearest":
-        lo = hi = np.around(position).astype(np.int64)  # numpy rounds half to even here too
-    frac = position - lo if method == "linear" else np.full(position.shape, 0.5 if method == "midpoint" else 0.0)
-    low, high = take(ordered, xp.asarray(lo), axis=-1), take(ordered, xp.asarray(hi), axis=-1)
-    weight = Tensor(xp.asarray(frac.astype(x.data.dtype)))
-    out = m.add(low, m.multiply(m.subtract(high, low), weight))  # (..., len(q)) kept axes first
-    out = moveaxis(out, -1, 0)
+        lo = hi = xp.around(position).astype(np.int64)  # numpy rounds half to even here too
+    if method == "linear":
+        return lo, hi, position - lo
+    return lo, hi, xp.full(position.shape, 0.5 if method == "midpoint" else 0.0)
+
+
+def _interpolated(low, high, frac, x, qs, axes, keepdims, empty=None):
+    """low + (high - low) * frac (NaN where ``empty``), the quantile axis moved first, shaped as numpy shapes
+    quantile's result."""
+    from dlgpu.ops import math as m
+    from dlgpu.ops.shape import moveaxis, reshape
+    out = m.add(low, m.multiply(m.subtract(high, low), Tensor(frac.astype(x.data.dtype))))
+    if empty is not None:
+        out = m.where(Tensor(empty), np.nan, out)
+    out = moveaxis(out, -1, 0)  # (..., len(q)) kept axes first
     if keepdims:
         out = reshape(out, [out.data.shape[0]] + [1 if i in axes else x.data.shape[i] for i in range(x.ndim)])
     return reshape(out, qs.shape + tuple(out.data.shape[1:]))
+
+
+def quantile(x, q, axis=None, method="linear", keepdims=False):
+    """numpy.quantile (the five classic methods), differentiable in x through the sorted values it picks."""
+    from dlgpu.ops.shape import take
+    x, qs, axes, ordered = _sorted_slices("quantile", x, q, axis, method)
+    xp = array_module(x.data)
+    lo, hi, frac = _neighbours(np, qs.astype(np.float64).reshape(-1) * (ordered.data.shape[-1] - 1), method)
+    low, high = take(ordered, xp.asarray(lo), axis=-1), take(ordered, xp.asarray(hi), axis=-1)
+    return _interpolated(low, high, xp.asarray(frac), x, qs, axes, keepdims)
 
 
 def percentile(x, q, axis=None, method="linear", keepdims=False):
@@ -350,42 +369,14 @@ def nanquantile(x, q, axis=None, method="linear", keepdims=False):
     """quantile over the values that are not NaN (NaN where a slice holds nothing else), differentiable in x.
     Sorting puts NaNs last (numpy and CuPy alike), so each slice's quantile positions scale with its own
     count of numbers."""
-    from dlgpu.ops import math as m
-    from dlgpu.ops.shape import moveaxis, reshape, take_along_axis, transpose
-    from dlgpu.ops.sorting import sort
-    if method not in _QUANTILE_METHODS:
-        raise ValueError(f"nanquantile: method must be one of {_QUANTILE_METHODS}; received {method!r}")
-    x = float_operand(x)
+    from dlgpu.ops.shape import take_along_axis
+    x, qs, axes, ordered = _sorted_slices("nanquantile", x, q, axis, method)
     xp = array_module(x.data)
-    qs = q.numpy() if isinstance(q, Tensor) else np.asarray(q)
-    if qs.size and (qs.min() < 0 or qs.max() > 1):
-        raise ValueError(f"nanquantile: q must lie in [0, 1]; received {qs}")
-    axes = normalize_axis(axis, x.ndim)
-    kept = [i for i in range(x.ndim) if i not in axes]
-    flat = reshape(transpose(x, kept + list(axes)), [x.data.shape[i] for i in kept] + [-1])
-    if flat.data.shape[-1] == 0:
-        raise ValueError(f"nanquantile: cannot take a quantile over empty axes {axes} of shape {x.data.shape}")
-    ordered = sort(flat, -1)
-    count = (~xp.isnan(flat.data)).sum(axis=-1, keepdims=True)  # (..., 1)
+    count = (~xp.isnan(ordered.data)).sum(axis=-1, keepdims=True)  # (..., 1)
     position = xp.asarray(qs.astype(np.float64).reshape(-1)) * (xp.maximum(count, 1) - 1)  # (..., len(q))
-    lo, hi = xp.floor(position).astype(np.int64), xp.ceil(position).astype(np.int64)
-    if method == "lower":
-        hi = lo
-    elif method == "higher":
-        lo = hi
-    elif method == "nearest":
-        lo = hi = xp.around(position).astype(np.int64)
-    if method == "linear":
-        frac = position - lo
-    else:
-        frac = xp.full(position.shape, 0.5 if method == "midpoint" else 0.0)
-    low, high = take_along_axis(ordered, lo, -1), take_along_axis(ordered, hi, -1)
-    out = m.add(low, m.multiply(m.subtract(high, low), Tensor(frac.astype(x.data.dtype))))
-    out = m.where(Tensor(xp.broadcast_to(count == 0, out.data.shape)), np.nan, out)
-    out = moveaxis(out, -1, 0)
-    if keepdims:
-        out = reshape(out, [out.data.shape[0]] + [1 if i in axes else x.data.shape[i] for i in range(x.ndim)])
-    return reshape(out, qs.shape + tuple(out.data.shape[1:]))
+    lo, hi, frac = _neighbours(xp, position, method)
+    return _interpolated(take_along_axis(ordered, lo, -1), take_along_axis(ordered, hi, -1), frac, x, qs, axes,
+                         keepdims, empty=xp.broadcast_to(count == 0, position.shape))
 
 
 def nanpercentile(x, q, axis=None, method="linear", keepdims=False):
