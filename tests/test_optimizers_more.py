@@ -282,6 +282,7 @@ DEFAULTS = {
 @pytest.mark.parametrize("name", NAMES)
 def test_defaults_config_round_trip_and_string_name(name):
     cls = getattr(optimizers, name)
+    dlgpu.backend.clear_session()  # default names are numbered per process (nadam, nadam_1...) until cleared
     config = cls().get_config()
     assert set(config) == BASE_KEYS | set(DEFAULTS[name])
     assert {k: config[k] for k in DEFAULTS[name]} == DEFAULTS[name]

@@ -44,7 +44,7 @@ def clear_session(free_memory=True):
     import gc
     from dlgpu import config
     from dlgpu.backend import device
-    from dlgpu.layers.base import reset_names
+    from dlgpu.naming import reset_names
     reset_names()
     config._reset_session_state()
     if free_memory:

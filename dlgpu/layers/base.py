@@ -14,40 +14,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import re
 import threading
 import warnings
-from collections import defaultdict
 
 import numpy as np
 
 from dlgpu import dtype_policies, ops
 from dlgpu.autograd import AutocastScope, Tensor, Variable, autocast_active, autocast_state, current_path, no_grad
 from dlgpu.backend import device as _device
+from dlgpu.naming import reset_names, to_snake_case, unique_name  # noqa: F401 - re-exported
 from dlgpu.layers.keras_tensor import (  # noqa: F401 - re-exported: the rest of dlgpu imports them from here
     KerasTensor, Node, flatten, get_keras_mask, is_string_array, is_string_dtype, is_symbolic, map_structure,
     ordered_nodes, set_keras_mask, _structure_mask)
-
-_name_counts = defaultdict(int)
-
-
-def _snake_case(name):
-    """Keras's rule (keras/src/utils/naming.py): Conv2D -> conv2d, ReLU -> re_lu, MLPBlock -> mlp_block."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def unique_name(base):
-    """dense, dense_1, dense_2… as Keras names layers."""
-    count = _name_counts[base]
-    _name_counts[base] += 1
-    return base if count == 0 else f"{base}_{count}"
-
-
-def reset_names():
-    """Forget the counters behind automatic names (keras.backend.clear_session)."""
-    _name_counts.clear()
-
 
 class _CallContext(threading.local):
     def __init__(self):
@@ -240,7 +218,7 @@ class Layer:
         object.__setattr__(self, "_layers", [])
         object.__setattr__(self, "_tracked_variables", [])
         object.__setattr__(self, "_metrics", [])
-        self.name = name or unique_name(_snake_case(type(self).__name__))
+        self.name = name or unique_name(to_snake_case(type(self).__name__))
         # As Keras: a layer's variables are under the name scopes open when it was made, not when it is built.
         self._parent_path = current_path()
         self._trainable = bool(trainable)

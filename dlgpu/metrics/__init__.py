@@ -11,14 +11,15 @@ the accuracy flavour for ``metrics=["accuracy"]``.
 from __future__ import annotations
 
 from dlgpu.autograd import Tensor
-from dlgpu.metrics.base import EPSILON, Mean, MeanMetricWrapper, Metric, Sum, _array, _snake  # noqa: F401
+from dlgpu.naming import to_snake_case
+from dlgpu.metrics.base import EPSILON, Mean, MeanMetricWrapper, Metric, Sum, _array  # noqa: F401
 from dlgpu.metrics.confusion_metrics import (AUC, F1Score, FBetaScore, FalseNegatives, FalsePositives,  # noqa: F401
                                              Precision, PrecisionAtRecall, Recall, RecallAtPrecision,
                                              SensitivityAtSpecificity, SpecificityAtSensitivity, TrueNegatives,
                                              TruePositives)
 from dlgpu.metrics.correlation_metrics import (ConcordanceCorrelation, PearsonCorrelation,  # noqa: F401
                                                 concordance_correlation, pearson_correlation)
-from dlgpu.metrics.iou_metrics import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU, _keras_snake  # noqa: F401
+from dlgpu.metrics.iou_metrics import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU  # noqa: F401
 from dlgpu.metrics.loss_metrics import (BinaryCrossentropy, CategoricalCrossentropy, CategoricalHinge,  # noqa: F401
                                         CosineSimilarity, Hinge, KLDivergence, LogCoshError,
                                         MeanAbsolutePercentageError, MeanSquaredLogarithmicError, Poisson,
@@ -50,7 +51,7 @@ def _loss_kind(loss):
     if isinstance(loss, str):
         key = loss.lower()
     else:
-        key = _snake(type(loss).__name__) if not callable(loss) or hasattr(loss, "get_config") \
+        key = to_snake_case(type(loss).__name__) if not callable(loss) or hasattr(loss, "get_config") \
             else getattr(loss, "__name__", "")
         if key in ("loss_function_wrapper",) and hasattr(loss, "fn"):
             key = getattr(loss.fn, "__name__", "")
@@ -132,7 +133,7 @@ for _cls, _args in ((IoU, "num_classes, target_class_ids"), (MeanIoU, "num_class
                     (OneHotIoU, "num_classes, target_class_ids"), (OneHotMeanIoU, "num_classes"),
                     (PrecisionAtRecall, "recall"), (RecallAtPrecision, "precision"),
                     (SensitivityAtSpecificity, "specificity"), (SpecificityAtSensitivity, "sensitivity")):
-    _NEEDS_ARGUMENTS[_cls.__name__] = _NEEDS_ARGUMENTS[_keras_snake(_cls.__name__)] = (_args, _cls.__name__)
+    _NEEDS_ARGUMENTS[_cls.__name__] = _NEEDS_ARGUMENTS[to_snake_case(_cls.__name__)] = (_args, _cls.__name__)
 
 
 def _valid_names():

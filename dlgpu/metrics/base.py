@@ -6,12 +6,12 @@ on the device (no sync per batch) until ``result()`` converts them once.
 
 from __future__ import annotations
 
-import re
 
 import numpy as np
 
 from dlgpu.autograd import Tensor
 from dlgpu.backend import device as _device
+from dlgpu.naming import auto_name
 from dlgpu.ops._core import array_module
 
 EPSILON = 1e-7
@@ -58,10 +58,6 @@ def _divide_no_nan(a, b):
     return xp.where(b != 0, a / xp.where(b != 0, b, 1), 0.0)
 
 
-def _snake(name):
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
 # -- base classes -------------------------------------------------------------------------------------
 
 class Metric:
@@ -71,7 +67,7 @@ class Metric:
     ``super().__init__``, updated with ``assign``/``assign_add``; the default ``reset_state`` zeroes it."""
 
     def __init__(self, name=None, dtype=None):
-        self.name = name or _snake(type(self).__name__)
+        self.name = name or auto_name(type(self).__name__)
         self.dtype = dtype or "float32"
         self._variables = []
         # dlgpu's own metrics keep their state as attributes that reset_state sets, so the state starts with

@@ -3,19 +3,12 @@ confusion matrix accumulated with one ``bincount`` per batch."""
 
 from __future__ import annotations
 
-import re
 
 import numpy as np
 
 from dlgpu.backend import device as _device
 from dlgpu.metrics.base import EPSILON, Metric, _pair, _result
 from dlgpu.ops._core import array_module
-
-
-def _keras_snake(name):
-    """Keras's to_snake_case, which names MeanIoU 'mean_io_u'."""
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 class _IoUBase(Metric):
@@ -29,7 +22,7 @@ class _IoUBase(Metric):
         self.sparse_y_true = sparse_y_true
         self.sparse_y_pred = sparse_y_pred
         self.axis = axis
-        super().__init__(name=name or _keras_snake(type(self).__name__), dtype=dtype)
+        super().__init__(name=name, dtype=dtype)
 
     def reset_state(self):
         # rows: true class, columns: predicted class (Keras's confusion_matrix(labels, predictions))

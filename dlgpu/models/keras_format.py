@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import time
 import warnings
 import zipfile
@@ -26,6 +25,7 @@ import zipfile
 import numpy as np
 
 from dlgpu.models.keras_ops_table import KERAS_OPS
+from dlgpu.naming import to_snake_case
 from dlgpu.models.saving import (SavedModelError, _atomic_write, _read_json, _version, _with_scope)
 
 _CONFIG, _METADATA, _WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
@@ -87,13 +87,6 @@ def is_hdf5(filepath):
         return False
 
 
-def _snake(name):
-    # keras.src.utils.naming.to_snake_case
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 def _keras_class_name(layer):
     from dlgpu.models.model import Model
     from dlgpu.models.sequential import Sequential
@@ -137,7 +130,7 @@ def _keras_groups(layer, path, out, seen):
     out.append((f"{prefix}vars", layer.name, [] if cls in _CELLS or cls in _SUBLAYERS or cls in _ATTENTION
                 else weights))
     if cls in _CELLS:
-        out.append((f"{prefix}cell/vars", f"{_snake(cls)}_cell", weights))
+        out.append((f"{prefix}cell/vars", f"{to_snake_case(cls)}_cell", weights))
     elif cls in _SUBLAYERS:
         for name, sub in _SUBLAYERS[cls](layer):
             _keras_groups(sub, f"{prefix}{name}", out, seen)
@@ -153,7 +146,7 @@ def _numbered(layers):
     ``_1``, ``_2`` ... for repeats."""
     used = {}
     for layer in layers:
-        name = _snake(_keras_class_name(layer))
+        name = to_snake_case(_keras_class_name(layer))
         used[name] = used.get(name, -1) + 1
         yield (f"{name}_{used[name]}" if used[name] else name), layer
 
@@ -747,18 +740,9 @@ def load_keras_model(filepath, archive, names, custom_objects=None, compile=True
 def _compile_from_keras(model, settings, custom_objects, source, h5):
     from dlgpu.models.compile_config import compile_arguments
     settings = _from_keras(settings)
-    extra = {k: settings.get(k) for k in ("weighted_metrics",) if settings.get(k)}
     arguments = compile_arguments(settings, custom_objects, source)
     if arguments is None:
         return
-    if extra.get("weighted_metrics"):
-        from dlgpu.models.compile_config import _map_spec, _restored_leaf
-        from dlgpu import metrics
-        left_out = []
-        arguments["weighted_metrics"] = _map_spec(
-            extra["weighted_metrics"],
-            lambda spec: _restored_leaf(spec, metrics.deserialize, custom_objects, "metric", left_out),
-            keep_positions=False)
     try:
         model.compile(**arguments)
     except (ValueError, TypeError) as exc:

@@ -17,12 +17,9 @@ import numpy as np
 from dlgpu.autograd import Tensor, Variable, no_grad
 from dlgpu.autograd import constraint_version as _constraint_version
 from dlgpu.backend import device as _device
+from dlgpu.naming import auto_name
 from dlgpu.ops._core import array_module, backend_of
 from dlgpu.optimizers import schedules as _schedules
-
-
-def _snake(name):
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _host_variable(value, dtype, name):
@@ -69,7 +66,7 @@ class Optimizer:
                 raise ValueError(f"Argument `{arg}` must be a positive float. Received: {arg}={value}")
         if weight_decay is not None and not weight_decay >= 0:
             raise ValueError(f"Argument `weight_decay` must be a non-negative float. Received: weight_decay={weight_decay}")
-        self.name = name or _snake(type(self).__name__)
+        self.name = name or auto_name(type(self).__name__)
         self.weight_decay = weight_decay
         self.clipnorm = clipnorm
         self.clipvalue = clipvalue
