@@ -10,20 +10,31 @@ from __future__ import annotations
 import numpy as np
 
 from dlgpu.backend import device as _device
-from dlgpu.metrics.base import EPSILON, Metric, _divide_no_nan, _pair, _result, _snake, _squeeze_or_expand
+from dlgpu.metrics.base import EPSILON, Metric, _divide_no_nan, _pair, _result, _squeeze_or_expand
 from dlgpu.ops._core import array_module
 
 
 # -- confusion-matrix metrics ---------------------------------------------------------------------
 
-def _confusion(y_true, y_pred, sample_weight, thresholds):
-    """tp, fp, tn, fn (float64, one per threshold) for predictions ``> threshold``; thresholds sorted.
+def _evenly_spaced(thresholds):
+    """Keras's is_evenly_distributed_thresholds: three or more thresholds at [0, 1/(n-1), ..., 1] (within
+    1e-7, so AUC's -eps and 1+eps ends count).  Keras bins predictions against such thresholds only after
+    clipping them to [0, 1], which decides where a logit of -3 or 1.5 falls; the metrics here clip alike."""
+    n = len(thresholds)
+    return n >= 3 and np.allclose(thresholds, np.arange(n, dtype=np.float32) / (n - 1), atol=1e-7)
+
+
+def _confusion(y_true, y_pred, sample_weight, thresholds, clip=False):
+    """tp, fp, tn, fn (float64, one per threshold) for predictions ``> threshold``; thresholds sorted;
+    ``clip`` clips the predictions to [0, 1] first (see _evenly_spaced).
 
     Each prediction's bin k = number of thresholds strictly below it, so pred > thresholds[j] iff j < k;
     per-bin weighted counts (bincount) and a cumulative sum give every threshold at once.
     """
     xp = array_module(y_pred)
     yp = y_pred.reshape(-1).astype(np.float64)
+    if clip:
+        yp = xp.clip(yp, 0.0, 1.0)
     yt = y_true.reshape(-1) if y_true.shape == y_pred.shape else xp.broadcast_to(y_true, y_pred.shape).reshape(-1)
     pos = yt.astype(bool).astype(np.float64)
     if sample_weight is not None:  # per-sample weights (B,) spread over the other axes, as Keras
@@ -66,6 +77,7 @@ class _ThresholdMetric(Metric):
         self.class_id = class_id
         self._order = np.argsort(values, kind="stable")
         self._sorted = np.asarray(values, np.float64)[self._order]
+        self._clip = _evenly_spaced(values)
         super().__init__(name=name, dtype=dtype)
 
     def reset_state(self):
@@ -83,7 +95,7 @@ class _ThresholdMetric(Metric):
             sw = sw[..., self.class_id]
         xp = array_module(yp)
         thr = self._sorted if xp is np else xp.asarray(self._sorted)
-        tp, fp, tn, fn = _confusion(yt, yp, sw, thr)
+        tp, fp, tn, fn = _confusion(yt, yp, sw, thr, self._clip)
         self.true_positives = self.true_positives + tp
         self.false_positives = self.false_positives + fp
         self.true_negatives = self.true_negatives + tn
@@ -102,7 +114,7 @@ class _ThresholdMetric(Metric):
 
 
 class Precision(_ThresholdMetric):
-    def __init__(self, thresholds=None, top_k=None, class_id=None, name="precision", dtype=None):
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
         super().__init__(thresholds, top_k, class_id, name, dtype)
 
     def result(self):
@@ -110,7 +122,7 @@ class Precision(_ThresholdMetric):
 
 
 class Recall(_ThresholdMetric):
-    def __init__(self, thresholds=None, top_k=None, class_id=None, name="recall", dtype=None):
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
         super().__init__(thresholds, top_k, class_id, name, dtype)
 
     def result(self):
@@ -173,7 +185,8 @@ class _AtConstraint(Metric):
         else:
             self.thresholds = [0.0] + [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)] + [1.0]
         self._sorted = np.asarray(self.thresholds, np.float64)
-        super().__init__(name=name or _snake(type(self).__name__), dtype=dtype)
+        self._clip = _evenly_spaced(self.thresholds)
+        super().__init__(name=name, dtype=dtype)
 
     def reset_state(self):
         self.true_positives = self.false_positives = self.true_negatives = self.false_negatives = 0.0
@@ -188,7 +201,7 @@ class _AtConstraint(Metric):
             sw = sw[..., self.class_id]
         xp = array_module(yp)
         thr = self._sorted if xp is np else xp.asarray(self._sorted)
-        tp, fp, tn, fn = _confusion(yt, yp, sw, thr)
+        tp, fp, tn, fn = _confusion(yt, yp, sw, thr, self._clip)
         self.true_positives = self.true_positives + tp
         self.false_positives = self.false_positives + fp
         self.true_negatives = self.true_negatives + tn
@@ -258,7 +271,7 @@ class AUC(Metric):
     Riemann sum over them (``interpolation``: trapezoids for ROC, Davis & Goadrich for PR).
     """
 
-    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation", name="auc", dtype=None,
+    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation", name=None, dtype=None,
                  thresholds=None, multi_label=False, num_labels=None, label_weights=None, from_logits=False):
         curve = curve.upper() if isinstance(curve, str) else curve
         if curve not in ("ROC", "PR"):
@@ -279,6 +292,7 @@ class AUC(Metric):
             self.num_thresholds = num_thresholds
             middle = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
         self._thresholds = np.array([0.0 - EPSILON] + middle + [1.0 + EPSILON])
+        self._clip = _evenly_spaced(self._thresholds)
         self.multi_label = multi_label
         self.num_labels = num_labels
         self.label_weights = None if label_weights is None else np.asarray(label_weights, np.float64)
@@ -305,10 +319,11 @@ class AUC(Metric):
             yt2, yp2 = yt.reshape(-1, labels), yp.reshape(-1, labels)
             sw2 = None if sw is None else xp.broadcast_to(
                 sw.reshape(sw.shape + (1,) * (yp.ndim - sw.ndim)), yp.shape).reshape(-1, labels)
-            parts = [_confusion(yt2[:, j], yp2[:, j], None if sw2 is None else sw2[:, j], thr) for j in range(labels)]
+            parts = [_confusion(yt2[:, j], yp2[:, j], None if sw2 is None else sw2[:, j], thr, self._clip)
+                     for j in range(labels)]
             tp, fp, tn, fn = (xp.stack([p[i] for p in parts], axis=1) for i in range(4))
         else:
-            tp, fp, tn, fn = _confusion(yt, yp, sw, thr)
+            tp, fp, tn, fn = _confusion(yt, yp, sw, thr, self._clip)
         self.true_positives = self.true_positives + tp
         self.false_positives = self.false_positives + fp
         self.true_negatives = self.true_negatives + tn

@@ -175,6 +175,24 @@ def test_metrics(keras):
             assert k.get_config() == d.get_config() and d._direction == k._direction == "up"
 
 
+@pytest.mark.parametrize("name, kwargs", [
+    ("AUC", {}), ("AUC", dict(curve="PR", num_thresholds=7)), ("AUC", dict(multi_label=True)),
+    ("AUC", dict(thresholds=[0.3, 0.6])), ("Precision", dict(thresholds=[0.0, 0.5, 1.0])),
+    ("Recall", dict(thresholds=[0.2, 0.7])), ("SensitivityAtSpecificity", dict(specificity=0.5)),
+    ("PrecisionAtRecall", dict(recall=0.5, num_thresholds=5))])
+def test_confusion_metrics_on_predictions_outside_0_1(keras, name, kwargs):
+    """Logits instead of probabilities: Keras clips them to [0, 1] when its thresholds are evenly spaced
+    (the default AUC's -eps..1+eps among them) and compares them as they are otherwise."""
+    import torch
+    rng = np.random.default_rng(5)
+    y_true = rng.integers(0, 2, size=(16, 3)).astype("float32")
+    y_pred = (rng.normal(size=(16, 3)) * 2.0).astype("float32")
+    k, d = getattr(keras.metrics, name)(**kwargs), getattr(dlgpu.metrics, name)(**kwargs)
+    k.update_state(torch.tensor(y_true), torch.tensor(y_pred))
+    d.update_state(y_true, y_pred)
+    np.testing.assert_allclose(_np(d.result()), _np(k.result()), rtol=1e-5, atol=1e-6)
+
+
 def test_correlation_metrics_by_name_in_fit():
     model = dlgpu.Sequential([dlgpu.layers.Input((6,)), dlgpu.layers.Dense(6)])
     model.compile("sgd", "mse", metrics=["pearson_correlation", dlgpu.metrics.ConcordanceCorrelation()])
