@@ -20,9 +20,10 @@ import numbers
 
 import numpy as np
 
-from dlgpu import ops
+from dlgpu import ops, tree
 from dlgpu.autograd import Tensor
 from dlgpu.backend import device as _device
+from dlgpu.naming import auto_name
 from dlgpu.ops._core import array_module
 from dlgpu.utils import unknown_name_error
 
@@ -547,12 +548,14 @@ class Loss:
     """Base class: subclasses implement ``call(y_true, y_pred)`` returning per-sample values."""
 
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
-        self.name = name or _snake(type(self).__name__)
+        self.name = name or auto_name(type(self).__name__)
         self.reduction = _standardize_reduction(reduction)
         self.dtype = dtype or "float32"
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         y_pred = half_to_float32(y_pred)
+        if type(self) is LossFunctionWrapper or type(self).__module__ != __name__:
+            y_true = _targets_in_loss_dtype(y_true, y_pred, self.dtype)
         values = self.call(y_true, y_pred)
         # a mask on the per-sample values (Circle marks the samples it has no pairs for) joins the prediction's
         mask, own = _prediction_mask(y_pred), _prediction_mask(values)
@@ -573,13 +576,20 @@ class Loss:
         return f"<{type(self).__name__} name={self.name!r} reduction={self.reduction!r}>"
 
 
-def _snake(name):
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i and not name[i - 1].isupper():
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
+def _targets_in_loss_dtype(y_true, y_pred, dtype):
+    """Numeric targets cast to the loss's dtype, as Keras's Loss does before a user's function or ``call``
+    sees them: integer labels ``y_true - y_pred`` would otherwise mix dtypes.  dlgpu's own losses check and
+    cast their targets themselves (the sparse ones want integer class ids)."""
+    if not isinstance(y_pred, Tensor) or y_true is None:
+        return y_true
+    def cast(y):
+        data = y.data if isinstance(y, Tensor) else y
+        kind = getattr(data, "dtype", np.asarray(data).dtype).kind
+        if kind in "biuf" and getattr(data, "dtype", None) != np.dtype(dtype):
+            return _like(y, y_pred, dtype)
+        return y
+
+    return tree.map_structure(cast, y_true)
 
 
 class LossFunctionWrapper(Loss):

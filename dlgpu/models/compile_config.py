@@ -1,5 +1,5 @@
 """The compile settings a saved model keeps, as Keras 3's ``compile_config``: optimizer, loss, loss_weights
-and metrics as JSON, and back into ``compile`` arguments.
+metrics and weighted_metrics as JSON, and back into ``compile`` arguments.
 
 Losses and metrics are saved by class name and ``get_config``, dlgpu's own functions by name.  dlgpu saves
 no code, so a custom function or lambda cannot be saved: it is left out with a warning naming it, and the
@@ -27,7 +27,9 @@ def compile_config(model):
     config = {"optimizer": _none_if_left_out(saved(optimizers.serialize, "optimizer")(model.optimizer)),
               "loss": _map_spec(model._loss_config, saved(losses.serialize, "loss"), keep_positions=True),
               "loss_weights": model._loss_weights,
-              "metrics": _map_spec(model._compile_metrics, saved(metrics.serialize, "metric"), keep_positions=False)}
+              "metrics": _map_spec(model._compile_metrics, saved(metrics.serialize, "metric"), keep_positions=False),
+              "weighted_metrics": _map_spec(getattr(model, "_compile_weighted_metrics", None),
+                                            saved(metrics.serialize, "metric"), keep_positions=False)}
     if left_out:
         warnings.warn(f"Model '{model.name}' was saved without these compile arguments, which dlgpu cannot save "
                       f"(it saves no code: only dlgpu's own losses, metrics and optimizers, and classes with "
@@ -54,7 +56,9 @@ def compile_arguments(config, custom_objects, source):
                  "loss": _map_spec(config.get("loss"), restored(losses.deserialize, "loss"), keep_positions=True),
                  "loss_weights": config.get("loss_weights"),
                  "metrics": _map_spec(config.get("metrics"), restored(metrics.deserialize, "metric"),
-                                      keep_positions=False)}
+                                      keep_positions=False),
+                 "weighted_metrics": _map_spec(config.get("weighted_metrics"),
+                                               restored(metrics.deserialize, "metric"), keep_positions=False)}
     if left_out:
         warnings.warn(f"load_model: {source!r} is compiled without these compile arguments, which could not be "
                       f"restored: {'; '.join(left_out)}. Pass their classes in custom_objects, or call compile() "

@@ -65,6 +65,7 @@ class Trainer:
             weights = self._per_output(loss_weights, "loss_weights", n_out)
             loss_weights = [1.0 if w is None else float(w) for w in weights]
         _check_metric_names(metrics)
+        _check_metric_names(weighted_metrics)
         if auto_scale_loss and self.dtype_policy.name == "mixed_float16" and optimizer is not None \
                 and not isinstance(optimizer, optimizers_module.LossScaleOptimizer):
             # as Keras: float16 gradients underflow without a loss scale
@@ -76,6 +77,7 @@ class Trainer:
         # past Layer.__setattr__, as Keras compiles without dependency tracking: the loss tracker and the
         # compiled metric objects are not metrics held by the model (a recompile would leave them behind)
         object.__setattr__(self, "_compile_metrics", metrics)
+        object.__setattr__(self, "_compile_weighted_metrics", weighted_metrics)
         self._metric_objects = None  # resolved on the first batch, when output shapes are known
         object.__setattr__(self, "_loss_tracker", metrics_module.Mean(name="loss"))
         self._output_loss_trackers = None  # a new compile may give other outputs a loss
@@ -178,31 +180,58 @@ class Trainer:
         return trues
 
     def _build_metrics(self, y_true, y_pred):
+        """The compiled metrics as (output index, log name, metric, weighted) rows.  As in Keras, ``metrics``
+        ignore sample weights and ``weighted_metrics`` take them; a name met twice gets a counter
+        (auc, auc_1) and a weighted metric named like an unweighted one is logged as weighted_<name>."""
         outputs_pred = self._by_output(y_pred)
         n = len(outputs_pred)
         trues = self._targets_by_output(y_true, n)
-        specs = self._compile_metrics
-        per_output = [[] for _ in range(n)]
-        if specs:
-            if isinstance(specs, dict):
-                per = self._per_output(specs, "metrics", n)
-            elif n > 1 and isinstance(specs, (list, tuple)) and specs and all(isinstance(s, (list, tuple)) or s is None for s in specs):
-                per = list(specs)
-            else:
-                per = [specs] * n
-            for i, entry in enumerate(per):
-                for spec in ([] if entry is None else entry if isinstance(entry, (list, tuple)) else [entry]):
-                    if isinstance(spec, str) and spec in ("accuracy", "acc"):
-                        metric = metrics_module.resolve_accuracy(self._loss_fns[i] if self._loss_fns else None,
-                                                                 np.shape(trues[i]),
-                                                                 outputs_pred[i].shape)
-                        metric.name = spec
-                    else:
-                        metric = metrics_module.get(spec)
-                    per_output[i].append(metric)
         names = self._output_names(n)
-        self._metric_objects = [(i, (f"{names[i]}_{m.name}" if n > 1 else m.name), m)
-                                for i in range(n) for m in per_output[i]]
+        rows, seen = [], {}
+
+        def unique(name):
+            if name not in seen:
+                seen[name] = 1
+                return name
+            seen[name] += 1
+            return f"{name}_{seen[name] - 1}"
+
+        for weighted, specs in ((False, self._compile_metrics),
+                                (True, getattr(self, "_compile_weighted_metrics", None))):
+            per_output = self._metrics_per_output(specs, n, trues, outputs_pred, "weighted_metrics" if weighted
+                                                  else "metrics")
+            for i in range(n):
+                for metric in per_output[i]:
+                    prefix = f"{names[i]}_" if n > 1 else ""
+                    name = prefix + metric.name
+                    if weighted and name in seen:
+                        name = prefix + f"weighted_{metric.name}"
+                    rows.append((i, unique(name), metric, weighted))
+        self._metric_objects = rows
+
+    def _metrics_per_output(self, specs, n, trues, outputs_pred, argument):
+        """Metric objects per output from compile's ``metrics`` or ``weighted_metrics``: one list for all
+        outputs, a list of lists (one per output) or a dict by output name."""
+        per_output = [[] for _ in range(n)]
+        if not specs:
+            return per_output
+        if isinstance(specs, dict):
+            per = self._per_output(specs, argument, n)
+        elif n > 1 and isinstance(specs, (list, tuple)) and all(isinstance(s, (list, tuple)) or s is None
+                                                               for s in specs):
+            per = list(specs)
+        else:
+            per = [specs] * n
+        for i, entry in enumerate(per):
+            for spec in ([] if entry is None else entry if isinstance(entry, (list, tuple)) else [entry]):
+                if isinstance(spec, str) and spec in ("accuracy", "acc"):
+                    metric = metrics_module.resolve_accuracy(self._loss_fns[i] if self._loss_fns else None,
+                                                             np.shape(trues[i]), outputs_pred[i].shape)
+                    metric.name = spec
+                else:
+                    metric = metrics_module.get(spec)
+                per_output[i].append(metric)
+        return per_output
 
     def _reset_metrics(self):
         object.__setattr__(self, "_step_logs", None)  # past Layer.__setattr__'s tracking, as _step_variables
@@ -215,7 +244,7 @@ class Trainer:
 
     def _own_trackers(self):
         return [self._loss_tracker, *(getattr(self, "_output_loss_trackers", None) or {}).values(),
-                *[m for _, _, m in self._metric_objects or []]]
+                *[row[2] for row in self._metric_objects or []]]
 
     def _held_metrics(self):
         """Metric objects assigned to attributes of the model and of its layers, past the compiled ones.
@@ -258,7 +287,7 @@ class Trainer:
         logs = {"loss": float(self._loss_tracker.result())}
         for name, tracker in (getattr(self, "_output_loss_trackers", None) or {}).items():
             logs[name] = float(tracker.result())
-        for _, name, metric in self._metric_objects or []:
+        for _, name, metric, _ in self._metric_objects or []:
             logs[name] = _log_value(metric.result())
         for metric in getattr(self, "_held_metric_list", None) or []:
             logs[metric.name] = _log_value(metric.result())
@@ -269,13 +298,13 @@ class Trainer:
         """The names of the values evaluate() returns, in its order (the per-output losses of a model with
         several outputs appear once it has trained or evaluated)."""
         names = ["loss", *(getattr(self, "_output_loss_trackers", None) or {})]
-        names += [name for _, name, _ in self._metric_objects or []]
+        names += [row[1] for row in self._metric_objects or []]
         names += [m.name for m in self._held_metrics()]
         return list(dict.fromkeys(names))  # a repeated name is one entry of the logs
 
     @property
     def metrics(self):
-        compiled = [self._loss_tracker] + [m for _, _, m in self._metric_objects or []] if self.compiled else []
+        compiled = [self._loss_tracker] + [row[2] for row in self._metric_objects or []] if self.compiled else []
         return compiled + self._held_metrics()
 
     # -- one step -----------------------------------------------------------------------------
@@ -342,9 +371,10 @@ class Trainer:
         if y_true is None:  # a model trained on add_loss() alone: no targets for the compiled metrics
             return
         trues = self._targets_by_output(y_true, len(preds))
-        for i, _, metric in self._metric_objects:
+        for i, _, metric, weighted in self._metric_objects:
             # float16 outputs of a mixed_float16 model: metrics in float32, as Keras's update their float32 state
-            metric.update_state(trues[i], losses_module.half_to_float32(preds[i]), sample_weight=sample_weight)
+            metric.update_state(trues[i], losses_module.half_to_float32(preds[i]),
+                                sample_weight=sample_weight if weighted else None)
 
     def _train_batch(self, x, y, sample_weight=None):
         """Forward, loss, gradients, one optimizer update.  Returns (loss, per-output losses, y_pred).
@@ -431,8 +461,8 @@ class Trainer:
             self._build_metrics(y, y_pred)
         preds = self._by_output(y_pred)
         trues = self._targets_by_output(y, len(preds))
-        for i, _, metric in self._metric_objects:
-            metric.update_state(trues[i], preds[i], sample_weight=sample_weight)
+        for i, _, metric, weighted in self._metric_objects:
+            metric.update_state(trues[i], preds[i], sample_weight=sample_weight if weighted else None)
         return self.get_metrics_result()
 
     @property

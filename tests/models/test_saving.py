@@ -194,7 +194,7 @@ def test_metric_objects_keep_their_config(tmp_path):
     after = _evaluate(loaded, x, y)
     assert list(after) == ["loss", "acc_at_0.3", "precision", "true_positives", "binary_accuracy", "auc"]
     assert after == before
-    by_name = {name: metric for _, name, metric in loaded._metric_objects}
+    by_name = {name: metric for _, name, metric, _ in loaded._metric_objects}
     assert by_name["acc_at_0.3"].threshold == 0.3 and by_name["precision"].thresholds == [0.3]
     assert by_name["true_positives"].thresholds == [0.7]
     # and the thresholds matter here, so equal results are not a coincidence of the defaults

@@ -1,0 +1,73 @@
+"""What compile() does with names, targets and sample weights, program for program against Keras 3."""
+
+import numpy as np
+import pytest
+
+import dlgpu
+
+
+def _run_both(keras, program):
+    """``program(lib)`` run with Keras and with dlgpu, each from fresh automatic names."""
+    keras.backend.clear_session()
+    dlgpu.backend.clear_session()
+    return program(keras), program(dlgpu)
+
+
+def test_default_names_are_numbered_snake_case(keras):
+    def program(lib):
+        class MyLoss(lib.losses.Loss):
+            def call(self, y_true, y_pred):
+                return lib.ops.mean(y_pred, axis=-1)
+
+        class MyMetric(lib.metrics.Metric):
+            def update_state(self, *args, **kwargs):
+                pass
+
+            def result(self):
+                return 0.0
+        objects = [lib.optimizers.SGD(), lib.optimizers.SGD(), lib.optimizers.RMSprop(), lib.optimizers.AdamW(),
+                   lib.optimizers.Adam(), lib.metrics.AUC(), lib.metrics.AUC(), lib.metrics.Precision(),
+                   lib.metrics.Recall(), lib.metrics.MeanIoU(3), MyLoss(), MyLoss(), MyMetric(), MyMetric()]
+        return [o.name for o in objects]
+    in_keras, in_dlgpu = _run_both(keras, program)
+    assert in_dlgpu == in_keras
+    assert "rm_sprop" in in_dlgpu and "auc_1" in in_dlgpu  # (what the comparison covers)
+
+
+def _fit_and_evaluate(lib, seen_dtypes):
+    def loss_fn(y_true, y_pred):
+        seen_dtypes.append(str(y_true.dtype).replace("torch.", ""))
+        return lib.ops.mean(lib.ops.square(y_true - y_pred), axis=-1)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(12, 3)).astype("float32")
+    y = rng.integers(0, 3, size=(12, 2)).astype("int32")
+    weights = np.array([1.0, 0.0, 2.0, 0.0, 1.0, 1.0, 0.5, 0.0, 0.0, 3.0, 1.0, 0.0], "float32")
+    model = lib.Sequential([lib.Input((3,)), lib.layers.Dense(2, kernel_initializer="ones")])
+    model.compile(lib.optimizers.SGD(0.01), loss_fn,
+                  metrics=["mae", lib.metrics.MeanSquaredError(), lib.metrics.AUC(), lib.metrics.AUC()],
+                  weighted_metrics=["mae", "mse"])
+    model.fit(x, y, sample_weight=weights, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    return model.evaluate(x, y, sample_weight=weights, batch_size=12, verbose=0, return_dict=True)
+
+
+def test_user_loss_sees_float_targets_and_only_weighted_metrics_take_weights(keras):
+    seen_keras, seen_dlgpu = [], []
+    logs_keras = (keras.backend.clear_session(), _fit_and_evaluate(keras, seen_keras))[1]
+    logs_dlgpu = (dlgpu.backend.clear_session(), _fit_and_evaluate(dlgpu, seen_dlgpu))[1]
+    assert set(seen_dlgpu) == set(seen_keras) == {"float32"}  # int labels cast to the loss's dtype
+    assert set(logs_dlgpu) == set(logs_keras)  # mae/weighted_mae, mean_squared_error/mse, auc/auc_1
+    for name, value in logs_keras.items():
+        assert logs_dlgpu[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+    assert logs_dlgpu["mae"] != pytest.approx(logs_dlgpu["weighted_mae"])  # the weights mattered
+
+
+def test_weighted_metrics_survive_saving(tmp_path):
+    model = dlgpu.Sequential([dlgpu.Input((2,)), dlgpu.layers.Dense(1)])
+    model.compile("sgd", "mse", metrics=["mae"], weighted_metrics=["mae"])
+    x, y = np.ones((4, 2), "float32"), np.arange(4, dtype="float32")[:, None]
+    weights = np.array([1.0, 0.0, 0.0, 2.0], "float32")
+    before = model.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True)
+    for name in ("m.keras", "m.dlgpu"):
+        model.save(tmp_path / name)
+        loaded = dlgpu.models.load_model(tmp_path / name)
+        assert loaded.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True) == pytest.approx(before)
