@@ -147,6 +147,10 @@ class PyDatasetBatches:
     def end_epoch(self):
         self.dataset.on_epoch_end()
 
+    def restart(self):
+        """The next epoch starts a new pass (Keras's EpochIterator.reset, which evaluate calls)."""
+        self._next = None
+
 
 class IteratorBatches:
     """An iterator, ``steps`` batches an epoch, or up to its end when steps is None.  It cannot be rewound:
@@ -179,6 +183,9 @@ class IteratorBatches:
 
     def end_epoch(self):
         pass
+
+    def restart(self):
+        pass  # an iterator cannot be rewound: it goes on where it stopped, in Keras too
 
 
 class DataLoaderBatches:
@@ -231,6 +238,9 @@ class DataLoaderBatches:
 
     def end_epoch(self):
         pass
+
+    def restart(self):
+        self._iterator = None
 
 
 class DatasetBatches(DataLoaderBatches):

@@ -22,7 +22,7 @@ from dlgpu.backend import device as _device
 from dlgpu.layers.base import flatten, is_string_array, probing, stateful_layers
 from dlgpu.models.data import (check_batch_size, class_weights_to_sample_weights, length,
                                slice_structure, unpack_validation, prepare_host_data)
-from dlgpu.models.data_sources import (BatchChecks, batch_stream, check_data_source, is_batch_stream,
+from dlgpu.models.data_sources import (BatchChecks, batch_stream, check_data_source, check_steps, is_batch_stream,
                                        is_restartable, materialize, reject_with_stream, unpack_batch)
 from dlgpu.utils.data_adapter_utils import pack_x_y_sample_weight, unpack_x_y_sample_weight
 
@@ -645,8 +645,6 @@ class Trainer:
             xs, ys, sw, n = self._prepare(x, y, sample_weight, "fit")
             if ys is None and self._loss_fns is not None and not self._overrides("train_step"):
                 raise ValueError("fit: `y` is required (targets for the loss).")
-            if class_weight is not None:
-                sw = class_weights_to_sample_weights(class_weight, ys, sw)
             split_validation = None
             if validation_split and validation_data is None:
                 split_at = int(n * (1.0 - validation_split))
@@ -658,11 +656,14 @@ class Trainer:
                 xs, ys = slice_structure(xs, slice(0, split_at)), slice_structure(ys, slice(0, split_at))
                 sw = None if sw is None else sw[:split_at]
                 n = split_at
+            if class_weight is not None:  # the training samples' weights only: validation is not re-weighted
+                sw = class_weights_to_sample_weights(class_weight, ys, sw)
             self._dry_run(xs, ys, sw, batch_size)  # raises before any weight changes
             steps = _capped_steps(math.ceil(n / batch_size) if steps_per_epoch is None else int(steps_per_epoch))
+            cursor = _PassCursor(n, batch_size, shuffle, rng)
 
             def run_epoch(cbs, more_epochs):  # arrays can be read again for as many epochs as asked
-                self._fit_array_epoch(xs, ys, sw, n, batch_size, steps, shuffle, rng, cbs)
+                self._fit_array_epoch(xs, ys, sw, cursor, steps, cbs)
         validate = self._validation(validation_data, split_validation, validation_steps, validation_batch_size,
                                     batch_size, validation_freq, initial_epoch, epochs)
 
@@ -708,7 +709,8 @@ class Trainer:
         first = self(self._to_device(slice_structure(xs, slice(0, 1)), self._device()), training=False)
         self._check_labels(ys, _output_shapes(first))
         batch_size = check_batch_size(validation_batch_size or batch_size, "fit")
-        steps = _capped_steps(math.ceil(length(xs) / batch_size))
+        check_steps(validation_steps, "validation_steps", what)
+        steps = _array_steps(length(xs), batch_size, validation_steps, "validation_steps", what)
         return lambda cbs: self._evaluate_prepared(xs, ys, sw, batch_size, cbs, steps)
 
     def _train_epochs(self, run_epoch, validate, validation_freq, initial_epoch, epochs, cbs):
@@ -739,17 +741,17 @@ class Trainer:
             self.optimizer.finalize_variable_values(self.trainable_variables)
         cbs.on_train_end(logs)
 
-    def _fit_array_epoch(self, xs, ys, sw, n, batch_size, steps, shuffle, rng, cbs):
+    def _fit_array_epoch(self, xs, ys, sw, cursor, steps, cbs):
         dev = self._device()
-        order = rng.permutation(n) if shuffle and shuffle != "batch" else np.arange(n)
         for step in range(steps):
-            start = (step * batch_size) % n
-            index = order[start:start + batch_size]
-            if len(index) == 0:
+            index = cursor.next_batch()
+            if index is None:
+                # as Keras's epoch iterator: steps_per_epoch asked for more batches than this pass had left
+                warnings.warn("Your input ran out of data; interrupting training. Make sure that your dataset "
+                              "or generator can generate at least `steps_per_epoch * epochs` batches.",
+                              stacklevel=4)
                 break
             cbs.on_train_batch_begin(step)
-            if not shuffle:
-                index = slice(start, start + batch_size)
             xb = self._to_device(xs, dev, index)
             yb = self._to_device(ys, dev, index)
             swb = None if sw is None else Tensor(_device.to_device(sw[index], dev) if dev.kind != "cpu" else sw[index])
@@ -757,6 +759,7 @@ class Trainer:
             cbs.on_train_batch_end(step, self._logs)
             if self.stop_training:
                 break
+        cursor.end_epoch()
 
     def _fit_stream_epoch(self, stream, checks, cbs, more_epochs):
         dev = self._device()
@@ -805,6 +808,7 @@ class Trainer:
     def _evaluate_stream(self, stream, checks, cbs=None):
         dev = self._device()
         self._reset_test_metrics()
+        stream.restart()  # as Keras's evaluate, each validation reads from the start (an iterator cannot)
         for step, batch in enumerate(stream.epoch()):
             if cbs is not None:
                 cbs.on_test_batch_begin(step)
@@ -839,7 +843,8 @@ class Trainer:
             if ys is None and self._loss_fns is not None and not self._overrides("test_step"):
                 raise ValueError("evaluate: `y` is required.")
             self._dry_run(xs, ys, sw, batch_size)
-            n_steps = _capped_steps(math.ceil(n / batch_size))
+            check_steps(steps, "steps", "evaluate")
+            n_steps = _array_steps(n, batch_size, steps, "steps", "evaluate")
 
             def run(cbs):
                 return self._evaluate_prepared(xs, ys, sw, batch_size, cbs, n_steps)
@@ -878,7 +883,8 @@ class Trainer:
         else:
             batch_size = check_batch_size(batch_size, "predict")
             xs, _, _, n = self._prepare(x, None, None, "predict")
-            n_steps = _capped_steps(math.ceil(n / batch_size))
+            check_steps(steps, "steps", "predict")
+            n_steps = _array_steps(n, batch_size, steps, "steps", "predict")
 
             def run(cbs):
                 return self._predict_arrays(xs, batch_size, n_steps, cbs)
@@ -974,6 +980,44 @@ def _check_sparse_labels(labels, pred_shape):
 def _host_generator():
     from dlgpu.ops.nn import _generator
     return _generator(np)
+
+
+def _array_steps(n, batch_size, steps, steps_name, what):
+    """The batches evaluate/predict/validation take from arrays of n samples: one pass, or the first
+    ``steps`` of it; as Keras, asking for more than the pass holds stops at its end, with a warning."""
+    batches = math.ceil(n / batch_size)
+    if steps is not None and steps > batches:
+        warnings.warn(f"{what}: the arrays ran out of batches after {batches} of {steps_name}={steps} "
+                      f"({n} samples, batch size {batch_size}).", stacklevel=3)
+    return _capped_steps(batches if steps is None else min(int(steps), batches))
+
+
+class _PassCursor:
+    """Where fit is in its pass over arrays, kept across epochs as Keras's epoch iterator keeps it: an
+    epoch of ``steps_per_epoch`` batches shorter than the pass leaves the rest to the next epoch, and a new
+    pass (with a new permutation when shuffling) starts only once this one is used up."""
+
+    def __init__(self, n, batch_size, shuffle, rng):
+        self.n, self.batch_size, self.rng = n, batch_size, rng
+        self.num_batches = math.ceil(n / batch_size)
+        # "batch" (Keras: shuffle inside each batch) leaves every batch's samples, hence its gradient, as is
+        self.permute = bool(shuffle) and shuffle != "batch"
+        self.order, self.batch = None, None
+
+    def next_batch(self):
+        """The next batch's sample index (a slice or an index array), or None when the pass is used up."""
+        if self.batch is None:
+            self.order = self.rng.permutation(self.n) if self.permute else None
+            self.batch = 0
+        if self.batch >= self.num_batches:
+            return None
+        start = self.batch * self.batch_size
+        self.batch += 1
+        return slice(start, start + self.batch_size) if self.order is None else self.order[start:start + self.batch_size]
+
+    def end_epoch(self):
+        if self.batch is not None and self.batch >= self.num_batches:
+            self.batch = None
 
 
 def _check_metric_names(specs):
