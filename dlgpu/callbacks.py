@@ -258,14 +258,16 @@ class EarlyStopping(Callback):
         self.baseline = baseline
         self.restore_best_weights = restore_best_weights
         self.start_from_epoch = start_from_epoch
-        self.monitor_op, self._initial = _monitor_op(mode, monitor)
+        self.monitor_op, _ = _monitor_op(mode, monitor)
         if self.monitor_op is np.less:
             self.min_delta *= -1
 
     def on_train_begin(self, logs=None):
         self.wait = 0
         self.stopped_epoch = 0
-        self.best = self._initial if self.baseline is None else self.baseline
+        # None, as in Keras 3: the first monitored epoch is always the best so far; the baseline only
+        # decides whether an improvement restarts the patience count
+        self.best = None
         self.best_weights = None
         self.best_epoch = 0
 
@@ -280,7 +282,7 @@ class EarlyStopping(Callback):
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = self.model.get_weights()
         self.wait += 1
-        if self.monitor_op(current - self.min_delta, self.best):
+        if self.best is None or self.monitor_op(current - self.min_delta, self.best):
             self.best = current
             self.best_epoch = epoch
             if self.restore_best_weights:

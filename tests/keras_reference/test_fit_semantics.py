@@ -110,3 +110,60 @@ def _two_output_program(lib):
 
 def test_two_outputs_logs_evaluate_and_steps(keras):
     assert _two_output_program(dlgpu) == _two_output_program(keras)
+
+
+_HOOKS = ("on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_train_batch_end", "on_test_begin",
+          "on_test_batch_begin", "on_test_batch_end", "on_test_end", "on_epoch_end", "on_train_end")
+
+
+def _events(lib):
+    """A callback recording every hook it is given, with the logs it saw (rounded)."""
+    def hook(name):
+        def record(self, *args, **kwargs):  # logs come by keyword or by position, as each library calls
+            logs = kwargs.get("logs") or next((a for a in args if isinstance(a, dict)), None) or {}
+            self.seen.append((name, *(a for a in args if not isinstance(a, dict)), _rounded(logs)))
+        return record
+    methods = {name: hook(name) for name in _HOOKS}
+    events = type("Events", (lib.callbacks.Callback,), methods)()
+    events.seen = []
+    return events
+
+
+def _callbacks_program(lib, folder):
+    def model(lr):
+        m = _model(lib)
+        m.compile(lib.optimizers.SGD(lr), "binary_crossentropy", metrics=["accuracy"])
+        return m
+    flipped = (X[:10], 1 - Y[:10])  # a validation set that gets worse as training improves
+    results = {}
+    events = _events(lib)
+    model(0.5).fit(X, Y, batch_size=16, epochs=2, verbose=0, shuffle=False, validation_data=(X[:20], Y[:20]),
+                   callbacks=[events])
+    results["hooks"] = events.seen
+    stop = lib.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
+    m = model(3.0)
+    history = m.fit(X, Y, batch_size=8, epochs=12, verbose=0, shuffle=False, validation_data=flipped,
+                    callbacks=[stop])
+    results["restore_best"] = (_rounded(history.history), stop.stopped_epoch, stop.best_epoch, _rounded(stop.best),
+                               _rounded(m.evaluate(*flipped, verbose=0)))
+    # a baseline never reached does not stop a run that keeps improving (Keras 3's rule)
+    stop = lib.callbacks.EarlyStopping(monitor="loss", patience=2, baseline=0.1, start_from_epoch=1)
+    history = model(0.5).fit(X, Y, batch_size=8, epochs=6, verbose=0, shuffle=False, callbacks=[stop])
+    results["baseline"] = (len(history.history["loss"]), stop.stopped_epoch)
+    plateau = lib.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, cooldown=1, min_lr=0.01)
+    history = model(2.0).fit(X, Y, batch_size=8, epochs=6, verbose=0, shuffle=False, validation_data=flipped,
+                             callbacks=[plateau])
+    results["plateau"] = _rounded(history.history)
+    best_only = lib.callbacks.ModelCheckpoint(str(folder / lib.__name__ / "m_{epoch:02d}_{val_loss:.3f}.keras"),
+                                              monitor="val_loss", save_best_only=True)
+    model(3.0).fit(X, Y, batch_size=8, epochs=4, verbose=0, shuffle=False, validation_data=flipped,
+                   callbacks=[best_only])
+    results["checkpoints"] = sorted(p.name for p in (folder / lib.__name__).iterdir())
+    return results
+
+
+def test_callbacks_see_what_keras_callbacks_see(keras, tmp_path):
+    in_keras, in_dlgpu = _callbacks_program(keras, tmp_path), _callbacks_program(dlgpu, tmp_path)
+    assert in_dlgpu.keys() == in_keras.keys()
+    for key in in_keras:
+        assert in_dlgpu[key] == in_keras[key], key
