@@ -18,12 +18,12 @@ a node without one gives its raw gradient, wrapped so that the outer tape raises
 
 from __future__ import annotations
 
-import itertools
 import threading
 
 import numpy as np
 
 from dlgpu.backend import device as _device
+from dlgpu.naming import auto_name
 
 FLOATX = "float32"
 
@@ -214,7 +214,6 @@ def make_result(data, parents, backward, vjp=None):
     return out
 
 
-_variable_ids = itertools.count()
 
 
 class _ScopeState(threading.local):
@@ -303,7 +302,7 @@ class Variable(Tensor):
         super().__init__(value, dtype=value.dtype)  # Tensor() alone would turn a requested float64 into float32
         if shape is not None and tuple(self.data.shape) != tuple(shape):
             raise ValueError(f"dlgpu.Variable '{name}': initial value has shape {self.data.shape}, expected {tuple(shape)}.")
-        self.name = name or f"variable_{next(_variable_ids)}"
+        self.name = name or auto_name("Variable")  # variable, variable_1... as Keras names them
         self.path = scoped_path(self.name)
         self.trainable = bool(trainable)
         self._tracked = self.trainable

@@ -71,3 +71,10 @@ def test_weighted_metrics_survive_saving(tmp_path):
         model.save(tmp_path / name)
         loaded = dlgpu.models.load_model(tmp_path / name)
         assert loaded.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True) == pytest.approx(before)
+
+
+def test_unnamed_variables_are_named_as_keras_names_them(keras):
+    def program(lib):
+        return [lib.Variable(np.ones(2, "float32")).name for _ in range(3)]
+    in_keras, in_dlgpu = _run_both(keras, program)
+    assert in_dlgpu == in_keras == ["variable", "variable_1", "variable_2"]
