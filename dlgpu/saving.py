@@ -180,7 +180,8 @@ def layer_entry(layer):
     registered name, so it is found again under the name it was registered with."""
     cls = type(layer)
     builtin = cls.__module__.startswith("dlgpu.")
-    return {"module": "keras.layers" if builtin else cls.__module__, "class_name": cls.__name__,
+    module = "keras.distillation" if cls.__module__.startswith("dlgpu.distillation") else "keras.layers"
+    return {"module": module if builtin else cls.__module__, "class_name": cls.__name__,
             "config": serialize_config_values(layer.get_config()),
             "registered_name": None if builtin else get_registered_name(cls)}
 

@@ -314,13 +314,17 @@ class Layer:
                 value = _TrackedList(value, self)
             elif type(value) is dict and public:
                 value = _TrackedDict(value, self)
-            self._track(value.values() if isinstance(value, dict) and public else
-                        value if isinstance(value, (list, tuple)) else [value])
+            self._track(value.values() if isinstance(value, dict) and public else () if isinstance(value, dict)
+                        else value if isinstance(value, (list, tuple)) else [value], nested=public)
         object.__setattr__(self, name, value)
 
-    def _track(self, items):
+    def _track(self, items, nested=True, depth=0):
         for item in items:
-            if isinstance(item, Layer) and item is not self and not any(item is l for l in self._layers):
+            if nested and isinstance(item, (list, tuple, dict)) and depth < 8:
+                # nested containers in public attributes count too, as Keras tracks them:
+                # self.blocks = [[Dense(...)], Dense(...)] trains both
+                self._track(item.values() if isinstance(item, dict) else item, nested, depth + 1)
+            elif isinstance(item, Layer) and item is not self and not any(item is l for l in self._layers):
                 self._layers.append(item)
             elif isinstance(item, Variable) and not any(item is v for v in self._tracked_variables):
                 self._tracked_variables.append(item)

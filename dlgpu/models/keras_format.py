@@ -108,9 +108,9 @@ def _keras_groups(layer, path, out, seen):
     cls = _keras_class_name(layer)
     prefix = f"{path}/" if path else ""
     if isinstance(layer, Model):
-        if not getattr(layer, "_is_graph_network", True) or not hasattr(layer, "_nodes") and cls != "Sequential":
-            raise NotImplementedError(f"Keras's .keras format: model '{layer.name}' ({type(layer).__name__}) is "
-                                      f"subclassed; only Sequential and functional models can be written.")
+        if not hasattr(layer, "_nodes") and cls != "Sequential":  # a subclassed model
+            _attribute_groups(layer, prefix, out, seen)
+            return
         out.append((f"{prefix}vars", layer.name, []))
         for name, sub in _numbered(layer.layers):
             _keras_groups(sub, f"{prefix}layers/{name}", out, seen)
@@ -121,6 +121,9 @@ def _keras_groups(layer, path, out, seen):
     if cls == "SpectralNormalization":  # Keras tracks the wrapped kernel a second time, beside vector_u
         out.append((f"{prefix}vars", layer.name, [layer.kernel, layer.vector_u]))
         _keras_groups(layer.layer, f"{prefix}layer", out, seen)
+        return
+    if layer._layers and cls not in _SUBLAYERS and _user_class(layer) and not _overrides_saving(layer):
+        _attribute_groups(layer, prefix, out, seen)
         return
     if (layer._layers and cls not in _SUBLAYERS) or _overrides_saving(layer):
         raise NotImplementedError(f"Keras's .keras format: layer '{layer.name}' ({cls}) keeps its variables in a "
@@ -139,6 +142,58 @@ def _keras_groups(layer, path, out, seen):
         for k, name in enumerate(("query", "key", "value", "output")):
             out.append((f"{prefix}{_ATTENTION[cls]}{name}_dense/vars",
                         name if name != "output" else "attention_output", weights[k * per:(k + 1) * per]))
+
+
+def _user_class(layer):
+    return not type(layer).__module__.startswith("dlgpu.")
+
+
+def _attribute_groups(layer, prefix, out, seen):
+    """A subclassed model's or a user layer's groups, as Keras's _walk_saveable finds them: its own
+    variables, then each attribute holding a layer (or a list, tuple or dict of layers) under the
+    attribute's name, attributes sorted by name with private ones last.  Layers in a container are named by
+    their class in snake case (dense, dense_1, ...), nested containers "container", "container_1"..."""
+    from dlgpu.layers.base import Layer
+    out.append((f"{prefix}vars", layer.name, layer._own_variables()))
+    framework = _framework_attributes(layer)
+    names = sorted((n for n in vars(layer) if n not in framework and not n.startswith("__")),
+                   key=lambda n: f"~{n}" if n.startswith("_") else n)
+
+    def visit(value, path):
+        if isinstance(value, Layer):
+            _keras_groups(value, path, out, seen)
+        elif isinstance(value, (list, tuple, dict)):
+            used = {}
+            for item in (value.values() if isinstance(value, dict) else value):
+                if isinstance(item, Layer):
+                    visit(item, f"{path}/{_unique_in(to_snake_case(_keras_class_name(item)), used)}")
+                elif isinstance(item, (list, tuple, dict)):
+                    visit(item, f"{path}/{_unique_in('container', used)}")
+    for name in names:
+        visit(vars(layer)[name], f"{prefix}{name}")
+
+
+def _unique_in(name, used):
+    """Keras's saving_lib._get_unique_name: name, name_1, name_2... within one container."""
+    if name in used:
+        used[name] += 1
+        return f"{name}_{used[name]}"
+    used[name] = 0
+    return name
+
+
+_FRAMEWORK_ATTRIBUTES = {}
+
+
+def _framework_attributes(layer):
+    """The attributes dlgpu itself sets on every layer or model (Keras skips its own likewise): those of a
+    bare Layer/Model, and the training state compile and fit add."""
+    from dlgpu.models.model import Model
+    from dlgpu.layers.base import Layer
+    kind = Model if isinstance(layer, Model) else Layer
+    if kind not in _FRAMEWORK_ATTRIBUTES:
+        _FRAMEWORK_ATTRIBUTES[kind] = set(vars(kind())) | {"optimizer", "history"}
+    return _FRAMEWORK_ATTRIBUTES[kind]
 
 
 def _numbered(layers):
@@ -293,6 +348,9 @@ def _assign_from_h5(model, h5, source):
     pairs = []
     for path, name, variables in _model_groups(model):
         if not variables:
+            if path in h5 and len(h5[path]):
+                raise SavedModelError(f"{source} holds {len(h5[path])} weights for layer '{name}' (group {path!r}), "
+                                      f"which has none in this model (is it built?).")
             continue
         if path not in h5:
             raise SavedModelError(f"{source} holds no weights for layer '{name}' (group {path!r}); it was saved "
@@ -390,6 +448,8 @@ def _keras_compile_config(model):
     if not config:
         return {}
     config = _to_keras(config)
+    if _overrides_compile_config(model):  # the class's own get_compile_config, written as it is (as Keras)
+        return config
     if isinstance(config.get("optimizer"), dict):
         config["optimizer"] = {**config["optimizer"], "module": "keras.optimizers",
                                "registered_name": config["optimizer"].get("registered_name")}
@@ -651,7 +711,8 @@ def _node_from_keras(node):
 
 _KINDS = {"keras.initializers": "initializers", "keras.regularizers": "regularizers",
           "keras.constraints": "constraints", "keras.losses": "losses", "keras.metrics": "metrics",
-          "keras.optimizers": "optimizers", "keras.optimizers.schedules": "schedules"}
+          "keras.optimizers": "optimizers", "keras.optimizers.schedules": "schedules",
+          "keras.distillation": "distillation"}
 
 
 def _unknown_classes(obj, custom_objects, found, in_layers=False):
@@ -709,9 +770,6 @@ def load_keras_model(filepath, archive, names, custom_objects=None, compile=True
     if unknown:
         raise SavedModelError(f"{source} uses Keras classes dlgpu does not have: {sorted(set(unknown))}. Pass "
                               f"equivalents in custom_objects, or rebuild the model in code.")
-    if config.get("class_name") not in ("Functional", "Sequential", "Model"):
-        raise SavedModelError(f"{source} holds a {config.get('class_name')!r} model; dlgpu reads Sequential and "
-                              f"functional models from Keras files.")
     compile_settings = config.get("compile_config")
     try:
         dlgpu_config = _from_keras({k: v for k, v in config.items() if k != "compile_config"})
@@ -737,8 +795,19 @@ def load_keras_model(filepath, archive, names, custom_objects=None, compile=True
     return model
 
 
+def _overrides_compile_config(model):
+    from dlgpu.models.model import Model
+    return type(model).get_compile_config is not Model.get_compile_config
+
+
 def _compile_from_keras(model, settings, custom_objects, source, h5):
     from dlgpu.models.compile_config import compile_arguments
+    from dlgpu.models.model import Model
+    if type(model).compile_from_config is not Model.compile_from_config:
+        model.compile_from_config(settings)  # the class restores what its get_compile_config wrote
+        if getattr(model, "compiled", False):
+            _restore_optimizer(model, model.optimizer, h5, source)
+        return
     settings = _from_keras(settings)
     arguments = compile_arguments(settings, custom_objects, source)
     if arguments is None:

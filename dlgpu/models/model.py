@@ -225,6 +225,14 @@ class Model(Trainer, Layer):
         self._build_shapes = tuple(input_shape) if layer_base._is_shape(tuple(input_shape)) else input_shape
         self.built = True
 
+    def build_from_config(self, build_config):
+        """As Keras: a subclassed model is run once on zeros of its saved input shape, so that its layers'
+        weights exist before a file's are loaded into them."""
+        if not self._functional and not self.built and build_config and build_config.get("input_shape") is not None:
+            self.build(layer_base._to_tuple(build_config["input_shape"]))
+            return
+        super().build_from_config(build_config)
+
     def _maybe_build(self, input_shape):
         if not self.built:
             self._build_shapes = input_shape

@@ -3,8 +3,10 @@
 The same builder code runs on both libraries (dlgpu is Keras-shaped), so each family is built twice with
 identical weights and compared on predictions, compile settings and optimizer state."""
 
+import io
 import json
 import os
+import warnings
 import zipfile
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
-pytest.importorskip("h5py")
+h5py = pytest.importorskip("h5py")
 
 import dlgpu  # noqa: E402
 from dlgpu.models.saving import SavedModelError  # noqa: E402
@@ -262,20 +264,32 @@ def test_dlgpu_format_for_other_names(tmp_path):
     assert int(dlgpu.models.load_model(tmp_path / "m.dlgpu").optimizer.iterations.numpy()) == 1
 
 
-def test_subclassed_model_falls_back_with_warning(tmp_path):
+def test_subclassed_model_is_written_in_keras_layout(tmp_path):
+    """Keras's walk: the model's layers under their attribute names (no fallback to dlgpu's format)."""
     class Net(dlgpu.Model):
-        def __init__(self):
-            super().__init__()
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
             self.dense = dlgpu.layers.Dense(2)
+            self.heads = [dlgpu.layers.Dense(1), dlgpu.layers.Dense(1)]
 
         def call(self, x):
-            return self.dense(x)
+            x = self.dense(x)
+            return self.heads[0](x) + self.heads[1](x)
     model = Net()
-    model(np.zeros((1, 3), "float32"))
-    with pytest.warns(UserWarning, match="subclassed"):
+    x = np.arange(6, dtype="float32").reshape(2, 3)
+    model(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         model.save(tmp_path / "n.keras")
     with zipfile.ZipFile(tmp_path / "n.keras") as archive:
-        assert "model.weights.npz" in archive.namelist()
+        assert "model.weights.h5" in archive.namelist()
+        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as h5:
+            groups = set()
+            h5.visit(lambda name: groups.add(name) if isinstance(h5[name], h5py.Dataset) else None)
+    assert groups == {"dense/vars/0", "dense/vars/1", "heads/dense/vars/0", "heads/dense/vars/1",
+                      "heads/dense_1/vars/0", "heads/dense_1/vars/1"}
+    loaded = dlgpu.models.load_model(tmp_path / "n.keras", custom_objects={"Net": Net})
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
 
 
 # One op per model, each in both directions: the table's split of arguments between constructor and call,
