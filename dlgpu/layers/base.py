@@ -492,13 +492,15 @@ class Layer:
 
     @property
     def losses(self):
-        """Regularization penalties of every weight plus losses added during the last call."""
+        """As Keras orders them: the losses added during the last call (this layer's, then its sublayers'),
+        then the regularization penalty of each trainable weight, in ``trainable_weights`` order (a frozen
+        layer's weights are not penalized)."""
+        return self._call_losses() + [v._regularizer(v) for v in self.trainable_weights if v._regularizer is not None]
+
+    def _call_losses(self):
         out = list(self._losses)
         for layer in self._layers:
-            out.extend(layer.losses)
-        for v in self._tracked_variables:
-            if v._regularizer is not None and v.trainable:
-                out.append(v._regularizer(v))
+            out.extend(layer._call_losses())
         return out
 
     def _clear_losses(self):

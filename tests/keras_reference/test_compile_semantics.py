@@ -78,3 +78,34 @@ def test_unnamed_variables_are_named_as_keras_names_them(keras):
         return [lib.Variable(np.ones(2, "float32")).name for _ in range(3)]
     in_keras, in_dlgpu = _run_both(keras, program)
     assert in_dlgpu == in_keras == ["variable", "variable_1", "variable_2"]
+
+
+def _penalized_model(lib):
+    class AddsLoss(lib.layers.Layer):
+        def call(self, x):
+            self.add_loss(0.01 * lib.ops.sum(lib.ops.square(x)))
+            return x
+    constant = lib.initializers.Constant
+    inputs = lib.Input((4,))
+    hidden = lib.layers.Dense(3, kernel_initializer=constant(0.2), kernel_regularizer=lib.regularizers.L2(0.01),
+                              activity_regularizer=lib.regularizers.L1(0.001), bias_regularizer="l1")(inputs)
+    frozen = lib.layers.Dense(3, kernel_initializer=constant(0.1), kernel_regularizer="l2", trainable=False)
+    outputs = lib.layers.Dense(1, kernel_initializer=constant(-0.1))(frozen(AddsLoss()(hidden)))
+    return lib.Model(inputs, outputs)
+
+
+def test_losses_order_and_frozen_weights_as_keras(keras):
+    """Call-time losses first, then the trainable weights' penalties (a frozen layer's are not counted)."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(16, 4)).astype("float32"), rng.normal(size=(16, 1)).astype("float32")
+
+    def program(lib):
+        model = _penalized_model(lib)
+        model(x)
+        losses = [float(lib.ops.convert_to_numpy(loss)) for loss in model.losses]
+        model.compile(lib.optimizers.SGD(0.05), "mse")
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False).history
+        return losses, history["loss"]
+    (losses_keras, fit_keras), (losses_dlgpu, fit_dlgpu) = _run_both(keras, program)
+    np.testing.assert_allclose(losses_dlgpu, losses_keras, rtol=1e-5)
+    np.testing.assert_allclose(fit_dlgpu, fit_keras, rtol=1e-5)
