@@ -16,7 +16,7 @@ import numpy as np
 
 from dlgpu.autograd import Variable
 from dlgpu.ops._core import array_module
-from dlgpu.optimizers.base import Optimizer
+from dlgpu.optimizers.base import Optimizer, slot_name
 
 
 def _rms(xp, x):
@@ -43,7 +43,7 @@ class Adafactor(Optimizer):
     def _add_slot(self, reference, shape, name):
         """A zero slot of ``shape`` on the reference's device (the factored moments are not its shape)."""
         data = reference.data
-        slot = Variable(np.zeros((), data.dtype), trainable=False, name=f"{reference.name}_{name}")
+        slot = Variable(np.zeros((), data.dtype), trainable=False, name=slot_name(reference, name))
         slot.data = array_module(data).zeros(shape, data.dtype)
         self._slot_variables.append(slot)
         return slot

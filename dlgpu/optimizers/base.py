@@ -22,6 +22,12 @@ from dlgpu.ops._core import array_module, backend_of
 from dlgpu.optimizers import schedules as _schedules
 
 
+def slot_name(reference_variable, name):
+    """Keras's name for an optimizer slot: the variable's path with "_" for "/", then the slot's name
+    (dense_1_kernel_momentum)."""
+    return f"{getattr(reference_variable, 'path', reference_variable.name).replace('/', '_')}_{name or 'var'}"
+
+
 def _host_variable(value, dtype, name):
     """A non-trainable Variable whose array stays on the host whatever the current device (the
     optimizer's step counter and learning rate: read every step, so they must not need a device sync)."""
@@ -147,7 +153,7 @@ class Optimizer:
         xp = array_module(reference_variable.data)
         fill = 0.0 if initializer == "zeros" else float(initializer)
         slot = Variable(np.zeros((), reference_variable.data.dtype), trainable=False,
-                        name=f"{reference_variable.name}_{name}")
+                        name=slot_name(reference_variable, name))
         slot.data = xp.full_like(reference_variable.data, fill)
         self._slot_variables.append(slot)
         return slot

@@ -109,3 +109,14 @@ def test_losses_order_and_frozen_weights_as_keras(keras):
     (losses_keras, fit_keras), (losses_dlgpu, fit_dlgpu) = _run_both(keras, program)
     np.testing.assert_allclose(losses_dlgpu, losses_keras, rtol=1e-5)
     np.testing.assert_allclose(fit_dlgpu, fit_keras, rtol=1e-5)
+
+
+def test_optimizer_slots_are_named_from_variable_paths(keras):
+    def program(lib):
+        dense = lib.layers.Dense(2)
+        dense(np.ones((1, 3), "float32"))
+        optimizer = lib.optimizers.SGD(0.1, momentum=0.9)
+        optimizer.build(dense.trainable_variables)
+        return [v.name for v in optimizer.variables]
+    in_keras, in_dlgpu = _run_both(keras, program)
+    assert in_dlgpu == in_keras == ["iteration", "learning_rate", "dense_kernel_momentum", "dense_bias_momentum"]
