@@ -218,15 +218,21 @@ def make_result(data, parents, backward, vjp=None):
 
 class _ScopeState(threading.local):
     def __init__(self):
-        self.names = []  # the open name scopes, innermost last
+        self.stack = []  # the open name_scope objects, innermost last
 
 
 _scope_state = _ScopeState()
 
 
 def current_path():
-    """The open name scopes joined with "/" ("" outside any)."""
-    return "/".join(_scope_state.names)
+    """The open name scopes joined with "/" ("" outside any); a scope with ``override_parent`` starts the
+    path afresh from it (Keras's rule, which layers use to stay under the scope they were first built in)."""
+    parts = []
+    for scope in _scope_state.stack:
+        if scope.override_parent is not None:
+            parts = [p for p in scope.override_parent.split("/") if p]
+        parts.append(scope.name)
+    return "/".join(parts)
 
 
 def scoped_path(name):
@@ -240,29 +246,34 @@ class name_scope:  # noqa: N801 - Keras's name
     as in Keras; their ``name`` stays as it was.  Only the path changes: saved files match weights by
     position, so a scope never stops a file from loading.
 
-    ``override_parent`` starts the path afresh from that value; ``deduplicate`` skips a scope with the same
-    name as the innermost one; ``caller`` is accepted, as Keras's layers pass it."""
+    ``override_parent`` starts the path afresh from that value (a ``caller`` layer's first-build path when
+    not given); with ``deduplicate``, the same caller re-entering its own scope adds nothing (a layer's call
+    inside its build)."""
 
     def __init__(self, name, caller=None, deduplicate=True, override_parent=None):
-        if not isinstance(name, str) or not name.strip("/"):
-            raise ValueError(f"name_scope: `name` must be a non-empty string. Received: name={name!r}")
-        self.name = name.strip("/")
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"name_scope: `name` must be a non-empty string without '/'. Received: name={name!r}")
+        self.name = name
         self.caller = caller
         self.deduplicate = deduplicate
+        if override_parent is None and deduplicate and getattr(caller, "_parent_path", None) is not None:
+            override_parent = caller._parent_path
         self.override_parent = override_parent
-        self._saved = None
+        self._pushed = False
 
     def __enter__(self):
-        self._saved = list(_scope_state.names)
-        if self.override_parent is not None:
-            _scope_state.names = [n for n in str(self.override_parent).split("/") if n]
-        if not (self.deduplicate and _scope_state.names and _scope_state.names[-1] == self.name):
-            _scope_state.names.append(self.name)
+        stack = _scope_state.stack
+        if self.deduplicate and stack and self.caller is not None and stack[-1].caller is self.caller \
+                and stack[-1].name == self.name:
+            return self
+        stack.append(self)
+        self._pushed = True
         return self
 
     def __exit__(self, *exc_info):
-        _scope_state.names = self._saved
-        self._saved = None
+        if self._pushed:
+            _scope_state.stack.pop()
+            self._pushed = False
         return False
 
 

@@ -217,12 +217,16 @@ def test_name_scope_prefixes_variable_paths():
         with keras.name_scope("inner"):
             v = keras.Variable(np.ones(2, np.float32), name="v")
     outside = keras.Variable(np.ones(2, np.float32), name="w")
-    dense.build((None, 3))  # built outside: the scope open when the layer was made counts, as in Keras
-    assert [w.path for w in dense.weights] == ["block1/proj/kernel", "block1/proj/bias"]
+    dense.build((None, 3))  # built outside: as in Keras, the scope open at its first build counts
+    assert [w.path for w in dense.weights] == ["proj/kernel", "proj/bias"]
     assert [w.name for w in dense.weights] == ["kernel", "bias"]
     assert v.path == "block1/inner/v" and v.name == "v" and outside.path == "w"
-    with keras.name_scope("a"), keras.name_scope("a"):  # deduplicated, as Keras
-        assert keras.Variable(1.0, name="x").path == "a/x"
+    late = keras.layers.Dense(2, name="late")
+    with keras.name_scope("block2"):
+        late.build((None, 3))
+    assert late.kernel.path == "block2/late/kernel"
+    with keras.name_scope("a"), keras.name_scope("a"):  # only a layer re-entering its own scope is deduplicated
+        assert keras.Variable(1.0, name="x").path == "a/a/x"
     with keras.name_scope("a"), keras.name_scope("b", override_parent="top"):
         assert keras.Variable(1.0, name="x").path == "top/b/x"
     with pytest.raises(ValueError, match="non-empty string"):

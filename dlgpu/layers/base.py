@@ -20,7 +20,8 @@ import warnings
 import numpy as np
 
 from dlgpu import dtype_policies, ops
-from dlgpu.autograd import AutocastScope, Tensor, Variable, autocast_active, autocast_state, current_path, no_grad
+from dlgpu.autograd import (AutocastScope, Tensor, Variable, autocast_active, autocast_state, current_path, name_scope,
+                            no_grad)
 from dlgpu.backend import device as _device
 from dlgpu.naming import reset_names, to_snake_case, unique_name  # noqa: F401 - re-exported
 from dlgpu.layers.keras_tensor import (  # noqa: F401 - re-exported: the rest of dlgpu imports them from here
@@ -219,8 +220,9 @@ class Layer:
         object.__setattr__(self, "_tracked_variables", [])
         object.__setattr__(self, "_metrics", [])
         self.name = name or unique_name(to_snake_case(type(self).__name__))
-        # As Keras: a layer's variables are under the name scopes open when it was made, not when it is built.
-        self._parent_path = current_path()
+        # As Keras: a layer's variables go under the name scopes open when it is first built or called
+        # (a Sequential's or a subclassed model's layers under the model's name), set by _open_name_scope.
+        self._parent_path = None
         self._trainable = bool(trainable)
         # Keras's base Layer: a penalty on every output of every call (__call__ adds it), for any layer
         try:
@@ -348,12 +350,10 @@ class Layer:
         init = initializers.get(initializer)
         dtype = dtype or self._dtype_policy.variable_dtype
         value = init(shape, dtype) if callable(init) else init
-        variable = Variable(value, dtype=dtype, trainable=trainable,
-                            name=name, regularizer=regularizers.get(regularizer),
-                            constraint=constraints.get(constraint), autocast=autocast)
-        parent = getattr(self, "_parent_path", "")
-        own = f"{self.name}/{name}" if name else self.name
-        variable.path = f"{parent}/{own}" if parent else own
+        with self._open_name_scope():
+            variable = Variable(value, dtype=dtype, trainable=trainable,
+                                name=name, regularizer=regularizers.get(regularizer),
+                                constraint=constraints.get(constraint), autocast=autocast)
         if not any(variable is v for v in self._tracked_variables):
             self._tracked_variables.append(variable)
         return variable
@@ -593,10 +593,25 @@ class Layer:
             if self.input_spec is not None and _is_shape(input_shape):
                 self.input_spec.check(self.name, input_shape)
             self._build_shapes = input_shape
-            self.build(input_shape)
+            with self._open_name_scope():
+                self.build(input_shape)
             self.built = True
 
+    def _open_name_scope(self):
+        """This layer's name scope, under the path that was open when it was first built or called."""
+        if self._parent_path is None:
+            self._parent_path = current_path()
+        return name_scope(self.name, caller=self)
+
     def __call__(self, *args, **kwargs):
+        # Under the layer's name scope while it or a sublayer may still create variables; a built leaf
+        # layer (most calls of a training step) skips it.
+        if self.built and not self._layers:
+            return self._call(*args, **kwargs)
+        with self._open_name_scope():
+            return self._call(*args, **kwargs)
+
+    def _call(self, *args, **kwargs):
         if not args:
             if self._call_first_arg not in kwargs:
                 raise ValueError(f"Layer '{self.name}' was called without inputs.")

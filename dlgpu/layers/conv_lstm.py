@@ -35,6 +35,7 @@ class _ConvLSTM(_RNN):
 
     _rank = None
     _gates = 4
+    _cell_scope = "conv_lstm_cell"
     _state_names = ("h", "c")
 
     # Keras's signature and defaults; the subclasses only set _rank

@@ -303,6 +303,17 @@ class _RNN(_GateMath, Layer):
     states, the loop over the steps, masking, the outputs and the config.  The step math comes from the
     kind's _*Math class (for RNN, from its cell)."""
 
+    # Keras keeps a recurrent layer's weights in a cell sublayer of this name (lstm/lstm_cell/kernel); the
+    # weights here get the same paths
+    _cell_scope = None
+
+    def add_weight(self, *args, **kwargs):
+        variable = super().add_weight(*args, **kwargs)
+        if self._cell_scope:
+            head, _, name = variable.path.rpartition("/")
+            variable.path = f"{head}/{self._cell_scope}/{name}"
+        return variable
+
     def __init__(self, units, activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
                  kernel_regularizer, recurrent_regularizer, bias_regularizer, activity_regularizer,
                  kernel_constraint, recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed,
@@ -561,6 +572,8 @@ def _broadcast_keep(keep, value):
 class SimpleRNN(_SimpleRNNMath, _RNN):
     """h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)."""
 
+    _cell_scope = "simple_rnn_cell"
+
     def __init__(self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", kernel_regularizer=None,
                  recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
@@ -575,6 +588,8 @@ class SimpleRNN(_SimpleRNNMath, _RNN):
 
 class LSTM(_LSTMMath, _RNN):
     """The LSTM equations of _LSTMMath over a sequence.  return_state gives [output, h, c]."""
+
+    _cell_scope = "lstm_cell"
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
@@ -595,6 +610,8 @@ class LSTM(_LSTMMath, _RNN):
 
 class GRU(_GRUMath, _RNN):
     """The GRU equations of _GRUMath over a sequence."""
+
+    _cell_scope = "gru_cell"
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",

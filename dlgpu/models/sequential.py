@@ -34,7 +34,8 @@ class Sequential(Model):
         self._layers.append(layer)
         if rebuild and self._input_batch_shape is not None:
             if self.built and self.outputs:
-                self.outputs = [layer(self.outputs[0])]  # extend the symbolic graph by one call
+                with self._open_name_scope():
+                    self.outputs = [layer(self.outputs[0])]  # extend the symbolic graph by one call
             else:
                 self._build_graph(self._input_batch_shape)
 
@@ -56,8 +57,9 @@ class Sequential(Model):
         """Wire the stack symbolically from an Input: builds every layer and gives each an output shape."""
         x = Input(batch_shape=tuple(batch_shape), dtype="string" if self._starts_with_strings() else None)
         self.inputs = [x]
-        for layer in self._stack:
-            x = layer(x)
+        with self._open_name_scope():  # the layers' variables under the model's name, as in Keras
+            for layer in self._stack:
+                x = layer(x)
         self.outputs = [x]
         self._build_shapes = tuple(batch_shape)
         self.built = True

@@ -59,7 +59,7 @@ def test_transformer_block_matches_torch_in_inference():
     x = np.random.default_rng(0).normal(size=(2, 5, 4)).astype(np.float32)
     out = block(x, training=False).numpy()
     # Keras's weight order: query, key, value, attention_output; each kernel then bias
-    names = [w.path.split("/", 1)[1] for w in block.att.weights]
+    names = ["/".join(w.path.split("/")[-2:]) for w in block.att.weights]
     assert names == [f"{part}/{kind}" for part in ("query", "key", "value", "attention_output")
                      for kind in ("kernel", "bias")]
     q, qb, k, kb, v, vb, o, ob = block.att.get_weights()

@@ -120,3 +120,65 @@ def test_optimizer_slots_are_named_from_variable_paths(keras):
         return [v.name for v in optimizer.variables]
     in_keras, in_dlgpu = _run_both(keras, program)
     assert in_dlgpu == in_keras == ["iteration", "learning_rate", "dense_kernel_momentum", "dense_bias_momentum"]
+
+
+def _paths_program(lib):
+    x = np.ones((1, 3), "float32")
+    paths = []
+    with lib.name_scope("block1"):
+        made_inside = lib.layers.Dense(2)
+    made_inside(x)  # the scope open at the first call counts, not the one at construction
+    paths.append(made_inside.kernel.path)
+    late = lib.layers.Dense(2)
+    with lib.name_scope("late"):
+        late(x)
+    paths.append(late.kernel.path)
+    deferred = lib.Sequential([lib.layers.Dense(2), lib.layers.Dense(1)])
+    deferred(x)
+    eager = lib.Sequential([lib.Input((3,)), lib.layers.Dense(2)])
+    eager.add(lib.layers.Dense(1))
+    inputs = lib.Input((3,))
+    functional = lib.Model(inputs, lib.layers.Dense(2)(inputs))
+
+    class Sub(lib.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = lib.layers.Dense(2)
+            self.blocks = [lib.layers.LayerNormalization()]
+
+        def call(self, x):
+            return self.blocks[0](self.dense(x))
+    subclassed = Sub()
+    subclassed(x)
+
+    class Own(lib.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.dense = lib.layers.Dense(2)
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(3,))
+
+        def call(self, x):
+            return self.dense(x * self.w)
+    own = Own()
+    own(lib.Input((3,)))
+    recurrent = lib.Sequential([lib.Input((4, 3)), lib.layers.LSTM(2), lib.layers.Dense(1)])
+    wrapped = lib.Sequential([lib.Input((4, 3)), lib.layers.Bidirectional(lib.layers.GRU(2))])
+    convolutional = lib.Sequential([lib.Input((4, 5, 2)), lib.layers.ConvLSTM1D(2, 2)])
+    for model in (deferred, eager, functional, subclassed, own, recurrent, wrapped, convolutional):
+        paths.append([w.path for w in model.weights])
+    with lib.name_scope("a"), lib.name_scope("a"):
+        paths.append(lib.Variable(1.0, name="x").path)
+    with lib.name_scope("a"), lib.name_scope("b", override_parent="top"):
+        paths.append(lib.Variable(1.0, name="x").path)
+    return paths
+
+
+def test_variable_paths_as_keras_gives_them(keras):
+    """A layer's variables go under the scope open at its first build or call: a Sequential's or a
+    subclassed model's under the model's name, a recurrent layer's under its cell's."""
+    in_keras, in_dlgpu = _run_both(keras, _paths_program)
+    for k, d in zip(in_keras, in_dlgpu):
+        assert d == k
+    assert len(in_dlgpu) == len(in_keras)

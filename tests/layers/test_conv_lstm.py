@@ -89,8 +89,8 @@ def test_initial_weights_and_names():
     kernel, recurrent_kernel, bias = layer.get_weights()
     assert kernel.shape == (2, 3, 2, 12) and recurrent_kernel.shape == (2, 3, 3, 12)
     np.testing.assert_array_equal(bias, np.r_[np.zeros(3), np.ones(3), np.zeros(6)])
-    assert [w.path for w in layer.weights] == [f"{layer.name}/kernel", f"{layer.name}/recurrent_kernel",
-                                               f"{layer.name}/bias"]
+    assert [w.path for w in layer.weights] == [f"{layer.name}/conv_lstm_cell/{name}"
+                                               for name in ("kernel", "recurrent_kernel", "bias")]
     assert layer.name.startswith("conv_lstm2d")
     plain = layers.ConvLSTM1D(3, 2, unit_forget_bias=False)
     plain.build((None, 4, 5, 2))

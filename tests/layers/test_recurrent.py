@@ -63,8 +63,9 @@ def test_initial_weights_as_keras():
     plain = layers.LSTM(U, unit_forget_bias=False)
     plain.build((None, None, F))
     np.testing.assert_array_equal(plain.get_weights()[2], np.zeros(4 * U))
-    assert [w.path for w in lstm.weights] == [f"{lstm.name}/kernel", f"{lstm.name}/recurrent_kernel",
-                                              f"{lstm.name}/bias"]
+    # Keras's paths: the weights live in the layer's cell (lstm/lstm_cell/kernel)
+    assert [w.path for w in lstm.weights] == [f"{lstm.name}/lstm_cell/kernel", f"{lstm.name}/lstm_cell/recurrent_kernel",
+                                              f"{lstm.name}/lstm_cell/bias"]
 
 
 # -- PyTorch references --------------------------------------------------------------------------------

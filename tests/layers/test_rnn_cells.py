@@ -63,7 +63,7 @@ def test_cell_configs_and_weight_paths():
     assert layers.GRUCell(U).state_size == U and layers.SimpleRNNCell(U).state_size == U
     rnn = layers.RNN(cell, name="rnn")
     rnn(_x())
-    assert [w.path for w in rnn.weights] == ["cell/kernel", "cell/recurrent_kernel", "cell/bias"]
+    assert [w.path for w in rnn.weights] == ["rnn/cell/kernel", "rnn/cell/recurrent_kernel", "rnn/cell/bias"]
     config = rnn.get_config()
     assert config["cell"]["class_name"] == "LSTMCell"
     for key in ("return_sequences", "return_state", "go_backwards", "stateful", "unroll", "zero_output_for_mask"):

@@ -233,7 +233,7 @@ def test_optimizer_state_round_trips_and_training_resumes_identically(tmp_path, 
     model.save(tmp_path / "m.dlgpu")
     loaded = load_model(tmp_path / "m.dlgpu")
     assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 12
-    assert [v.name for v in loaded.optimizer.variables] == [v.name for v in model.optimizer.variables]
+    assert [v.shape for v in loaded.optimizer.variables] == [v.shape for v in model.optimizer.variables]
     for saved, restored in zip(model.optimizer.variables, loaded.optimizer.variables):
         np.testing.assert_array_equal(restored.numpy(), saved.numpy())
     assert any(np.any(v.numpy() != 0) for v in loaded.optimizer.variables[2:])  # real state, not fresh zeros
