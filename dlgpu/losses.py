@@ -515,6 +515,15 @@ def half_to_float32(y_pred):
     return out
 
 
+def _over_trailing_axes(sample_weight, values):
+    """Per-sample weights (batch,) against per-step values (batch, steps): one weight for all of a sample's
+    steps (Keras raises a shape error here; a weight per sample is what such a call means)."""
+    extra = values.ndim - sample_weight.ndim
+    if extra > 0 and sample_weight.ndim and sample_weight.shape[0] == values.shape[0]:
+        return ops.reshape(sample_weight, tuple(sample_weight.shape) + (1,) * extra)
+    return sample_weight
+
+
 def reduce_weighted_values(values, sample_weight=None, reduction="sum_over_batch_size", mask=None):
     """Keras's reduction: weight (and mask), then none / sum / sum divided by the number of values."""
     if mask is not None:
@@ -526,12 +535,12 @@ def reduce_weighted_values(values, sample_weight=None, reduction="sum_over_batch
         if sample_weight is not None:
             sw = _like(sample_weight, values)
             m, sw = squeeze_or_expand_to_same_rank(Tensor(mask), sw)
-            weights = ops.multiply(sw, m)
+            weights = ops.multiply(_over_trailing_axes(sw, m), m)
         sample_weight = weights
     if sample_weight is not None:
         sample_weight = _like(sample_weight, values)
         values, sample_weight = squeeze_or_expand_to_same_rank(values, sample_weight)
-        values = ops.multiply(values, sample_weight)
+        values = ops.multiply(values, _over_trailing_axes(sample_weight, values))
     if reduction is None or reduction == "none" or values.ndim == 0 or values.shape == (0,):
         return values
     if reduction == "sum":

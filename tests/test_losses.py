@@ -4,6 +4,7 @@ softmax/sigmoid paths, and the error messages."""
 import numpy as np
 import pytest
 
+import dlgpu
 from dlgpu import GradientTape, Variable, activations, losses, ops
 
 RTOL, ATOL = 1e-4, 1e-6
@@ -249,3 +250,28 @@ def test_mismatched_shapes_have_keras_messages():
         losses.SparseCategoricalCrossentropy()(np.array([0, 1, 2]), f32(4, 5))
     with pytest.raises(ValueError, match=r"target.shape=\(4, 3\), output.shape=\(4, 5\)"):
         losses.MeanSquaredError()(np.zeros((4, 3), np.float32), f32(4, 5))
+
+
+def test_per_sample_weights_spread_over_masked_steps():
+    """sample_weight (batch,) with a per-step loss and a padding mask: each sample's weight covers its real
+    steps (Keras raises a shape error for this call; the meaning is unambiguous)."""
+    constant = dlgpu.initializers.Constant
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 9, size=(8, 6))
+    tokens[:4, 3:] = 0
+    labels, weights = rng.integers(0, 3, size=(8, 6)), np.linspace(0.1, 1, 8).astype("float32")
+    inputs = dlgpu.Input((6,), dtype="int32")
+    hidden = dlgpu.layers.Embedding(10, 3, mask_zero=True, embeddings_initializer=constant(0.05))(inputs)
+    hidden = dlgpu.layers.SimpleRNN(4, return_sequences=True, kernel_initializer=constant(0.1))(hidden)
+    model = dlgpu.Model(inputs, dlgpu.layers.Dense(3, kernel_initializer=constant(0.2))(hidden))
+    model.compile("sgd", dlgpu.losses.SparseCategoricalCrossentropy(from_logits=True))
+    loss = model.evaluate(tokens, labels, sample_weight=weights, verbose=0)
+    logits = model.predict(tokens, verbose=0)
+    log_p = logits - logits.max(-1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+    per_step = -np.take_along_axis(log_p, labels[..., None], -1)[..., 0]
+    mask = (tokens != 0).astype("float32")
+    assert loss == pytest.approx((per_step * weights[:, None] * mask).sum() / mask.sum(), rel=1e-5)
+    unmasked = dlgpu.losses.MeanSquaredError(reduction="sum")
+    values = unmasked(np.ones((2, 3, 1), "float32"), np.zeros((2, 3, 1), "float32"), sample_weight=np.array([1.0, 2.0]))
+    assert float(values) == pytest.approx(9.0)  # 3 steps x 1 + 3 steps x 2
