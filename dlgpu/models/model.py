@@ -58,11 +58,7 @@ class Model(Trainer, Layer):
             if isinstance(node.layer, InputLayer) and id(node.outputs) not in known_inputs:
                 raise ValueError(f"Graph disconnected: the output depends on input {node.outputs.name!r}, "
                                  f"which is not among the model's inputs {[t.name for t in self.inputs]}")
-        seen = []
-        for node in self._nodes:
-            if not any(node.layer is layer for layer in seen):
-                seen.append(node.layer)
-        object.__setattr__(self, "_layers", seen)
+        object.__setattr__(self, "_layers", keras_layer_order(self.outputs, self._nodes))
         self.built = True
         self._build_shapes = map_structure(lambda t: t.shape, self._nested_inputs)
 
@@ -328,6 +324,41 @@ def _attach_masks(inputs, mask):
     for x, m in zip(flat_inputs, flat_masks):
         if m is not None and isinstance(x, Tensor):
             x._keras_mask = m if isinstance(m, Tensor) else Tensor(m)
+
+
+def keras_layer_order(outputs, nodes):
+    """The layers of a functional graph in Keras's order (keras/src/ops/function.py, map_graph): deepest
+    first, a layer's depth being its longest path to an output, ties broken by when a depth-first walk
+    from the outputs first met it.  ``model.layers``, ``get_weights()`` and the weights of a .keras file
+    follow this order, so it must be Keras's for weights to go to the same layers in both libraries.
+    ``nodes`` are the graph's calls, each after the calls that feed it (ordered_nodes)."""
+    first_met, finished = {}, set()
+
+    def walk(tensor):  # Keras's _build_map: a layer is numbered when the walk first enters one of its calls
+        layer, node_index, _ = tensor._history
+        node = layer._inbound_nodes[node_index]
+        if id(node) in finished:
+            return
+        first_met.setdefault(id(layer), len(first_met))
+        for parent in node.parent_tensors:
+            walk(parent)
+        finished.add(id(node))
+    for out in outputs:
+        walk(out)
+    producer = {}
+    for node in nodes:
+        for t in flatten(node.outputs):
+            producer[id(t)] = node
+    node_depth, layer_depth, layers = {}, {}, {}
+    for node in reversed(nodes):
+        depth = max(node_depth.setdefault(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = node_depth[id(node)] = depth
+        layers[id(node.layer)] = node.layer
+        for parent in node.parent_tensors:
+            feeding = producer.get(id(parent))
+            if feeding is not None:
+                node_depth[id(feeding)] = max(depth + 1, node_depth.get(id(feeding), 0))
+    return sorted(layers.values(), key=lambda layer: (-layer_depth[id(layer)], first_met[id(layer)]))
 
 
 def _clone_from_intermediate_inputs(inputs, outputs):

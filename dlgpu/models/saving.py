@@ -361,6 +361,12 @@ def _assign_weights(model, saved, filepath):
     if len(saved) != len(variables):
         raise SavedModelError(f"{filepath!r} holds {len(saved)} weight arrays but model '{model.name}' has "
                               f"{len(variables)}; the file was saved from a different architecture.")
+    # By path when the file's paths are exactly the model's (a file written before the order of a graph's
+    # layers changed still loads right), else by position.
+    by_path = {v.path: v for v in variables}
+    paths = [path for path, _ in saved]
+    if len(by_path) == len(variables) and len(set(paths)) == len(paths) and set(paths) == set(by_path):
+        variables = [by_path[path] for path in paths]
     for v, (path, array) in zip(variables, saved):
         if tuple(array.shape) != v.shape:
             raise SavedModelError(f"{filepath!r}: weight {path!r} has shape {tuple(array.shape)} but the model's "

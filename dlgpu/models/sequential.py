@@ -53,6 +53,16 @@ class Sequential(Model):
     def layers(self):
         return list(self._stack)
 
+    # As Keras: a Sequential called inside another model answers with that first call's tensors, so that a
+    # feature extractor over the outer model reaches it; one never called answers with its own graph's ends.
+    @property
+    def input(self):
+        return Layer.input.fget(self) if self.__dict__.get("_inbound_nodes") else super().input
+
+    @property
+    def output(self):
+        return Layer.output.fget(self) if self.__dict__.get("_inbound_nodes") else super().output
+
     def _build_graph(self, batch_shape):
         """Wire the stack symbolically from an Input: builds every layer and gives each an output shape."""
         x = Input(batch_shape=tuple(batch_shape), dtype="string" if self._starts_with_strings() else None)

@@ -58,15 +58,16 @@ def test_sequential_fuses_both_pairs_and_matches_its_layers(fused_calls):
 
 def test_functional_fuses_a_pair_whose_output_only_the_pool_reads(fused_calls):
     inputs = keras.Input(shape=(10, 10, 2))
-    a = layers.MaxPooling2D()(layers.Conv2D(3, 3, padding="same", activation="relu")(inputs))
-    conv_b = layers.Conv2D(3, 3, padding="same")(inputs)  # read by the pool and by the output: not fused
-    b = layers.MaxPooling2D()(conv_b)
-    merged = layers.Concatenate()([a, b])
+    conv_a, pool_a = layers.Conv2D(3, 3, padding="same", activation="relu"), layers.MaxPooling2D()
+    a = pool_a(conv_a(inputs))
+    conv_b_layer, pool_b, concat = layers.Conv2D(3, 3, padding="same"), layers.MaxPooling2D(), layers.Concatenate()
+    conv_b = conv_b_layer(inputs)  # read by the pool and by the output: not fused
+    b = pool_b(conv_b)
+    merged = concat([a, b])
     model = keras.Model(inputs, [merged, conv_b])
     x = rng.standard_normal((2, 10, 10, 2)).astype(np.float32)
     merged_out, conv_out = model(x)
     assert fused_calls == ["relu"]
-    conv_a, pool_a, conv_b_layer, pool_b, concat = [l for l in model.layers if not isinstance(l, layers.InputLayer)]
     want = concat([pool_a(conv_a(x)), pool_b(conv_b_layer(x))])
     np.testing.assert_allclose(merged_out.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(conv_out.numpy(), conv_b_layer(x).numpy(), rtol=1e-6)
