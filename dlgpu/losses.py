@@ -593,8 +593,8 @@ def _targets_in_loss_dtype(y_true, y_pred, dtype):
         return y_true
     def cast(y):
         data = y.data if isinstance(y, Tensor) else y
-        kind = getattr(data, "dtype", np.asarray(data).dtype).kind
-        if kind in "biuf" and getattr(data, "dtype", None) != np.dtype(dtype):
+        current = data.dtype if hasattr(data, "dtype") else np.asarray(data).dtype  # (a device array stays put)
+        if current.kind in "biuf" and current != np.dtype(dtype):
             return _like(y, y_pred, dtype)
         return y
 

@@ -26,6 +26,16 @@ def unique_name(base):
     return base if count == 0 else f"{base}_{count}"
 
 
+def unique_in(name, used):
+    """name, then name_1, name_2... for repeats within one collection whose counters are ``used`` (a dict):
+    Keras's rule for a container's layers in a weights file and for repeated metric names in the logs."""
+    if name in used:
+        used[name] += 1
+        return f"{name}_{used[name]}"
+    used[name] = 0
+    return name
+
+
 def auto_name(class_name):
     """The default name of an object of class ``class_name``."""
     return unique_name(to_snake_case(class_name))

@@ -153,6 +153,7 @@ _METRICS = [
 def _metric_results(device, make_metric, weights):
     x, y = _classification_data(n=64, seed=4)
     one_hot = np.eye(3, dtype=np.float32)[y]
+    dlgpu.backend.clear_session(free_memory=False)  # the same automatic metric names (auc, not auc_1) in both runs
     with dlgpu.device(device):
         model = dlgpu.Sequential([layers.Input((6,)), layers.Dense(3, activation="softmax")])
         model.set_weights(weights)

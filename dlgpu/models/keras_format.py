@@ -25,7 +25,7 @@ import zipfile
 import numpy as np
 
 from dlgpu.models.keras_ops_table import KERAS_OPS
-from dlgpu.naming import to_snake_case
+from dlgpu.naming import to_snake_case, unique_in
 from dlgpu.models.saving import (SavedModelError, _atomic_write, _read_json, _version, _with_scope)
 
 _CONFIG, _METADATA, _WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
@@ -166,20 +166,11 @@ def _attribute_groups(layer, prefix, out, seen):
             used = {}
             for item in (value.values() if isinstance(value, dict) else value):
                 if isinstance(item, Layer):
-                    visit(item, f"{path}/{_unique_in(to_snake_case(_keras_class_name(item)), used)}")
+                    visit(item, f"{path}/{unique_in(to_snake_case(_keras_class_name(item)), used)}")
                 elif isinstance(item, (list, tuple, dict)):
-                    visit(item, f"{path}/{_unique_in('container', used)}")
+                    visit(item, f"{path}/{unique_in('container', used)}")
     for name in names:
         visit(vars(layer)[name], f"{prefix}{name}")
-
-
-def _unique_in(name, used):
-    """Keras's saving_lib._get_unique_name: name, name_1, name_2... within one container."""
-    if name in used:
-        used[name] += 1
-        return f"{name}_{used[name]}"
-    used[name] = 0
-    return name
 
 
 _FRAMEWORK_ATTRIBUTES = {}
@@ -192,7 +183,8 @@ def _framework_attributes(layer):
     from dlgpu.layers.base import Layer
     kind = Model if isinstance(layer, Model) else Layer
     if kind not in _FRAMEWORK_ATTRIBUTES:
-        _FRAMEWORK_ATTRIBUTES[kind] = set(vars(kind())) | {"optimizer", "history"}
+        # (named, so that no automatic name is used up)
+        _FRAMEWORK_ATTRIBUTES[kind] = set(vars(kind(name="probe"))) | {"optimizer", "history"}
     return _FRAMEWORK_ATTRIBUTES[kind]
 
 
@@ -201,9 +193,7 @@ def _numbered(layers):
     ``_1``, ``_2`` ... for repeats."""
     used = {}
     for layer in layers:
-        name = to_snake_case(_keras_class_name(layer))
-        used[name] = used.get(name, -1) + 1
-        yield (f"{name}_{used[name]}" if used[name] else name), layer
+        yield unique_in(to_snake_case(_keras_class_name(layer)), used), layer
 
 
 # Wrappers: (attribute path, sublayer) as Keras's saving walk finds them.

@@ -20,6 +20,7 @@ from dlgpu import optimizers as optimizers_module
 from dlgpu.autograd import GradientTape, Tensor, no_grad
 from dlgpu.backend import device as _device
 from dlgpu.layers.base import flatten, is_string_array, probing, stateful_layers
+from dlgpu.naming import unique_in
 from dlgpu.models.data import (check_batch_size, class_weights_to_sample_weights, length,
                                slice_structure, unpack_validation, prepare_host_data)
 from dlgpu.models.data_sources import (BatchChecks, batch_stream, check_data_source, check_steps, is_batch_stream,
@@ -188,14 +189,6 @@ class Trainer:
         trues = self._targets_by_output(y_true, n)
         names = self._output_names(n)
         rows, seen = [], {}
-
-        def unique(name):
-            if name not in seen:
-                seen[name] = 1
-                return name
-            seen[name] += 1
-            return f"{name}_{seen[name] - 1}"
-
         for weighted, specs in ((False, self._compile_metrics),
                                 (True, getattr(self, "_compile_weighted_metrics", None))):
             per_output = self._metrics_per_output(specs, n, trues, outputs_pred, "weighted_metrics" if weighted
@@ -206,7 +199,7 @@ class Trainer:
                     name = prefix + metric.name
                     if weighted and name in seen:
                         name = prefix + f"weighted_{metric.name}"
-                    rows.append((i, unique(name), metric, weighted))
+                    rows.append((i, unique_in(name, seen), metric, weighted))
         self._metric_objects = rows
 
     def _metrics_per_output(self, specs, n, trues, outputs_pred, argument):
