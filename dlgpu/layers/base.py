@@ -358,6 +358,26 @@ class Layer:
             self._tracked_variables.append(variable)
         return variable
 
+    def add_variable(self, shape, initializer, dtype=None, trainable=True, autocast=True, regularizer=None,
+                     constraint=None, name=None):
+        """Keras 3's add_weight with its initializer required (keras.layers.Layer.add_variable)."""
+        return self.add_weight(shape=shape, initializer=initializer, dtype=dtype, trainable=trainable, name=name,
+                               regularizer=regularizer, constraint=constraint, autocast=autocast)
+
+    def compute_output_spec(self, *args, **kwargs):
+        """KerasTensors shaped and typed like this layer's outputs for these inputs (KerasTensors or arrays),
+        without adding the call to any graph, as Keras's compute_output_spec."""
+        def symbolic(value):
+            if isinstance(value, KerasTensor) or not (hasattr(value, "shape") and hasattr(value, "dtype")):
+                return value
+            return KerasTensor(tuple(value.shape), str(value.dtype))
+        args = map_structure(symbolic, args)
+        kwargs = {key: map_structure(symbolic, value) for key, value in kwargs.items()}
+        calls = len(self._inbound_nodes)
+        outputs = self._symbolic_call(*args, **kwargs)
+        del self._inbound_nodes[calls:]  # a probe, not a call in a graph
+        return map_structure(lambda t: KerasTensor(t.shape, t.dtype), outputs)
+
     def _get_constraint(self, argument, identifier):
         """constraints.get(identifier), its error naming the layer and the argument."""
         from dlgpu import constraints
@@ -893,6 +913,7 @@ class Layer:
 
 
 _AUTO_CONFIG_TYPES = (str, int, float, bool, type(None))
+_BASE_ARGUMENTS = ("trainable", "dtype", "activity_regularizer", "autocast", "input_shape", "batch_size")
 
 
 def _auto_config(cls, args, kwargs):
@@ -904,11 +925,17 @@ def _auto_config(cls, args, kwargs):
         bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
     except TypeError:
         return None
+    passed = set(bound.arguments)
+    bound.apply_defaults()  # as Keras: the defaults too, so the config says what the object was made with
     values = {}
     for name, value in list(bound.arguments.items())[1:]:
+        if name == "name" or (name in _BASE_ARGUMENTS and name not in passed):
+            continue  # the base config has these (and the name, which Keras's auto config leaves out)
         kind = inspect.signature(cls.__init__).parameters[name].kind
         if kind is inspect.Parameter.VAR_POSITIONAL:
-            return None  # positional extras have no name to be given back under
+            if value:
+                return None  # positional extras have no name to be given back under
+            continue
         if kind is inspect.Parameter.VAR_KEYWORD:
             values.update(value)
         else:
