@@ -20,6 +20,7 @@ from dlgpu.data.dataset import INFINITE_CARDINALITY, Dataset
 from dlgpu.layers.base import flatten
 from dlgpu.models.data import (class_weights_to_sample_weights, length, prepare_host_data, slice_structure,
                                unreadable_part)
+from dlgpu.models.prefetch import BatchReader
 from dlgpu.utils.py_dataset import PyDataset
 
 
@@ -128,21 +129,23 @@ class PyDatasetBatches:
         self.dataset, self.steps, self._total, self._rng = dataset, steps or total, total, rng
         self._steps_name, self._what = steps_name, what
         self._order, self._next = None, None  # no pass started yet
+        self._reader = BatchReader(dataset)
 
     def epoch(self):
         if self._next is None or self._next == self._total:
             self._next = 0
             self._order = self._rng.permutation(self._total) if self._rng is not None and self._total else None
         self.dataset.on_epoch_begin()
-        for taken in range(self.steps):
-            if self._next == self._total:
-                warnings.warn(f"{self._what}: the PyDataset ran out of batches after {taken} of "
-                              f"{self._steps_name}={self.steps} in this epoch; the next epoch starts a new pass "
-                              f"over its {self._total} batches.", stacklevel=2)
-                return
-            index = self._next if self._order is None else int(self._order[self._next])
+        end = self._next + self.steps if self._total is None else min(self._next + self.steps, self._total)
+        positions = range(self._next, end)
+        indices = positions if self._order is None else [int(self._order[p]) for p in positions]
+        for batch in self._reader.read(indices):
             self._next += 1
-            yield self.dataset[index]
+            yield batch
+        if len(positions) < self.steps:
+            warnings.warn(f"{self._what}: the PyDataset ran out of batches after {len(positions)} of "
+                          f"{self._steps_name}={self.steps} in this epoch; the next epoch starts a new pass "
+                          f"over its {self._total} batches.", stacklevel=2)
 
     def end_epoch(self):
         self.dataset.on_epoch_end()

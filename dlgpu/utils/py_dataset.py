@@ -15,8 +15,9 @@ class PyDataset:
     ``on_epoch_begin()`` and ``on_epoch_end()`` are called around every pass fit, evaluate or predict makes,
     e.g. to reshuffle the samples.
 
-    ``workers``, ``use_multiprocessing`` and ``max_queue_size`` are accepted as Keras 3 accepts them, but
-    dlgpu reads the batches serially, in the training thread: ``workers > 1`` prefetches nothing.
+    ``workers > 1`` has fit, evaluate and predict read up to ``max_queue_size`` batches ahead in that many
+    threads (processes with ``use_multiprocessing=True``), in order, while the model works
+    (dlgpu/models/prefetch.py).
 
     Example::
 
