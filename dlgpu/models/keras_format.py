@@ -755,24 +755,11 @@ def load_keras_model(filepath, archive, names, custom_objects=None, compile=True
     if not isinstance(config, dict) or "class_name" not in config:
         raise SavedModelError(f"{source}: {_CONFIG} is not a Keras model config.")
     custom_objects = _with_scope(custom_objects)
-    unknown = []
-    _unknown_classes(config, custom_objects, unknown)
-    if unknown:
-        raise SavedModelError(f"{source} uses Keras classes dlgpu does not have: {sorted(set(unknown))}. Pass "
-                              f"equivalents in custom_objects, or rebuild the model in code.")
     compile_settings = config.get("compile_config")
-    try:
-        dlgpu_config = _from_keras({k: v for k, v in config.items() if k != "compile_config"})
-    except NotImplementedError as exc:
-        raise SavedModelError(f"{source}: {exc}") from None
-    from dlgpu import layers
     from dlgpu.saving import CustomObjectScope
     h5py = _h5py()
     with CustomObjectScope(custom_objects):
-        try:
-            model = layers.deserialize(dlgpu_config, custom_objects)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SavedModelError(f"{source}: dlgpu cannot rebuild the model from Keras's config: {exc}") from None
+        model = _model_from_keras_config(config, custom_objects, source)
         if not model.built:
             raise SavedModelError(f"{source}: the model has no input shape, so its weights cannot be loaded.")
         with h5py.File(io.BytesIO(archive.read(_WEIGHTS)), "r") as h5:
@@ -785,6 +772,44 @@ def load_keras_model(filepath, archive, names, custom_objects=None, compile=True
     return model
 
 
+def _model_from_keras_config(config, custom_objects, source):
+    """A dlgpu model with fresh weights from a Keras 3 model config (a .keras file's config.json, or
+    Keras's to_json); unknown classes are refused by name before anything is made."""
+    unknown = []
+    _unknown_classes(config, custom_objects, unknown)
+    if unknown:
+        raise SavedModelError(f"{source} uses Keras classes dlgpu does not have: {sorted(set(unknown))}. Pass "
+                              f"equivalents in custom_objects, or rebuild the model in code.")
+    try:
+        dlgpu_config = _from_keras({k: v for k, v in config.items() if k != "compile_config"})
+    except NotImplementedError as exc:
+        raise SavedModelError(f"{source}: {exc}") from None
+    from dlgpu import layers
+    try:
+        return layers.deserialize(dlgpu_config, custom_objects)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SavedModelError(f"{source}: dlgpu cannot rebuild the model from Keras's config: {exc}") from None
+
+
+def model_from_keras_json(config, custom_objects):
+    """model_from_json for the JSON Keras's Model.to_json writes (fresh weights, compiled if it was)."""
+    from dlgpu.saving import CustomObjectScope
+    custom_objects = _with_scope(custom_objects)
+    with CustomObjectScope(custom_objects):
+        model = _model_from_keras_config(config, custom_objects, "model_from_json")
+        if config.get("compile_config"):
+            _compile_from_keras(model, config["compile_config"], custom_objects, "model_from_json", None)
+    return model
+
+
+def keras_model_json(model, **kwargs):
+    """Model.to_json in Keras's layout (what keras.models.model_from_json reads), or None when the model
+    holds what Keras cannot express (then dlgpu's own JSON is written)."""
+    if keras_format_refusal(model) is not None:
+        return None
+    return json.dumps(_keras_model_config(model), **kwargs)
+
+
 def _overrides_compile_config(model):
     from dlgpu.models.model import Model
     return type(model).get_compile_config is not Model.get_compile_config
@@ -795,7 +820,7 @@ def _compile_from_keras(model, settings, custom_objects, source, h5):
     from dlgpu.models.model import Model
     if type(model).compile_from_config is not Model.compile_from_config:
         model.compile_from_config(settings)  # the class restores what its get_compile_config wrote
-        if getattr(model, "compiled", False):
+        if getattr(model, "compiled", False) and h5 is not None:
             _restore_optimizer(model, model.optimizer, h5, source)
         return
     settings = _from_keras(settings)
@@ -807,4 +832,5 @@ def _compile_from_keras(model, settings, custom_objects, source, h5):
     except (ValueError, TypeError) as exc:
         raise SavedModelError(f"{source}: the compile config does not fit the model: {exc}. "
                               f"load_model(..., compile=False) loads it uncompiled.") from None
-    _restore_optimizer(model, model.optimizer, h5, source)
+    if h5 is not None:  # (None: a JSON string, which holds no optimizer state)
+        _restore_optimizer(model, model.optimizer, h5, source)

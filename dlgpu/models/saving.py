@@ -252,6 +252,10 @@ def model_to_json(model, **kwargs):
     to json.dumps (``indent=2`` …)."""
     if not isinstance(model, _model_class()):
         raise TypeError(f"to_json: expected a dlgpu Model; received {type(model).__name__}")
+    from dlgpu.models.keras_format import keras_model_json
+    keras_json = keras_model_json(model, **kwargs)  # Keras's layout when Keras can express the model
+    if keras_json is not None:
+        return keras_json
     return json.dumps({**_model_config(model), "keras_version": _version(), "backend": "dlgpu"}, **kwargs)
 
 
@@ -272,6 +276,9 @@ def model_from_json(json_string, custom_objects=None):
     if not isinstance(config, dict) or "class_name" not in config or "config" not in config:
         raise ValueError("model_from_json: expected the JSON of a model (a dict with 'class_name' and 'config', "
                          "as Model.to_json writes).")
+    if config.get("backend") != "dlgpu" and "module" in config:  # Keras's to_json (dlgpu's own says its backend)
+        from dlgpu.models.keras_format import model_from_keras_json
+        return model_from_keras_json(config, custom_objects)
     custom_objects = _with_scope(custom_objects)
     model = _model_from_config(config, custom_objects, "model_from_json")
     compile_settings = config.get("compile_config")

@@ -91,3 +91,23 @@ def test_nested_lists_of_layers_are_trained():
     block(X)
     nested = block.nested[0][0]
     assert all(any(v is w for w in block.trainable_weights) for v in nested.trainable_weights)
+
+
+def _json_models(lib):
+    inputs = lib.Input((6,), name="x")
+    hidden = lib.layers.Dropout(0.2)(lib.layers.Dense(4, activation="relu", name="h")(inputs))
+    functional = lib.Model(inputs, lib.layers.Dense(2, name="o")(hidden), name="functional_json")
+    functional.compile("adam", "mse", metrics=["mae"])
+    return [functional, lib.Sequential([lib.Input((3,)), lib.layers.Dense(2)], name="sequential_json")]
+
+
+@pytest.mark.parametrize("writer", ["keras", "dlgpu"])
+def test_to_json_is_read_by_the_other_library(keras, writer):
+    libs = {"keras": keras, "dlgpu": dlgpu}
+    reader = libs["dlgpu" if writer == "keras" else "keras"]
+    for model in _json_models(libs[writer]):
+        rebuilt = reader.models.model_from_json(model.to_json())
+        assert rebuilt.name == model.name and [l.name for l in rebuilt.layers] == [l.name for l in model.layers]
+        assert [tuple(w.shape) for w in rebuilt.weights] == [tuple(w.shape) for w in model.weights]
+    assert rebuilt.compiled is False and reader.models.model_from_json(
+        _json_models(libs[writer])[0].to_json()).compiled  # the compile settings came across too
