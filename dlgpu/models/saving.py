@@ -386,6 +386,9 @@ def _assign_weights(model, saved, filepath):
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):  # noqa: A002 - Keras signature
     """Rebuild a model saved with ``model.save``: architecture, weights and (if any, unless compile=False)
     compile settings and optimizer state."""
+    from dlgpu.models import legacy_h5
+    if os.path.exists(os.fspath(filepath)) and legacy_h5.is_legacy_h5(os.fspath(filepath)):
+        return legacy_h5.load_legacy_h5_model(os.fspath(filepath), custom_objects, compile)
     archive, names, is_keras = _open(filepath, keras_ok=True)
     if is_keras:
         from dlgpu.models.keras_format import load_keras_model
@@ -481,6 +484,9 @@ def _write_weights_file(filepath, model, weights, **metadata):
 def load_weights(model, filepath):
     from dlgpu.models import keras_format
     if os.path.exists(os.fspath(filepath)) and keras_format.is_hdf5(os.fspath(filepath)):
+        from dlgpu.models import legacy_h5
+        if legacy_h5.is_legacy_h5(os.fspath(filepath)):  # Keras 2's save_weights("w.h5"): groups by layer
+            return legacy_h5.load_legacy_h5_weights(model, os.fspath(filepath))
         return keras_format.load_keras_weights(model, filepath)
     archive, names, is_keras = _open(filepath, keras_ok=True)
     if is_keras:  # the weights inside a whole-model Keras .keras file, as Keras's load_weights reads them
