@@ -90,7 +90,8 @@ def _optimizer_arrays(model):
 
 def save_model(model, filepath, overwrite=True):
     """``.keras``: Keras 3's own format (keras_format.py), which Keras's load_model opens, when the model can
-    be written in it (else dlgpu's format, with a warning saying why); any other name: dlgpu's format."""
+    be written in it (else dlgpu's format, with a warning saying why); ``.h5``: Keras's legacy HDF5 layout
+    (legacy_h5.py) under the same condition; any other name: dlgpu's format."""
     filepath = os.fspath(filepath)
     from dlgpu.models import keras_format
     if not overwrite and os.path.exists(filepath):
@@ -98,8 +99,12 @@ def save_model(model, filepath, overwrite=True):
     if not model.built:
         raise ValueError(f"Model '{model.name}' is not built yet, so it has no weights to save; call it on data, "
                          f"fit it, or build(input_shape) first.")
-    if keras_format.is_keras_path(filepath):
+    legacy = filepath.endswith((".h5", ".hdf5"))
+    if keras_format.is_keras_path(filepath) or legacy:
         refusal = keras_format.keras_format_refusal(model)
+        if refusal is None and legacy:
+            from dlgpu.models.legacy_h5 import save_legacy_h5
+            return save_legacy_h5(model, filepath)
         if refusal is None:
             return keras_format.save_keras_model(model, filepath)
         warnings.warn(f"{refusal} {filepath!r} is written in dlgpu's format, which dlgpu's load_model reads but "

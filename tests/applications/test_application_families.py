@@ -193,7 +193,8 @@ def test_efficientnet_imagenet_stem_and_the_published_count_weight(monkeypatch, 
         norm = next(layer.name for layer in source.layers if isinstance(layer, layers.Normalization))
         group = f[norm]
         group.create_dataset(f"{norm}/count:0", data=np.int64(1000))
-        names = [_weights._text(n) for n in group.attrs["weight_names"]] + [f"{norm}/count:0"]
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs["weight_names"]]
+        names.append(f"{norm}/count:0")
         group.attrs["weight_names"] = [n.encode() for n in names]
     monkeypatch.setitem(efficientnet.WEIGHTS_HASHES, "b0", ("unused", hashlib.md5(path.read_bytes()).hexdigest()))
     model = applications.EfficientNetB0(include_top=False, input_shape=SMALL)
@@ -225,8 +226,7 @@ def test_legacy_files_load_by_order_when_names_differ(tmp_path):
 
 def test_keras_layer_order_puts_a_shortcut_after_its_branch():
     model = applications.ResNet50V2(include_top=False, weights=None, input_shape=SMALL)
-    names = [layer.name for layer in _weights.keras_layer_order(model)]
-    assert sorted(names) == sorted(layer.name for layer in model.layers)
+    names = [layer.name for layer in model.layers]  # Keras's order
     assert names.index("conv2_block1_0_conv") > names.index("conv2_block1_2_relu")
     assert names[1:6] == ["conv1_pad", "conv1_conv", "pool1_pad", "pool1_pool", "conv2_block1_preact_bn"]
     assert names[0] == model.layers[0].name and names[-1] == "post_relu"

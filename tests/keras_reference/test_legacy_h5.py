@@ -67,3 +67,18 @@ def test_a_weights_only_legacy_file_is_refused_by_load_model(tmp_path):
         h5.create_group("dense").attrs["weight_names"] = np.array([], dtype="S1")
     with pytest.raises(ValueError, match="weights only"):
         dlgpu.models.load_model(tmp_path / "w.h5")
+
+
+def test_dlgpu_writes_legacy_h5_that_keras_reads(keras, tmp_path):
+    for name, model in _keras_models(dlgpu).items():
+        model.compile(dlgpu.optimizers.Adam(0.01), "mean_squared_error")
+        model.fit(X, np.ones((5, model.outputs[0].shape[-1]), "float32"), verbose=0)
+        model.save(tmp_path / f"{name}.h5")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = keras.models.load_model(tmp_path / f"{name}.h5")
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded.predict(X, verbose=0)),
+                                   model.predict(X, verbose=0), rtol=1e-5, atol=1e-6)
+        assert loaded.compiled and loaded.optimizer.learning_rate.numpy() == pytest.approx(0.01)
+        back = dlgpu.models.load_model(tmp_path / f"{name}.h5")
+        np.testing.assert_array_equal(back.predict(X, verbose=0), model.predict(X, verbose=0))
