@@ -11,8 +11,6 @@ when it is needed, in the training thread.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
-import multiprocessing
 import warnings
 import weakref
 
@@ -62,6 +60,8 @@ class BatchReader:
 
     def _workers(self):
         if self._pool is None:
+            import concurrent.futures  # (here: most fits never start workers, and `import dlgpu` stays lean)
+            import multiprocessing
             processes = bool(self.dataset.use_multiprocessing)
             if processes and "fork" not in multiprocessing.get_all_start_methods():
                 warnings.warn("PyDataset(use_multiprocessing=True): this platform cannot fork, so the workers "
