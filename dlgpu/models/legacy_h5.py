@@ -1,4 +1,5 @@
-"""Reading Keras's legacy HDF5 model files (``model.save("model.h5")``, the format before ``.keras``).
+"""Keras's legacy HDF5 model files (``model.save("model.h5")``, the format before ``.keras``): read, and
+written by model.save for a ``.h5`` name.
 
 Such a file keeps the architecture as JSON in the root attribute ``model_config`` and the weights under
 ``model_weights/<layer>/``, one group per layer, listed in order by the attribute ``layer_names``; each
@@ -23,8 +24,7 @@ def is_legacy_h5(filepath):
     from dlgpu.models.keras_format import is_hdf5
     if not is_hdf5(filepath):
         return False
-    import h5py
-    with h5py.File(filepath, "r") as h5:
+    with _h5py("pip install h5py").File(filepath, "r") as h5:
         return "model_config" in h5.attrs or "layer_names" in h5.attrs or "model_weights" in h5
 
 
@@ -34,7 +34,7 @@ def _text(value):
 
 def load_legacy_h5_model(filepath, custom_objects=None, compile=True):  # noqa: A002 - Keras's argument name
     import h5py
-    from dlgpu.models.keras_format import _compile_from_keras, _model_from_keras_config
+    from dlgpu.models.keras_format import _model_from_keras_config
     from dlgpu.models.saving import _with_scope
     from dlgpu.saving import CustomObjectScope
     source = repr(str(filepath))
@@ -51,8 +51,7 @@ def load_legacy_h5_model(filepath, custom_objects=None, compile=True):  # noqa: 
             load_legacy_h5_weights(model, filepath)
             training = h5.attrs.get("training_config")
             if compile and training is not None:
-                _compile_from_training_config(model, json.loads(_text(training)), custom_objects, source,
-                                              _compile_from_keras)
+                _compile_from_training_config(model, json.loads(_text(training)), custom_objects, source)
                 if "optimizer_weights" in h5:
                     warnings.warn(f"load_model: {source} is a legacy HDF5 file; its optimizer state is not read, so "
                                   f"training resumes with a fresh optimizer state.", stacklevel=3)
@@ -131,13 +130,14 @@ def load_legacy_h5_weights(model, path, install_hint="pip install h5py"):
         layer.set_weights(arrays)
 
 
-def _compile_from_training_config(model, training, custom_objects, source, compile_from_keras):
+def _compile_from_training_config(model, training, custom_objects, source):
+    from dlgpu.models.keras_format import _compile_from_keras
     settings = {key: training.get(key) for key in ("loss", "loss_weights", "metrics", "weighted_metrics")}
     optimizer = training.get("optimizer_config")
     if isinstance(optimizer, dict) and "module" not in optimizer:
         optimizer = {"module": "keras.optimizers", "registered_name": None, **optimizer}
     settings["optimizer"] = optimizer
-    compile_from_keras(model, settings, custom_objects, source, None)
+    _compile_from_keras(model, settings, custom_objects, source, None)
 
 
 def _legacy_names(spec):
