@@ -1,0 +1,537 @@
+"""What Dataset's methods do to a dataset's elements: map, filter, flat_map, shuffle, repeat, take,
+skip, shard, cache, concatenate, and batch, padded_batch and unbatch.
+
+Each is a Dataset holding its input.  Those that keep an index plan (shuffle, repeat, take, skip, cache;
+dlgpu/data/index_plan.py) implement ``_plan`` on the input's plan as well as ``_elements``; a map or filter
+ends the plan.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from dlgpu.data import structure as st
+from dlgpu.data.dataset import INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Dataset, _is_int
+from dlgpu.data.index_plan import _buffer_shuffle, _chunked, _gather, _index_batches, _Plan
+from dlgpu.data.structure import TensorSpec
+
+
+def _call(fn, element):
+    """tf.data's calling convention: a tuple element is spread over the arguments, anything else
+    (a dict, an array) is one argument."""
+    return fn(*element) if type(element) is tuple else fn(element)
+
+
+def _function_output(value, method):
+    if isinstance(value, (np.ndarray, np.generic)) or (
+            type(value) is tuple and all(isinstance(v, (np.ndarray, np.generic)) for v in value)):
+        return value  # numpy already: nothing to convert (the common case, checked cheaply)
+    if isinstance(value, list):  # tf.data makes a returned list a tuple
+        value = tuple(value)
+    if isinstance(value, Dataset):
+        raise TypeError(f"Dataset.{method}: the function returned a Dataset; use flat_map for that.")
+    return st.map_with_path(lambda p, v: v if type(v).__name__ == "Tensor" else st.as_array(v, f"Dataset.{method}", p),
+                            value)
+
+
+class _Unary(Dataset):
+    """A transformation of one input dataset that keeps its elements' spec, batching and (by default) count."""
+
+    def __init__(self, source):
+        self._input = source
+        self._batched = source._batched
+
+    def _cardinality(self):
+        return self._input._cardinality()
+
+    def _spec(self):
+        return self._input._spec()
+
+    def _peek(self):
+        return self._input._peek()
+
+
+class _Map(_Unary):
+    def __init__(self, source, fn):
+        super().__init__(source)
+        self._fn = fn
+
+    def _elements(self):
+        fn = self._fn
+        return (_function_output(_call(fn, element), "map") for element in self._input)
+
+    def _spec(self):
+        return st.map_structure(TensorSpec.from_value, self._peek())
+
+    def _peek(self):
+        return _function_output(_call(self._fn, self._input._peek()), "map")
+
+
+class _Filter(_Unary):
+    def __init__(self, source, predicate):
+        super().__init__(source)
+        self._predicate = predicate
+
+    def _elements(self):
+        for element in self._input:
+            keep = np.asarray(st.to_host_leaf(_call(self._predicate, element)))
+            if keep.shape != () or keep.dtype != np.bool_:
+                raise TypeError(f"Dataset.filter: `predicate` must return a scalar boolean; it returned "
+                                f"{keep.dtype} of shape {keep.shape}")
+            if keep:
+                yield element
+
+    def _cardinality(self):
+        return UNKNOWN_CARDINALITY
+
+
+class _FlatMap(_Unary):
+    def __init__(self, source, fn):
+        super().__init__(source)
+        self._fn = fn
+        self._batched = None
+
+    def _inner(self, element):
+        inner = _call(self._fn, element)
+        if not isinstance(inner, Dataset):
+            raise TypeError(f"Dataset.flat_map: `map_func` must return a Dataset; it returned {type(inner).__name__}")
+        return inner
+
+    def _elements(self):
+        for element in self._input:
+            yield from self._inner(element)
+
+    def _cardinality(self):
+        return UNKNOWN_CARDINALITY
+
+    def _spec(self):
+        return self._inner(self._input._peek())._spec()
+
+    def _peek(self):
+        return self._inner(self._input._peek())._peek()
+
+
+class _Batch(_Unary):
+    def __init__(self, source, batch_size, drop_remainder):
+        super().__init__(source)
+        self._batch_size, self._drop = batch_size, drop_remainder
+        self._batched = True
+
+    def _index_batches(self):
+        """(source arrays, a fresh iterator of each batch's indices into them) when the input is an index
+        plan, else None: what fit reads to slice batches from arrays it checked once."""
+        plan = self._input._plan()
+        if plan is None:
+            return None
+        return plan.arrays, _index_batches(plan.chunks(), self._batch_size, self._drop)
+
+    def _elements(self):
+        planned = self._index_batches()
+        if planned is not None:  # the fast path: one gather per array per batch
+            arrays, batches = planned
+            for index in batches:
+                yield _gather(arrays, index)
+            return
+        pending = []
+        for element in self._input:
+            pending.append(element)
+            if len(pending) == self._batch_size:
+                yield self._stack(pending)
+                pending = []
+        if pending and not self._drop:
+            yield self._stack(pending)
+
+    def _stack(self, elements):
+        first = elements[0]
+        flat = [st.flatten(e) for e in elements]
+        paths = [p for p, _ in st.flatten_with_paths(first)]
+        if any(len(f) != len(paths) for f in flat):
+            bad = next(i for i, f in enumerate(flat) if len(f) != len(paths))
+            raise ValueError(f"Dataset.batch: elements differ in structure: the first is {st.describe(first)}, "
+                             f"element {bad} of the batch is {st.describe(elements[bad])}")
+        stacked = []
+        for k, path in enumerate(paths):
+            parts = [st.to_host_leaf(f[k]) for f in flat]
+            try:
+                stacked.append(np.stack(parts))
+            except ValueError:
+                shapes = [np.shape(p) for p in parts]
+                bad = next(i for i, s in enumerate(shapes) if s != shapes[0])
+                raise ValueError(f"Dataset.batch: cannot batch elements with different shapes in component "
+                                 f"{path or 0}: the first element of the batch has shape {shapes[0]}, element {bad} "
+                                 f"has shape {shapes[bad]}. Use padded_batch to pad them to one shape, or map them "
+                                 f"to one shape first.") from None
+        return st.pack_as(first, stacked)
+
+    def _cardinality(self):
+        n = self._input._cardinality()
+        if n < 0:
+            return n
+        return n // self._batch_size if self._drop else math.ceil(n / self._batch_size)
+
+    def _spec(self):
+        size = self._batch_size if self._drop else None
+        return st.map_structure(lambda s: TensorSpec(None if s.shape is None else (size,) + s.shape, s.dtype),
+                                self._input._spec())
+
+    def _peek(self):
+        """A batch shaped as the first one, made without advancing any shuffle: copies of the input's
+        first element (the values do not matter to element_spec, the shapes do)."""
+        n = self._input._cardinality()
+        count = self._batch_size if n < 0 else max(1, min(n, self._batch_size))
+        return self._stack([self._input._peek()] * count)
+
+
+class _PaddedBatch(_Batch):
+    def __init__(self, source, batch_size, padded_shapes, padding_values, drop_remainder):
+        super().__init__(source, batch_size, drop_remainder)
+        self._shapes, self._values = padded_shapes, padding_values
+
+    def _index_batches(self):
+        return None
+
+    def _elements(self):
+        pending = []
+        for element in self._input:
+            pending.append(element)
+            if len(pending) == self._batch_size:
+                yield self._stack(pending)
+                pending = []
+        if pending and not self._drop:
+            yield self._stack(pending)
+
+    def _per_component(self, arg, structure, name, is_leaf):
+        """``arg`` (a padded_shapes/padding_values argument) as one entry per component of ``structure``."""
+        if arg is None:
+            return [None] * len(st.flatten(structure))
+        if is_leaf(arg):
+            if st.is_nested(structure) and name == "padded_shapes":
+                raise ValueError(f"Dataset.padded_batch: `padded_shapes` must have the structure of the elements, "
+                                 f"{st.describe(structure)}; received padded_shapes={arg!r}")
+            return [arg] * len(st.flatten(structure))
+        if not st.same_structure(arg, structure):
+            raise ValueError(f"Dataset.padded_batch: `{name}` must have the structure of the elements, "
+                             f"{st.describe(structure)}; received {name}={arg!r}")
+        out = []
+        st.map_structure(out.append, arg)
+        return out
+
+    def _stack(self, elements):
+        first = elements[0]
+        paths = [p for p, _ in st.flatten_with_paths(first)]
+        shapes = self._per_component(self._shapes, first, "padded_shapes",
+                                     lambda a: a is None or _is_int(a) or isinstance(a, list) or (
+                                         isinstance(a, tuple) and all(d is None or _is_int(d) for d in a)))
+        values = self._per_component(self._values, first, "padding_values", lambda a: not st.is_nested(a))
+        flat = [st.flatten(e) for e in elements]
+        stacked = []
+        for k, path in enumerate(paths):
+            parts = [np.asarray(st.to_host_leaf(f[k])) for f in flat]
+            stacked.append(self._pad(parts, shapes[k], values[k], path or "0"))
+        return st.pack_as(first, stacked)
+
+    def _pad(self, parts, padded_shape, value, path):
+        ranks = {p.ndim for p in parts}
+        if len(ranks) > 1:
+            raise ValueError(f"Dataset.padded_batch: component {path} has elements of different ranks: shapes "
+                             f"{[p.shape for p in parts]}")
+        rank = ranks.pop()
+        longest = [max(p.shape[a] for p in parts) for a in range(rank)]
+        if padded_shape is None:
+            target = longest
+        else:
+            padded_shape = [padded_shape] if _is_int(padded_shape) else list(padded_shape)
+            if len(padded_shape) != rank:
+                raise ValueError(f"Dataset.padded_batch: `padded_shapes` for component {path} is {padded_shape}, of "
+                                 f"rank {len(padded_shape)}, but its elements have rank {rank} (shape "
+                                 f"{parts[0].shape})")
+            target = [m if d is None or d == -1 else int(d) for d, m in zip(padded_shape, longest)]
+            for axis, (d, m) in enumerate(zip(target, longest)):
+                if m > d:
+                    bad = next(p.shape for p in parts if p.shape[axis] > d)
+                    raise ValueError(f"Dataset.padded_batch: component {path} has an element of shape {bad}, longer "
+                                     f"than padded_shapes {tuple(padded_shape)} along axis {axis}; attempted to pad "
+                                     f"to a smaller size than the input element.")
+        dtype = np.result_type(*[p.dtype for p in parts]) if parts[0].dtype.kind not in "USO" else parts[0].dtype
+        if value is None:
+            value = "" if dtype.kind in "USO" else 0
+        if dtype.kind == "U":
+            dtype = np.dtype(object)  # so a longer padding string is not cut to the elements' width
+        out = np.full([len(parts)] + target, st.to_host_leaf(value), dtype=dtype)
+        for i, p in enumerate(parts):
+            out[(i,) + tuple(slice(0, s) for s in p.shape)] = p
+        return out
+
+    def _spec(self):
+        size = self._batch_size if self._drop else None
+        specs = self._input._spec()
+        shapes = self._per_component(self._shapes, specs, "padded_shapes", lambda a: a is None or _is_int(a)
+                                     or isinstance(a, list) or (isinstance(a, tuple) and all(
+                                         d is None or _is_int(d) for d in a)))
+        leaves = st.flatten(specs)
+        out = []
+        for s, shape in zip(leaves, shapes):
+            if shape is None:
+                dims = None if s.shape is None else tuple(None for _ in s.shape)
+            else:
+                dims = tuple(None if d is None or d == -1 else int(d)
+                             for d in ([shape] if _is_int(shape) else shape))
+            out.append(TensorSpec(None if dims is None else (size,) + dims, s.dtype))
+        return st.pack_as(specs, out)
+
+
+class _Unbatch(_Unary):
+    def __init__(self, source):
+        super().__init__(source)
+        self._batched = False
+
+    def _elements(self):
+        for element in self._input:
+            leaves = [st.to_host_leaf(v) for v in st.flatten(element)]
+            if any(np.ndim(v) == 0 for v in leaves):
+                raise ValueError(f"Dataset.unbatch: unbatching needs every component to have a first axis "
+                                 f"(rank >= 1); received an element {st.describe(element)}")
+            sizes = {len(v) for v in leaves}
+            if len(sizes) > 1:
+                raise ValueError(f"Dataset.unbatch: the components of an element must have the same size in their "
+                                 f"first dimension; received {st.describe(element)}")
+            element = st.pack_as(element, leaves)
+            for i in range(sizes.pop()):
+                yield _gather(element, i)
+
+    def _cardinality(self):
+        n = self._input._cardinality()
+        return INFINITE_CARDINALITY if n == INFINITE_CARDINALITY else UNKNOWN_CARDINALITY
+
+    def _spec(self):
+        return st.map_structure(lambda s: TensorSpec(None if s.shape is None else s.shape[1:], s.dtype),
+                                self._input._spec())
+
+    def _peek(self):
+        return _gather(self._input._peek(), 0)
+
+
+class _Shuffle(_Unary):
+    def __init__(self, source, buffer_size, seed, reshuffle):
+        super().__init__(source)
+        if seed is None:
+            from dlgpu.ops.nn import _generator
+            seed = int(_generator(np).integers(2 ** 63))  # dlgpu.set_random_seed makes pipelines repeatable
+        self._buffer_size, self._seed, self._reshuffle = buffer_size, seed, reshuffle
+        self._rng = np.random.default_rng(seed)
+
+    def _generator(self):
+        return self._rng if self._reshuffle else np.random.default_rng(self._seed)
+
+    def _plan(self):
+        plan = self._input._plan()
+        if plan is None:
+            return None
+        source_chunks, size = plan.chunks, self._buffer_size
+
+        def chunks():
+            rng = self._generator()
+            n = self._input._cardinality()
+            if 0 <= n <= size:  # the whole input fits in the buffer: a uniform permutation, drawn at once
+                whole = [np.arange(c.start, c.stop, c.step) if isinstance(c, range) else c for c in source_chunks()]
+                if whole:
+                    order = np.concatenate(whole)
+                    yield order[rng.permutation(len(order))]
+                return
+            lists = (c.tolist() if isinstance(c, np.ndarray) else list(c) for c in source_chunks())
+            for out in _buffer_shuffle(lists, size, rng):
+                yield np.asarray(out, dtype=np.int64)
+        return _Plan(plan.arrays, chunks)
+
+    def _elements(self):
+        rng = self._generator()
+        for out in _buffer_shuffle(_chunked(iter(self._input)), self._buffer_size, rng):
+            yield from out
+
+
+class _Repeat(_Unary):
+    def __init__(self, source, count):
+        super().__init__(source)
+        self._count = count
+
+    def _passes(self):
+        return itertools.count() if self._count < 0 else range(self._count)
+
+    def _plan(self):
+        plan = self._input._plan()
+        if plan is None:
+            return None
+
+        def chunks():
+            for _ in self._passes():
+                empty = True
+                for chunk in plan.chunks():
+                    empty = empty and len(chunk) == 0
+                    yield chunk
+                if empty:  # repeating nothing forever is nothing
+                    return
+        return _Plan(plan.arrays, chunks)
+
+    def _elements(self):
+        for _ in self._passes():
+            empty = True
+            for element in self._input:
+                empty = False
+                yield element
+            if empty:
+                return
+
+    def _cardinality(self):
+        n = self._input._cardinality()
+        if self._count < 0:
+            return 0 if n == 0 else INFINITE_CARDINALITY
+        if self._count == 0:
+            return 0
+        return n if n < 0 else self._count * n
+
+
+class _Take(_Unary):
+    def __init__(self, source, count):
+        super().__init__(source)
+        self._count = count
+
+    def _plan(self):
+        plan = self._input._plan()
+        if plan is None or self._count < 0:
+            return plan
+
+        def chunks():
+            left = self._count
+            if left == 0:
+                return
+            for chunk in plan.chunks():
+                yield chunk[:left]
+                left -= min(left, len(chunk))
+                if left == 0:
+                    return
+        return _Plan(plan.arrays, chunks)
+
+    def _elements(self):
+        return iter(self._input) if self._count < 0 else itertools.islice(iter(self._input), self._count)
+
+    def _cardinality(self):
+        n = self._input._cardinality()
+        if n == UNKNOWN_CARDINALITY or self._count < 0:
+            return n
+        return self._count if n == INFINITE_CARDINALITY else min(n, self._count)
+
+
+class _Skip(_Unary):
+    def __init__(self, source, count):
+        super().__init__(source)
+        self._count = count
+
+    def _plan(self):
+        plan = self._input._plan()
+        if plan is None:
+            return None
+
+        def chunks():
+            if self._count < 0:
+                return
+            left = self._count
+            for chunk in plan.chunks():
+                if left >= len(chunk):
+                    left -= len(chunk)
+                    continue
+                yield chunk[left:]
+                left = 0
+        return _Plan(plan.arrays, chunks)
+
+    def _elements(self):
+        if self._count < 0:
+            return iter(())
+        return itertools.islice(iter(self._input), self._count, None)
+
+    def _cardinality(self):
+        n = self._input._cardinality()
+        if n < 0:
+            return n
+        return 0 if self._count < 0 else max(0, n - self._count)
+
+
+class _Shard(_Unary):
+    def __init__(self, source, num_shards, index):
+        super().__init__(source)
+        self._num_shards, self._index = num_shards, index
+
+    def _elements(self):
+        return itertools.islice(iter(self._input), self._index, None, self._num_shards)
+
+    def _cardinality(self):
+        n = self._input._cardinality()
+        if n < 0:
+            return n
+        return n // self._num_shards + (1 if self._index < n % self._num_shards else 0)
+
+
+class _Cache(_Unary):
+    """The first complete iteration's elements (or, over an index plan, its indices), replayed."""
+
+    def __init__(self, source):
+        super().__init__(source)
+        self._cached = None
+
+    def _plan(self):
+        plan = self._input._plan()
+        if plan is None:
+            return None
+
+        def chunks():
+            if self._cached is not None:
+                yield from self._cached
+                return
+            seen = []
+            for chunk in plan.chunks():
+                seen.append(chunk)
+                yield chunk
+            self._cached = seen  # only reached when the iteration ran to its end
+        return _Plan(plan.arrays, chunks)
+
+    def _elements(self):
+        if self._cached is not None:
+            yield from self._cached
+            return
+        seen = []
+        for element in self._input:
+            seen.append(element)
+            yield element
+        self._cached = seen
+
+
+class _Concatenate(Dataset):
+    def __init__(self, first, second):
+        a, b = first._spec(), second._spec()
+        if not st.same_structure(a, b) or st.is_nested(a) != st.is_nested(b) or any(
+                x.dtype != y.dtype for x, y in zip(st.flatten(a), st.flatten(b))):
+            raise TypeError(f"Dataset.concatenate: the two datasets' elements must have the same structure and "
+                            f"dtypes; received {a} and {b}")
+        self._first, self._second = first, second
+        self._batched = first._batched if first._batched == second._batched else None
+
+    def _elements(self):
+        yield from self._first
+        yield from self._second
+
+    def _cardinality(self):
+        n1, n2 = self._first._cardinality(), self._second._cardinality()
+        if INFINITE_CARDINALITY in (n1, n2):
+            return INFINITE_CARDINALITY
+        if UNKNOWN_CARDINALITY in (n1, n2):
+            return UNKNOWN_CARDINALITY
+        return n1 + n2
+
+    def _spec(self):
+        a, b = self._first._spec(), self._second._spec()
+        return st.pack_as(a, [x.most_specific_common(y) for x, y in zip(st.flatten(a), st.flatten(b))])
+
+    def _peek(self):
+        return self._first._peek()
