@@ -317,5 +317,6 @@ def from_py_dataset(py_dataset):
 # imported last, once Dataset exists (dlgpu/data/__init__.py imports this module first).
 from dlgpu.data.sources import (_as_dataset, _Generator, _PyDatasetSource, _Range, _Tensors,  # noqa: E402
                                 _TensorSlices, _Zip)
-from dlgpu.data.transformations import (_Batch, _Cache, _Concatenate, _Filter, _FlatMap, _Map,  # noqa: E402
-                                        _PaddedBatch, _Repeat, _Shard, _Shuffle, _Skip, _Take, _Unbatch)
+from dlgpu.data.transformations import (_Cache, _Concatenate, _Filter, _FlatMap, _Map, _Repeat,  # noqa: E402
+                                        _Shard, _Shuffle, _Skip, _Take)
+from dlgpu.data.batching import _Batch, _PaddedBatch, _Unbatch  # noqa: E402
