@@ -88,23 +88,19 @@ class _Batch(_Unary):
         return self._stack([self._input._peek()] * count)
 
 
+def _is_shape(arg):
+    """Whether a padded_shapes entry is one component's shape (rather than a structure of them)."""
+    return arg is None or _is_int(arg) or isinstance(arg, list) or (
+        isinstance(arg, tuple) and all(d is None or _is_int(d) for d in arg))
+
+
 class _PaddedBatch(_Batch):
     def __init__(self, source, batch_size, padded_shapes, padding_values, drop_remainder):
         super().__init__(source, batch_size, drop_remainder)
         self._shapes, self._values = padded_shapes, padding_values
 
     def _index_batches(self):
-        return None
-
-    def _elements(self):
-        pending = []
-        for element in self._input:
-            pending.append(element)
-            if len(pending) == self._batch_size:
-                yield self._stack(pending)
-                pending = []
-        if pending and not self._drop:
-            yield self._stack(pending)
+        return None  # so _Batch._elements stacks the elements, through this class's _stack, which pads
 
     def _per_component(self, arg, structure, name, is_leaf):
         """``arg`` (a padded_shapes/padding_values argument) as one entry per component of ``structure``."""
@@ -118,16 +114,12 @@ class _PaddedBatch(_Batch):
         if not st.same_structure(arg, structure):
             raise ValueError(f"Dataset.padded_batch: `{name}` must have the structure of the elements, "
                              f"{st.describe(structure)}; received {name}={arg!r}")
-        out = []
-        st.map_structure(out.append, arg)
-        return out
+        return st.flatten(arg)
 
     def _stack(self, elements):
         first = elements[0]
         paths = [p for p, _ in st.flatten_with_paths(first)]
-        shapes = self._per_component(self._shapes, first, "padded_shapes",
-                                     lambda a: a is None or _is_int(a) or isinstance(a, list) or (
-                                         isinstance(a, tuple) and all(d is None or _is_int(d) for d in a)))
+        shapes = self._per_component(self._shapes, first, "padded_shapes", _is_shape)
         values = self._per_component(self._values, first, "padding_values", lambda a: not st.is_nested(a))
         flat = [st.flatten(e) for e in elements]
         stacked = []
@@ -171,9 +163,7 @@ class _PaddedBatch(_Batch):
     def _spec(self):
         size = self._batch_size if self._drop else None
         specs = self._input._spec()
-        shapes = self._per_component(self._shapes, specs, "padded_shapes", lambda a: a is None or _is_int(a)
-                                     or isinstance(a, list) or (isinstance(a, tuple) and all(
-                                         d is None or _is_int(d) for d in a)))
+        shapes = self._per_component(self._shapes, specs, "padded_shapes", _is_shape)
         leaves = st.flatten(specs)
         out = []
         for s, shape in zip(leaves, shapes):

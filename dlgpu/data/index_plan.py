@@ -50,7 +50,12 @@ def _join(pieces):
         return slice(pieces[0].start, pieces[0].stop)
     if len(pieces) == 1:
         return np.asarray(pieces[0])
-    return np.concatenate([np.arange(p.start, p.stop, p.step) if isinstance(p, range) else p for p in pieces])
+    return np.concatenate([_as_indices(p) for p in pieces])
+
+
+def _as_indices(chunk):
+    """A chunk (a range or an int64 array) as an int64 array."""
+    return np.arange(chunk.start, chunk.stop, chunk.step) if isinstance(chunk, range) else chunk
 
 
 def _buffer_shuffle(chunks, buffer_size, rng):

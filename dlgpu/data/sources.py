@@ -136,9 +136,7 @@ def _flatten_shapes(output_shapes, output_types):
     if not st.same_structure(output_shapes, output_types):
         raise ValueError(f"Dataset.from_generator: `output_shapes` must have the structure of `output_types`; "
                          f"received output_shapes={output_shapes!r}, output_types={output_types!r}")
-    flat = []
-    st.map_structure(flat.append, output_shapes)
-    return flat
+    return st.flatten(output_shapes)
 
 
 def _at(structure, path):
@@ -176,13 +174,15 @@ class _PyDatasetSource(Dataset):
     def _elements(self):
         total = self._source.num_batches
         for index in (itertools.count() if total is None else range(total)):
-            batch = self._source[index]
-            yield tuple(batch) if isinstance(batch, list) else batch
+            yield self._batch(index)
         self._source.on_epoch_end()
 
-    def _peek(self):
-        batch = self._source[0]
+    def _batch(self, index):
+        batch = self._source[index]
         return tuple(batch) if isinstance(batch, list) else batch
+
+    def _peek(self):
+        return self._batch(0)
 
     def _spec(self):
         return st.map_structure(lambda v: TensorSpec.from_value(v, batch_dim=self._batched), self._peek())

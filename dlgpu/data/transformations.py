@@ -14,7 +14,7 @@ import numpy as np
 
 from dlgpu.data import structure as st
 from dlgpu.data.dataset import INFINITE_CARDINALITY, UNKNOWN_CARDINALITY, Dataset
-from dlgpu.data.index_plan import _buffer_shuffle, _chunked, _Plan
+from dlgpu.data.index_plan import _as_indices, _buffer_shuffle, _chunked, _Plan
 from dlgpu.data.structure import TensorSpec
 
 
@@ -51,6 +51,12 @@ class _Unary(Dataset):
 
     def _peek(self):
         return self._input._peek()
+
+    def _input_plan(self, rewrite):
+        """The input's index plan with its chunk stream rewritten, ``rewrite(input_chunks)`` (a fresh
+        iterator of chunks from a function that gives the input's); None where the input has no plan."""
+        plan = self._input._plan()
+        return None if plan is None else _Plan(plan.arrays, lambda: rewrite(plan.chunks))
 
 
 class _Map(_Unary):
@@ -126,24 +132,20 @@ class _Shuffle(_Unary):
         return self._rng if self._reshuffle else np.random.default_rng(self._seed)
 
     def _plan(self):
-        plan = self._input._plan()
-        if plan is None:
-            return None
-        source_chunks, size = plan.chunks, self._buffer_size
+        return self._input_plan(self._shuffled_chunks)
 
-        def chunks():
-            rng = self._generator()
-            n = self._input._cardinality()
-            if 0 <= n <= size:  # the whole input fits in the buffer: a uniform permutation, drawn at once
-                whole = [np.arange(c.start, c.stop, c.step) if isinstance(c, range) else c for c in source_chunks()]
-                if whole:
-                    order = np.concatenate(whole)
-                    yield order[rng.permutation(len(order))]
-                return
-            lists = (c.tolist() if isinstance(c, np.ndarray) else list(c) for c in source_chunks())
-            for out in _buffer_shuffle(lists, size, rng):
-                yield np.asarray(out, dtype=np.int64)
-        return _Plan(plan.arrays, chunks)
+    def _shuffled_chunks(self, source_chunks):
+        rng, size = self._generator(), self._buffer_size
+        n = self._input._cardinality()
+        if 0 <= n <= size:  # the whole input fits in the buffer: a uniform permutation, drawn at once
+            whole = [_as_indices(c) for c in source_chunks()]
+            if whole:
+                order = np.concatenate(whole)
+                yield order[rng.permutation(len(order))]
+            return
+        lists = (c.tolist() if isinstance(c, np.ndarray) else list(c) for c in source_chunks())
+        for out in _buffer_shuffle(lists, size, rng):
+            yield np.asarray(out, dtype=np.int64)
 
     def _elements(self):
         rng = self._generator()
@@ -156,31 +158,21 @@ class _Repeat(_Unary):
         super().__init__(source)
         self._count = count
 
-    def _passes(self):
-        return itertools.count() if self._count < 0 else range(self._count)
-
     def _plan(self):
-        plan = self._input._plan()
-        if plan is None:
-            return None
-
-        def chunks():
-            for _ in self._passes():
-                empty = True
-                for chunk in plan.chunks():
-                    empty = empty and len(chunk) == 0
-                    yield chunk
-                if empty:  # repeating nothing forever is nothing
-                    return
-        return _Plan(plan.arrays, chunks)
+        return self._input_plan(lambda chunks: self._repeated(chunks, len))
 
     def _elements(self):
-        for _ in self._passes():
-            empty = True
-            for element in self._input:
-                empty = False
-                yield element
-            if empty:
+        return self._repeated(lambda: iter(self._input), lambda element: 1)
+
+    def _repeated(self, fresh, size):
+        """The items of ``fresh()``, one call per pass (elements, or an index plan's chunks, which
+        ``size`` counts)."""
+        for _ in (itertools.count() if self._count < 0 else range(self._count)):
+            total = 0
+            for item in fresh():
+                total += size(item)
+                yield item
+            if total == 0:  # repeating nothing forever is nothing
                 return
 
     def _cardinality(self):
@@ -198,20 +190,19 @@ class _Take(_Unary):
         self._count = count
 
     def _plan(self):
-        plan = self._input._plan()
-        if plan is None or self._count < 0:
-            return plan
+        if self._count < 0:
+            return self._input._plan()
+        return self._input_plan(self._taken_chunks)
 
-        def chunks():
-            left = self._count
+    def _taken_chunks(self, source_chunks):
+        left = self._count
+        if left == 0:
+            return
+        for chunk in source_chunks():
+            yield chunk[:left]
+            left -= min(left, len(chunk))
             if left == 0:
                 return
-            for chunk in plan.chunks():
-                yield chunk[:left]
-                left -= min(left, len(chunk))
-                if left == 0:
-                    return
-        return _Plan(plan.arrays, chunks)
 
     def _elements(self):
         return iter(self._input) if self._count < 0 else itertools.islice(iter(self._input), self._count)
@@ -229,21 +220,18 @@ class _Skip(_Unary):
         self._count = count
 
     def _plan(self):
-        plan = self._input._plan()
-        if plan is None:
-            return None
+        return self._input_plan(self._kept_chunks)
 
-        def chunks():
-            if self._count < 0:
-                return
-            left = self._count
-            for chunk in plan.chunks():
-                if left >= len(chunk):
-                    left -= len(chunk)
-                    continue
-                yield chunk[left:]
-                left = 0
-        return _Plan(plan.arrays, chunks)
+    def _kept_chunks(self, source_chunks):
+        if self._count < 0:
+            return
+        left = self._count
+        for chunk in source_chunks():
+            if left >= len(chunk):
+                left -= len(chunk)
+                continue
+            yield chunk[left:]
+            left = 0
 
     def _elements(self):
         if self._count < 0:
@@ -280,30 +268,21 @@ class _Cache(_Unary):
         self._cached = None
 
     def _plan(self):
-        plan = self._input._plan()
-        if plan is None:
-            return None
-
-        def chunks():
-            if self._cached is not None:
-                yield from self._cached
-                return
-            seen = []
-            for chunk in plan.chunks():
-                seen.append(chunk)
-                yield chunk
-            self._cached = seen  # only reached when the iteration ran to its end
-        return _Plan(plan.arrays, chunks)
+        return self._input_plan(self._replayed)
 
     def _elements(self):
+        return self._replayed(lambda: iter(self._input))
+
+    def _replayed(self, fresh):
+        """The cached items, or those of ``fresh()`` (elements, or an index plan's chunks), recorded."""
         if self._cached is not None:
             yield from self._cached
             return
         seen = []
-        for element in self._input:
-            seen.append(element)
-            yield element
-        self._cached = seen
+        for item in fresh():
+            seen.append(item)
+            yield item
+        self._cached = seen  # only reached when the iteration ran to its end
 
 
 class _Concatenate(Dataset):
