@@ -11,6 +11,14 @@ The fast path.  A pipeline of ``from_tensor_slices`` followed only by ``shuffle`
 then gathers each batch from the source arrays in one fancy-indexing operation per array (a slice when
 the indices are consecutive): no per-sample Python work, as fit's own array path.  A ``map`` or ``filter``
 before ``batch`` ends the plan, and batching falls back to stacking elements.
+
+Where things are.  This module holds Dataset: its public methods (each documented here, with how it
+differs from tf.data), its argument checks, and what a subclass implements (``_elements``, ``_plan``,
+``_cardinality``, ``_spec``, ``_peek``).  The subclasses each method builds live in
+dlgpu/data/sources.py (from_tensor_slices, from_tensors, range, from_generator, zip, from_py_dataset),
+dlgpu/data/transformations.py (map, filter, flat_map, shuffle, repeat, take, skip, shard, cache,
+concatenate) and dlgpu/data/batching.py (batch, padded_batch, unbatch); the fast path's index machinery
+in dlgpu/data/index_plan.py, and element structures and TensorSpec in dlgpu/data/structure.py.
 """
 
 from __future__ import annotations
