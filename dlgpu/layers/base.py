@@ -58,6 +58,11 @@ def is_probing():
     return _call_context.probing > 0
 
 
+def _dtypes_of(inputs):
+    """The dtypes of the symbolic inputs, flat in the order _map_shapes visits their shapes."""
+    return [t.dtype if isinstance(t, KerasTensor) else None for t in flatten(inputs)]
+
+
 def stateful_layers(layer):
     """``layer`` and the layers under it that keep states across calls (``stateful=True``), in order."""
     found, seen = [], set()
@@ -476,18 +481,26 @@ class Layer:
 
     def _zeros_like_shape(self, shape, dtype="float32", fill=0, steps=1):
         """A dummy input for shape and mask inference, on the layer's device: an unknown batch size is
-        read as 1, any other unknown size as ``steps``."""
-        host = np.full(tuple((1 if i == 0 else steps) if s is None else s for i, s in enumerate(shape)), fill, dtype)
+        read as 1, any other unknown size as ``steps``.  A string dummy is a host array of empty strings, as
+        string tensors live on the host (lookup layers map them to indices there)."""
+        dims = tuple((1 if i == 0 else steps) if s is None else s for i, s in enumerate(shape))
+        if is_string_dtype(dtype):
+            return np.full(dims, "", dtype=object)
+        host = np.full(dims, fill, dtype)
         return Tensor(_device.to_device(host, self._placement()), dtype=host.dtype)
 
     def compute_output_shape(self, input_shape):
         """Shape inference by running the layer on zeros (built-in layers override with a formula)."""
         return self._output_shape_by_running(input_shape)
 
-    def _output_shape_by_running(self, input_shape, mask_shapes=None):
+    def _output_shape_by_running(self, input_shape, mask_shapes=None, dtypes=None):
+        """``dtypes``: the inputs' dtypes in the order of their shapes (float32 where not given), so that
+        a layer fed strings or integers runs on dummies of the kind it will see."""
         def run(steps):
+            dtype_of = iter(dtypes or ())
+
             def zeros_for(shape):
-                return self._zeros_like_shape(shape, steps=steps)
+                return self._zeros_like_shape(shape, next(dtype_of, None) or "float32", steps=steps)
             dummy = _map_shapes(zeros_for, input_shape)  # a tuple of shapes (z_mean, z_log_var) is two inputs
             extra = {"training": False} if self._call_takes_training else {}
             if mask_shapes is not None:
@@ -506,7 +519,9 @@ class Layer:
             previous = inputs._keras_mask if isinstance(inputs, KerasTensor) else _structure_mask(inputs)
             if previous is not None:
                 return self._output_shape_by_running(shapes, map_structure(lambda m: None if m is None else m.shape,
-                                                                           previous))
+                                                                           previous), _dtypes_of(inputs))
+        if type(self).compute_output_shape is Layer.compute_output_shape:
+            return self._output_shape_by_running(shapes, dtypes=_dtypes_of(inputs))
         return self.compute_output_shape(shapes)
 
     def _maybe_build(self, input_shape):

@@ -19,7 +19,7 @@ import numpy as np
 
 from dlgpu import ops
 from dlgpu.autograd import Tensor
-from dlgpu.layers.base import KerasTensor, Layer, flatten, is_symbolic
+from dlgpu.layers.base import KerasTensor, Layer, flatten, is_probing, is_symbolic
 from dlgpu.layers.fingerprint import hash_buckets
 
 _OUTPUT_MODES = ("int", "one_hot", "multi_hot", "count", "tf_idf")
@@ -413,11 +413,13 @@ class IndexLookup(_HostLayer):
                                 values.size)
         oov = found == default
         if oov.any():
-            if self.num_oov_indices == 0:
+            if self.num_oov_indices == 0 and is_probing():
+                found[oov] = 0  # the dummies of shape inference ("" or 0) need not be in the vocabulary
+            elif self.num_oov_indices == 0:
                 bad = list(dict.fromkeys(values[oov].tolist()))[:10]
                 raise _error(self, f"when num_oov_indices=0 all inputs should be in the vocabulary; found OOV "
                                    f"values {bad}. Consider setting num_oov_indices=1")
-            if self.num_oov_indices == 1:
+            elif self.num_oov_indices == 1:
                 found[oov] = self._oov_start_index()
             else:
                 oov_values, oov_inverse = np.unique(values[oov], return_inverse=True)
