@@ -51,6 +51,7 @@ from dlgpu.losses import Loss  # noqa: E402
 from dlgpu.metrics import Metric  # noqa: E402
 from dlgpu.optimizers import Optimizer  # noqa: E402
 from dlgpu.regularizers import Regularizer  # noqa: E402
+from dlgpu.rematerialization import RematScope, remat  # noqa: E402
 
 
 def version():

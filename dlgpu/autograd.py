@@ -32,6 +32,7 @@ class _TapeState(threading.local):
     def __init__(self):
         self.tapes = []  # active GradientTapes, innermost last
         self.paused = 0  # >0 inside no_grad / stop_recording
+        self.recomputing = 0  # >0 while a rematerialized function reruns for its backward (dlgpu/rematerialization.py)
 
 
 _tape_state = _TapeState()
@@ -371,16 +372,20 @@ class Variable(Tensor):
                              f"to a variable of shape {self.shape}.")
         return new
 
+    # A rematerialized function's rerun (dlgpu/rematerialization.py) repeats a forward whose writes were already made.
     def assign(self, value):
-        self.data[...] = self._operand(value, "assign")
+        if not _tape_state.recomputing:
+            self.data[...] = self._operand(value, "assign")
         return self
 
     def assign_add(self, delta):
-        self.data += self._operand(delta, "assign_add")
+        if not _tape_state.recomputing:
+            self.data += self._operand(delta, "assign_add")
         return self
 
     def assign_sub(self, delta):
-        self.data -= self._operand(delta, "assign_sub")
+        if not _tape_state.recomputing:
+            self.data -= self._operand(delta, "assign_sub")
         return self
 
     def __repr__(self):

@@ -11,6 +11,7 @@ import numpy as np
 
 from dlgpu.autograd import Tensor
 from dlgpu.backend import device as _device
+from dlgpu.rematerialization import observed
 
 
 class SeedGenerator:
@@ -51,12 +52,12 @@ class SeedGenerator:
 
 def _rng(seed):
     if isinstance(seed, SeedGenerator):
-        return np.random.default_rng([int(s) for s in seed.next()])
+        return observed(np.random.default_rng([int(s) for s in seed.next()]))
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"dlgpu.random: `seed` must be an integer, a dlgpu.random.SeedGenerator or None. "
                              f"Received: seed={seed!r}")
-        return np.random.default_rng(seed)
+        return observed(np.random.default_rng(seed))
     from dlgpu.ops.nn import _generator
     return _generator(np)
 

@@ -20,8 +20,8 @@ import warnings
 import numpy as np
 
 from dlgpu import dtype_policies, ops
-from dlgpu.autograd import (AutocastScope, Tensor, Variable, autocast_active, autocast_state, current_path, name_scope,
-                            no_grad)
+from dlgpu.autograd import (AutocastScope, Tensor, Variable, autocast_active, autocast_state, current_path, is_recording,
+                            name_scope, no_grad)
 from dlgpu.backend import device as _device
 from dlgpu.naming import reset_names, to_snake_case, unique_name  # noqa: F401 - re-exported
 from dlgpu.layers.keras_tensor import (  # noqa: F401 - re-exported: the rest of dlgpu imports them from here
@@ -30,6 +30,8 @@ from dlgpu.layers.keras_tensor import (  # noqa: F401 - re-exported: the rest of
 from dlgpu.layers.input_spec import InputSpec  # noqa: F401 - re-exported: layers import it from here
 from dlgpu.layers.shape_inference import _is_shape, _map_shapes, _shapes_by_running, _to_list, _to_tuple
 from dlgpu.layers.tracking import _is_metric, _TrackedDict, _TrackedList
+from dlgpu.rematerialization import get_current_remat_mode, is_recomputing
+from dlgpu.rematerialization import layer_call as remat_layer_call
 
 
 class _CallContext(threading.local):
@@ -144,6 +146,7 @@ class Layer:
         self._inbound_nodes = []
         self._losses = []
         self._build_shapes = None
+        self._remat_mode = get_current_remat_mode()  # Keras: the RematScope open when the layer is made
         input_shape = kwargs.get("input_shape")
         if kwargs.get("input_dim") is not None and input_shape is None:
             input_shape = (kwargs["input_dim"],)
@@ -402,6 +405,8 @@ class Layer:
 
     # -- losses added during the forward pass (activity regularizers, add_loss) ---------------
     def add_loss(self, loss):
+        if is_recomputing():  # a rematerialized call's rerun: its first run added the term
+            return
         self._losses.append(loss)
 
     def _add_activity_loss(self, regularizer, outputs):
@@ -589,7 +594,9 @@ class Layer:
         ctx.training = training
         ctx.depth += 1
         try:
-            if self._mixed or autocast_active[0]:  # one comparison for a float32 layer outside mixed models
+            if self._remat_mode is not None and self._remat_mode.mode is not None and is_recording():
+                outputs = self._rematerialized_call(inputs, args[1:], kwargs)
+            elif self._mixed or autocast_active[0]:  # one comparison for a float32 layer outside mixed models
                 outputs = self._call_autocast(inputs, args[1:], kwargs)
             else:
                 outputs = self.call(inputs, *args[1:], **kwargs)
@@ -601,6 +608,22 @@ class Layer:
         if previous_mask is not None or self._computes_mask:  # nothing to do, and no cost, without masks
             self._set_output_masks(inputs, outputs, previous_mask)
         return outputs
+
+    def _rematerialized_call(self, inputs, args, kwargs):
+        """call() rematerialized as the RematScope this layer was made in says (dlgpu/rematerialization.py)."""
+        stateful = stateful_layers(self)
+        if stateful:
+            raise NotImplementedError(
+                f"Layer '{self.name}' ({type(self).__name__}) was made in a RematScope but holds the stateful layer "
+                f"'{stateful[0].name}': recomputing its call in the backward pass would start from the states the "
+                f"forward left.  Make stateful layers outside the RematScope.")
+
+        def call(inputs, *args, **kwargs):
+            if self._mixed or autocast_active[0]:
+                return self._call_autocast(inputs, args, kwargs)
+            return self.call(inputs, *args, **kwargs)
+        shapes = map_structure(lambda t: tuple(t.shape) if isinstance(t, Tensor) else None, inputs)
+        return remat_layer_call(self, call, shapes)(inputs, *args, **kwargs)
 
     def _call_autocast(self, inputs, args, kwargs):
         """call() under Keras's autocast rules: a mixed layer reads its float variables in its compute dtype

@@ -9,6 +9,7 @@ import numpy as np
 
 from dlgpu import constraints, initializers, ops, regularizers
 from dlgpu.layers.base import InputSpec, Layer
+from dlgpu.rematerialization import is_recomputing
 
 
 def _axis_list(layer, axis):
@@ -119,6 +120,8 @@ class BatchNormalization(Layer):
         if training and self.trainable:
             out, mean, var = ops.batch_norm_train(inputs, self._shaped(self.gamma), self._shaped(self.beta),
                                                   self._reduce_axes, self.epsilon)
+            if is_recomputing():  # a rematerialized call's rerun: the first run updated the statistics
+                return out
             keep = self.momentum
             self.moving_mean.data *= keep
             self.moving_mean.data += (1.0 - keep) * mean.reshape(-1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from dlgpu.autograd import Tensor
+from dlgpu.rematerialization import observed
 from dlgpu.ops import math as m
 from dlgpu.ops.ctc import ctc_decode, ctc_loss  # noqa: F401  (keras.ops.nn.ctc_*)
 from dlgpu.ops._core import (array_module, backend_of, binary_operands, constant, float_operand, make_result,
@@ -322,12 +323,15 @@ _rng = {}
 
 
 def _generator(xp, seed=None):
+    """dlgpu's shared generator for array module ``xp`` (or a new one from ``seed``).  Every random draw of
+    dlgpu takes its generator through here or random._rng, so that a rematerialized function replays its
+    draws in its backward rerun (remat.observed)."""
     if seed is not None:
-        return xp.random.default_rng(seed) if xp is np else xp.random.RandomState(seed)
+        return observed(xp.random.default_rng(seed) if xp is np else xp.random.RandomState(seed))
     key = xp.__name__
     if key not in _rng:
         _rng[key] = np.random.default_rng() if xp is np else xp.random.RandomState()
-    return _rng[key]
+    return observed(_rng[key])
 
 
 def seeded_generator(generators, seed, xp):
@@ -339,8 +343,8 @@ def seeded_generator(generators, seed, xp):
         return _generator(xp)
     key = xp.__name__
     if key not in generators:
-        generators[key] = _generator(xp, seed)
-    return generators[key]
+        generators[key] = xp.random.default_rng(seed) if xp is np else xp.random.RandomState(seed)
+    return observed(generators[key])
 
 
 def set_random_seed(seed):
