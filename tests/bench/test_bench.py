@@ -138,3 +138,11 @@ def test_gpu_paths_run_and_agree(tmp_path):
             entry = r["entries"][path]
             assert entry["status"] == "ok", (r["name"], path, entry)
             assert entry["check"] in ("reference", "agrees") and entry["median_s"] > 0
+
+
+def test_remat_memory_bench_runs_and_rematerialization_keeps_less(capsys):
+    from bench import remat_memory
+    remat_memory.main(depth=4, width=64, batch=32, repetitions=1)
+    rows = {line[:13].strip(): line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    kept = {variant: float(rows[variant][-4]) for variant in ("plain", "per layer", "blocks of 4")}
+    assert kept["blocks of 4"] < kept["per layer"] < kept["plain"]
