@@ -142,7 +142,7 @@ def test_gpu_paths_run_and_agree(tmp_path):
 
 def test_remat_memory_bench_runs_and_rematerialization_keeps_less(capsys):
     from bench import remat_memory
-    remat_memory.main(depth=4, width=64, batch=32, repetitions=1)
+    remat_memory.main(depth=4, width=256, batch=256, repetitions=1)
     rows = {line[:13].strip(): line.split() for line in capsys.readouterr().out.splitlines()[2:]}
     kept = {variant: float(rows[variant][-4]) for variant in ("plain", "per layer", "blocks of 4")}
     assert kept["blocks of 4"] < kept["per layer"] < kept["plain"]
