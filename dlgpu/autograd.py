@@ -33,6 +33,7 @@ class _TapeState(threading.local):
         self.tapes = []  # active GradientTapes, innermost last
         self.paused = 0  # >0 inside no_grad / stop_recording
         self.recomputing = 0  # >0 while a rematerialized function reruns for its backward (dlgpu/rematerialization.py)
+        self.stateless = None  # the innermost open StatelessScope (dlgpu/scopes.py), which keeps the writes
 
 
 _tape_state = _TapeState()
@@ -372,19 +373,30 @@ class Variable(Tensor):
                              f"to a variable of shape {self.shape}.")
         return new
 
-    # A rematerialized function's rerun (dlgpu/rematerialization.py) repeats a forward whose writes were already made.
+    # A rematerialized function's rerun (dlgpu/rematerialization.py) repeats a forward whose writes were already
+    # made; inside a StatelessScope (dlgpu/scopes.py) a write goes to the scope's private copy.
+    def _prepare_write(self):
+        """Whether a write to this variable happens now (not in a rematerialized rerun); in a StatelessScope
+        it then goes to the scope's private copy."""
+        state = _tape_state
+        if state.recomputing:
+            return False
+        if state.stateless is not None:
+            state.stateless._before_write(self)
+        return True
+
     def assign(self, value):
-        if not _tape_state.recomputing:
+        if self._prepare_write():
             self.data[...] = self._operand(value, "assign")
         return self
 
     def assign_add(self, delta):
-        if not _tape_state.recomputing:
+        if self._prepare_write():
             self.data += self._operand(delta, "assign_add")
         return self
 
     def assign_sub(self, delta):
-        if not _tape_state.recomputing:
+        if self._prepare_write():
             self.data -= self._operand(delta, "assign_sub")
         return self
 

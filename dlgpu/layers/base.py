@@ -32,6 +32,7 @@ from dlgpu.layers.shape_inference import _is_shape, _map_shapes, _shapes_by_runn
 from dlgpu.layers.tracking import _is_metric, _TrackedDict, _TrackedList
 from dlgpu.rematerialization import get_current_remat_mode, is_recomputing
 from dlgpu.rematerialization import layer_call as remat_layer_call
+from dlgpu.scopes import StatelessScope, SymbolicScope, get_stateless_scope
 
 
 class _CallContext(threading.local):
@@ -273,6 +274,33 @@ class Layer:
         return self.add_weight(shape=shape, initializer=initializer, dtype=dtype, trainable=trainable, name=name,
                                regularizer=regularizer, constraint=constraint, autocast=autocast)
 
+    def stateless_call(self, trainable_variables, non_trainable_variables, *args, return_losses=False, **kwargs):
+        """Keras's functional call: the layer run with these values for its trainable and non-trainable
+        variables (in ``trainable_variables`` / ``non_trainable_variables`` order), which stay unchanged.
+        Returns ``(outputs, non_trainable_variables)`` with the values the call left (BatchNormalization's
+        updated statistics), and the losses too with ``return_losses``.  A gradient with respect to a value
+        given as a watched Tensor sees the call (see dlgpu/scopes.py)."""
+        if not self.built:
+            raise ValueError(f"To call stateless_call, {type(self).__name__} must be built (i.e. its variables "
+                             f"must have been already created). You can build it by calling it on some data.")
+        for given, own, which in ((trainable_variables, self.trainable_variables, "trainable_variables"),
+                                  (non_trainable_variables, self.non_trainable_variables, "non_trainable_variables")):
+            if len(given) != len(own):
+                raise ValueError(f"Argument `{which}` must be a list of tensors corresponding 1:1 to "
+                                 f"{type(self).__name__}().{which}. Received list with length {len(given)}, but "
+                                 f"expected {len(own)} variables.")
+        mapping = list(zip(self.trainable_variables, trainable_variables)) + \
+            list(zip(self.non_trainable_variables, non_trainable_variables))
+        with StatelessScope(state_mapping=mapping, collect_losses=return_losses) as scope:
+            outputs = self(*args, **kwargs)
+            losses = (list(scope.losses) + [v._regularizer(v) for v in self.trainable_weights
+                                            if v._regularizer is not None]) if return_losses else []
+        scope._repoint(flatten(outputs) + losses)
+        new_non_trainable = [scope.get_current_value(v) for v in self.non_trainable_variables]
+        if return_losses:
+            return outputs, new_non_trainable, losses
+        return outputs, new_non_trainable
+
     def compute_output_spec(self, *args, **kwargs):
         """KerasTensors shaped and typed like this layer's outputs for these inputs (KerasTensors or arrays),
         without adding the call to any graph, as Keras's compute_output_spec."""
@@ -407,6 +435,11 @@ class Layer:
     def add_loss(self, loss):
         if is_recomputing():  # a rematerialized call's rerun: its first run added the term
             return
+        scope = get_stateless_scope()
+        if scope is not None:  # Keras: collected by a scope that asks for them, else dropped
+            if scope.collect_losses:
+                scope.add_loss(loss)
+            return
         self._losses.append(loss)
 
     def _add_activity_loss(self, regularizer, outputs):
@@ -512,7 +545,7 @@ class Layer:
                 extra["mask"] = _map_shapes(
                     lambda m: None if m is None else self._zeros_like_shape(m, "bool", fill=True, steps=steps),
                     mask_shapes)
-            with no_grad(), probing():
+            with no_grad(), probing(), SymbolicScope():
                 return self.call(dummy, **extra)
         return _shapes_by_running(run, input_shape, self)
 
@@ -731,7 +764,7 @@ class Layer:
             call_kwargs = {k: map_structure(zeros, v) for k, v in kwargs.items()}
             if self._call_takes_training:
                 call_kwargs.setdefault("training", False)
-            with no_grad(), probing():
+            with no_grad(), probing(), SymbolicScope():
                 return self.call(map_structure(zeros, inputs), *map_structure(zeros, args), **call_kwargs)
         shapes = [t.shape for t in flatten([inputs, list(args), list(kwargs.values())]) if isinstance(t, KerasTensor)]
         return _shapes_by_running(run, shapes, self)

@@ -9,7 +9,6 @@ import numpy as np
 
 from dlgpu import constraints, initializers, ops, regularizers
 from dlgpu.layers.base import InputSpec, Layer
-from dlgpu.rematerialization import is_recomputing
 
 
 def _axis_list(layer, axis):
@@ -120,7 +119,8 @@ class BatchNormalization(Layer):
         if training and self.trainable:
             out, mean, var = ops.batch_norm_train(inputs, self._shaped(self.gamma), self._shaped(self.beta),
                                                   self._reduce_axes, self.epsilon)
-            if is_recomputing():  # a rematerialized call's rerun: the first run updated the statistics
+            # not in a rematerialized call's rerun (the first run updated them); in a StatelessScope, in its copy
+            if not (self.moving_mean._prepare_write() and self.moving_variance._prepare_write()):
                 return out
             keep = self.momentum
             self.moving_mean.data *= keep

@@ -81,6 +81,41 @@ class Metric:
     def result(self):
         raise NotImplementedError
 
+    # -- Keras's stateless forms: the state passed in and returned, the metric left as it was ---------------
+    def _stateless_mapping(self, metric_variables, method):
+        if not self._variables:
+            raise NotImplementedError(
+                f"{type(self).__name__}.{method}: this metric keeps its state in host arrays, not in variables "
+                f"(dlgpu's built-in metrics accumulate in float64 on the host), so there is no variable state to "
+                f"pass in and out.  The stateless forms work for metrics whose state is made with add_variable.")
+        if len(metric_variables) != len(self._variables):
+            raise ValueError(f"Argument `metric_variables` must be a list of tensors corresponding 1:1 to "
+                             f"{type(self).__name__}().variables. Received list with length {len(metric_variables)}, "
+                             f"but expected {len(self._variables)} variables.")
+        return list(zip(self._variables, metric_variables))
+
+    def stateless_update_state(self, metric_variables, *args, **kwargs):
+        """update_state on these values of the metric's variables; returns the updated values."""
+        from dlgpu.scopes import StatelessScope
+        with StatelessScope(state_mapping=self._stateless_mapping(metric_variables, "stateless_update_state")) \
+                as scope:
+            self.update_state(*args, **kwargs)
+        return [scope.get_current_value(v) for v in self._variables]
+
+    def stateless_result(self, metric_variables):
+        """result() for these values of the metric's variables."""
+        from dlgpu.scopes import StatelessScope
+        with StatelessScope(state_mapping=self._stateless_mapping(metric_variables, "stateless_result")):
+            return self.result()
+
+    def stateless_reset_state(self):
+        """The values reset_state would give the variables, which keep theirs."""
+        from dlgpu.scopes import StatelessScope
+        self._stateless_mapping(list(self._variables), "stateless_reset_state")
+        with StatelessScope() as scope:
+            self.reset_state()
+        return [v if scope.get_current_value(v) is None else scope.get_current_value(v) for v in self._variables]
+
     def reset_state(self):
         """Keras's default: every variable made by add_variable back to zero."""
         for variable in self._variables:

@@ -318,6 +318,30 @@ class Optimizer:
                                  f"optimizer was not applied to it.")
             var.data[...] = self._model_variables_moving_average[position].data
 
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        """Keras's functional step: apply ``grads`` to these values of the trainable variables, with these
+        values of the optimizer's variables (``optimizer.variables`` order); returns the new
+        ``(trainable_variables, optimizer_variables)``, every variable keeping its own value."""
+        from dlgpu.scopes import StatelessScope
+        if not self.built:
+            raise ValueError(f"To call `stateless_apply`, {type(self).__name__} must be built (i.e. its variables "
+                             f"must have been created). You can build it via `optimizer.build(trainable_variables)`.")
+        own = self.variables
+        if len(optimizer_variables) != len(own):
+            raise ValueError(f"Argument `optimizer_variables` must be a list of tensors corresponding 1:1 to "
+                             f"{type(self).__name__}().variables. Received list with length {len(optimizer_variables)}, "
+                             f"but expected {len(own)} variables.")
+        if len(trainable_variables) != len(self._trainable_variables):
+            raise ValueError(f"Argument `trainable_variables` must be a list of tensors corresponding 1:1 to the "
+                             f"trainable variables list that the optimizer was built with. Received "
+                             f"len(trainable_variables) == {len(trainable_variables)} whereas the optimizer was built "
+                             f"with {len(self._trainable_variables)} variables.")
+        mapping = list(zip(self._trainable_variables, trainable_variables)) + list(zip(own, optimizer_variables))
+        with StatelessScope(state_mapping=mapping) as scope:
+            self.apply(grads)
+        return ([scope.get_current_value(v) for v in self._trainable_variables],
+                [scope.get_current_value(v) for v in own])
+
     def finalize_variable_values(self, var_list):
         """Called by fit when training ends: with use_ema, the variables take their moving averages."""
         if self.use_ema and self.built:
