@@ -53,6 +53,7 @@ from dlgpu.optimizers import Optimizer  # noqa: E402
 from dlgpu.regularizers import Regularizer  # noqa: E402
 from dlgpu.rematerialization import RematScope, remat  # noqa: E402
 from dlgpu.scopes import StatelessScope, SymbolicScope  # noqa: E402
+from dlgpu.operation import Function, Operation  # noqa: E402
 
 
 def version():

@@ -23,6 +23,7 @@ from dlgpu import dtype_policies, ops
 from dlgpu.autograd import (AutocastScope, Tensor, Variable, autocast_active, autocast_state, current_path, is_recording,
                             name_scope, no_grad)
 from dlgpu.backend import device as _device
+from dlgpu.operation import Operation
 from dlgpu.naming import reset_names, to_snake_case, unique_name  # noqa: F401 - re-exported
 from dlgpu.layers.keras_tensor import (  # noqa: F401 - re-exported: the rest of dlgpu imports them from here
     KerasTensor, Node, flatten, get_keras_mask, is_string_array, is_string_dtype, is_symbolic, map_structure,
@@ -85,7 +86,7 @@ def stateful_layers(layer):
 _LAYER_KWARGS = {"input_shape", "batch_input_shape", "batch_size", "input_dim", "dynamic", "autocast"}
 
 
-class Layer:
+class Layer(Operation):
     """Base class of every layer (and of Model)."""
 
     _accepts_integer_inputs = False
@@ -273,6 +274,10 @@ class Layer:
         """Keras 3's add_weight with its initializer required (keras.layers.Layer.add_variable)."""
         return self.add_weight(shape=shape, initializer=initializer, dtype=dtype, trainable=trainable, name=name,
                                regularizer=regularizer, constraint=constraint, autocast=autocast)
+
+    def symbolic_call(self, *args, **kwargs):
+        """Keras's Operation.symbolic_call: a layer's call on KerasTensors is its own graph node."""
+        return self(*args, **kwargs)
 
     def stateless_call(self, trainable_variables, non_trainable_variables, *args, return_losses=False, **kwargs):
         """Keras's functional call: the layer run with these values for its trainable and non-trainable
@@ -891,7 +896,7 @@ _BASE_ARGUMENTS = ("trainable", "dtype", "activity_regularizer", "autocast", "in
 def _auto_config(cls, args, kwargs):
     """Keras 3's auto config: the arguments a layer or model was made with, when its class has no get_config
     of its own and they are all plain values (so the object can be saved and made again from them)."""
-    if cls.get_config.__qualname__ not in ("Layer.get_config", "Model.get_config"):
+    if cls.get_config.__qualname__ not in ("Layer.get_config", "Model.get_config", "Operation.get_config"):
         return None
     try:
         bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)

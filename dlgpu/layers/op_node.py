@@ -87,6 +87,8 @@ class OpLayer(Layer):
 
     @classmethod
     def from_config(cls, config):
+        if "operation" in config:  # a user Operation's node (OperationNode)
+            return OperationNode.from_config(config)
         return cls(**config)
 
     def get_build_config(self):
@@ -181,3 +183,52 @@ class OpLayer(Layer):
                     return _PYTYPES[config["value"]]
             return v
         return decode(value)
+
+
+class OperationNode(OpLayer):
+    """The node of a keras.Operation subclass called on KerasTensors (dlgpu/operation.py): it runs the
+    operation's call, its output shapes come from the operation's compute_output_spec, and it is saved with
+    the operation's config (dlgpu's own format; Keras's .keras format has no entry for an unregistered op)."""
+
+    def __init__(self, operation, name=None, **kwargs):
+        Layer.__init__(self, name=name or operation.name, **kwargs)
+        self.operation = operation
+        self.op = f"operation:{type(operation).__name__}"  # matches no ops function: not written as a Keras op
+        self._fn = operation.call
+        self._takes_training = False
+        self.built = True
+
+    @property
+    def summary_type(self):
+        return type(self.operation).__name__
+
+    def __call__(self, arguments, **kwargs):
+        kwargs.pop("training", None)  # a functional model passes it to every node
+        if symbolic._has_symbolic([arguments, kwargs]):
+            return self._symbolic(arguments, kwargs)
+        return self._fn(*arguments, **kwargs)
+
+    def _symbolic(self, arguments, kwargs):
+        specs = self.operation.compute_output_spec(*arguments, **kwargs)
+        node_index = len(self._inbound_nodes)
+        counter = iter(range(1 << 30))
+
+        def make(spec):
+            i = next(counter)
+            return KerasTensor(spec.shape, spec.dtype, name=self.name if i == 0 else f"{self.name}_{i}",
+                               history=(self, node_index, i))
+        outputs = symbolic._map(make, specs)
+        self._inbound_nodes.append(Node(self, list(arguments), outputs, dict(kwargs)))
+        return outputs
+
+    def get_config(self):
+        from dlgpu.saving import serialize_keras_object
+        return {"name": self.name, "operation": serialize_keras_object(self.operation)}
+
+    @classmethod
+    def from_config(cls, config):
+        from dlgpu.saving import deserialize_keras_object
+        operation = deserialize_keras_object(config["operation"])
+        node = cls(operation, name=config.get("name"))
+        operation._graph_node = node
+        return node

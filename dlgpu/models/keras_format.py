@@ -377,11 +377,12 @@ def _keras_model_config(model):
 
 
 def _check_writable(model):
-    from dlgpu.layers.op_node import OpLayer
+    from dlgpu.layers.op_node import OperationNode, OpLayer
     _model_groups(model)  # raises for subclassed models and unmapped layers
     for layer in _all_layers(model):
         if isinstance(layer, OpLayer) and layer.op not in KERAS_OPS:
-            raise NotImplementedError(f"Keras's .keras format: model '{model.name}' calls ops.{layer.op} "
+            what = f"the Operation {layer.summary_type}" if isinstance(layer, OperationNode) else f"ops.{layer.op}"
+            raise NotImplementedError(f"Keras's .keras format: model '{model.name}' calls {what} "
                                       f"('{layer.name}'), which Keras has no Operation class for; dlgpu writes it "
                                       f"only in its own format (a .dlgpu file).")
 
