@@ -248,3 +248,11 @@ def _with_build(obj, config):
     if build and hasattr(obj, "build_from_config") and not getattr(obj, "built", True):
         obj.build_from_config(build)
     return obj
+
+
+def __getattr__(name):
+    # KerasFileEditor reads HDF5 through keras_format: imported when first asked for, not at `import dlgpu`
+    if name == "KerasFileEditor":
+        from dlgpu.models.file_editor import KerasFileEditor
+        return KerasFileEditor
+    raise AttributeError(f"module 'dlgpu.saving' has no attribute {name!r}")
