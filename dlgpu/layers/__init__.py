@@ -55,6 +55,7 @@ from dlgpu.layers.rnn import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCe
 from dlgpu.layers.reshaping import (Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D,
                                     UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D)
 from dlgpu.layers.text_vectorization import TextVectorization
+from dlgpu.layers.torch_module import TorchModuleWrapper
 from dlgpu.layers.wrappers import SpectralNormalization, TimeDistributed, Wrapper
 
 _BUILTIN = {cls.__name__: cls for cls in (

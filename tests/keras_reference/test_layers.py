@@ -38,6 +38,8 @@ NOT_IN_TABLE = {
     "InputSpec": "not a layer",
     "Layer": "the base class",
     "Lambda": "wraps a callable; nothing to compare beyond the callable",
+    "TorchModuleWrapper": "wraps a torch module; compared with the module run by torch itself in "
+                          "tests/layers/test_torch_module_wrapper.py",
     "RNN": "generic wrapper of cells; its LSTM/GRU/SimpleRNN subclasses are compared",
     "GRUCell": "compared through GRU",
     "LSTMCell": "compared through LSTM",
