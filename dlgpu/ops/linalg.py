@@ -1,8 +1,11 @@
 """keras.ops.linalg: matrix ops over the last two axes (batched), on the array module of their inputs.
 
 Backwards follow the standard matrix-calculus rules (Giles, "An extended collection of matrix derivative
-results", 2008; Murray 2016 for the Cholesky factor).  Ops whose gradient is not written raise when a
-gradient is asked of them, rather than give a silent zero.
+results", 2008; Murray 2016 for the Cholesky factor; PyTorch's svd_backward and linalg_qr_backward for the
+SVD and the QR of wide matrices).  Every gradient here is written with differentiable ops as well, so it
+has derivatives of any order (nested GradientTapes).  Ops whose gradient is not written (eig, lstsq, pinv,
+lu_factor, and the extra columns of a complete Q or a full U / Vh of a non-square matrix, which are not
+unique) raise when a gradient is asked of them, rather than give a silent zero.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from dlgpu.autograd import Tensor
-from dlgpu.ops._core import array_module, binary_operands, float_operand, make_result
+from dlgpu.ops._core import array_module, binary_operands, constant, float_operand, linear_result, make_result
 from dlgpu.ops.reduce import norm  # noqa: F401  (keras.ops.linalg.norm)
 from dlgpu.ops.transforms import jvp  # noqa: F401  (keras.ops.linalg.jvp)
 
@@ -36,11 +39,15 @@ def _no_gradient(op, detail=""):
     return backward
 
 
+def _zero_gradient(g):
+    return (None,)
+
+
 # The ``_*_vjp`` functions: the same backwards written with ops (inv, det, logdet and solve recorded again),
 # so that nested tapes differentiate them once more.
 def _T(t):
-    from dlgpu.ops.shape import swapaxes
-    return swapaxes(t, -1, -2)
+    """The transpose of the last two axes as a recorded op (a linear op: its vjp is itself)."""
+    return linear_result(t, _mT, _mT, ())
 
 
 def _scaled_inverse_transpose(scale, x):
@@ -130,7 +137,28 @@ def solve_triangular(a, b, lower=False):
     return solve(tril(a) if lower else triu(a), b)
 
 
+# The factorizations below (cholesky, eigh, qr, svd) write their backward once, with dlgpu ops on Tensors
+# (``_*_grad``): the vjp runs it on the recorded outputs, so nested tapes differentiate it again, and the
+# first-order backward runs the same function unrecorded on constants (``_unrecorded``).  A numpy copy of
+# each formula would be a little faster on tiny matrices, but two copies of a matrix-calculus rule drift.
+def _unrecorded(grad_fn, *arrays):
+    """grad_fn's value on raw arrays, outside the graph: the first-order sweep of a factorization."""
+    from dlgpu.autograd import no_grad
+    with no_grad():
+        return grad_fn(*(constant(a) for a in arrays)).data
+
+
+def _eye_like(t, n):
+    return constant(array_module(t.data).eye(n, dtype=t.data.dtype))
+
+
+def _diag_mask(t, n):
+    return constant(array_module(t.data).eye(n, dtype=bool))
+
+
 def cholesky(x, upper=False):
+    """The Cholesky factor L (A = L L^T), or U = L^T with ``upper``.  Only the lower triangle of A is read by
+    the factorization; the gradient is the symmetric one (the rule for symmetric A), to any order."""
     x = _square("cholesky", x)
     xp = array_module(x.data)
     try:
@@ -139,51 +167,72 @@ def cholesky(x, upper=False):
         raise ValueError(f"cholesky: the input is not positive definite ({error})") from None
     if xp is not np and bool(xp.isnan(lower).any()):  # cuSOLVER fills NaN where numpy raises
         raise ValueError("cholesky: the input is not positive definite")
+    out = _mT(lower) if upper else lower
+    return make_result(out, (x,), lambda g: (_unrecorded(_cholesky_grad, out, g, upper),), (_cholesky_vjp, upper))
 
-    def backward(g):
-        gl = _mT(g) if upper else g
-        # A-bar = sym(L^-T Phi(L^T L-bar) L^-1), Phi = lower triangle with half its diagonal
-        n = lower.shape[-1]
-        phi = _mT(lower) @ gl
-        phi = xp.where(xp.tri(n, dtype=bool), phi, xp.zeros((), phi.dtype))
-        phi = phi - 0.5 * (phi * xp.eye(n, dtype=phi.dtype))
-        inv_l = xp.linalg.inv(lower)
-        s = _mT(inv_l) @ phi @ inv_l
-        return (0.5 * (s + _mT(s)),)
-    return make_result(_mT(lower) if upper else lower, (x,), backward)
+
+def _cholesky_grad(out, g, upper):
+    from dlgpu.ops.math import matmul, multiply
+    from dlgpu.ops.shape import tril
+    lower, gl = (_T(out), _T(g)) if upper else (out, g)
+    # A-bar = sym(L^-T Phi(L^T L-bar) L^-1), Phi = lower triangle with half its diagonal (Murray 2016)
+    n = lower.shape[-1]
+    phi = multiply(tril(matmul(_T(lower), gl)), constant(1 - 0.5 * array_module(g.data).eye(n, dtype=g.data.dtype)))
+    inv_l = inv(lower)
+    s = matmul(matmul(_T(inv_l), phi), inv_l)
+    return multiply(s + _T(s), 0.5)
+
+
+def _cholesky_vjp(out, g, upper):
+    return (_cholesky_grad(out, g, upper),)
 
 
 def cholesky_inverse(x, upper=False):
-    """The inverse of A from its Cholesky factor (L with A = L L^T, or U with A = U^T U)."""
+    """The inverse of A from its Cholesky factor (L with A = L L^T, or U with A = U^T U).  Only that
+    triangle is read, as Keras's (a triangular solve) and torch's: the other gets no gradient."""
     from dlgpu.ops.math import matmul
-    from dlgpu.ops.shape import transpose
+    from dlgpu.ops.shape import transpose, tril, triu
     x = _square("cholesky_inverse", x)
+    x = triu(x) if upper else tril(x)
     perm = list(range(x.ndim - 2)) + [x.ndim - 1, x.ndim - 2]
     xt = transpose(x, perm)
     return inv(matmul(xt, x) if upper else matmul(x, xt))
 
 
 def eigh(x):
-    """Eigenvalues (ascending) and eigenvectors of symmetric matrices; the lower triangle is read."""
+    """Eigenvalues (ascending) and eigenvectors of symmetric matrices; the lower triangle is read.
+
+    Gradients (any order) take A symmetric and come back symmetric.  They need distinct eigenvalues: the
+    eigenvector gradient divides by w_j - w_i, so at a repeated eigenvalue (where the eigenvectors are not
+    unique) it is infinite or NaN, as in every framework; the eigenvalues' own first derivative stays finite
+    there only for losses that do not see the eigenvectors.  An eigenvector's sign is arbitrary: only losses
+    that do not depend on it (v v^T, v**2) have a meaningful gradient."""
     x = _square("eigh", x)
     xp = array_module(x.data)
     w, v = xp.linalg.eigh(x.data)
-    pair = make_result(xp.concatenate([w[..., None, :], v], axis=-2), (x,), None)  # one node, two outputs
-
-    def backward(g):
-        gw, gv = g[..., 0, :], g[..., 1:, :]
-        # A-bar = V (diag(w-bar) + F o (V^T V-bar)) V^T with F_ij = 1 / (w_j - w_i), i != j
-        diff = w[..., None, :] - w[..., :, None]
-        n = w.shape[-1]
-        off = ~xp.eye(n, dtype=bool)
-        f = xp.where(off, 1 / xp.where(off, diff, xp.ones((), diff.dtype)), xp.zeros((), diff.dtype))
-        inner = f * (_mT(v) @ gv) + gw[..., None, :] * xp.eye(n, dtype=gw.dtype)
-        s = v @ inner @ _mT(v)
-        return (0.5 * (s + _mT(s)),)
-    if pair._tracked:
-        pair._backward = backward
+    packed = xp.concatenate([w[..., None, :], v], axis=-2)  # one node, two outputs
+    pair = make_result(packed, (x,), lambda g: (_unrecorded(_eigh_grad, packed, g),), _eigh_vjp)
     from dlgpu.ops.shape import _getitem
     return _getitem(pair, (Ellipsis, 0, slice(None))), _getitem(pair, (Ellipsis, slice(1, None), slice(None)))
+
+
+def _eigh_grad(packed, g):
+    from dlgpu.ops.math import add, matmul, multiply, reciprocal, subtract, where
+    from dlgpu.ops.shape import _getitem, expand_dims
+    w, v = _getitem(packed, (Ellipsis, 0, slice(None))), _getitem(packed, (Ellipsis, slice(1, None), slice(None)))
+    gw, gv = _getitem(g, (Ellipsis, 0, slice(None))), _getitem(g, (Ellipsis, slice(1, None), slice(None)))
+    # A-bar = V (diag(w-bar) + F o (V^T V-bar)) V^T with F_ij = 1 / (w_j - w_i), i != j, and F_ii = 0
+    n = w.shape[-1]
+    diagonal = _diag_mask(w, n)
+    diff = subtract(expand_dims(w, -2), expand_dims(w, -1))
+    f = where(diagonal, 0.0, reciprocal(where(diagonal, 1.0, diff)))
+    inner = add(multiply(f, matmul(_T(v), gv)), multiply(expand_dims(gw, -2), _eye_like(w, n)))
+    s = matmul(matmul(v, inner), _T(v))
+    return multiply(s + _T(s), 0.5)
+
+
+def _eigh_vjp(out, g):
+    return (_eigh_grad(out, g),)
 
 
 def eig(x):
@@ -196,7 +245,10 @@ def eig(x):
 
 
 def qr(x, mode="reduced"):
-    """Q and R (mode "reduced" or "complete"); differentiable for reduced mode with rows >= columns."""
+    """Q and R (mode "reduced" or "complete").  Differentiable, to any order, for the reduced factorization
+    of any shape (and so for "complete" when rows <= columns, where it is the same); the complete Q of a
+    taller-than-wide matrix has columns that are not unique, and no gradient.  Gradients need A of full
+    rank (R's diagonal nonzero): the backward solves with R (with its leading square block when wide)."""
     if mode not in ("reduced", "complete"):
         raise ValueError(f"qr: mode must be 'reduced' or 'complete'; received {mode!r}")
     x = float_operand(x)
@@ -205,43 +257,126 @@ def qr(x, mode="reduced"):
     xp = array_module(x.data)
     q, r = xp.linalg.qr(x.data, mode=mode)
     m_, n = x.data.shape[-2:]
-    if mode != "reduced" or m_ < n:
-        back = _no_gradient("qr", " for mode='complete' or for matrices wider than tall")
+    if mode == "complete" and m_ > n:
+        back = _no_gradient("qr", " for mode='complete' with more rows than columns (Q's extra columns are not "
+                                  "unique); mode='reduced' has one")
         return make_result(q, (x,), lambda g: back(g)), make_result(r, (x,), lambda g: back(g))
-    k = q.shape[-1]
-    pair = make_result(xp.concatenate([q, r], axis=-2), (x,), None)
-
-    def backward(g):
-        gq, gr = g[..., :m_, :], g[..., m_:, :]
-        # M = R R-bar^T - Q-bar^T Q; A-bar = (Q-bar + Q copyltu(M)) R^-T
-        mm = r @ _mT(gr) - _mT(gq) @ q
-        low = xp.tri(k, dtype=bool)
-        lower = xp.where(low, mm, xp.zeros((), mm.dtype))
-        strict = xp.where(xp.tri(k, k, -1, dtype=bool), mm, xp.zeros((), mm.dtype))
-        copyltu = lower + _mT(strict)
-        rhs = gq + q @ copyltu
-        return (_mT(xp.linalg.solve(r, _mT(rhs))),)  # rhs R^-T, R square (k = n)
-    if pair._tracked:
-        pair._backward = backward
+    # Q^T (k x m) beside R (k x n): one node, two outputs, whatever the shape
+    packed = xp.concatenate([_mT(q), r], axis=-1)
+    a = x.data
+    pair = make_result(packed, (x,), lambda g: (_unrecorded(lambda p, gg, aa: _qr_grad(p, gg, aa, m_), packed, g, a),),
+                       (_qr_vjp, m_))
     from dlgpu.ops.shape import _getitem
-    rows = slice(None)
-    return (_getitem(pair, (Ellipsis, slice(0, m_), rows)), _getitem(pair, (Ellipsis, slice(m_, None), rows)))
+    return _T(_getitem(pair, (Ellipsis, slice(0, m_)))), _getitem(pair, (Ellipsis, slice(m_, None)))
+
+
+def _qr_grad(packed, g, a, m):
+    from dlgpu.ops.math import add, matmul
+    from dlgpu.ops.shape import _getitem, concatenate
+    q, r = _T(_getitem(packed, (Ellipsis, slice(0, m)))), _getitem(packed, (Ellipsis, slice(m, None)))
+    gq, gr = _T(_getitem(g, (Ellipsis, slice(0, m)))), _getitem(g, (Ellipsis, slice(m, None)))
+    n = r.shape[-1]
+    if m >= n:
+        return _qr_square_r_grad(q, r, gq, gr)
+    # wider than tall: A = [X | Y], R = [U | V] with X = Q U and V = Q^T Y; Y reaches Q through V
+    left, right = (Ellipsis, slice(0, m)), (Ellipsis, slice(m, None))
+    gv = _getitem(gr, right)
+    gx = _qr_square_r_grad(q, _getitem(r, left), add(gq, matmul(_getitem(a, right), _T(gv))), _getitem(gr, left))
+    return concatenate([gx, matmul(q, gv)], axis=-1)
+
+
+def _qr_square_r_grad(q, r, gq, gr):
+    from dlgpu.ops.math import add, matmul, subtract
+    from dlgpu.ops.shape import tril
+    # M = R R-bar^T - Q-bar^T Q; A-bar = (Q-bar + Q copyltu(M)) R^-T, copyltu: M's lower triangle mirrored
+    mm = subtract(matmul(r, _T(gr)), matmul(_T(gq), q))
+    copyltu = add(tril(mm), _T(tril(mm, -1)))
+    rhs = add(gq, matmul(q, copyltu))
+    return _T(solve(r, _T(rhs)))
+
+
+def _qr_vjp(out, g, m):
+    return (_qr_grad(out, g, out._parents[0], m),)
 
 
 def svd(x, full_matrices=True, compute_uv=True):
-    """(u, s, vh) as numpy gives them, or s alone; only the singular values are differentiable
-    (compute_uv=False)."""
+    """(u, s, vh) as numpy gives them, or s alone (compute_uv=False).
+
+    Differentiable to any order: s always, u and vh when full_matrices=False or the matrices are square
+    (the extra columns of a full u or vh are not unique, and have no gradient).  u's and vh's gradients
+    need distinct, nonzero singular values (the backward divides by s_j^2 - s_i^2, and by s_i when
+    non-square): at repeated or zero singular values they are infinite or NaN, as in every framework, and
+    s's second derivative is too, as it goes through u and vh.  A singular pair's sign is arbitrary: only
+    losses that do not depend on it (u_i v_i^T, u**2) have a meaningful gradient."""
     x = float_operand(x)
     if x.ndim < 2:
         raise ValueError(f"svd: needs a tensor of rank >= 2; received shape {x.data.shape}")
     xp = array_module(x.data)
+    m, n = x.data.shape[-2:]
+    k = min(m, n)
     if not compute_uv:
         u, s, vh = xp.linalg.svd(x.data, full_matrices=False)
-        # d s_i / dA = u_i v_i^T
-        return make_result(s, (x,), lambda g: ((u * g[..., None, :]) @ vh,))
+        # d s_i / dA = u_i v_i^T; the vjp records u and vh, so that s's higher orders go through them
+        return make_result(s, (x,), lambda g: ((u * g[..., None, :]) @ vh,), (_singular_values_vjp, u, vh))
     u, s, vh = xp.linalg.svd(x.data, full_matrices=full_matrices)
-    back = _no_gradient("svd", " for u and vh (compute_uv=False gives differentiable singular values)")
-    return tuple(make_result(a, (x,), lambda g: back(g)) for a in (u, s, vh))
+    from dlgpu.ops.shape import _getitem
+    pair = _svd_node(x, u[..., :k], s, vh[..., :k, :])
+    s_t = _getitem(pair, (Ellipsis, m))
+    if m != n and full_matrices:
+        back = _no_gradient("svd", " for u and vh when full_matrices=True and the matrices are not square (their "
+                                   "extra columns are not unique); full_matrices=False has one")
+        return make_result(u, (x,), lambda g: back(g)), s_t, make_result(vh, (x,), lambda g: back(g))
+    return _T(_getitem(pair, (Ellipsis, slice(0, m)))), s_t, _getitem(pair, (Ellipsis, slice(m + 1, None)))
+
+
+def _svd_node(x, u, s, vh):
+    """u^T (k x m), s (k x 1) and vh (k x n) side by side: one node, three outputs."""
+    xp = array_module(s)
+    m = u.shape[-2]
+    packed = xp.concatenate([_mT(u), s[..., None], vh], axis=-1)
+    return make_result(packed, (x,), lambda g: (_unrecorded(lambda p, gg: _svd_grad(p, gg, m), packed, g),),
+                       (_svd_vjp, m))
+
+
+def _singular_values_vjp(out, g, u, vh):
+    from dlgpu.ops.math import matmul, multiply
+    from dlgpu.ops.shape import _getitem, expand_dims
+    m = u.shape[-2]
+    pair = _svd_node(out._parents[0], u, out.data, vh)
+    u_t, vh_t = _T(_getitem(pair, (Ellipsis, slice(0, m)))), _getitem(pair, (Ellipsis, slice(m + 1, None)))
+    return (matmul(multiply(u_t, expand_dims(g, -2)), vh_t),)
+
+
+def _svd_grad(packed, g, m):
+    from dlgpu.ops.math import add, divide, matmul, multiply, subtract, where
+    from dlgpu.ops.shape import _getitem, expand_dims
+    parts = [(Ellipsis, slice(0, m)), (Ellipsis, m), (Ellipsis, slice(m + 1, None))]
+    ut, s, vh = (_getitem(packed, p) for p in parts)
+    gut, gs, gvh = (_getitem(g, p) for p in parts)
+    u, gu, v, gv = _T(ut), _T(gut), _T(vh), _T(gvh)
+    k, n = s.shape[-1], vh.shape[-1]
+    # torch's svd_backward (real case): A-bar = U [(skew(U^T U-bar) / E) S + S (skew(V^T V-bar) / E)
+    # + diag(s-bar)] V^T, E_ij = s_j^2 - s_i^2 off the diagonal, plus the parts outside U's or V's span
+    row, col = expand_dims(s, -2), expand_dims(s, -1)  # s_j along a row, s_i down a column
+    utgu = matmul(ut, gu)
+    vtgv = matmul(vh, gv)
+    diagonal = _diag_mask(s, k)
+    e = where(diagonal, 1.0, subtract(multiply(row, row), multiply(col, col)))
+    ga = divide(add(multiply(subtract(utgu, _T(utgu)), row), multiply(col, subtract(vtgv, _T(vtgv)))), e)
+    ga = add(ga, multiply(expand_dims(gs, -2), _eye_like(s, k)))
+    if m > k:  # A-bar += (I - U U^T) U-bar S^-1 V^T
+        gu_sinv = divide(gu, row)
+        ga = add(matmul(u, ga), subtract(gu_sinv, matmul(u, matmul(ut, gu_sinv))))
+        return matmul(ga, vh)
+    if n > k:  # A-bar += U S^-1 V-bar^T (I - V V^T)
+        sinv_gvh = divide(gvh, col)
+        ga = add(matmul(ga, vh), subtract(sinv_gvh, matmul(matmul(sinv_gvh, v), vh)))
+        return matmul(u, ga)
+    return matmul(u, matmul(ga, vh))
+
+
+def _svd_vjp(out, g, m):
+    return (_svd_grad(out, g, m),)
 
 
 def lstsq(a, b, rcond=None):
@@ -261,8 +396,9 @@ def slogdet(x):
     x = _square("slogdet", x)
     xp = array_module(x.data)
     sign, logabs = xp.linalg.slogdet(x.data)
-    return (make_result(sign, (x,), None),
-            make_result(logabs, (x,), lambda g: (g[..., None, None] * _mT(xp.linalg.inv(x.data)),)))
+    # the sign is piecewise constant: a zero gradient (None), not a missing backward
+    return (make_result(sign, (x,), _zero_gradient),
+            make_result(logabs, (x,), lambda g: (g[..., None, None] * _mT(xp.linalg.inv(x.data)),), (_logdet_vjp,)))
 
 
 def matrix_power(x, n):
@@ -289,7 +425,7 @@ def matrix_power(x, n):
 def matrix_rank(x, tol=None):
     x = float_operand(x)
     out = array_module(x.data).linalg.matrix_rank(x.data, tol=tol).astype(np.int32)
-    return make_result(out, (x,), None)
+    return make_result(out, (x,), _zero_gradient)
 
 
 def pinv(x, rcond=1e-15):
