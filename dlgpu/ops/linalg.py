@@ -3,9 +3,9 @@
 Backwards follow the standard matrix-calculus rules (Giles, "An extended collection of matrix derivative
 results", 2008; Murray 2016 for the Cholesky factor; PyTorch's svd_backward and linalg_qr_backward for the
 SVD and the QR of wide matrices).  Every gradient here is written with differentiable ops as well, so it
-has derivatives of any order (nested GradientTapes).  Ops whose gradient is not written (eig, lstsq, pinv,
-lu_factor, and the extra columns of a complete Q or a full U / Vh of a non-square matrix, which are not
-unique) raise when a gradient is asked of them, rather than give a silent zero.
+has derivatives of any order (nested GradientTapes).  Where no gradient is written (eig, pinv, lu_factor,
+lstsq at a rank-deficient matrix, and the extra columns of a complete Q or of a full U / Vh of a non-square
+matrix, which are not unique), asking for one raises, rather than give a silent zero.
 """
 
 from __future__ import annotations
@@ -380,15 +380,63 @@ def _svd_vjp(out, g, m):
 
 
 def lstsq(a, b, rcond=None):
-    """The least-squares solution x of a @ x = b (2-D a); no gradient."""
+    """The least-squares solution x of a @ x = b (2-D a): for a taller than wide, the x minimizing
+    |a x - b|; for a wider than tall, the minimum-norm x.  Differentiable to any order where a has full
+    rank; at a rank-deficient a (where x jumps as singular values cross ``rcond``) a gradient raises."""
     a, b = binary_operands("lstsq", float_operand(a), float_operand(b))
     if a.ndim != 2 or b.ndim not in (1, 2) or b.data.shape[0] != a.data.shape[0]:
         raise ValueError(f"lstsq: needs a 2-D a and a 1-D or 2-D b with as many rows; received shapes "
                          f"{a.data.shape} and {b.data.shape}")
     xp = array_module(a.data)
-    solution = xp.linalg.lstsq(a.data, b.data, rcond=rcond)[0]
-    back = _no_gradient("lstsq")
-    return make_result(solution, (a, b), lambda g: back(g))
+    solution, _, rank, _ = xp.linalg.lstsq(a.data, b.data, rcond=rcond)
+    full_rank = int(rank) == min(a.data.shape)
+    a_data, b_data = a.data, b.data
+
+    def backward(g):
+        _check_full_rank(full_rank, a_data.shape)
+        return _unrecorded_pair(_lstsq_grad, a_data, b_data, solution, g)
+    return make_result(solution, (a, b), backward, (_lstsq_vjp, full_rank))
+
+
+def _check_full_rank(full_rank, shape):
+    if not full_rank:
+        raise NotImplementedError(f"lstsq: no gradient at a rank-deficient a (shape {shape}): the solution is not "
+                                  f"differentiable there; wrap it in ops.stop_gradient if the gradient is not needed")
+
+
+def _unrecorded_pair(grad_fn, *arrays):
+    from dlgpu.autograd import no_grad
+    with no_grad():
+        return tuple(t.data for t in grad_fn(*(constant(x) for x in arrays)))
+
+
+def _lstsq_grad(a, b, x, g):
+    from dlgpu.ops.math import matmul, subtract
+    from dlgpu.ops.shape import expand_dims, squeeze
+    vector = b.ndim == 1
+    if vector:
+        b, x, g = expand_dims(b, -1), expand_dims(x, -1), expand_dims(g, -1)
+    m, n = a.shape
+    if m >= n:
+        # x = (A^T A)^-1 A^T b; with z = (A^T A)^-1 x-bar and r = b - A x: A-bar = r z^T - A z x^T, b-bar = A z
+        z = solve(matmul(_T(a), a), g)
+        az = matmul(a, z)
+        ga = subtract(matmul(subtract(b, matmul(a, x)), _T(z)), matmul(az, _T(x)))
+        gb = az
+    else:
+        # x = A^T y, y = (A A^T)^-1 b; with w = (A A^T)^-1 A x-bar: A-bar = y x-bar^T - w x^T - y w^T A, b-bar = w
+        gram = matmul(a, _T(a))
+        y = solve(gram, b)
+        w = solve(gram, matmul(a, g))
+        ga = subtract(subtract(matmul(y, _T(g)), matmul(w, _T(x))), matmul(matmul(y, _T(w)), a))
+        gb = w
+    return ga, squeeze(gb, -1) if vector else gb
+
+
+def _lstsq_vjp(out, g, full_rank):
+    a, b = out._parents
+    _check_full_rank(full_rank, a.data.shape)
+    return _lstsq_grad(a, b, out, g)
 
 
 def slogdet(x):

@@ -114,7 +114,7 @@ def test_qr(shape):
 def test_qr_and_svd_refuse_gradients_they_do_not_have():
     # complete Q and full U / Vh of a non-square matrix: their extra columns are not unique
     for fn in (lambda t: ops.linalg.qr(t, mode="complete")[0], lambda t: ops.linalg.svd(t)[0],
-               lambda t: ops.linalg.svd(t)[2], lambda t: ops.linalg.lstsq(t, np.ones(4))):
+               lambda t: ops.linalg.svd(t)[2], lambda t: ops.linalg.eig(t[:3])[0]):
         x = Tensor(randn(4, 3))
         with GradientTape() as tape:
             tape.watch(x)

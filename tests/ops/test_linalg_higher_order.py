@@ -277,9 +277,9 @@ def test_third_derivatives_match_torch():
 
 def test_gradients_that_are_not_defined_still_refuse_at_second_order():
     # the extra columns of a complete Q or a full U of a non-square matrix are not unique: no gradient at
-    # any order; lstsq and eig have none either
+    # any order; eig has none either
     for fn in (lambda t: ops.linalg.qr(t, mode="complete")[0], lambda t: ops.linalg.svd(t)[0],
-               lambda t: ops.linalg.lstsq(t, np.ones(4, np.float32)), lambda t: ops.linalg.eig(t[:3])[0]):
+               lambda t: ops.linalg.svd(t)[2], lambda t: ops.linalg.eig(t[:3])[0]):
         x = dlgpu.Variable(np.random.default_rng(0).standard_normal((4, 3)).astype("float32"))
         with GradientTape():
             with GradientTape() as inner:
@@ -318,7 +318,7 @@ def test_hessian_vector_products_on_gpu_match_cpu():
                     w, v = ops.linalg.eigh(b + ops.swapaxes(b, -1, -2))
                     loss = (ops.sum(ops.tanh(s)) + ops.sum(u * u * 0.5) + ops.sum(ops.sin(r)) + ops.sum(q * q * 0.2)
                             + ops.sum(w ** 3) + ops.sum(v ** 4) + ops.sum(ops.tanh(ops.linalg.cholesky(_spd(b))))
-                            + ops.sum(ops.linalg.slogdet(b)[1])
+                            + ops.sum(ops.linalg.slogdet(b)[1]) + ops.sum(ops.tanh(ops.linalg.lstsq(a[0], a[1])))
                             + ops.sum(ops.linalg.solve_triangular(b + 3 * ops.eye(3), ops.swapaxes(a, -1, -2))))
                 ga, gb = inner.gradient(loss, [a, b])
                 dot = ops.sum(ga * ops.convert_to_tensor(va)) + ops.sum(gb * ops.convert_to_tensor(vb))
@@ -326,3 +326,47 @@ def test_hessian_vector_products_on_gpu_match_cpu():
             results.append([t.numpy() for t in (ga, gb, ha, hb)])
     for on_cpu, on_gpu in zip(*results):
         np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-3, atol=1e-3 * np.abs(on_cpu).max())
+
+
+# lstsq of full-rank matrices: torch's pinv(a) @ b is the same function (least squares when tall,
+# minimum norm when wide), differentiable twice in torch
+LSTSQ_CASES = {"tall": ((5, 3), (5, 2)), "wide": ((2, 4), (2, 3)), "square_vector": ((3, 3), (3,)),
+               "tall_vector": ((4, 2), (4,)), "one_by_one": ((1, 1), (1, 1))}
+
+
+@pytest.mark.parametrize("name", sorted(LSTSQ_CASES))
+def test_lstsq_hessian_vector_product_matches_torch_pinv(name):
+    shapes = LSTSQ_CASES[name]
+    rng = np.random.default_rng(40 + sorted(LSTSQ_CASES).index(name))
+    a0, b0 = (rng.standard_normal(s) for s in shapes)
+    a0 += 3 * np.eye(*a0.shape)  # well away from rank deficiency
+    va, vb = (rng.standard_normal(s) for s in shapes)
+    weights = rng.standard_normal(np.linalg.lstsq(a0, b0, rcond=None)[0].shape)
+    a, b = dlgpu.Variable(a0.astype("float32")), dlgpu.Variable(b0.astype("float32"))
+    with GradientTape() as outer:
+        with GradientTape() as inner:
+            loss = ops.sum(ops.tanh(ops.linalg.lstsq(a, b)) * weights.astype("float32"))
+        ga, gb = inner.gradient(loss, [a, b])
+        dot = ops.sum(ga * va.astype("float32")) + ops.sum(gb * vb.astype("float32"))
+    ha, hb = outer.gradient(dot, [a, b])
+    ta, tb = torch.tensor(a0, requires_grad=True), torch.tensor(b0, requires_grad=True)
+    torch_loss = (torch.tanh(torch.linalg.pinv(ta) @ tb) * torch.tensor(weights)).sum()
+    tga, tgb = torch.autograd.grad(torch_loss, [ta, tb], create_graph=True)
+    tha, thb = torch.autograd.grad((tga * torch.tensor(va)).sum() + (tgb * torch.tensor(vb)).sum(), [ta, tb])
+    for ours, theirs in zip([ga, gb, ha, hb], [tga, tgb, tha, thb]):
+        expected = theirs.detach().numpy()
+        np.testing.assert_allclose(ours.numpy(), expected, rtol=2e-3, atol=2e-4 * max(1.0, np.abs(expected).max()))
+    _check_hvp_by_finite_differences(lambda x, y: [ops.linalg.lstsq(x, y)], [a0, b0], seed=3)
+
+
+def test_lstsq_refuses_a_gradient_at_a_rank_deficient_matrix():
+    a = dlgpu.Variable(np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]], np.float32))
+    with GradientTape() as tape:
+        y = ops.sum(ops.linalg.lstsq(a, np.ones(3, np.float32)))
+    with pytest.raises(NotImplementedError, match=r"lstsq: no gradient at a rank-deficient a \(shape \(3, 2\)\)"):
+        tape.gradient(y, a)
+    with GradientTape():
+        with GradientTape() as inner:
+            y = ops.sum(ops.linalg.lstsq(a, np.ones(3, np.float32)))
+        with pytest.raises(NotImplementedError, match="lstsq: no gradient at a rank-deficient a"):
+            inner.gradient(y, a)
