@@ -670,7 +670,7 @@ def _refusal(name):
             f"normalization, the activations, the reductions sum/mean/max/min/prod/logsumexp, cumsum/cumprod, "
             f"reshape/transpose/concatenate/stack/unstack/slicing/pad/tile/repeat/take_along_axis, dropout, "
             f"softmax and the cross-entropies, linalg inv/det/logdet/slogdet/solve/solve_triangular/cholesky/eigh/qr/"
-            f"svd/lstsq, tril/triu, and the recurrent layers built "
+            f"svd/lstsq/pinv, tril/triu, and the recurrent layers built "
             f"from them.")
     return backward
 

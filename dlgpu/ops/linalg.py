@@ -3,8 +3,8 @@
 Backwards follow the standard matrix-calculus rules (Giles, "An extended collection of matrix derivative
 results", 2008; Murray 2016 for the Cholesky factor; PyTorch's svd_backward and linalg_qr_backward for the
 SVD and the QR of wide matrices).  Every gradient here is written with differentiable ops as well, so it
-has derivatives of any order (nested GradientTapes).  Where no gradient is written (eig, pinv, lu_factor,
-lstsq at a rank-deficient matrix, and the extra columns of a complete Q or of a full U / Vh of a non-square
+has derivatives of any order (nested GradientTapes).  Where no gradient is written (eig, lu_factor, lstsq and
+pinv at a rank-deficient matrix, and the extra columns of a complete Q or of a full U / Vh of a non-square
 matrix, which are not unique), asking for one raises, rather than give a silent zero.
 """
 
@@ -389,18 +389,18 @@ def lstsq(a, b, rcond=None):
                          f"{a.data.shape} and {b.data.shape}")
     xp = array_module(a.data)
     solution, _, rank, _ = xp.linalg.lstsq(a.data, b.data, rcond=rcond)
-    full_rank = int(rank) == min(a.data.shape)
+    full_rank = rank == min(a.data.shape)  # read only if a gradient is asked for (a device sync on the GPU)
     a_data, b_data = a.data, b.data
 
     def backward(g):
-        _check_full_rank(full_rank, a_data.shape)
+        _check_full_rank("lstsq", full_rank, a_data.shape)
         return _unrecorded_pair(_lstsq_grad, a_data, b_data, solution, g)
     return make_result(solution, (a, b), backward, (_lstsq_vjp, full_rank))
 
 
-def _check_full_rank(full_rank, shape):
-    if not full_rank:
-        raise NotImplementedError(f"lstsq: no gradient at a rank-deficient a (shape {shape}): the solution is not "
+def _check_full_rank(op, full_rank, shape):
+    if not bool(full_rank.all()):
+        raise NotImplementedError(f"{op}: no gradient at a rank-deficient matrix (shape {shape}): the result is not "
                                   f"differentiable there; wrap it in ops.stop_gradient if the gradient is not needed")
 
 
@@ -416,7 +416,7 @@ def _lstsq_grad(a, b, x, g):
     vector = b.ndim == 1
     if vector:
         b, x, g = expand_dims(b, -1), expand_dims(x, -1), expand_dims(g, -1)
-    m, n = a.shape
+    m, n = a.shape[-2:]
     if m >= n:
         # x = (A^T A)^-1 A^T b; with z = (A^T A)^-1 x-bar and r = b - A x: A-bar = r z^T - A z x^T, b-bar = A z
         z = solve(matmul(_T(a), a), g)
@@ -435,7 +435,7 @@ def _lstsq_grad(a, b, x, g):
 
 def _lstsq_vjp(out, g, full_rank):
     a, b = out._parents
-    _check_full_rank(full_rank, a.data.shape)
+    _check_full_rank("lstsq", full_rank, a.data.shape)
     return _lstsq_grad(a, b, out, g)
 
 
@@ -477,10 +477,34 @@ def matrix_rank(x, tol=None):
 
 
 def pinv(x, rcond=1e-15):
-    """The Moore-Penrose pseudo-inverse; no gradient."""
+    """The Moore-Penrose pseudo-inverse (numpy's: singular values at most ``rcond`` times the largest count
+    as zero).  Differentiable to any order where x has full rank, where pinv(x) is lstsq(x, I); at a
+    rank-deficient x (where pinv jumps as singular values cross the cut-off) a gradient raises."""
     x = float_operand(x)
-    back = _no_gradient("pinv")
-    return make_result(array_module(x.data).linalg.pinv(x.data, rcond=rcond), (x,), lambda g: back(g))
+    if x.ndim < 2:
+        raise ValueError(f"pinv: needs a tensor of rank >= 2; received shape {x.data.shape}")
+    xp = array_module(x.data)
+    u, s, vh = xp.linalg.svd(x.data, full_matrices=False)
+    large = s > rcond * s.max(axis=-1, keepdims=True)
+    inv_s = xp.where(large, 1 / xp.where(large, s, xp.ones((), s.dtype)), xp.zeros((), s.dtype))
+    out = _mT(vh) @ (inv_s[..., None] * _mT(u))
+    a = x.data
+
+    def backward(g):
+        _check_full_rank("pinv", large, a.shape)
+        return (_unrecorded_pair(_pinv_grad, a, out, g)[0],)
+    return make_result(out, (x,), backward, (_pinv_vjp, large))
+
+
+def _pinv_grad(a, out, g):
+    m = a.shape[-2]
+    return _lstsq_grad(a, _eye_like(a, m), out, g)[:1]
+
+
+def _pinv_vjp(out, g, large):
+    a, = out._parents
+    _check_full_rank("pinv", large, a.data.shape)
+    return _pinv_grad(a, out, g)
 
 
 def lu_factor(x):

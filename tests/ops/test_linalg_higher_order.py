@@ -319,6 +319,7 @@ def test_hessian_vector_products_on_gpu_match_cpu():
                     loss = (ops.sum(ops.tanh(s)) + ops.sum(u * u * 0.5) + ops.sum(ops.sin(r)) + ops.sum(q * q * 0.2)
                             + ops.sum(w ** 3) + ops.sum(v ** 4) + ops.sum(ops.tanh(ops.linalg.cholesky(_spd(b))))
                             + ops.sum(ops.linalg.slogdet(b)[1]) + ops.sum(ops.tanh(ops.linalg.lstsq(a[0], a[1])))
+                            + ops.sum(ops.tanh(ops.linalg.pinv(a)))
                             + ops.sum(ops.linalg.solve_triangular(b + 3 * ops.eye(3), ops.swapaxes(a, -1, -2))))
                 ga, gb = inner.gradient(loss, [a, b])
                 dot = ops.sum(ga * ops.convert_to_tensor(va)) + ops.sum(gb * ops.convert_to_tensor(vb))
@@ -359,14 +360,41 @@ def test_lstsq_hessian_vector_product_matches_torch_pinv(name):
     _check_hvp_by_finite_differences(lambda x, y: [ops.linalg.lstsq(x, y)], [a0, b0], seed=3)
 
 
-def test_lstsq_refuses_a_gradient_at_a_rank_deficient_matrix():
-    a = dlgpu.Variable(np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]], np.float32))
+@pytest.mark.parametrize("shape", [(4, 3), (2, 3, 5), (1, 1)], ids=str)
+def test_pinv_hessian_vector_product_matches_torch(shape):
+    rng = np.random.default_rng(50 + len(shape))
+    a0 = rng.standard_normal(shape) + 2 * np.eye(*shape[-2:])
+    v, weights = rng.standard_normal(shape), rng.standard_normal(shape[:-2] + shape[-2:][::-1])
+    a = dlgpu.Variable(a0.astype("float32"))
+    with GradientTape() as outer:
+        with GradientTape() as inner:
+            loss = ops.sum(ops.tanh(ops.linalg.pinv(a)) * weights.astype("float32"))
+        g = inner.gradient(loss, a)
+        dot = ops.sum(g * v.astype("float32"))
+    h = outer.gradient(dot, a)
+    ta = torch.tensor(a0, requires_grad=True)
+    tg, = torch.autograd.grad((torch.tanh(torch.linalg.pinv(ta)) * torch.tensor(weights)).sum(), ta, create_graph=True)
+    th, = torch.autograd.grad((tg * torch.tensor(v)).sum(), ta)
+    for ours, theirs in ((g, tg), (h, th)):
+        expected = theirs.detach().numpy()
+        np.testing.assert_allclose(ours.numpy(), expected, rtol=2e-3, atol=2e-4 * max(1.0, np.abs(expected).max()))
+    _check_hvp_by_finite_differences(lambda x: [ops.linalg.pinv(x)], [a0], seed=4)
+
+
+@pytest.mark.parametrize("op", ["lstsq", "pinv"])
+def test_lstsq_and_pinv_refuse_a_gradient_at_a_rank_deficient_matrix(op):
+    a = dlgpu.Variable(np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]]), dtype="float64")
+    fn = (lambda t: ops.linalg.lstsq(t, np.ones(3))) if op == "lstsq" else ops.linalg.pinv
+    # the value is still numpy's (the dropped singular value counts as zero)
+    want = np.linalg.lstsq(a.numpy(), np.ones(3), rcond=None)[0] if op == "lstsq" else np.linalg.pinv(a.numpy())
+    np.testing.assert_allclose(fn(a).numpy(), want, rtol=1e-10, atol=1e-12)
+    message = rf"{op}: no gradient at a rank-deficient matrix \(shape \(3, 2\)\)"
     with GradientTape() as tape:
-        y = ops.sum(ops.linalg.lstsq(a, np.ones(3, np.float32)))
-    with pytest.raises(NotImplementedError, match=r"lstsq: no gradient at a rank-deficient a \(shape \(3, 2\)\)"):
+        y = ops.sum(fn(a))
+    with pytest.raises(NotImplementedError, match=message):
         tape.gradient(y, a)
     with GradientTape():
         with GradientTape() as inner:
-            y = ops.sum(ops.linalg.lstsq(a, np.ones(3, np.float32)))
-        with pytest.raises(NotImplementedError, match="lstsq: no gradient at a rank-deficient a"):
+            y = ops.sum(fn(a))
+        with pytest.raises(NotImplementedError, match=message):
             inner.gradient(y, a)
