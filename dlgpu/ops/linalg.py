@@ -148,6 +148,22 @@ def _unrecorded(grad_fn, *arrays):
         return grad_fn(*(constant(a) for a in arrays)).data
 
 
+def _divide_at_ties(num, den):
+    """num / den, where a zero in den (two equal eigen- or singular values, a zero singular value) gives 0
+    where num is 0 there too (the loss does not see the vectors it would rotate: eigenvalues or singular
+    values alone keep their right gradient), and NaN where it is not (the gradient is not defined there)."""
+    from dlgpu.ops.math import divide, where
+    xp = array_module(den.data)
+    tie = den.data == 0
+    if not bool(tie.any()):  # the generic case: one device sync, no extra ops
+        return divide(num, den)
+    quotient = where(constant(tie), 0.0, divide(num, where(constant(tie), 1.0, den)))
+    undefined = tie & (num.data != 0)
+    if bool(xp.any(undefined)):
+        quotient = where(constant(undefined), float("nan"), quotient)
+    return quotient
+
+
 def _eye_like(t, n):
     return constant(array_module(t.data).eye(n, dtype=t.data.dtype))
 
@@ -203,10 +219,11 @@ def eigh(x):
     """Eigenvalues (ascending) and eigenvectors of symmetric matrices; the lower triangle is read.
 
     Gradients (any order) take A symmetric and come back symmetric.  They need distinct eigenvalues: the
-    eigenvector gradient divides by w_j - w_i, so at a repeated eigenvalue (where the eigenvectors are not
-    unique) it is infinite or NaN, as in every framework; the eigenvalues' own first derivative stays finite
-    there only for losses that do not see the eigenvectors.  An eigenvector's sign is arbitrary: only losses
-    that do not depend on it (v v^T, v**2) have a meaningful gradient."""
+    eigenvector terms divide by w_j - w_i.  Near a repeated eigenvalue they grow without bound; at an
+    exactly repeated one (a diagonal or identity matrix) a loss that sees the eigenvectors gets NaN (the
+    eigenvectors are not unique there), while one on the eigenvalues alone keeps its right first derivative.
+    Second derivatives there are not defined (eigenvalues cross), and are not tested.  An eigenvector's
+    sign is arbitrary: only losses that do not depend on it (v v^T, v**2) have a meaningful gradient."""
     x = _square("eigh", x)
     xp = array_module(x.data)
     w, v = xp.linalg.eigh(x.data)
@@ -217,16 +234,16 @@ def eigh(x):
 
 
 def _eigh_grad(packed, g):
-    from dlgpu.ops.math import add, matmul, multiply, reciprocal, subtract, where
+    from dlgpu.ops.math import add, matmul, multiply, subtract, where
     from dlgpu.ops.shape import _getitem, expand_dims
     w, v = _getitem(packed, (Ellipsis, 0, slice(None))), _getitem(packed, (Ellipsis, slice(1, None), slice(None)))
     gw, gv = _getitem(g, (Ellipsis, 0, slice(None))), _getitem(g, (Ellipsis, slice(1, None), slice(None)))
     # A-bar = V (diag(w-bar) + F o (V^T V-bar)) V^T with F_ij = 1 / (w_j - w_i), i != j, and F_ii = 0
     n = w.shape[-1]
     diagonal = _diag_mask(w, n)
-    diff = subtract(expand_dims(w, -2), expand_dims(w, -1))
-    f = where(diagonal, 0.0, reciprocal(where(diagonal, 1.0, diff)))
-    inner = add(multiply(f, matmul(_T(v), gv)), multiply(expand_dims(gw, -2), _eye_like(w, n)))
+    diff = where(diagonal, 1.0, subtract(expand_dims(w, -2), expand_dims(w, -1)))
+    rotation = where(diagonal, 0.0, _divide_at_ties(matmul(_T(v), gv), diff))
+    inner = add(rotation, multiply(expand_dims(gw, -2), _eye_like(w, n)))
     s = matmul(matmul(v, inner), _T(v))
     return multiply(s + _T(s), 0.5)
 
@@ -305,9 +322,11 @@ def svd(x, full_matrices=True, compute_uv=True):
     Differentiable to any order: s always, u and vh when full_matrices=False or the matrices are square
     (the extra columns of a full u or vh are not unique, and have no gradient).  u's and vh's gradients
     need distinct, nonzero singular values (the backward divides by s_j^2 - s_i^2, and by s_i when
-    non-square): at repeated or zero singular values they are infinite or NaN, as in every framework, and
-    s's second derivative is too, as it goes through u and vh.  A singular pair's sign is arbitrary: only
-    losses that do not depend on it (u_i v_i^T, u**2) have a meaningful gradient."""
+    non-square): near repeated or zero ones they grow without bound, and exactly there a loss that sees u
+    or vh gets NaN (they are not unique), while one on s alone keeps its right first derivative.  s's
+    second derivative goes through u and vh, so it is not defined there either (only the generic case is
+    tested).  A singular pair's sign is arbitrary: only losses that do not depend on it (u_i v_i^T, u**2)
+    have a meaningful gradient."""
     x = float_operand(x)
     if x.ndim < 2:
         raise ValueError(f"svd: needs a tensor of rank >= 2; received shape {x.data.shape}")
@@ -348,7 +367,7 @@ def _singular_values_vjp(out, g, u, vh):
 
 
 def _svd_grad(packed, g, m):
-    from dlgpu.ops.math import add, divide, matmul, multiply, subtract, where
+    from dlgpu.ops.math import add, matmul, multiply, subtract, where
     from dlgpu.ops.shape import _getitem, expand_dims
     parts = [(Ellipsis, slice(0, m)), (Ellipsis, m), (Ellipsis, slice(m + 1, None))]
     ut, s, vh = (_getitem(packed, p) for p in parts)
@@ -362,14 +381,14 @@ def _svd_grad(packed, g, m):
     vtgv = matmul(vh, gv)
     diagonal = _diag_mask(s, k)
     e = where(diagonal, 1.0, subtract(multiply(row, row), multiply(col, col)))
-    ga = divide(add(multiply(subtract(utgu, _T(utgu)), row), multiply(col, subtract(vtgv, _T(vtgv)))), e)
+    ga = _divide_at_ties(add(multiply(subtract(utgu, _T(utgu)), row), multiply(col, subtract(vtgv, _T(vtgv)))), e)
     ga = add(ga, multiply(expand_dims(gs, -2), _eye_like(s, k)))
     if m > k:  # A-bar += (I - U U^T) U-bar S^-1 V^T
-        gu_sinv = divide(gu, row)
+        gu_sinv = _divide_at_ties(gu, row)
         ga = add(matmul(u, ga), subtract(gu_sinv, matmul(u, matmul(ut, gu_sinv))))
         return matmul(ga, vh)
     if n > k:  # A-bar += U S^-1 V-bar^T (I - V V^T)
-        sinv_gvh = divide(gvh, col)
+        sinv_gvh = _divide_at_ties(gvh, col)
         ga = add(matmul(ga, vh), subtract(sinv_gvh, matmul(matmul(sinv_gvh, v), vh)))
         return matmul(u, ga)
     return matmul(u, matmul(ga, vh))

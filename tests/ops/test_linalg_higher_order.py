@@ -398,3 +398,26 @@ def test_lstsq_and_pinv_refuse_a_gradient_at_a_rank_deficient_matrix(op):
             y = ops.sum(fn(a))
         with pytest.raises(NotImplementedError, match=message):
             inner.gradient(y, a)
+
+
+def test_repeated_eigen_and_singular_values():
+    # exactly repeated values: a loss on the values alone keeps its first derivative, one that sees the
+    # (not unique) vectors gets NaN rather than a number
+    a = dlgpu.Variable(np.diag([1.0, 1.0, 2.0]).astype("float32"))
+    with GradientTape(persistent=True) as tape:
+        w, v = ops.linalg.eigh(a)
+        on_values = ops.sum(w * w)
+        on_vectors = ops.sum(v * np.arange(9, dtype="float32").reshape(3, 3))
+    np.testing.assert_allclose(tape.gradient(on_values, a).numpy(), 2 * a.numpy(), atol=1e-6)  # d tr(A^2) = 2A
+    assert np.isnan(tape.gradient(on_vectors, a).numpy()).any()
+    tall = dlgpu.Variable(np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 0.0]], np.float32))  # s = (2, 2)
+    with GradientTape(persistent=True) as tape:
+        u, s, vh = ops.linalg.svd(tall, full_matrices=False)
+        on_values = ops.sum(s)
+        on_vectors = ops.sum(u * np.arange(6, dtype="float32").reshape(3, 2))
+    np.testing.assert_allclose(tape.gradient(on_values, tall).numpy(), u.numpy() @ vh.numpy(), atol=1e-6)
+    assert np.isnan(tape.gradient(on_vectors, tall).numpy()).any()
+    rank_one = dlgpu.Variable(np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]], np.float32))  # s = (1, 0)
+    with GradientTape() as tape:
+        total = ops.sum(ops.linalg.svd(rank_one, full_matrices=False)[1])
+    assert np.isfinite(tape.gradient(total, rank_one).numpy()).all()
