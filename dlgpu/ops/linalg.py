@@ -70,6 +70,8 @@ def _inv_vjp(out, g):
 
 
 def det(x):
+    """The determinant.  Its gradient, det(A) A^-T, is written with inv: it needs a nonsingular A (numpy
+    raises at a singular one)."""
     x = _square("det", x)
     xp = array_module(x.data)
     d = xp.linalg.det(x.data)
