@@ -420,7 +420,7 @@ def lstsq(a, b, rcond=None):
 
 
 def _check_full_rank(op, full_rank, shape):
-    if not bool(full_rank.all()):
+    if not bool(full_rank.all() if hasattr(full_rank, "all") else full_rank):
         raise NotImplementedError(f"{op}: no gradient at a rank-deficient matrix (shape {shape}): the result is not "
                                   f"differentiable there; wrap it in ops.stop_gradient if the gradient is not needed")
 
@@ -505,6 +505,8 @@ def pinv(x, rcond=1e-15):
     if x.ndim < 2:
         raise ValueError(f"pinv: needs a tensor of rank >= 2; received shape {x.data.shape}")
     xp = array_module(x.data)
+    if x.data.size == 0:  # numpy's answer for empty matrices: an empty (n, m)
+        return make_result(xp.zeros(x.data.shape[:-2] + x.data.shape[-2:][::-1], x.data.dtype), (x,), _zero_gradient)
     u, s, vh = xp.linalg.svd(x.data, full_matrices=False)
     large = s > rcond * s.max(axis=-1, keepdims=True)
     inv_s = xp.where(large, 1 / xp.where(large, s, xp.ones((), s.dtype)), xp.zeros((), s.dtype))

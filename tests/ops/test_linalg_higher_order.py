@@ -381,6 +381,11 @@ def test_pinv_hessian_vector_product_matches_torch(shape):
     _check_hvp_by_finite_differences(lambda x: [ops.linalg.pinv(x)], [a0], seed=4)
 
 
+def test_pinv_of_empty_matrices_is_numpys():
+    for shape in [(0, 3), (3, 0), (2, 0, 0)]:
+        assert ops.linalg.pinv(np.zeros(shape, np.float32)).shape == np.linalg.pinv(np.zeros(shape)).shape
+
+
 @pytest.mark.parametrize("op", ["lstsq", "pinv"])
 def test_lstsq_and_pinv_refuse_a_gradient_at_a_rank_deficient_matrix(op):
     a = dlgpu.Variable(np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]]), dtype="float64")
