@@ -2,8 +2,9 @@
 (float64, create_graph=True) with dlgpu in float32; finite differences of dlgpu's own first derivative in
 float64; batched and awkward shapes (1x1, tall and wide); the refusals where a gradient is not defined.
 
-Only the generic case is tested: distinct, nonzero singular values and eigenvalues, full-rank QR inputs,
-well-conditioned matrices.  Singular vectors, eigenvectors and Q are normalized by a sign each framework
+Second derivatives are tested in the generic case only (distinct, nonzero singular values and eigenvalues,
+full-rank inputs, well-conditioned matrices): elsewhere they are not defined.  Exactly repeated values
+are tested at first order.  Singular vectors, eigenvectors and Q are normalized by a sign each framework
 takes from its own (detached) output, since LAPACK's choice of sign is arbitrary."""
 
 import numpy as np
