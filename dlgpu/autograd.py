@@ -686,7 +686,8 @@ def _refusal(name):
             f"Conv2D+MaxPooling2D's fused conv2d_maxpool), max and average pooling (1-D to 3-D), layer and batch "
             f"normalization, the activations, the reductions sum/mean/max/min/prod/logsumexp, cumsum/cumprod, "
             f"reshape/transpose/concatenate/stack/unstack/slicing/pad/tile/repeat/take_along_axis, dropout, "
-            f"softmax and the cross-entropies, linalg inv/det/logdet/solve, and the recurrent layers built "
+            f"softmax and the cross-entropies, linalg inv/det/logdet/slogdet/solve/solve_triangular/cholesky/eigh/qr/"
+            f"svd/lstsq/pinv, tril/triu, and the recurrent layers built "
             f"from them.")
     return backward
 

@@ -505,10 +505,16 @@ def _triangle(name, lower):
         xp = array_module(x.data)
         n, m = x.data.shape[-2:]
         keep = xp.tri(n, m, k, dtype=bool) if lower else ~xp.tri(n, m, k - 1, dtype=bool)
-        zero = xp.zeros((), x.data.dtype)
-        return make_result(xp.where(keep, x.data, zero), (x,), lambda g: (xp.where(keep, g, xp.zeros((), g.dtype)),))
+        # masking is linear and its own transpose: the vjp masks again, as a recorded op (linalg's
+        # solve_triangular and the Cholesky and QR vjps differentiate through it)
+        return make_result(_masked(x.data, keep), (x,), lambda g: (_masked(g, keep),),
+                           (linear_vjp, _masked, _masked, keep))
     op.__name__ = name
     return op
+
+
+def _masked(data, keep):
+    return array_module(data).where(keep, data, array_module(data).zeros((), data.dtype))
 
 
 tril = _triangle("tril", lower=True)
