@@ -13,7 +13,7 @@ fresh tape.  The rerun must compute what the first run computed:
 
 - random draws (dropout masks, noise) are replayed: while f first runs, dlgpu's generators hand out values
   through a log, and the rerun reads them back in the same order instead of drawing anew (the log holds
-  those random arrays until the backward, one array per draw);
+  a copy of each random array until the backward);
 - the training flag and the mixed-precision autocast state the first run saw are restored;
 - writes the first run made are not made twice: BatchNormalization's moving statistics, variable
   assignments and add_loss terms are skipped during the rerun (``is_recomputing``).  A stateful RNN inside
@@ -121,10 +121,14 @@ class _RandomLog:
                     f"remat: the rerun of a rematerialized function drew random numbers ({name}) that its first "
                     f"run did not draw in this order; the function must compute the same thing each time it is "
                     f"called with the same inputs.")
-            return self.draws.popleft()[1]
+            return _copy(self.draws.popleft()[1])
         value = method(*args, **kwargs) if self.parent is None else self.parent.draw(name, method, args, kwargs)
-        self.draws.append((name, value))
+        self.draws.append((name, _copy(value)))  # kept apart: callers scale their draws in place
         return value
+
+
+def _copy(value):
+    return value.copy() if hasattr(value, "copy") else value
 
 
 class _LoggedGenerator:
@@ -149,7 +153,9 @@ def observed(generator):
     """``generator``, or inside a rematerialized function a view of it whose draws are logged/replayed.
     dlgpu's random draws all take their generator through here (ops.nn._generator, random._rng)."""
     log = _state.random_log
-    return generator if log is None else _LoggedGenerator(generator, log)
+    if log is None or isinstance(generator, _LoggedGenerator):
+        return generator
+    return _LoggedGenerator(generator, log)
 
 
 @contextlib.contextmanager

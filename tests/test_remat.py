@@ -230,3 +230,20 @@ def test_rematerialized_model_on_the_gpu_matches_the_plain_one():
     np.testing.assert_allclose(y1, y0, rtol=1e-6)
     for a, b in zip(g1, g0):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make_noise", [lambda: layers.GaussianNoise(0.5, seed=3),
+                                        lambda: layers.RandomContrast(0.5, seed=3),
+                                        lambda: layers.RandomTranslation(0.2, 0.2, seed=3)])
+def test_seeded_random_layers_replay_their_draws_in_the_rerun(make_noise):
+    x = np.random.default_rng(2).uniform(size=(2, 6, 6, 1)).astype(np.float32)
+
+    def build(mode):
+        keras.utils.set_random_seed(0)
+        with keras.RematScope(mode):
+            return keras.Sequential([keras.Input((6, 6, 1)), make_noise(), layers.Conv2D(2, 3), layers.Flatten(),
+                                     layers.Dense(1)])
+    (y0, g0), (y1, g1) = _gradients(build(None), x), _gradients(build("full"), x)
+    np.testing.assert_allclose(y1, y0, rtol=1e-6)
+    for a, b in zip(g1, g0):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

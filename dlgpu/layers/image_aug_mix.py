@@ -24,6 +24,7 @@ from dlgpu.layers.image_color_adjust import Equalization, RandomColorDegeneratio
 from dlgpu.layers.image_geometry import RandomShear
 from dlgpu.layers.image_preprocessing import RandomImageLayer, _positive_int
 from dlgpu.ops.nn import _generator
+from dlgpu.rematerialization import observed
 
 AUGMENT_LAYERS = ("random_shear", "random_translation", "random_rotation", "random_posterization", "solarization",
                   "auto_contrast", "equalization")
@@ -87,7 +88,7 @@ class AugMix(RandomImageLayer):
     def _rng_for(self, seed=None):
         if seed is not None:
             return np.random.default_rng(seed)
-        return self._rng or _generator(np)
+        return observed(self._rng or _generator(np))
 
     def get_random_transformation(self, data, training=True, seed=None):
         """{"chain_mixing_weights": (num_chains,) float32, "weight_sample": float32, "chain_transforms": a list

@@ -15,6 +15,7 @@ from dlgpu import ops
 from dlgpu.layers.image_preprocessing import ImageLayer, RandomImageLayer
 from dlgpu.ops._core import array_module
 from dlgpu.ops.nn import _generator
+from dlgpu.rematerialization import observed
 
 
 def _number(v):
@@ -190,7 +191,7 @@ class RandomPosterization(RandomImageLayer):
         batch = images.shape[0]
         low, high = int(self.factor[0]), int(self.factor[1])
         if low != high:
-            bits = (self._rng or _generator(np)).integers(low, high, size=batch)
+            bits = observed(self._rng or _generator(np)).integers(low, high, size=batch)
         else:
             bits = np.full(batch, low)
         step = _per_image(images, 2.0 ** (self._MAX_BITS - bits))

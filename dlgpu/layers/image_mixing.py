@@ -23,6 +23,7 @@ from dlgpu.layers.image_color import _bounded_factor, _number
 from dlgpu.layers.image_preprocessing import RandomImageLayer
 from dlgpu.ops._core import array_module
 from dlgpu.ops.nn import _generator
+from dlgpu.rematerialization import observed
 
 _UNSUPPORTED_KEYS = ("bounding_boxes", "segmentation_masks")
 
@@ -55,7 +56,7 @@ class _MixingLayer(RandomImageLayer):
     def _rng_for(self, seed):
         if seed is not None:  # Keras's `seed=` of get_random_transformation: a one-off draw
             return np.random.default_rng(seed)
-        return self._rng or _generator(np)
+        return observed(self._rng or _generator(np))
 
     def _check_data(self, data):
         for key in _UNSUPPORTED_KEYS:

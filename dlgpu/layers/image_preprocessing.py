@@ -19,6 +19,7 @@ from dlgpu.layers.base import InputSpec, Layer
 from dlgpu.ops import _getitem, image, reshape, transpose
 from dlgpu.ops._core import array_module
 from dlgpu.ops.nn import _generator
+from dlgpu.rematerialization import observed
 
 
 class ImageLayer(Layer):
@@ -74,11 +75,11 @@ class RandomImageLayer(ImageLayer):
     def _uniform(self, low, high, size):
         """float64 draws on the host, from the layer's generator or dlgpu's (read at each call, so that
         set_random_seed reaches layers built before it)."""
-        return (self._rng or _generator(np)).uniform(low, high, size)
+        return observed(self._rng or _generator(np)).uniform(low, high, size)
 
     def _normal(self, size):
         """float32 standard normal draws on the host, from the same generator as _uniform."""
-        return (self._rng or _generator(np)).standard_normal(size, dtype=np.float32)
+        return observed(self._rng or _generator(np)).standard_normal(size, dtype=np.float32)
 
     def call(self, inputs, training=True):
         if training is None:  # no training= anywhere above: Keras's signature default, augment

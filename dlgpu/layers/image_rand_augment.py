@@ -15,6 +15,7 @@ from dlgpu.layers.image_color_adjust import Equalization, RandomColorDegeneratio
 from dlgpu.layers.image_geometry import RandomShear, _check_interpolation
 from dlgpu.layers.image_preprocessing import RandomImageLayer
 from dlgpu.ops.nn import _generator
+from dlgpu.rematerialization import observed
 
 
 class RandAugment(RandomImageLayer):
@@ -56,14 +57,14 @@ class RandAugment(RandomImageLayer):
         ]
 
     def _draw(self):
-        generator = self._rng or _generator(np)
+        generator = observed(self._rng or _generator(np))
         return {"layer_idxes": generator.integers(0, len(self._augmenters), self.num_ops)}
 
     def _augment(self, images):
         if images.shape[-1] not in (1, 3):  # refused every time, not only when colour degeneration is picked
             raise self._error(f"expected RGB images (3 channels) or grayscale (1 channel); received images of "
                               f"shape {tuple(images.shape)}")
-        generator = self._rng or _generator(np)
+        generator = observed(self._rng or _generator(np))
         before_first_use = {}
         for i in self._draw()["layer_idxes"]:
             layer = self._augmenters[int(i)]
