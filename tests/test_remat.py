@@ -192,6 +192,17 @@ def test_fit_with_a_remat_scope_trains_the_same_weights():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+def test_a_model_made_in_a_remat_scope_takes_the_taped_step_that_rematerializes():
+    def compiled(mode):
+        with keras.RematScope(mode):
+            model = keras.Sequential([keras.Input((8,)), layers.Dense(16, activation="relu"), layers.Dense(3)])
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+    # the tape-free step keeps every forward's activations for its backward: not for a rematerialized model
+    assert compiled(None)._static_step() is not None
+    assert compiled("full")._static_step() is None
+
+
 def test_refusals():
     with pytest.raises(ValueError, match="invalid mode 'some'"):
         keras.RematScope("some")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlgpu.autograd import Tensor, Variable, is_recording, make_result
+from dlgpu.autograd import Tensor, is_recording, make_result
 from dlgpu.backend import device as _device
 from dlgpu.layers.base import Layer
 
