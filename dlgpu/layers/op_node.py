@@ -69,8 +69,11 @@ class OpLayer(Layer):
     def call(self, arguments, **kwargs):
         return self._fn(*arguments, **kwargs)
 
+    def _output_specs(self, arguments, kwargs):
+        return symbolic.infer_outputs(self.op, self._fn, arguments, kwargs)
+
     def _symbolic(self, arguments, kwargs):
-        specs = symbolic.infer_outputs(self.op, self._fn, arguments, kwargs)
+        specs = self._output_specs(arguments, kwargs)
         node_index = len(self._inbound_nodes)
         counter = iter(range(1 << 30))
 
@@ -202,24 +205,8 @@ class OperationNode(OpLayer):
     def summary_type(self):
         return type(self.operation).__name__
 
-    def __call__(self, arguments, **kwargs):
-        kwargs.pop("training", None)  # a functional model passes it to every node
-        if symbolic._has_symbolic([arguments, kwargs]):
-            return self._symbolic(arguments, kwargs)
-        return self._fn(*arguments, **kwargs)
-
-    def _symbolic(self, arguments, kwargs):
-        specs = self.operation.compute_output_spec(*arguments, **kwargs)
-        node_index = len(self._inbound_nodes)
-        counter = iter(range(1 << 30))
-
-        def make(spec):
-            i = next(counter)
-            return KerasTensor(spec.shape, spec.dtype, name=self.name if i == 0 else f"{self.name}_{i}",
-                               history=(self, node_index, i))
-        outputs = symbolic._map(make, specs)
-        self._inbound_nodes.append(Node(self, list(arguments), outputs, dict(kwargs)))
-        return outputs
+    def _output_specs(self, arguments, kwargs):
+        return self.operation.compute_output_spec(*arguments, **kwargs)
 
     def get_config(self):
         from dlgpu.saving import serialize_keras_object

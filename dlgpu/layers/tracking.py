@@ -16,9 +16,8 @@ def _is_metric(obj):
     return isinstance(obj, _metric_class[0])
 
 
-class _TrackedList(list):
-    """A list held in a layer's attribute: what is added to it later is tracked by the layer too.  Made
-    without an owner (tree.map_structure rebuilding one by its type), it is a plain list."""
+class _Tracked:
+    """What the tracked containers share: an owner layer that tracks what is put in them."""
 
     def __init__(self, values=(), owner=None):
         super().__init__(values)
@@ -30,6 +29,11 @@ class _TrackedList(list):
         owner = self.__dict__.get("_owner")
         if owner is not None and "_layers" in owner.__dict__:
             owner._track(items)
+
+
+class _TrackedList(_Tracked, list):
+    """A list held in a layer's attribute: what is added to it later is tracked by the layer too.  Made
+    without an owner (tree.map_structure rebuilding one by its type), it is a plain list."""
 
     def append(self, item):
         super().append(item)
@@ -53,18 +57,9 @@ class _TrackedList(list):
         return self
 
 
-class _TrackedDict(dict):
+class _TrackedDict(_Tracked, dict):
     """A dict held in a layer's attribute: the values put in it later are tracked by the layer too.  Made
     without an owner, it is a plain dict."""
-
-    def __init__(self, values=(), owner=None):
-        super().__init__(values)
-        self._owner = owner
-
-    def _track(self, items):
-        owner = self.__dict__.get("_owner")
-        if owner is not None and "_layers" in owner.__dict__:
-            owner._track(items)
 
     def __setitem__(self, key, value):
         super().__setitem__(key, value)
