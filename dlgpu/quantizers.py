@@ -59,7 +59,7 @@ def abs_max_quantize_array(x, axis, value_range=(-127, 127), dtype="int8", epsil
     low, high = value_range
     # float32 throughout, as Keras computes it: divide(127, max|x| + eps), cast to the input's dtype
     amax = xp.max(xp.abs(x), axis=axes, keepdims=True)
-    scale = (x.dtype.type(high) / (amax + x.dtype.type(epsilon))).astype(x.dtype, copy=False)
+    scale = (float(high) / (amax + float(epsilon))).astype(x.dtype, copy=False)  # Python scalars stay weak
     q = xp.clip(xp.round(x * scale), low, high).astype(dtype)
     return q, scale
 
@@ -208,7 +208,7 @@ def quantize_and_dequantize(inputs, scale, quantized_dtype, compute_dtype):
                          f"compute_dtype={compute_dtype!r}")
     x, s = _array(inputs).astype(compute, copy=False), _array(scale).astype(compute, copy=False)
     xp = _xp(x)
-    top = compute.type(_FLOAT8[quantized_dtype][2])
+    top = _FLOAT8[quantized_dtype][2]
     q = _round_to_float8(xp.clip(x / s, -top, top), quantized_dtype)
     return Tensor(q * s)
 
