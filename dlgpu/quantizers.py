@@ -179,10 +179,10 @@ def compute_float8_scale(amax, scale, dtype_max, margin=0):
     from dlgpu import ops
     amax, scale = ops.convert_to_tensor(amax), ops.convert_to_tensor(scale)
     old = ops.reciprocal(scale)
-    sf = ops.divide(ops.divide(dtype_max, amax), 2 ** margin)
-    sf = ops.where(ops.greater(amax, 0.0), sf, old)
-    sf = ops.where(ops.isfinite(amax), sf, old)
-    return ops.reciprocal(sf)
+    valid = ops.logical_and(ops.greater(amax, 0.0), ops.isfinite(amax))
+    safe = ops.where(valid, amax, ops.ones_like(amax))  # no 1/0 where the old scale is kept anyway
+    sf = ops.divide(ops.divide(dtype_max, safe), 2 ** margin)
+    return ops.reciprocal(ops.where(valid, sf, old))
 
 
 def _round_to_float8(x, dtype):
