@@ -29,6 +29,7 @@ CASES = [
 
 def _pair(keras, name, args, kwargs, shape, seed=0):
     """A Keras and a dlgpu layer built on ``shape`` with the same random float weights."""
+    kwargs = {**kwargs, "name": "q"}  # names are counted per process: tests run in any order
     kl, dl = getattr(keras.layers, name)(*args, **kwargs), getattr(dlgpu.layers, name)(*args, **kwargs)
     kl.build((None,) + shape)
     dl.build((None,) + shape)
@@ -108,9 +109,10 @@ def test_weight_only_config_matches_keras(keras, name, args, kwargs, shape, ids)
 
 
 def _model(K):
-    return K.Sequential([K.Input((3,), dtype="int32"), K.layers.Embedding(10, 4),
-                         K.layers.EinsumDense("abc,cd->abd", (3, 6), bias_axes="d"), K.layers.Flatten(),
-                         K.layers.Dropout(0.1), K.layers.Dense(2, activation="softmax")])
+    return K.Sequential([K.Input((3,), dtype="int32"), K.layers.Embedding(10, 4, name="embedding"),
+                         K.layers.EinsumDense("abc,cd->abd", (3, 6), bias_axes="d", name="einsum_dense"),
+                         K.layers.Flatten(name="flatten"), K.layers.Dropout(0.1, name="dropout"),
+                         K.layers.Dense(2, activation="softmax", name="dense")], name="model")
 
 
 def test_model_quantize_and_files_both_ways(keras, tmp_path):

@@ -39,9 +39,9 @@ def test_quantized_mlp_keeps_its_accuracy_trains_its_biases_and_saves(tmp_path):
         model.quantize("int8")
     assert [layer.dtype_policy.name for layer in model.layers] == ["int8_from_float32", "float32", "int8_from_float32"]
     assert [(w.path, w.dtype, w.trainable) for w in model.weights] == [
-        ("sequential/hidden/bias", "float32", True), ("sequential/hidden/kernel", "int8", False),
-        ("sequential/hidden/kernel_scale", "float32", False), ("sequential/out/bias", "float32", True),
-        ("sequential/out/kernel", "int8", False), ("sequential/out/kernel_scale", "float32", False)]
+        (f"{model.name}/hidden/bias", "float32", True), (f"{model.name}/hidden/kernel", "int8", False),
+        (f"{model.name}/hidden/kernel_scale", "float32", False), (f"{model.name}/out/bias", "float32", True),
+        (f"{model.name}/out/kernel", "int8", False), (f"{model.name}/out/kernel_scale", "float32", False)]
     probs = model.predict(x, verbose=0)
     assert np.abs(probs - float_probs).max() < 0.05
     assert abs(model.evaluate(x, y, verbose=0)[1] - float_accuracy) <= 0.02
