@@ -43,7 +43,8 @@ from dlgpu import data, preprocessing, saving, utils  # noqa: E402
 from dlgpu import random  # noqa: E402
 from dlgpu import applications, config, tree  # noqa: E402
 from dlgpu import distillation  # noqa: E402
-from dlgpu import dtype_policies, mixed_precision  # noqa: E402
+from dlgpu import dtype_policies, mixed_precision, quantizers  # noqa: E402
+from dlgpu.quantizers import Quantizer  # noqa: E402
 from dlgpu.dtype_policies import DTypePolicy, FloatDTypePolicy  # noqa: E402
 # keras.Loss, keras.Metric, ...: the base classes at the top level, as Keras exports them
 from dlgpu.initializers import Initializer  # noqa: E402
@@ -75,5 +76,6 @@ __all__ = ["GradientTape", "Tensor", "Variable", "no_grad", "Device", "DeviceErr
            "activations", "constraints", "initializers", "regularizers", "losses", "metrics", "optimizers",
            "callbacks", "layers", "models", "data", "datasets", "saving", "random", "Input", "InputSpec", "Layer", "Model", "Sequential", "utils",
            "config", "tree", "KerasTensor", "name_scope", "DTypePolicy", "FloatDTypePolicy", "dtype_policies",
+           "quantizers", "Quantizer",
            "mixed_precision", "applications", "Initializer", "Loss", "Metric", "Optimizer", "Regularizer", "version",
            "distillation", "wrappers", "visualization"]

@@ -860,6 +860,9 @@ def to_onnx_model(model, opset=OPSET):
         shapes = [kt.shape for kt in node.parent_tensors]
         outs = _base.flatten(node.outputs)
         converter = CONVERTERS[type(layer)]
+        if layer.quantization_mode is not None:
+            raise ExportError(f"ONNX export: layer '{layer.name}' ({type(layer).__name__}) is quantized "
+                              f"({layer.dtype_policy.name}); the exporter writes float layers only.")
         if len(outs) != 1 and converter not in _MULTIPLE_OUTPUTS:
             raise ExportError(f"ONNX export: layer '{layer.name}' returns {len(outs)} tensors; only single-output "
                               f"layers are supported.")

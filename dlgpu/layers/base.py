@@ -90,6 +90,7 @@ class Layer(Operation):
     """Base class of every layer (and of Model)."""
 
     _accepts_integer_inputs = False
+    _quantizable = False  # implements quantize("int8") (Dense, EinsumDense, Embedding)
     # Keras's _convert_input_args: False for functional models, whose inputs take their Input's dtype
     _convert_input_args = True
 
@@ -185,12 +186,39 @@ class Layer(Operation):
     @dtype_policy.setter
     def dtype_policy(self, value):
         policy = self._policy_of(value)
+        mode = policy.quantization_mode
+        if mode is not None and not getattr(self, "_is_quantized", False):
+            self._accept_quantized_policy(policy)
         compute = policy.compute_dtype
         object.__setattr__(self, "_dtype_policy", policy)
         # Read on every call, so kept as plain attributes: the float dtype inputs are cast to (None for an
         # integer, bool or string policy) and whether the layer computes in another dtype than its variables.
         object.__setattr__(self, "_compute_float", np.dtype(compute) if compute.startswith("float") else None)
         object.__setattr__(self, "_mixed", compute != policy.variable_dtype)
+
+    def _accept_quantized_policy(self, policy):
+        """A quantized policy ("int8_from_float32") given to a layer that is not quantized yet: a layer that
+        can be quantized builds quantized variables (from a saved config) or, built already, is quantized
+        now, as Keras does; any other layer refuses it."""
+        from dlgpu.layers import quantized
+        if not self._quantizable:
+            raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}): dtype policy '{policy.name}' is "
+                                      f"quantized, and dlgpu quantizes only Dense, EinsumDense and Embedding.")
+        quantized.refuse_mode(self, policy.quantization_mode)
+        if self.__dict__.get("built"):
+            self.quantize(policy.quantization_mode)
+
+    @property
+    def quantization_mode(self):
+        """The quantization mode of this layer ("int8"), None if it is not quantized."""
+        return self._dtype_policy.quantization_mode
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Keras's layer.quantize: only Dense, EinsumDense and Embedding implement it (dlgpu/layers/quantized.py)."""
+        from dlgpu.layers import quantized
+        mode, config = quantized.resolve_config(mode, config)
+        quantized.check_quantize_args(self, mode)
+        raise quantized.not_implemented(self, "quantize")
 
     @property
     def dtype(self):

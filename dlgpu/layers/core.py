@@ -6,8 +6,9 @@ import inspect
 
 import numpy as np
 
-from dlgpu import activations, constraints, initializers, ops, regularizers
+from dlgpu import activations, constraints, initializers, ops, quantizers, regularizers
 from dlgpu.autograd import Tensor
+from dlgpu.layers import quantized
 from dlgpu.layers.base import InputSpec, Layer
 from dlgpu.layers.regularization import check_seed
 from dlgpu.ops._core import array_module
@@ -75,21 +76,29 @@ class KernelBiasLayer(Layer):
                 "bias_constraint": constraints.serialize(self.bias_constraint)}
 
 
-def _refuse_quantization(cls_name, kwargs):
-    """Keras 3.14+ writes ``quantization_config: None`` into Dense/Embedding configs; only None is accepted."""
+def _quantization_config(cls_name, kwargs):
+    """The ``quantization_config`` Keras 3.14+ writes into Dense/Embedding configs: None, or the config a
+    quantized layer was quantized with (a QuantizationConfig or its serialized dict)."""
     value = kwargs.pop("quantization_config", None)
-    if value is not None:
-        raise NotImplementedError(f"{cls_name}: `quantization_config` (quantization) is not supported by dlgpu. "
-                                  f"Received: quantization_config={value!r}")
+    if isinstance(value, dict):
+        value = quantizers.deserialize(value)
+    if value is not None and not isinstance(value, quantizers.QuantizationConfig):
+        raise ValueError(f"{cls_name}: `quantization_config` must be None or a keras.quantizers.QuantizationConfig. "
+                         f"Received: quantization_config={value!r}")
+    return value
 
 
 class Dense(KernelBiasLayer):
-    """activation(inputs @ kernel + bias), run as one fused op when the activation allows it."""
+    """activation(inputs @ kernel + bias), run as one fused op when the activation allows it.
+
+    ``quantize("int8")`` turns the kernel into int8 values and one float32 scale per unit (dlgpu/layers/quantized.py)."""
+
+    _quantizable = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
-        _refuse_quantization(type(self).__name__, kwargs)
+        self.quantization_config = _quantization_config(type(self).__name__, kwargs)
         super().__init__(**kwargs)
         self.units = _positive_int(type(self).__name__, "units", units)
         self._init_kernel_bias(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
@@ -101,19 +110,58 @@ class Dense(KernelBiasLayer):
         features = input_shape[-1]
         if features is None:
             raise ValueError(f"Layer '{self.name}': the last axis of the input must be known; received {input_shape}")
-        self._add_kernel_and_bias((features, self.units), self.units)
+        if self.quantization_mode is not None:  # from a quantized model's config
+            self.bias = self.add_weight((self.units,), self.bias_initializer, name="bias",
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint) if self.use_bias else None
+            self._int8_build((features, self.units), self.quantization_config)
+        else:
+            self._add_kernel_and_bias((features, self.units), self.units)
         self.input_spec = InputSpec(min_ndim=2, axes={-1: features})
         self.built = True
 
     def call(self, inputs):
+        if self._is_quantized:
+            x = quantized.int8_dense(inputs, self.kernel, self.kernel_scale, self.inputs_quantizer)
+            if self.bias is not None:
+                x = ops.add(x, self.bias)
+            return self.activation(x)
         return self._apply(ops.dense, inputs)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
+    # -- int8 quantization (Keras's Dense.quantize, _int8_build, _int8_call) --------------------------------
+    _is_quantized = False
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        mode, config = quantized.begin(self, Dense, mode, config, type_check)
+        self.quantization_config = config
+        weight_quantizer = quantizers.QuantizationConfig.weight_quantizer_or_default(
+            config, quantizers.AbsMaxQuantizer(axis=0))
+        values, scale = weight_quantizer(self.kernel, to_numpy=True)
+        quantized.replace_variable(self, self.kernel)
+        self._int8_build(self.kernel.shape, config)
+        self.kernel.assign(values)
+        self.kernel_scale.assign(ops.squeeze(scale, 0))
+        quantized.finish(self, mode)
+
+    def _int8_build(self, kernel_shape, config):
+        # after the bias, as Keras lists them: trainable variables first, then the non-trainable ones
+        self.inputs_quantizer = quantizers.QuantizationConfig.activation_quantizer_or_default(
+            config, quantizers.AbsMaxQuantizer())
+        self.kernel = self.add_weight(kernel_shape, "zeros", dtype="int8", trainable=False, name="kernel")
+        self.kernel_scale = self.add_weight((self.units,), "ones", trainable=False, name="kernel_scale")
+        self._is_quantized = True
+
+    def _own_variables(self):
+        if self._is_quantized:  # Keras's variable_serialization_spec["int8"]
+            return [v for v in (self.kernel, self.bias, self.kernel_scale) if v is not None]
+        return super()._own_variables()
+
     def get_config(self):
         return {**super().get_config(), "units": self.units, **self._kernel_bias_config(),
-                "quantization_config": None}
+                "quantization_config": quantizers.serialize(self.quantization_config)}
 
 
 class Activation(Layer):
@@ -365,10 +413,11 @@ class Embedding(Layer):
     """Rows of a (input_dim, output_dim) table looked up by integer ids."""
 
     _accepts_integer_inputs = True
+    _quantizable = True
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
                  embeddings_constraint=None, mask_zero=False, **kwargs):
-        _refuse_quantization(type(self).__name__, kwargs)
+        self.quantization_config = _quantization_config(type(self).__name__, kwargs)
         super().__init__(**kwargs)
         self.input_dim = _positive_int(type(self).__name__, "input_dim", input_dim)
         self.output_dim = _positive_int(type(self).__name__, "output_dim", output_dim)
@@ -382,10 +431,34 @@ class Embedding(Layer):
         self.autocast = False
 
     def build(self, input_shape):
-        self.embeddings = self.add_weight((self.input_dim, self.output_dim), self.embeddings_initializer,
-                                          name="embeddings", regularizer=self.embeddings_regularizer,
-                                          constraint=self.embeddings_constraint)
+        if self.quantization_mode is not None:  # from a quantized model's config
+            self._int8_build()
+        else:
+            self.embeddings = self.add_weight((self.input_dim, self.output_dim), self.embeddings_initializer,
+                                              name="embeddings", regularizer=self.embeddings_regularizer,
+                                              constraint=self.embeddings_constraint)
         self.built = True
+
+    # -- int8 quantization (Keras's Embedding.quantize): one scale per row, the row being what a lookup reads
+    _is_quantized = False
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        mode, config = quantized.begin(self, Embedding, mode, config, type_check)
+        self.quantization_config = config
+        weight_quantizer = quantizers.QuantizationConfig.weight_quantizer_or_default(
+            config, quantizers.AbsMaxQuantizer(axis=-1))
+        values, scale = weight_quantizer(self.embeddings, to_numpy=True)
+        quantized.replace_variable(self, self.embeddings)
+        self._int8_build()
+        self.embeddings.assign(values)
+        self.embeddings_scale.assign(ops.squeeze(scale, -1))
+        quantized.finish(self, mode)
+
+    def _int8_build(self):
+        self.embeddings = self.add_weight((self.input_dim, self.output_dim), "zeros", dtype="int8", trainable=False,
+                                          name="embeddings")
+        self.embeddings_scale = self.add_weight((self.input_dim,), "ones", trainable=False, name="embeddings_scale")
+        self._is_quantized = True
 
     def call(self, inputs):
         ids = inputs.data
@@ -395,6 +468,9 @@ class Embedding(Layer):
             raise ValueError(f"Layer '{self.name}': ids must lie in [0, {self.input_dim}); received values from "
                              f"{int(ids.min())} to {int(ids.max())}")
         out = ops.take(self.embeddings, ids, axis=0)
+        if self._is_quantized:  # int8 rows over their scales; nothing here trains
+            scale = ops.take(self.embeddings_scale, ids, axis=0)
+            return ops.divide(ops.cast(out, self.compute_dtype), ops.expand_dims(scale, -1))
         return out if not self._mixed else ops.cast(out, self.compute_dtype)
 
     def compute_mask(self, inputs, mask=None):
@@ -414,4 +490,4 @@ class Embedding(Layer):
                 "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer),
                 "activity_regularizer": regularizers.serialize(self.activity_regularizer),
                 "embeddings_constraint": constraints.serialize(self.embeddings_constraint),
-                "mask_zero": self.mask_zero, "quantization_config": None}
+                "mask_zero": self.mask_zero, "quantization_config": quantizers.serialize(self.quantization_config)}

@@ -6,6 +6,9 @@ optionally "..." at the start of the input and output (leading axes carried thro
 elided ones); an entry may be None where the axis comes from the input.  The kernel's shape follows from the
 equation: each kernel letter takes its size from the input, else from the output.  ``bias_axes`` (output
 letters) gets a bias spanning the output from its first biased axis to the end, size 1 on the unbiased ones.
+
+``quantize("int8")`` turns the kernel into int8 values with one float32 scale per output channel, laid out as
+Keras lays them out (dlgpu/layers/quantized.py).
 """
 
 from __future__ import annotations
@@ -13,18 +16,24 @@ from __future__ import annotations
 import numbers
 import re
 
-from dlgpu import activations, constraints, initializers, ops, regularizers
+from dlgpu import activations, constraints, initializers, ops, quantizers, regularizers
+from dlgpu.layers import quantized
 from dlgpu.layers.base import Layer
 
 
 class EinsumDense(Layer):
+    _quantizable = True
+    _is_quantized = False
+
     def __init__(self, equation, output_shape, activation=None, bias_axes=None, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
                  bias_constraint=None, lora_rank=None, lora_alpha=None, **kwargs):
         activity_regularizer = kwargs.pop("activity_regularizer", None)
-        for name in ("gptq_unpacked_column_size", "quantization_config"):
-            if kwargs.pop(name, None) is not None:
-                raise NotImplementedError(f"EinsumDense: `{name}` (quantization) is not supported by dlgpu")
+        if kwargs.pop("gptq_unpacked_column_size", None) is not None:
+            raise NotImplementedError("EinsumDense: `gptq_unpacked_column_size` (GPTQ quantization) is not supported "
+                                      "by dlgpu")
+        from dlgpu.layers.core import _quantization_config
+        self.quantization_config = _quantization_config("EinsumDense", kwargs)
         super().__init__(**kwargs)
         if lora_rank:
             raise NotImplementedError(f"Layer '{self.name}' (EinsumDense): `lora_rank` (LoRA) is not supported by "
@@ -59,15 +68,55 @@ class EinsumDense(Layer):
     def build(self, input_shape):
         kernel_shape, bias_shape, self.full_output_shape = _shapes(
             self, tuple(input_shape), self.partial_output_shape, self.bias_axes)
-        self.kernel = self.add_weight(kernel_shape, self.kernel_initializer, name="kernel",
-                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        self._input_ndim = len(input_shape)
+        quantize = self.quantization_mode is not None  # from a quantized model's config
+        if not quantize:
+            self.kernel = self.add_weight(kernel_shape, self.kernel_initializer, name="kernel",
+                                          regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
         self.bias = None if bias_shape is None else self.add_weight(
             bias_shape, self.bias_initializer, name="bias", regularizer=self.bias_regularizer,
             constraint=self.bias_constraint)
+        if quantize:
+            self._int8_build(kernel_shape, self.quantization_config)
         self.built = True
 
+    # -- int8 quantization (Keras's EinsumDense.quantize, _int8_build, _int8_call) ----------------------------
+    def quantize(self, mode=None, type_check=True, config=None):
+        mode, config = quantized.begin(self, EinsumDense, mode, config, type_check)
+        self.quantization_config = config
+        info = quantized.einsum_quantization_info(self.equation, self._input_ndim)
+        weight_quantizer = quantizers.QuantizationConfig.weight_quantizer_or_default(
+            config, quantizers.AbsMaxQuantizer(axis=tuple(info["kernel_reduced"])))
+        values, scale = weight_quantizer(self.kernel, to_numpy=True)
+        from dlgpu.ops._core import array_module
+        scale = quantized.scale_for_output(array_module(scale.data), scale.data, info, "kernel")
+        quantized.replace_variable(self, self.kernel)
+        self._int8_build(self.kernel.shape, config)
+        self.kernel.assign(values)
+        self.kernel_scale.assign(scale)
+        quantized.finish(self, mode)
+
+    def _int8_build(self, kernel_shape, config):
+        self._quantization_info = info = quantized.einsum_quantization_info(self.equation, self._input_ndim)
+        self.inputs_quantizer = quantizers.QuantizationConfig.activation_quantizer_or_default(
+            config, quantizers.AbsMaxQuantizer())
+        self.quantization_axis = tuple(info["input_reduced"])
+        self.kernel = self.add_weight(kernel_shape, "zeros", dtype="int8", trainable=False, name="kernel")
+        self.kernel_scale = self.add_weight(quantized.kernel_scale_shape(kernel_shape, info), "ones",
+                                            trainable=False, name="kernel_scale")
+        self._is_quantized = True
+
+    def _own_variables(self):
+        if self._is_quantized:  # Keras's variable_serialization_spec["int8"]
+            return [v for v in (self.kernel, self.bias, self.kernel_scale) if v is not None]
+        return super()._own_variables()
+
     def call(self, inputs, training=None):
-        x = ops.einsum(self.equation, inputs, self.kernel)
+        if self._is_quantized:
+            x = quantized.int8_einsum(inputs, self.kernel, self.kernel_scale, self._quantization_info,
+                                      self.inputs_quantizer)
+        else:
+            x = ops.einsum(self.equation, inputs, self.kernel)
         if self.bias is not None:
             x = ops.add(x, self.bias)
         return self.activation(x)
@@ -84,7 +133,8 @@ class EinsumDense(Layer):
                 "bias_regularizer": regularizers.serialize(self.bias_regularizer),
                 "activity_regularizer": regularizers.serialize(self.activity_regularizer),
                 "kernel_constraint": constraints.serialize(self.kernel_constraint),
-                "bias_constraint": constraints.serialize(self.bias_constraint), "quantization_config": None}
+                "bias_constraint": constraints.serialize(self.bias_constraint),
+                "quantization_config": quantizers.serialize(self.quantization_config)}
 
 
 _FORMS = ((re.compile(r"([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)$"), None),

@@ -17,11 +17,17 @@ _REVERSE_DTYPES = ("float16", "float32", "float64")
 class ReversibleEmbedding(Embedding):
     """Embedding(input_dim, output_dim) whose ``call(x, reverse=True)`` is ``x @ embeddings.T`` (or
     ``x @ reverse_embeddings`` when ``tie_weights=False``), optionally soft-capped as
-    ``tanh(logits / logit_soft_cap) * logit_soft_cap``; no bias."""
+    ``tanh(logits / logit_soft_cap) * logit_soft_cap``; no bias.  Not quantizable: its reverse call would
+    need Keras's quantized reverse path, which dlgpu does not have."""
+
+    _quantizable = False
 
     def __init__(self, input_dim, output_dim, tie_weights=True, embeddings_initializer="uniform",
                  embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False, reverse_dtype=None,
                  logit_soft_cap=None, **kwargs):
+        if kwargs.pop("quantization_config", None) is not None:
+            raise NotImplementedError("ReversibleEmbedding: `quantization_config` (quantization) is not supported by "
+                                      "dlgpu for this layer.")
         super().__init__(input_dim, output_dim, embeddings_initializer=embeddings_initializer,
                          embeddings_regularizer=embeddings_regularizer, embeddings_constraint=embeddings_constraint,
                          mask_zero=mask_zero, **kwargs)
@@ -39,6 +45,12 @@ class ReversibleEmbedding(Embedding):
                              f"number; received logit_soft_cap={logit_soft_cap!r}")
         self.logit_soft_cap = logit_soft_cap
         self._reversing = False  # set for the length of a reverse call: its output carries no mask
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        from dlgpu.layers import quantized
+        mode, config = quantized.resolve_config(mode, config)
+        quantized.check_quantize_args(self, mode)
+        raise quantized.not_implemented(self, "quantize")
 
     def build(self, input_shape=None):
         super().build(input_shape)

@@ -129,7 +129,8 @@ def _keras_groups(layer, path, out, seen):
         raise NotImplementedError(f"Keras's .keras format: layer '{layer.name}' ({cls}) keeps its variables in a "
                                   f"layout dlgpu does not map to Keras's; save it with dlgpu's own format "
                                   f"(a .dlgpu file) instead.")
-    weights = list(layer.weights)
+    # a quantized layer's file order is Keras's variable_serialization_spec (kernel, bias, kernel_scale)
+    weights = layer._own_variables() if layer.quantization_mode is not None else list(layer.weights)
     out.append((f"{prefix}vars", layer.name, [] if cls in _CELLS or cls in _SUBLAYERS or cls in _ATTENTION
                 else weights))
     if cls in _CELLS:
@@ -703,7 +704,8 @@ def _node_from_keras(node):
 _KINDS = {"keras.initializers": "initializers", "keras.regularizers": "regularizers",
           "keras.constraints": "constraints", "keras.losses": "losses", "keras.metrics": "metrics",
           "keras.optimizers": "optimizers", "keras.optimizers.schedules": "schedules",
-          "keras.distillation": "distillation"}
+          "keras.distillation": "distillation", "keras.dtype_policies": "dtype_policies",
+          "keras.quantizers": "quantizers"}
 
 
 def _unknown_classes(obj, custom_objects, found, in_layers=False):

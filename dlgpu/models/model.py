@@ -269,6 +269,16 @@ class Model(Trainer, Layer):
         from dlgpu.export import export
         return export(self, filepath, format=format, **kwargs)
 
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """Keras's Model.quantize: ``model.quantize("int8")`` quantizes every Dense, EinsumDense and Embedding
+        (``filters``: a regex on layer names, a list of them, or a callable); other layers are skipped with a
+        warning.  The model must be built.  See dlgpu/layers/quantized.py."""
+        from dlgpu.layers import quantized
+        type_check = kwargs.pop("type_check", True)
+        if kwargs:
+            raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
+        quantized.quantize_model(self, mode, config, filters, type_check)
+
     def get_compile_config(self):
         """What model.save keeps of compile(): override it together with compile_from_config to save your
         own compile arguments (as Keras); returned values are serialized with serialize_keras_object."""

@@ -157,6 +157,7 @@ def _plain(layer):
     A layer that computes in another dtype (mixed_float16's float16) takes the tape: the stages run the
     float32 primitives on the float32 weights."""
     return (layer.built and layer.trainable and layer.dtype == "float32" and layer.compute_dtype == "float32"
+            and layer.quantization_mode is None
             and getattr(layer, "activity_regularizer", None) is None
             and getattr(layer, "kernel_regularizer", None) is None and getattr(layer, "bias_regularizer", None) is None)
 

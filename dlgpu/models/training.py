@@ -498,7 +498,9 @@ class Trainer:
         optimizer or loss changed), or None."""
         stack = getattr(self, "_stack", ())
         # _fused: a layer's activation can be reassigned after the plan was made (grad_cam's `activation = None`)
+        # quantization_mode: layer.quantize() on a layer of a compiled model needs a new plan (model.quantize resets it)
         key = (*stack, *[layer.trainable for layer in stack], *[getattr(layer, "_fused", None) for layer in stack],
+               *[layer.quantization_mode for layer in stack],
                self.trainable, self.optimizer,
                self._loss_fns[0] if self._loss_fns else None)
         cached = self._static_plan

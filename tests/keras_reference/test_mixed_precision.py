@@ -50,7 +50,7 @@ def test_module_names_match_keras(keras):
         assert hasattr(keras.config, name) and hasattr(dlgpu.config, name)
     assert dlgpu.FloatDTypePolicy("float16") == dlgpu.DTypePolicy("float16")
     assert keras.FloatDTypePolicy("float16") == keras.DTypePolicy("float16")
-    # Keras has bfloat16 and quantized policies; dlgpu refuses them by name (tests/test_mixed_precision.py)
+    # Keras has bfloat16 policies; dlgpu refuses them by name (tests/test_mixed_precision.py)
     assert keras.DTypePolicy("mixed_bfloat16").compute_dtype == "bfloat16"
 
 
