@@ -63,9 +63,9 @@ def version():
 
 
 def __getattr__(name):
-    """dlgpu.wrappers (scikit-learn) and dlgpu.visualization (matplotlib) load on first use, so that
-    ``import dlgpu`` needs neither package and pays for neither import."""
-    if name in ("wrappers", "visualization"):
+    """dlgpu.wrappers (scikit-learn), dlgpu.visualization (matplotlib) and dlgpu.export (keras.export: ONNX
+    here) load on first use, so that ``import dlgpu`` needs none of their packages and pays for no import."""
+    if name in ("wrappers", "visualization", "export"):
         import importlib
         return importlib.import_module(f"dlgpu.{name}")
     raise AttributeError(f"module 'dlgpu' has no attribute {name!r}")
