@@ -15,7 +15,10 @@ from .layer_cases import C
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:You passed `rms_scaling=True`:UserWarning")]
 
-NAMES = ["float32", "float16", "float64", "mixed_float16", "int32", "bool"]
+NAMES = ["float32", "float16", "float64", "mixed_float16", "int32", "bool",
+         # the quantized policies (dlgpu quantizes int8 only, but names, parses and saves them all as Keras)
+         "int8_from_float32", "int8_from_float64", "int4_from_float32", "int4/128_from_float32",
+         "float8_from_float32", "float8_from_mixed_float16"]
 
 
 @pytest.fixture
