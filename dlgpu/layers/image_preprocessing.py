@@ -304,7 +304,10 @@ class Resizing(ImageLayer):
         in_h, in_w = f(in_h), f(in_w)
         if self.pad_to_aspect_ratio:
             ratio = min(f(self.height) / in_h, f(self.width) / in_w)
-            return ratio, ratio, (f(self.width) - in_w * ratio) // f(2), (f(self.height) - in_h * ratio) // f(2)
+            # the padding each side, floored; the 1e-4 keeps the side that fills the target at 0 (Keras's
+            # float32 product can land an ulp above the target there and floor to -1, a pixel off)
+            return ratio, ratio, f(np.floor((self.width - in_w * ratio) / 2 + 1e-4)), \
+                f(np.floor((self.height - in_h * ratio) / 2 + 1e-4))
         if self.crop_to_aspect_ratio:
             source, target = in_w / in_h, self.width / self.height
             new_w = f(self.height) * source if source > target else f(self.width)
