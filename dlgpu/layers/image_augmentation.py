@@ -54,14 +54,14 @@ class RandomFlip(RandomImageLayer):
     """Each image flipped with probability 1/2; 'horizontal_and_vertical' flips both axes of the chosen
     images together (one draw per image, as Keras 3)."""
 
+    _GEOMETRIC = True
+
     def __init__(self, mode=HORIZONTAL_AND_VERTICAL, seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         if mode not in (HORIZONTAL, VERTICAL, HORIZONTAL_AND_VERTICAL):
             raise self._error(f"`mode` must be one of {(HORIZONTAL, VERTICAL, HORIZONTAL_AND_VERTICAL)}. "
                               f"Received: mode={mode!r}")
         self.mode = mode
-
-    _GEOMETRIC = True
 
     def _draw(self, batch, height, width):
         return {"flips": (self._uniform(0, 1, batch) <= 0.5).reshape(-1, 1, 1, 1)}
@@ -101,6 +101,8 @@ class RandomFlip(RandomImageLayer):
 class _AffineLayer(RandomImageLayer):
     """The arguments and sampling shared by rotation, zoom and translation."""
 
+    _GEOMETRIC = True
+
     def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, data_format=None,
                  **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
@@ -113,8 +115,6 @@ class _AffineLayer(RandomImageLayer):
         self.fill_mode = fill_mode
         self.interpolation = interpolation
         self.fill_value = float(fill_value)
-
-    _GEOMETRIC = True
 
     def _apply(self, images, transformation, interpolation):
         height, width = images.shape[1:3]

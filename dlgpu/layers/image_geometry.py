@@ -88,6 +88,8 @@ class RandomPerspective(RandomImageLayer):
     Images with fewer than 2 rows or columns are left as they are: their corners coincide and define no
     homography (Keras's solve fails on them)."""
 
+    _GEOMETRIC = True
+
     _CHANNELS_FIRST = True
 
     def __init__(self, factor=1.0, scale=1.0, interpolation="bilinear", fill_value=0.0, seed=None, data_format=None,
@@ -111,8 +113,6 @@ class RandomPerspective(RandomImageLayer):
         start = np.broadcast_to(corners, (batch, 4, 2))
         return {"apply_perspective": threshold < probability, "start_points": start,
                 "end_points": start + start * shift}
-
-    _GEOMETRIC = True
 
     def _apply(self, images, transformation, interpolation):
         height, width = images.shape[1:3]

@@ -9,6 +9,9 @@ construction) and otherwise from dlgpu's generator, which dlgpu.utils.set_random
 numbers therefore drive the CPU and the GPU.  They transform only when training: fit passes training=True,
 predict and evaluate training=False, and a direct call ``layer(x)`` augments, as Keras's
 ``call(..., training=True)`` default does.
+
+Every image layer also takes Keras's dicts {"images", "labels", "bounding_boxes", "segmentation_masks"}: one
+transformation moves the images, the boxes (given ``bounding_box_format``) and the masks (image_boxes.py).
 """
 
 from __future__ import annotations
