@@ -43,6 +43,7 @@ from dlgpu.layers.image_erasing import RandomErasing
 from dlgpu.layers.image_geometry import RandomElasticTransform, RandomPerspective, RandomShear
 from dlgpu.layers.image_rand_augment import RandAugment
 from dlgpu.layers.image_preprocessing import CenterCrop, RandomCrop, Resizing
+from dlgpu.layers.max_num_bounding_boxes import MaxNumBoundingBoxes
 from dlgpu.layers.einsum_dense import EinsumDense
 from dlgpu.layers.feature_space import FeatureSpace as _FeatureSpace
 from dlgpu.layers.hashed_crossing import HashedCrossing
@@ -78,7 +79,7 @@ _BUILTIN = {cls.__name__: cls for cls in (
     AutoContrast, Solarization, RandomInvert, RandomGrayscale, RandomPosterization, Equalization, RandomSharpness,
     RandomSaturation, RandomHue, RandomColorDegeneration, RandomColorJitter, Pipeline, SpectralNormalization,
     RandomGaussianBlur, MixUp, CutMix, AugMix, ContrastLimitedAdaptiveHistogramEqualization, RandomShear,
-    RandomPerspective, RandomElasticTransform, RandomErasing, RandAugment,
+    RandomPerspective, RandomElasticTransform, RandomErasing, RandAugment, MaxNumBoundingBoxes,
     STFTSpectrogram, MelSpectrogram, ReversibleEmbedding)}
 _BUILTIN["GroupQueryAttention"] = GroupedQueryAttention
 # keras.utils.FeatureSpace is a layer that load_model must find by class name; it is exported from dlgpu.utils

@@ -35,9 +35,11 @@ _INTERPOLATIONS = ("nearest", "bilinear")
 
 class AugMix(RandomImageLayer):
     """AugMix: random chains of augmentations mixed together and with the original images.  Takes images, or
-    a dict {"images": ..., "labels": ...} whose other entries pass through, as in Keras."""
+    a dict {"images": ..., "labels": ..., "bounding_boxes": ...} whose other entries pass through, as in
+    Keras (boxes unchanged)."""
 
-    _takes_dicts = True
+    # Keras's AugMix gives bounding boxes back as they came (the mixed images have no single geometry)
+    _REFUSED_KEYS = ("segmentation_masks",)
 
     def __init__(self, value_range=(0, 255), num_chains=3, chain_depth=3, factor=0.3, alpha=1.0, all_ops=True,
                  interpolation="bilinear", seed=None, data_format=None, **kwargs):
@@ -134,10 +136,6 @@ class AugMix(RandomImageLayer):
     def call(self, inputs, training=True):
         if not isinstance(inputs, dict):
             return super().call(inputs, training)
-        for key in ("bounding_boxes", "segmentation_masks"):
-            if key in inputs:
-                raise NotImplementedError(f"Layer '{self.name}' (AugMix): dict inputs with {key!r} are not "
-                                          f"supported; pass {{'images', 'labels'}}")
         if "images" not in inputs or inputs["images"].ndim not in (3, 4):
             raise self._error(f"a dict input needs 'images' of rank 3 (one image) or 4 (a batch); received "
                               f"{ {k: tuple(getattr(v, 'shape', ())) for k, v in inputs.items()} }")

@@ -11,11 +11,24 @@ from __future__ import annotations
 import numpy as np
 
 from dlgpu import ops
+from dlgpu.backend.device import to_numpy
+from dlgpu.layers import image_boxes
 from dlgpu.layers.image_preprocessing import RandomImageLayer
 from dlgpu.ops import image
 from dlgpu.ops._core import array_module
+from dlgpu.utils.bounding_boxes import _convert
 
 HORIZONTAL, VERTICAL, HORIZONTAL_AND_VERTICAL = "horizontal", "vertical", "horizontal_and_vertical"
+
+
+def _host(value):
+    """A transformation entry (numpy, CuPy, a Tensor or a Keras transformation's torch tensor) on the host."""
+    from dlgpu.autograd import Tensor
+    if isinstance(value, Tensor):
+        value = value.data
+    if hasattr(value, "detach"):  # a torch tensor, from Keras's get_random_transformation
+        value = value.detach().cpu().numpy()
+    return np.asarray(to_numpy(value))
 
 
 def _factor_range(layer, name, factor, low, high, low_open=False):
@@ -41,6 +54,8 @@ class RandomFlip(RandomImageLayer):
     """Each image flipped with probability 1/2; 'horizontal_and_vertical' flips both axes of the chosen
     images together (one draw per image, as Keras 3)."""
 
+    _GEOMETRIC = True
+
     def __init__(self, mode=HORIZONTAL_AND_VERTICAL, seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)
         if mode not in (HORIZONTAL, VERTICAL, HORIZONTAL_AND_VERTICAL):
@@ -48,11 +63,36 @@ class RandomFlip(RandomImageLayer):
                               f"Received: mode={mode!r}")
         self.mode = mode
 
-    def _augment(self, images):
+    def _draw(self, batch, height, width):
+        return {"flips": (self._uniform(0, 1, batch) <= 0.5).reshape(-1, 1, 1, 1)}
+
+    def _apply(self, images, transformation, interpolation):
         xp = array_module(images.data)
-        flips = xp.asarray((self._uniform(0, 1, images.shape[0]) <= 0.5).reshape(-1, 1, 1, 1))
+        flips = xp.asarray(_host(transformation["flips"]).reshape(-1, 1, 1, 1))
         axes = {HORIZONTAL: (2,), VERTICAL: (1,), HORIZONTAL_AND_VERTICAL: (1, 2)}[self.mode]
         return ops.where(flips, ops.flip(images, axis=axes), images)
+
+    def transform_bounding_boxes(self, bounding_boxes, transformation, training=True):
+        """Keras's arithmetic: the flipped images' boxes mirrored in relative coordinates; as in Keras they are
+        not clipped to the image (its clip_to_image_size there gets relative boxes and pixel sizes), only a
+        box with no area gets label -1."""
+        if not training or transformation is None:
+            return bounding_boxes
+        height, width = self._transformation_size(transformation)
+        rel = image_boxes.raw(bounding_boxes["boxes"]).astype(np.float32, copy=False)
+        rel = _convert(rel, self.bounding_box_format, "rel_xyxy", height, width)
+        xp = array_module(rel)
+        flips = xp.asarray(_host(transformation["flips"]).reshape(-1, 1, 1))
+        x1, y1, x2, y2 = (rel[..., i:i + 1] for i in range(4))
+        one = np.float32(1)
+        if self.mode in (HORIZONTAL, HORIZONTAL_AND_VERTICAL):
+            rel = xp.where(flips, xp.concatenate([one - x2, y1, one - x1, y2], axis=-1), rel)
+            x1, y1, x2, y2 = (rel[..., i:i + 1] for i in range(4))
+        if self.mode in (VERTICAL, HORIZONTAL_AND_VERTICAL):
+            rel = xp.where(flips, xp.concatenate([x1, one - y2, x2, one - y1], axis=-1), rel)
+        rel, labels = image_boxes.clip(rel, bounding_boxes["labels"], height, width)
+        return image_boxes.result(bounding_boxes, _convert(rel, "rel_xyxy", self.bounding_box_format, height, width),
+                                  labels)
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
@@ -60,6 +100,8 @@ class RandomFlip(RandomImageLayer):
 
 class _AffineLayer(RandomImageLayer):
     """The arguments and sampling shared by rotation, zoom and translation."""
+
+    _GEOMETRIC = True
 
     def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, data_format=None,
                  **kwargs):
@@ -74,14 +116,33 @@ class _AffineLayer(RandomImageLayer):
         self.interpolation = interpolation
         self.fill_value = float(fill_value)
 
-    def _augment(self, images):
-        batch, height, width = images.shape[:3]
-        transforms = self._transforms(batch, height, width)  # (batch, 8), float64 on the host
-        return image.affine_transform(images, array_module(images.data).asarray(transforms, dtype=np.float32),
-                                      self.interpolation, self.fill_mode, self.fill_value)
+    def _apply(self, images, transformation, interpolation):
+        height, width = images.shape[1:3]
+        rows = self._rows(transformation, height, width)  # (batch, 8), float64 on the host
+        return image.affine_transform(images, array_module(images.data).asarray(rows, dtype=np.float32),
+                                      interpolation, self.fill_mode, self.fill_value)
 
-    def _transforms(self, batch, height, width):
+    def _draw(self, batch, height, width):
         raise NotImplementedError
+
+    def _rows(self, transformation, height, width):
+        """(batch, 8): each output pixel's source, Keras's 8-vector layout."""
+        raise NotImplementedError
+
+    def transform_bounding_boxes(self, bounding_boxes, transformation, training=True):
+        """The box around each box's four corners carried by the inverse of the images' transform, clipped to
+        the image (a box left empty gets label -1).  This is Keras's result for RandomTranslation, RandomZoom
+        and RandomRotation, whose formulas are this map written out; Keras's RandomRotation skips the
+        conversion from the layer's format (right for "xyxy" only) and its RandomShear shears relative
+        coordinates (right for square images and one axis): here every format and shape is exact."""
+        if not training or transformation is None:
+            return bounding_boxes
+        height, width = self._transformation_size(transformation)
+        xyxy = image_boxes.to_xyxy(bounding_boxes["boxes"], self.bounding_box_format, height, width)
+        forward = image_boxes.affine_forward(self._rows(transformation, height, width))
+        xyxy, labels = image_boxes.clip(image_boxes.warp(xyxy, forward), bounding_boxes["labels"], height, width)
+        return image_boxes.result(bounding_boxes, image_boxes.from_xyxy(xyxy, self.bounding_box_format, height,
+                                                                        width), labels)
 
     def get_config(self):
         return {**super().get_config(), "fill_mode": self.fill_mode, "interpolation": self.interpolation,
@@ -103,8 +164,14 @@ class RandomRotation(_AffineLayer):
         super().__init__(fill_mode, interpolation, seed, fill_value, data_format, **kwargs)
         self.factor = _factor_range(self, "factor", factor, -1.0, 1.0)
 
-    def _transforms(self, batch, height, width):
-        angle = np.deg2rad(self._uniform(self.factor[0] * 360.0, self.factor[1] * 360.0, batch))
+    def _draw(self, batch, height, width):
+        angle = self._uniform(self.factor[0] * 360.0, self.factor[1] * 360.0, batch)
+        # Keras's keys; its transform_bounding_boxes reads the size and batch from them
+        return {"angle": angle, "image_height": height, "image_width": width, "batch_size": batch,
+                "rotation_matrix": self._rows({"angle": angle}, height, width).astype(np.float32)}
+
+    def _rows(self, transformation, height, width):
+        angle = np.deg2rad(_host(transformation["angle"]).astype(np.float64).reshape(-1))
         cos, sin = np.cos(angle), np.sin(angle)
         cx, cy = (width - 1) / 2, (height - 1) / 2
         # source = R (p - c) + c, with R = [[cos, -sin], [sin, cos]] in (x, y)
@@ -127,9 +194,14 @@ class RandomZoom(_AffineLayer):
         self._width_range = None if width_factor is None else \
             _factor_range(self, "width_factor", width_factor, -1.0, 1.0, low_open=True)
 
-    def _transforms(self, batch, height, width):
+    def _draw(self, batch, height, width):
         zoom_y = 1.0 + self._uniform(*self._height_range, batch)
         zoom_x = zoom_y if self._width_range is None else 1.0 + self._uniform(*self._width_range, batch)
+        return {"height_zoom": zoom_y.reshape(-1, 1), "width_zoom": zoom_x.reshape(-1, 1)}
+
+    def _rows(self, transformation, height, width):
+        zoom_y = _host(transformation["height_zoom"]).astype(np.float64).reshape(-1)
+        zoom_x = _host(transformation["width_zoom"]).astype(np.float64).reshape(-1)
         return _transform_rows(zoom_x, 0.0, (width - 1) / 2 * (1 - zoom_x),
                                0.0, zoom_y, (height - 1) / 2 * (1 - zoom_y))
 
@@ -149,10 +221,14 @@ class RandomTranslation(_AffineLayer):
         self._height_range = _factor_range(self, "height_factor", height_factor, -1.0, 1.0)
         self._width_range = _factor_range(self, "width_factor", width_factor, -1.0, 1.0)
 
-    def _transforms(self, batch, height, width):
+    def _draw(self, batch, height, width):
         dy = self._uniform(*self._height_range, batch) * height
         dx = self._uniform(*self._width_range, batch) * width
-        return _transform_rows(1.0, 0.0, -dx, 0.0, 1.0, -dy)
+        return {"translations": np.stack([dx, dy], axis=1)}
+
+    def _rows(self, transformation, height, width):
+        translations = _host(transformation["translations"]).astype(np.float64).reshape(-1, 2)
+        return _transform_rows(1.0, 0.0, -translations[:, 0], 0.0, 1.0, -translations[:, 1])
 
     def get_config(self):
         return {**super().get_config(), "height_factor": self.height_factor, "width_factor": self.width_factor}

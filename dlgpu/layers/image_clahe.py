@@ -114,6 +114,8 @@ class ContrastLimitedAdaptiveHistogramEqualization(ImageLayer):
         self.tile_grid_size = tuple(int(v) for v in tile_grid_size)
 
     def call(self, inputs, training=True):
+        if isinstance(inputs, dict):
+            return self._call_dict(inputs, training)
         single = inputs.ndim == 3
         x = inputs.data[None] if single else inputs.data
         x = _to_range(x.astype(np.float32, copy=False), self.value_range, (0, 255))

@@ -88,6 +88,8 @@ class AutoContrast(ImageLayer):
         self.value_range = _value_range(self, value_range)
 
     def call(self, inputs, training=True):
+        if isinstance(inputs, dict):
+            return self._call_dict(inputs, training)
         images = _to_255(inputs, self.value_range)
         low = ops.min(images, axis=(-3, -2), keepdims=True)
         high = ops.max(images, axis=(-3, -2), keepdims=True)

@@ -63,6 +63,8 @@ class Equalization(ImageLayer):
         self.value_range = _value_range(self, value_range)
 
     def call(self, inputs, training=True):
+        if isinstance(inputs, dict):
+            return self._call_dict(inputs, training)
         if training is None:
             training = True
         if not training:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from dlgpu import ops
-from dlgpu.layers.image_augmentation import _AffineLayer, _transform_rows
+from dlgpu.layers import image_boxes
+from dlgpu.layers.image_augmentation import _AffineLayer, _host, _transform_rows
 from dlgpu.layers.image_blur import _named_factor
 from dlgpu.layers.image_color import _bounded_factor, _number, _value_range
 from dlgpu.layers.image_preprocessing import RandomImageLayer
@@ -72,8 +73,8 @@ class RandomShear(_AffineLayer):
         shear_x = self._uniform(self.x_factor[0], self.x_factor[1], batch)
         return {"shear_factor": np.stack([shear_x, shear_y], axis=1) * sign[:, None]}
 
-    def _transforms(self, batch, height, width):
-        shear = self._draw(batch, height, width)["shear_factor"]
+    def _rows(self, transformation, height, width):
+        shear = _host(transformation["shear_factor"]).astype(np.float64).reshape(-1, 2)
         return _transform_rows(1.0, shear[:, 0], 0.0, shear[:, 1], 1.0, 0.0)
 
     def get_config(self):
@@ -86,6 +87,8 @@ class RandomPerspective(RandomImageLayer):
     coordinate (Keras's draws: the top-left corner never moves); outside points read ``fill_value``.
     Images with fewer than 2 rows or columns are left as they are: their corners coincide and define no
     homography (Keras's solve fails on them)."""
+
+    _GEOMETRIC = True
 
     _CHANNELS_FIRST = True
 
@@ -111,14 +114,31 @@ class RandomPerspective(RandomImageLayer):
         return {"apply_perspective": threshold < probability, "start_points": start,
                 "end_points": start + start * shift}
 
-    def _augment(self, images):
-        batch, height, width = images.shape[:3]
-        draw = self._draw(batch, height, width)
+    def _apply(self, images, transformation, interpolation):
+        height, width = images.shape[1:3]
         if height < 2 or width < 2:
             return images
-        warped = image.perspective_transform(images, draw["start_points"], draw["end_points"], self.interpolation,
-                                             float(self.fill_value))
-        return ops.where(_per_image_mask(images, draw["apply_perspective"]), warped, images)
+        start, end = (_host(transformation[k]).astype(np.float32) for k in ("start_points", "end_points"))
+        warped = image.perspective_transform(images, start, end, interpolation, float(self.fill_value))
+        return ops.where(_per_image_mask(images, _host(transformation["apply_perspective"])), warped, images)
+
+    def transform_bounding_boxes(self, bounding_boxes, transformation, training=True):
+        """The box around each box's corners carried by the homography taking the start points to the end
+        points (where the image is warped), clipped to the image; given back in the layer's format (Keras
+        3.15 leaves them in "xyxy")."""
+        if not training or transformation is None:
+            return bounding_boxes
+        height, width = self._transformation_size(transformation)
+        if height < 2 or width < 2:
+            return bounding_boxes
+        xyxy = image_boxes.to_xyxy(bounding_boxes["boxes"], self.bounding_box_format, height, width)
+        xp = array_module(xyxy)
+        forward = image_boxes.homography(_host(transformation["start_points"]), _host(transformation["end_points"]))
+        apply = xp.asarray(_host(transformation["apply_perspective"]).astype(bool).reshape(-1, 1, 1))
+        xyxy = xp.where(apply, image_boxes.warp(xyxy, forward), xyxy)
+        xyxy, labels = image_boxes.clip(xyxy, bounding_boxes["labels"], height, width)
+        return image_boxes.result(bounding_boxes, image_boxes.from_xyxy(xyxy, self.bounding_box_format, height,
+                                                                        width), labels)
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor, "scale": self.scale,
@@ -135,6 +155,7 @@ class RandomElasticTransform(RandomImageLayer):
     The noise is drawn on the host (2 float32 numbers per pixel) so that a seed repeats it on any device."""
 
     _CHANNELS_FIRST = True
+    _REFUSED_KEYS = ("bounding_boxes", "segmentation_masks")
 
     def __init__(self, factor=1.0, scale=1.0, interpolation="bilinear", fill_mode="reflect", fill_value=0.0,
                  value_range=(0, 255), seed=None, data_format=None, **kwargs):

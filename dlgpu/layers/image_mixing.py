@@ -19,13 +19,12 @@ import numpy as np
 from dlgpu import ops
 from dlgpu.autograd import Tensor
 from dlgpu.backend.device import to_numpy
+from dlgpu.layers import image_boxes
 from dlgpu.layers.image_color import _bounded_factor, _number
 from dlgpu.layers.image_preprocessing import RandomImageLayer
 from dlgpu.ops._core import array_module
 from dlgpu.ops.nn import _generator
 from dlgpu.rematerialization import observed
-
-_UNSUPPORTED_KEYS = ("bounding_boxes", "segmentation_masks")
 
 
 def _host(value, dtype):
@@ -51,7 +50,8 @@ def _float_tensor(x):
 class _MixingLayer(RandomImageLayer):
     """Images, or {"images", "labels"} dicts, mixed across the batch by a permutation."""
 
-    _takes_dicts = True
+    _REFUSED_KEYS = ("segmentation_masks",)
+    _MIXES_LABELS = True
 
     def _rng_for(self, seed):
         if seed is not None:  # Keras's `seed=` of get_random_transformation: a one-off draw
@@ -59,10 +59,6 @@ class _MixingLayer(RandomImageLayer):
         return observed(self._rng or _generator(np))
 
     def _check_data(self, data):
-        for key in _UNSUPPORTED_KEYS:
-            if key in data:
-                raise NotImplementedError(f"Layer '{self.name}' ({type(self).__name__}): dict inputs with "
-                                          f"{key!r} are not supported; pass {{'images', 'labels'}}")
         if "images" not in data:
             raise self._error(f"a dict input needs an 'images' entry; received keys {sorted(data)}")
         images = data["images"]
@@ -86,6 +82,8 @@ class _MixingLayer(RandomImageLayer):
         data["images"] = self.transform_images(data["images"], transformation)
         if data.get("labels") is not None:
             data["labels"] = self.transform_labels(data["labels"], transformation)
+        if "bounding_boxes" in data:
+            data["bounding_boxes"] = self.transform_bounding_boxes(data["bounding_boxes"], transformation)
         return data if isinstance(inputs, dict) else data["images"]
 
     @staticmethod
@@ -136,6 +134,18 @@ class MixUp(_MixingLayer):
             return labels
         return self._mix(labels, self._permuted(labels, transformation), transformation["mix_weight"])
 
+    def transform_bounding_boxes(self, bounding_boxes, transformation, training=True):
+        """Each image keeps its boxes and gains those of the image mixed into it: (batch, 2 N, 4) boxes and
+        (batch, 2 N) labels, in any format.  Keras 3.15 joins the labels along the batch axis instead,
+        (2 batch, N), which no longer matches the boxes."""
+        if not training:
+            return bounding_boxes
+        boxes, labels = (image_boxes.raw(bounding_boxes[k]) for k in ("boxes", "labels"))
+        xp = array_module(boxes)
+        order = xp.asarray(_host(transformation["permutation_order"], np.int64))
+        return image_boxes.result(bounding_boxes, xp.concatenate([boxes, boxes[order]], axis=1),
+                                  xp.concatenate([labels, labels[order]], axis=1))
+
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha}
 
@@ -146,7 +156,10 @@ class CutMix(_MixingLayer):
 
     Per batch a Beta parameter a is drawn from ``factor`` (a number f gives [0, f]) plus 1e-6; per image a
     weight w from Beta(a, a); the rectangle's sides are sqrt(1 - w) times the image's, placed uniformly at
-    random.  The label weight is 1 - (rectangle area) / (image area)."""
+    random.  The label weight is 1 - (rectangle area) / (image area).  Bounding boxes are refused, as by Keras
+    (boxes cut by a pasted rectangle have no agreed meaning)."""
+
+    _REFUSED_KEYS = ("bounding_boxes", "segmentation_masks")
 
     def __init__(self, factor=1.0, seed=None, data_format=None, **kwargs):
         super().__init__(seed=seed, data_format=data_format, **kwargs)

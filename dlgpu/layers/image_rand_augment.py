@@ -25,6 +25,8 @@ class RandAugment(RandomImageLayer):
     channels (colour degeneration's rule)."""
 
     _CHANNELS_FIRST = True
+    # Keras moves boxes and masks with the geometric operations it picks; not implemented here yet
+    _REFUSED_KEYS = ("bounding_boxes", "segmentation_masks")
 
     def __init__(self, value_range=(0, 255), num_ops=2, factor=0.5, interpolation="bilinear", seed=None,
                  data_format=None, **kwargs):

@@ -94,6 +94,10 @@ class Sequential(Model):
         self._build_graph(shape)
 
     def _maybe_build(self, input_shape):
+        if isinstance(input_shape, dict):
+            # Keras's Sequential builds no graph for inputs that are not one tensor (a preprocessing dict of
+            # images and bounding boxes): its layers then run in turn
+            return
         if not self.built:
             # the batch axis stays free, unless a stateful layer needs it fixed (Keras keeps the first call's)
             batch = input_shape[0] if stateful_layers(self) else None

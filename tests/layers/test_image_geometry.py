@@ -279,12 +279,14 @@ def test_bad_arguments_are_refused():
         layers.RandAugment(num_ops=0, name="ra")(pixels((2, 4, 4, 4)))
     with pytest.raises(ValueError, match="`data_format` must be 'channels_last' or 'channels_first'"):
         layers.RandomShear(0.1, data_format="NCHW")
-    for make in (lambda: layers.RandomShear(0.1), lambda: layers.RandomPerspective(),
-                 lambda: layers.RandomElasticTransform(), lambda: layers.RandomErasing(), lambda: layers.RandAugment()):
-        with pytest.raises(NotImplementedError, match="dict inputs"):
-            make()({"images": pixels((1, 4, 4, 3)), "bounding_boxes": {"boxes": np.zeros((1, 1, 4))}})
-    with pytest.raises(NotImplementedError, match="bounding boxes"):
-        layers.RandomPerspective(bounding_box_format="xyxy")
+    boxes = {"boxes": np.zeros((1, 1, 4)), "labels": np.zeros((1, 1))}
+    for make in (lambda: layers.RandomElasticTransform(bounding_box_format="xyxy"),
+                 lambda: layers.RandAugment(bounding_box_format="xyxy")):
+        with pytest.raises(NotImplementedError, match="dict inputs with 'bounding_boxes'"):
+            make()({"images": pixels((1, 4, 4, 3)), "bounding_boxes": boxes})
+    for make in (lambda: layers.RandomShear(0.1), lambda: layers.RandomPerspective(), lambda: layers.RandomErasing()):
+        with pytest.raises(ValueError, match="Pass a `bounding_box_format` argument"):
+            make()({"images": pixels((1, 4, 4, 3)), "bounding_boxes": boxes})
 
 
 @pytest.mark.gpu

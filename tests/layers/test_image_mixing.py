@@ -227,8 +227,10 @@ def test_bad_inputs_and_arguments_are_refused():
             layer({"labels": np.ones((4, 2), np.float32)})
         with pytest.raises(ValueError, match="'m'.*rank 3.*or 4"):
             layer({"images": x[..., 0, 0]})
-        with pytest.raises(NotImplementedError, match="'m'.*'bounding_boxes'"):
-            layer({"images": x, "bounding_boxes": {"boxes": np.zeros((4, 1, 4))}})
+        # MixUp takes boxes given a format; CutMix refuses them (below)
+        error = ValueError if isinstance(layer, layers.MixUp) else NotImplementedError
+        with pytest.raises(error, match="'m'.*(`bounding_box_format`|'bounding_boxes' are not supported)"):
+            layer({"images": x, "bounding_boxes": {"boxes": np.zeros((4, 1, 4)), "labels": np.zeros((4, 1))}})
         with pytest.raises(NotImplementedError, match="channels_last"):
             type(layer)(data_format="channels_first")
     with pytest.raises(ValueError, match="`alpha` must be a positive number"):
@@ -253,6 +255,9 @@ def test_bad_inputs_and_arguments_are_refused():
         layers.AugMix(name="a")({"labels": np.ones((4, 2))})
     with pytest.raises(NotImplementedError, match="'a'.*'segmentation_masks'"):
         layers.AugMix(name="a")({"images": x, "segmentation_masks": x})
+    with pytest.raises(NotImplementedError, match="'c'.*'bounding_boxes'"):
+        layers.CutMix(name="c", bounding_box_format="xyxy")(
+            {"images": x, "bounding_boxes": {"boxes": np.zeros((4, 1, 4)), "labels": np.zeros((4, 1))}})
 
 
 @pytest.mark.gpu

@@ -257,8 +257,8 @@ def test_bad_inputs_name_the_layer():
         layers.RandomRotation(0.1, name="rot")(np.zeros((4, 4)))
     with pytest.raises(ValueError, match="'flip'.*expected max_ndim=4, found ndim=5"):
         layers.RandomFlip(name="flip")(np.zeros((1, 2, 4, 4, 1)))
-    with pytest.raises(NotImplementedError, match="'zoom'.*dict inputs"):
-        layers.RandomZoom(0.1, name="zoom")({"images": np.zeros((1, 4, 4, 1))})
+    with pytest.raises(ValueError, match="'zoom'.*`bounding_box_format` must be one of.*'xyz'"):
+        layers.RandomZoom(0.1, name="zoom", bounding_box_format="xyz")
     with pytest.raises(ValueError, match="'rot_b'.*`factor` must be a number or a pair.*factor=1.5"):
         layers.RandomRotation(1.5, name="rot_b")
     with pytest.raises(ValueError, match="`height_factor`.*\\(-1.0, 1.0\\]"):
@@ -273,8 +273,6 @@ def test_bad_inputs_name_the_layer():
         layers.RandomTranslation(0.1, 0.1, interpolation="bicubic")
     with pytest.raises(NotImplementedError, match="data_format='channels_last'"):
         layers.RandomFlip(data_format="channels_first")
-    with pytest.raises(NotImplementedError, match="bounding boxes"):
-        layers.RandomFlip(bounding_box_format="xyxy")
     with pytest.raises(ValueError, match="`seed` must be an integer"):
         layers.RandomFlip(seed=1.5)
     with pytest.raises(ValueError, match="`value_range` must be a pair"):
