@@ -229,29 +229,28 @@ def einsum_quantization_info(equation, input_ndim):
     weight_expand = [i for i, c in enumerate(output_spec) if c not in weight_spec]
     input_transpose = [input_spec.index(c) for c in output_spec if c in input_spec]
     weight_transpose = [weight_spec.index(c) for c in output_spec if c in weight_spec]
-    input_squeeze, weight_squeeze = [], []
-    # Keras's post-processing, kept as it is: `index` carries over when the expand axes run out (where Keras
-    # would have none yet and fail, the axis goes last)
-    index = None
-    for original in input_reduced:
-        if input_expand:
-            index = input_expand.pop(0)
-        else:
-            input_squeeze.append(original)
-        input_transpose.insert(len(input_transpose) if index is None else index, original)
-    index = None
-    for original in weight_reduced:
-        if weight_expand:
-            index = weight_expand.pop(0)
-        else:
-            weight_squeeze.append(original)
-        weight_transpose.insert(len(weight_transpose) if index is None else index, original)
+    input_squeeze = _place_reduced(input_reduced, input_expand, input_transpose)
+    weight_squeeze = _place_reduced(weight_reduced, weight_expand, weight_transpose)
     return {"input_reduced": input_reduced, "kernel_reduced": weight_reduced,
             "input_transpose": input_transpose, "kernel_transpose": weight_transpose,
             "input_expand": input_expand, "kernel_expand": weight_expand,
             "input_squeeze": input_squeeze, "kernel_squeeze": weight_squeeze,
             "gradient_equation": f"{output_spec},{weight_spec}->{input_spec}",
             "equation": f"{input_spec},{weight_spec}->{output_spec}"}
+
+
+def _place_reduced(reduced, expand, transpose):
+    """Keras's post-processing of one operand, kept as it is: each reduced axis takes the next expand axis
+    (popped from ``expand``) and is inserted into ``transpose`` there; `index` carries over when the expand
+    axes run out (where Keras would have none yet and fail, the axis goes last).  Returns the squeeze axes."""
+    squeeze, index = [], None
+    for original in reduced:
+        if expand:
+            index = expand.pop(0)
+        else:
+            squeeze.append(original)
+        transpose.insert(len(transpose) if index is None else index, original)
+    return squeeze
 
 
 def _full_specs(equation, ndim):
