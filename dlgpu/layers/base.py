@@ -149,7 +149,9 @@ class Layer(Operation):
         self._inbound_nodes = []
         self._losses = []
         self._build_shapes = None
-        self._remat_mode = get_current_remat_mode()  # Keras: the RematScope open when the layer is made
+        # Keras: the RematScope open when the layer is made; None also for RematScope(None), which turns it off
+        remat = get_current_remat_mode()
+        self._remat_mode = remat if remat is not None and remat.mode is not None else None
         input_shape = kwargs.get("input_shape")
         if kwargs.get("input_dim") is not None and input_shape is None:
             input_shape = (kwargs["input_dim"],)
@@ -660,7 +662,7 @@ class Layer(Operation):
         ctx.training = training
         ctx.depth += 1
         try:
-            if self._remat_mode is not None and self._remat_mode.mode is not None and is_recording():
+            if self._remat_mode is not None and is_recording():
                 outputs = self._rematerialized_call(inputs, args[1:], kwargs)
             elif self._mixed or autocast_active[0]:  # one comparison for a float32 layer outside mixed models
                 outputs = self._call_autocast(inputs, args[1:], kwargs)

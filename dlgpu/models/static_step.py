@@ -114,8 +114,7 @@ def plan(model):
         return None
     sparse, from_logits = loss
     layers = list(model._stack)
-    if any(getattr(layer, "_remat_mode", None) is not None and layer._remat_mode.mode is not None
-           for layer in [model, *layers]):
+    if any(getattr(layer, "_remat_mode", None) is not None for layer in [model, *layers]):
         return None  # made in a RematScope: the taped step rematerializes; this one would keep every activation
     weights = model.trainable_variables
     if not weights or any(type(v.data) is not type(weights[0].data) for v in weights):
