@@ -70,10 +70,6 @@ class TorchModuleWrapper(Layer):
             if buffer.is_floating_point() or buffer.dtype in (_torch().int64, _torch().int32):
                 yield name, buffer, False
 
-    @property
-    def _variables_in_order(self):
-        return self._tracked_variables
-
     def parameters(self, recurse=True):
         return self.module.parameters(recurse=recurse)
 
@@ -85,7 +81,7 @@ class TorchModuleWrapper(Layer):
     def call(self, *args, training=None, **kwargs):
         torch = _torch()
         self.module.train(training is not False)  # as Keras: eval() only when training is False
-        variables = list(self._variables_in_order)
+        variables = list(self._tracked_variables)  # the module's state, in self._names order
         record = is_recording()
         sources = []  # (dlgpu tensor, its torch view) pairs the gradient goes to
 

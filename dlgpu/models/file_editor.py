@@ -51,38 +51,10 @@ class KerasFileEditor:
                              f"filepath={filepath}")
         self.object_metadata = {}  # "/layers/dense" -> the group's attributes (its object's name)
         with h5py.File(source, "r") as h5:
-            self.weights_dict = self._read(h5py, h5, "")
+            self.weights_dict = _read(h5py, h5, "", self.object_metadata)
         print(f"Keras model file '{filepath}'")
         if self.metadata is not None:
             print(f"Saved with Keras {self.metadata.get('keras_version')} - date: {self.metadata.get('date_saved')}")
-
-    def _read(self, h5py, group, path):
-        if group.attrs:
-            self.object_metadata[path] = dict(group.attrs)
-        out = collections.OrderedDict()
-        for key in group.keys():
-            where = f"{path}/{key}"
-            link = group.get(key, getclass=True, getlink=True)
-            if link in (h5py.ExternalLink, h5py.SoftLink):
-                raise ValueError(f"Not allowed: H5 file with {link.__name__} at {where}")
-            value = group[key]
-            if isinstance(value, h5py.Group):
-                if key == "vars":  # this object's own weights, folded into it (an RNN's cell stays a child)
-                    out.update(self._read(h5py, value, path))
-                else:
-                    child = self._read(h5py, value, where)
-                    if child:
-                        out[key] = child
-                continue
-            if not isinstance(value, h5py.Dataset):
-                continue
-            if value.external or value.is_virtual:
-                raise ValueError(f"Not allowed: H5 file with an external or virtual dataset at {where}")
-            if len(value.shape) > 64 or value.dtype.itemsize * math.prod(value.shape) > _MAX_DATASET_BYTES:
-                raise ValueError(f"HDF5 dataset {where} has shape {value.shape}, dtype {value.dtype}: too large "
-                                 f"to load safely (the limit is {_MAX_DATASET_BYTES} bytes).")
-            out[key] = value[()]
-        return out
 
     # -- inspection -----------------------------------------------------------------------------------------
     def summary(self):
@@ -110,7 +82,7 @@ class KerasFileEditor:
         print("Running comparison")
         h5py = keras_format._h5py()
         with h5py.File(io.BytesIO(keras_format._h5_bytes(reference_model, with_optimizer=False)), "r") as h5:
-            reference = KerasFileEditor._read(self._spec_reader(), h5py, h5, "")
+            reference = _read(h5py, h5, "", {})
         errors, matches = 0, 0
         checked = set()
 
@@ -144,12 +116,6 @@ class KerasFileEditor:
             print(f"Found {errors} error{'' if errors == 1 else 's'}: saved file is not compatible with the "
                   f"reference model")
         return {"status": "success" if errors == 0 else "error", "error_count": errors, "match_count": matches}
-
-    @staticmethod
-    def _spec_reader():
-        reader = KerasFileEditor.__new__(KerasFileEditor)
-        reader.object_metadata = {}
-        return reader
 
     # -- edits ----------------------------------------------------------------------------------------------
     def _locate(self, object_name):
@@ -253,6 +219,37 @@ class KerasFileEditor:
 
     def resave_weights(self, filepath):
         self.save(filepath)
+
+
+def _read(h5py, group, path, metadata):
+    """The weights under ``group`` as nested dicts (each ``vars`` folded into its object), the groups'
+    attributes collected into ``metadata`` by path; refuses what Keras's reader refuses."""
+    if group.attrs:
+        metadata[path] = dict(group.attrs)
+    out = collections.OrderedDict()
+    for key in group.keys():
+        where = f"{path}/{key}"
+        link = group.get(key, getclass=True, getlink=True)
+        if link in (h5py.ExternalLink, h5py.SoftLink):
+            raise ValueError(f"Not allowed: H5 file with {link.__name__} at {where}")
+        value = group[key]
+        if isinstance(value, h5py.Group):
+            if key == "vars":  # this object's own weights, folded into it (an RNN's cell stays a child)
+                out.update(_read(h5py, value, path, metadata))
+            else:
+                child = _read(h5py, value, where, metadata)
+                if child:
+                    out[key] = child
+            continue
+        if not isinstance(value, h5py.Dataset):
+            continue
+        if value.external or value.is_virtual:
+            raise ValueError(f"Not allowed: H5 file with an external or virtual dataset at {where}")
+        if len(value.shape) > 64 or value.dtype.itemsize * math.prod(value.shape) > _MAX_DATASET_BYTES:
+            raise ValueError(f"HDF5 dataset {where} has shape {value.shape}, dtype {value.dtype}: too large "
+                             f"to load safely (the limit is {_MAX_DATASET_BYTES} bytes).")
+        out[key] = value[()]
+    return out
 
 
 def _checked_weights(weights):
